@@ -1,0 +1,1 @@
+"""cortex_cli: the `cortex` command."""

@@ -1,0 +1,73 @@
+"""The `cortex` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from cortex_cli.lifecycle import run_service
+from cortex_core.config import Settings
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="cortex.toml (default: built-in defaults)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cortex", description="One OpenAI/Anthropic-compatible API over a fleet of local LLMs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser("up", help="run the whole stack here (embedded NATS, demo model)")
+    _config_arg(up)
+    up.add_argument("--models", metavar="FILE", help="models.toml to serve (default: demo model)")
+    for name, text in (
+        ("gateway", "run the HTTP gateway"),
+        ("neuron", "run a neuron on this host"),
+        ("scheduler", "run the scheduler"),
+        ("nats", "run the embedded nats-server (JetStream) in the foreground"),
+    ):
+        _config_arg(commands.add_parser(name, help=text))
+    return parser
+
+
+async def _run_nats(settings: Settings, stop: asyncio.Event) -> None:
+    from cortex_core.nats_server import EmbeddedNats
+
+    server = EmbeddedNats(
+        settings.nats.embedded_host,
+        settings.nats.embedded_port,
+        settings.resolved_state_dir() / "nats",
+        echo=sys.stderr,
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        await stop.wait()
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        from cortex_cli.up import run_up
+
+        return run_up(args.config, args.models)
+    if args.command == "gateway":
+        from cortex_gateway.service import run_gateway
+
+        return run_service("gateway", args.config, run_gateway)
+    if args.command == "neuron":
+        from cortex_neuron.main import run_neuron
+
+        return run_service("neuron", args.config, run_neuron)
+    if args.command == "scheduler":
+        from cortex_scheduler.main import run_scheduler
+
+        return run_service("scheduler", args.config, run_scheduler)
+    return run_service("nats", args.config, _run_nats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""`cortex up`: the whole stack on one machine — embedded NATS (unless a URL is configured),
+a scheduler, one local neuron and the gateway, each its own process.
+
+Ctrl-C (or SIGTERM) stops everything in order: gateway, neuron, scheduler, NATS. A child that
+dies on its own is reported by name and exit code, and takes the stack down with exit 1.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cortex_cli.demo import write_demo_catalogue
+from cortex_core.config import ConfigError, Settings, load_catalogue, load_settings
+from cortex_core.nats_server import EmbeddedNats, NatsServerError
+
+SERVICES = ("scheduler", "neuron", "gateway")
+READY_TIMEOUT_S = 60.0
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if `cortex up` itself is killed (Linux PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    config_path: str | None
+    env: dict[str, str]
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False
+    failure: str = ""
+
+    def say(self, text: str) -> None:
+        print(f"cortex up: {text}", file=sys.stderr, flush=True)
+
+    def spawn(self, name: str) -> None:
+        command = [sys.executable, "-m", "cortex_cli.main", name]
+        if self.config_path:
+            command += ["--config", self.config_path]
+        process = subprocess.Popen(
+            command, env=self.env, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        self.children[name] = process
+        threading.Thread(target=self._watch, args=(name, process), daemon=True).start()
+
+    def _watch(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        code = process.wait()
+        if not self.stopping and not self.failure:
+            self.failure = f"{name} exited unexpectedly with code {code}"
+            self.say(f"{self.failure}; stopping the stack")
+            self.stop.set()
+
+    def wait_for_gateway(self) -> bool:
+        """Wait until /health answers (or a child fails, or we are told to stop)."""
+        url = f"http://{_client_address(self.settings.gateway.listen)}/health?min_neurons=1&wait=5"
+        waited = 0.0
+        while waited < READY_TIMEOUT_S:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            if self.stop.wait(0.1):
+                return False
+            waited += 0.1
+        self.failure = f"the gateway did not answer on {url} within {READY_TIMEOUT_S:g}s"
+        return False
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        for name in reversed(SERVICES):
+            process = self.children.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.say(f"{name} did not stop within 15s; killing it")
+                process.kill()
+                process.wait()
+
+
+def _client_address(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def run_up(config_path: str | None, models_path: str | None) -> int:
+    try:
+        settings = load_settings(config_path)
+        state_dir = settings.resolved_state_dir()
+        if models_path:
+            models = Path(models_path).resolve()
+        elif settings.neuron.models:
+            models = Path(settings.neuron.models).resolve()
+        else:
+            models = write_demo_catalogue(state_dir)
+        catalogue = load_catalogue(models)
+    except ConfigError as error:
+        print(f"cortex up: config error: {error}", file=sys.stderr)
+        return 2
+
+    env = dict(os.environ, CORTEX_NEURON_MODELS=str(models), CORTEX_STATE_DIR=str(state_dir))
+    supervisor = Supervisor(settings, config_path, env)
+    nats: EmbeddedNats | None = None
+    if not settings.nats.url:
+        nats = EmbeddedNats(
+            settings.nats.embedded_host, settings.nats.embedded_port, state_dir / "nats"
+        )
+        try:
+            url = nats.start()
+        except NatsServerError as error:
+            supervisor.say(f"{error}\n  (set [nats] embedded_port, or -1 for any free port)")
+            return 1
+        env["CORTEX_NATS_URL"] = url
+        supervisor.say(f"embedded NATS with JetStream on {url} (data in {state_dir / 'nats'})")
+    else:
+        supervisor.say(f"using NATS at {settings.nats.url}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop.set())
+    try:
+        for name in SERVICES:
+            supervisor.spawn(name)
+        if supervisor.wait_for_gateway():
+            address = _client_address(settings.gateway.listen)
+            supervisor.say(
+                "ready\n"
+                + json.dumps(
+                    {
+                        "api": f"http://{address}/v1",
+                        "metrics": f"http://{_client_address(settings.gateway.metrics_listen)}/metrics",
+                        "nats": env.get("CORTEX_NATS_URL", settings.nats.url),
+                        "models": [m.id for m in catalogue.models],
+                    },
+                    indent=2,
+                )
+                + "\n  Ctrl-C stops everything."
+            )
+            supervisor.stop.wait()
+    finally:
+        supervisor.shutdown()
+        if nats is not None:
+            nats.stop()
+    if supervisor.failure:
+        supervisor.say(f"stopped: {supervisor.failure}")
+        return 1
+    supervisor.say("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""cortex_core: service plumbing shared by gateway, neuron and scheduler."""

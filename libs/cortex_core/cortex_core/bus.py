@@ -1,0 +1,71 @@
+"""Connecting to NATS with the configured credentials, reconnecting forever, logging why."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.errors import NoServersError
+
+from cortex_core.config import NatsSettings
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+log = structlog.get_logger("bus")
+
+
+def connect_options(settings: NatsSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "servers": [u.strip() for u in (settings.url or DEFAULT_URL).split(",")],
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 5,
+        "allow_reconnect": True,
+    }
+    if settings.user:
+        options["user"] = settings.user
+        options["password"] = settings.password
+    if settings.token:
+        options["token"] = settings.token
+    if settings.creds:
+        options["user_credentials"] = settings.creds
+    if settings.nkey_seed:
+        options["nkeys_seed"] = settings.nkey_seed
+    return options
+
+
+async def connect(settings: NatsSettings, name: str) -> Client:
+    """Connect (retrying until the server answers) and log every change of connection state."""
+
+    async def on_error(error: Exception) -> None:
+        log.warning("nats_error", error=str(error) or type(error).__name__)
+
+    async def on_disconnect() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected", url=str(client.connected_url))
+
+    options = connect_options(settings)
+    delay = 0.25
+    while True:
+        try:
+            client = await nats.connect(
+                name=name,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                **options,
+            )
+            break
+        except (OSError, NoServersError, TimeoutError) as error:
+            # The bus may simply not be up yet (compose, systemd ordering): say so, retry.
+            reason = str(error) or type(error).__name__
+            log.warning("nats_unreachable", servers=options["servers"], error=reason, retry_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    url = client.connected_url.geturl() if client.connected_url else ""
+    log.info("nats_connected", url=url)
+    return client

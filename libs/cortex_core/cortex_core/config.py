@@ -1,0 +1,228 @@
+"""cortex.toml and models.toml: schema, loading, environment overrides, clear errors.
+
+Every problem becomes one ConfigError that names the file, the key and what is wrong.
+Environment variables override files: `CORTEX_<SECTION>_<KEY>` for `[section] key`
+(e.g. CORTEX_NATS_URL, CORTEX_GATEWAY_LISTEN, CORTEX_NEURON_MODELS).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the operator."""
+
+
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class NatsSettings(Section):
+    # Empty url: `cortex up` starts an embedded nats-server; services alone use the default.
+    url: str = ""
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    creds: str = ""
+    nkey_seed: str = ""
+    # Port of the embedded nats-server that `cortex up` / `cortex nats` start.
+    embedded_port: int = 4222
+    embedded_host: str = "127.0.0.1"
+
+
+class GatewaySettings(Section):
+    listen: str = "127.0.0.1:31313"
+    metrics_listen: str = "127.0.0.1:31314"
+    max_body_bytes: int = 4 * 1024 * 1024
+    # How long a request may wait for a cold model to become ready.
+    load_timeout_s: float = 600.0
+    # A stream with no frame (not even a keep-alive) for this long has failed.
+    stream_idle_timeout_s: float = 30.0
+    keepalive_interval_s: float = 2.0
+
+
+class NeuronSettings(Section):
+    name: str = ""
+    models: str = ""
+    # CPU-only hosts (and tests) place models against this budget; 0 = 80% of RAM.
+    memory_budget_mb: int = 0
+    heartbeat_interval_s: float = 1.0
+    # Bound on requests waiting for each loaded model's engine thread.
+    queue_depth: int = 64
+    n_threads: int = 0
+    # Set false to hide GPUs even when NVML finds them.
+    use_gpu: bool = True
+
+
+class SchedulerSettings(Section):
+    load_timeout_s: float = 600.0
+
+
+class EvictionSettings(Section):
+    strategy: Literal["lru", "priority"] = "lru"
+    defrag_after_cycles: int = 0
+
+
+class NeuronEntry(Section):
+    name: str
+
+
+class Settings(Section):
+    state_dir: str = ""
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    neuron: NeuronSettings = msgspec.field(default_factory=NeuronSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    eviction: EvictionSettings = msgspec.field(default_factory=EvictionSettings)
+    # Allow-list of neuron names; empty admits every neuron.
+    neurons: list[NeuronEntry] = msgspec.field(default_factory=list)
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "cortex"
+
+    def neuron_name(self) -> str:
+        return self.neuron.name or socket.gethostname()
+
+
+class ModelProfile(Section):
+    id: str
+    path: str
+    n_ctx: int = 4096
+    # -1 offloads every layer to the GPU; CPU-only builds ignore it.
+    n_gpu_layers: int = -1
+    main_gpu: int = 0
+    tensor_split: list[float] = msgspec.field(default_factory=list)
+    # Footprint in MiB; 0 = estimate from the GGUF size and n_ctx.
+    vram_mb: int = 0
+    min_devices: int = 1
+    min_device_vram_mb: int = 0
+    pinned_on: list[str] = msgspec.field(default_factory=list)
+    residency_priority: int = 0
+    parallel: int = 1
+    n_batch: int = 512
+
+
+class Catalogue(Section):
+    models: list[ModelProfile] = msgspec.field(default_factory=list)
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def profile(self, model_id: str) -> ModelProfile | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+
+def _where(error: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's "problem - at `$.a.b[0]`" into (key path, problem)."""
+    text = str(error)
+    match = re.search(r" - at `\$\.?(.*)`$", text)
+    if not match:
+        return "", text
+    return match.group(1) or "(top level)", text[: match.start()]
+
+
+def _convert(raw: Mapping[str, Any], kind: type[T], source: str) -> T:
+    try:
+        return msgspec.convert(raw, kind, strict=False)
+    except msgspec.ValidationError as error:
+        key, problem = _where(error)
+        raise ConfigError(f"{source}: {key or '(top level)'}: {problem}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """Return `raw` with CORTEX_<SECTION>_<KEY> values laid over it, and the names used."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    used: list[str] = []
+    for section in msgspec.structs.fields(Settings):
+        if not (isinstance(section.type, type) and issubclass(section.type, Section)):
+            continue
+        for field in section.type.__struct_fields__:
+            name = f"CORTEX_{section.name}_{field}".upper()
+            if name in env:
+                merged.setdefault(section.name, {})[field] = env[name]
+                used.append(name)
+    if "CORTEX_STATE_DIR" in env:
+        merged["state_dir"] = env["CORTEX_STATE_DIR"]
+        used.append("CORTEX_STATE_DIR")
+    return merged, used
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load cortex.toml (or defaults when `path` is None) with environment overrides."""
+    env = os.environ if env is None else env
+    raw = _read_toml(Path(path)) if path else {}
+    merged, used = apply_env_overrides(raw, env)
+    source = str(path) if path else "defaults"
+    if used:
+        source += f" (with {', '.join(used)})"
+    settings = _convert(merged, Settings, source)
+    _check_settings(settings, source)
+    return settings
+
+
+def parse_host_port(value: str, key: str, source: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{source}: {key}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_settings(settings: Settings, source: str) -> None:
+    parse_host_port(settings.gateway.listen, "gateway.listen", source)
+    parse_host_port(settings.gateway.metrics_listen, "gateway.metrics_listen", source)
+    if settings.eviction.defrag_after_cycles < 0:
+        raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
+    if settings.neuron.queue_depth < 1:
+        raise ConfigError(f"{source}: neuron.queue_depth: must be >= 1")
+    if settings.neuron.heartbeat_interval_s <= 0:
+        raise ConfigError(f"{source}: neuron.heartbeat_interval_s: must be > 0")
+
+
+def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
+    """Load models.toml; model paths are relative to the file's own folder."""
+    file = Path(path)
+    catalogue = _convert(_read_toml(file), Catalogue, str(file))
+    seen: set[str] = set()
+    for index, model in enumerate(catalogue.models):
+        key = f"models[{index}]"
+        if not model.id.strip():
+            raise ConfigError(f"{file}: {key}.id: must not be empty")
+        if model.id in seen:
+            raise ConfigError(f"{file}: {key}.id: duplicate model id {model.id!r}")
+        seen.add(model.id)
+        for name in ("n_ctx", "parallel", "min_devices", "n_batch"):
+            if getattr(model, name) < 1:
+                raise ConfigError(f"{file}: {key}.{name}: must be >= 1")
+        model.path = str((file.parent / Path(model.path).expanduser()).resolve())
+    for alias, target in catalogue.aliases.items():
+        if alias in seen:
+            raise ConfigError(f"{file}: aliases.{alias}: shadows a model id")
+        if target not in seen:
+            raise ConfigError(f"{file}: aliases.{alias}: unknown model {target!r}")
+    return catalogue

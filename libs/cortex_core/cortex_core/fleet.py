@@ -1,0 +1,108 @@
+"""The fleet as heartbeats describe it (pure: callers pass `now`).
+
+Gateway and scheduler each keep one FleetState fed from `cortex.neuron.*.heartbeat`. A
+neuron whose heartbeats stop for MISSED_BEATS intervals is gone, and so are its models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from cortex_wire.messages import CatalogueEntry, Heartbeat, LoadedModel
+
+MISSED_BEATS = 3
+
+
+@dataclass
+class NeuronView:
+    heartbeat: Heartbeat
+    received_at: float
+
+    @property
+    def node(self) -> str:
+        return self.heartbeat.node
+
+    def alive(self, now: float) -> bool:
+        return now - self.received_at <= MISSED_BEATS * self.heartbeat.interval_s
+
+    def model(self, model_id: str) -> LoadedModel | None:
+        return next((m for m in self.heartbeat.models if m.id == model_id), None)
+
+
+@dataclass
+class CatalogueView:
+    """One model as the whole fleet sees it."""
+
+    entry: CatalogueEntry
+    served_by: list[str] = field(default_factory=list)
+    states: dict[str, LoadedModel] = field(default_factory=dict)
+
+
+@dataclass
+class FleetState:
+    neurons: dict[str, NeuronView] = field(default_factory=dict)
+    # Empty means every neuron is admitted.
+    allowed: Collection[str] = ()
+
+    def admits(self, node: str) -> bool:
+        return not self.allowed or node in self.allowed
+
+    def observe(self, heartbeat: Heartbeat, now: float) -> bool:
+        """Record a heartbeat; False (and nothing recorded) for a neuron not allowed."""
+        if not self.admits(heartbeat.node):
+            return False
+        self.neurons[heartbeat.node] = NeuronView(heartbeat, now)
+        return True
+
+    def expire(self, now: float) -> list[str]:
+        """Forget neurons that missed their heartbeats; return their names."""
+        gone = [name for name, view in self.neurons.items() if not view.alive(now)]
+        for name in gone:
+            del self.neurons[name]
+        return gone
+
+    def live(self, now: float) -> list[NeuronView]:
+        return sorted((v for v in self.neurons.values() if v.alive(now)), key=lambda v: v.node)
+
+    def aliases(self, now: float) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for view in self.live(now):
+            for alias, target in view.heartbeat.aliases.items():
+                merged.setdefault(alias, target)
+        return merged
+
+    def resolve(self, name: str, now: float) -> str:
+        """The model id `name` refers to (an alias resolves to its target)."""
+        return self.aliases(now).get(name, name)
+
+    def catalogue(self, now: float) -> dict[str, CatalogueView]:
+        models: dict[str, CatalogueView] = {}
+        for view in self.live(now):
+            for entry in view.heartbeat.catalogue:
+                merged = models.setdefault(entry.id, CatalogueView(entry=entry))
+                merged.served_by.append(view.node)
+            for loaded in view.heartbeat.models:
+                if loaded.id in models:
+                    models[loaded.id].states[view.node] = loaded
+        return models
+
+    def ready_replicas(self, model_id: str, now: float) -> list[tuple[NeuronView, LoadedModel]]:
+        replicas = []
+        for view in self.live(now):
+            loaded = view.model(model_id)
+            if loaded is not None and loaded.state == "ready":
+                replicas.append((view, loaded))
+        return replicas
+
+
+def least_busy(replicas: list[tuple[NeuronView, LoadedModel]]) -> str | None:
+    """The node whose replica has the most free capacity; ties go to the lexically first."""
+    if not replicas:
+        return None
+
+    def load(item: tuple[NeuronView, LoadedModel]) -> tuple[float, str]:
+        view, model = item
+        return ((model.busy + model.queued) / max(model.slots, 1), view.node)
+
+    return min(replicas, key=load)[0].node

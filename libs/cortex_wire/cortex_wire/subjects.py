@@ -1,0 +1,85 @@
+"""Every NATS subject cortex uses is built here and nowhere else.
+
+Model ids and node names are untrusted text. They are encoded into a single subject token
+so that `.`, `*`, `>`, whitespace, control characters or unicode can never add a level or a
+wildcard to a subject: letters, digits, `-` and `_` pass through, every other UTF-8 byte
+becomes `~XX` (hex), and the empty string becomes `~`.
+"""
+
+from __future__ import annotations
+
+import string
+
+ROOT = "cortex"
+_PLAIN = frozenset(string.ascii_letters + string.digits + "-_")
+
+HEARTBEATS = f"{ROOT}.neuron.*.heartbeat"
+CANCEL = f"{ROOT}.cancel"
+SCHED_ENSURE = f"{ROOT}.sched.ensure"
+EVENTS = f"{ROOT}.event.>"
+
+
+def encode_token(text: str) -> str:
+    """Encode arbitrary text as one safe subject token (reversible, see `decode_token`)."""
+    if not text:
+        return "~"
+    out: list[str] = []
+    for char in text:
+        if char in _PLAIN:
+            out.append(char)
+        else:
+            out.extend(f"~{byte:02x}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """Inverse of `encode_token`; raises ValueError on a token it could not have produced."""
+    if token == "~":
+        return ""
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        char = token[i]
+        if char == "~":
+            pair = token[i + 1 : i + 3]
+            if len(pair) != 2 or any(c not in string.hexdigits for c in pair):
+                raise ValueError(f"bad escape in subject token {token!r}")
+            raw.append(int(pair, 16))
+            i += 3
+        elif char in _PLAIN:
+            raw.extend(char.encode())
+            i += 1
+        else:
+            raise ValueError(f"character {char!r} cannot appear in an encoded token")
+    return raw.decode("utf-8")
+
+
+def heartbeat(node: str) -> str:
+    return f"{ROOT}.neuron.{encode_token(node)}.heartbeat"
+
+
+def infer(node: str) -> str:
+    """Inference requests for one neuron (fast path: accept or refuse at once)."""
+    return f"{ROOT}.neuron.{encode_token(node)}.infer"
+
+
+def control(node: str) -> str:
+    """Load/unload commands for one neuron (slow: replies when the operation is done)."""
+    return f"{ROOT}.neuron.{encode_token(node)}.control"
+
+
+def stream(request_id: str) -> str:
+    """The per-request subject a neuron streams frames to."""
+    return f"{ROOT}.stream.{encode_token(request_id)}"
+
+
+def model_event(node: str, model: str) -> str:
+    """Model lifecycle events (loading, ready, failed, unloaded) of one model on one neuron."""
+    return f"{ROOT}.event.model.{encode_token(node)}.{encode_token(model)}"
+
+
+def node_from_heartbeat_subject(subject: str) -> str:
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] != "neuron" or parts[3] != "heartbeat":
+        raise ValueError(f"not a heartbeat subject: {subject!r}")
+    return decode_token(parts[2])

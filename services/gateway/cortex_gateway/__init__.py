@@ -1,0 +1,1 @@
+"""cortex_gateway: the OpenAI- and Anthropic-compatible HTTP edge (Litestar)."""

@@ -1,0 +1,193 @@
+"""The gateway's side of the bus: route a request to a neuron and follow its stream.
+
+Fast path: a model ready somewhere goes to the least-busy ready replica, decided locally
+from heartbeats. Cold path: ask the scheduler to make it ready, yielding `WAITING` while it
+loads so the HTTP layer can keep the client's connection alive. A gap in the frames'
+sequence numbers or silence past the idle deadline is a failure, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from cortex_core.config import GatewaySettings
+from cortex_core.fleet import FleetState, least_busy
+from cortex_gateway.errors import ApiError
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    Cancel,
+    Done,
+    EnsureModel,
+    EnsureReply,
+    Failed,
+    Frame,
+    InferReply,
+    InferRequest,
+    KeepAlive,
+)
+
+log = structlog.get_logger("gateway.inference")
+
+
+class _Waiting:
+    def __repr__(self) -> str:
+        return "WAITING"
+
+
+WAITING: Final = _Waiting()
+StreamItem = Frame | _Waiting
+ACCEPT_TIMEOUT_S = 5.0
+
+
+def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
+    return ApiError(503, message, code=code, type="service_unavailable", retry_after=1)
+
+
+class Inference:
+    def __init__(self, nc: Client, fleet: FleetState, settings: GatewaySettings) -> None:
+        self.nc = nc
+        self.fleet = fleet
+        self.settings = settings
+
+    async def _ensure(self, model: str, request_id: str) -> str:
+        """Ask the scheduler to make `model` ready; return the node that has it."""
+        try:
+            raw = await self.nc.request(
+                subjects.SCHED_ENSURE,
+                codec.encode(EnsureModel(model=model, request_id=request_id)),
+                timeout=self.settings.load_timeout_s,
+            )
+        except NoRespondersError:
+            raise _unavailable(
+                "no scheduler is running to load the model", "no_scheduler"
+            ) from None
+        except NatsTimeout:
+            raise _unavailable(
+                f"model {model!r} did not become ready within {self.settings.load_timeout_s:g}s",
+                "load_timeout",
+            ) from None
+        reply = codec.decode(raw.data, EnsureReply)
+        if not reply.ok:
+            assert reply.error is not None
+            raise ApiError.from_wire(reply.error)
+        return reply.node
+
+    async def _route(
+        self, model: str, request_id: str, cold: bool
+    ) -> AsyncIterator[str | _Waiting]:
+        """Yield WAITING while a cold model loads, then the chosen node."""
+        node = None if cold else least_busy(self.fleet.ready_replicas(model, time.monotonic()))
+        if node is not None:
+            yield node
+            return
+        log.info("cold_start", model=model, request_id=request_id)
+        ensure = asyncio.create_task(self._ensure(model, request_id))
+        try:
+            while not ensure.done():
+                await asyncio.wait({ensure}, timeout=self.settings.keepalive_interval_s)
+                if not ensure.done():
+                    yield WAITING
+            yield ensure.result()
+        finally:
+            ensure.cancel()
+
+    async def _submit(self, node: str, request: InferRequest) -> InferReply:
+        try:
+            raw = await self.nc.request(
+                subjects.infer(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
+            )
+        except (NoRespondersError, NatsTimeout):
+            raise _unavailable(
+                f"neuron {node!r} did not accept the request", "neuron_unavailable"
+            ) from None
+        return codec.decode(raw.data, InferReply)
+
+    async def stream(self, request: InferRequest) -> AsyncIterator[StreamItem]:
+        """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
+
+        Ends after a Done or Failed frame. Raises ApiError when it cannot start or the stream
+        breaks. Closing the iterator early cancels the request on the neuron.
+        """
+        sub = await self.nc.subscribe(request.stream_subject, pending_msgs_limit=65536)
+        finished = False
+        try:
+            accepted = False
+            for attempt in range(2):
+                node = None
+                async for step in self._route(request.model, request.request_id, cold=attempt > 0):
+                    if isinstance(step, _Waiting):
+                        yield WAITING
+                    else:
+                        node = step
+                assert node is not None
+                reply = await self._submit(node, request)
+                if reply.accepted:
+                    accepted = True
+                    break
+                assert reply.error is not None
+                # The model went away between a heartbeat and our request: load it again.
+                if reply.error.code != "model_not_ready":
+                    raise ApiError.from_wire(reply.error)
+            if not accepted:
+                raise _unavailable(
+                    f"model {request.model!r} is not ready anywhere", "model_not_ready"
+                )
+            log.info(
+                "request_routed", request_id=request.request_id, model=request.model, node=node
+            )
+            async for item in self._frames(sub, request.request_id):
+                if isinstance(item, Done | Failed):
+                    finished = True  # the neuron is done with it: nothing to cancel
+                yield item
+        finally:
+            if not finished:
+                cancel = Cancel(request_id=request.request_id)
+                await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
+            await sub.unsubscribe()
+
+    async def _frames(self, sub: object, request_id: str) -> AsyncIterator[StreamItem]:
+        tick = self.settings.keepalive_interval_s
+        expected = 0
+        silent = 0.0
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=tick)  # type: ignore[attr-defined]
+            except NatsTimeout:
+                silent += tick
+                if silent >= self.settings.stream_idle_timeout_s:
+                    raise _unavailable(
+                        f"the neuron went silent for {silent:g}s", "stream_timeout"
+                    ) from None
+                yield WAITING
+                continue
+            silent = 0.0
+            try:
+                frame = codec.decode_frame(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                raise ApiError(
+                    502, f"bad frame from neuron: {error}", type="server_error"
+                ) from None
+            if frame.seq != expected:
+                raise ApiError(
+                    502,
+                    f"stream broken: frame {frame.seq} arrived, {expected} expected",
+                    code="stream_gap",
+                    type="server_error",
+                )
+            expected += 1
+            if isinstance(frame, KeepAlive):
+                yield WAITING
+                continue
+            yield frame
+            if isinstance(frame, Done | Failed):
+                log.debug("stream_finished", request_id=request_id, frames=expected)
+                return

@@ -1,0 +1,103 @@
+"""Running the gateway: NATS connection, fleet view from heartbeats, HTTP and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+import msgspec
+import structlog
+import uvicorn
+from nats.aio.msg import Msg
+from prometheus_client import start_http_server
+
+from cortex_core.bus import connect
+from cortex_core.config import Settings, parse_host_port
+from cortex_core.fleet import FleetState
+from cortex_gateway.app import Gateway, create_app
+from cortex_gateway.metrics import GatewayMetrics
+from cortex_wire import codec, subjects
+from cortex_wire.messages import Heartbeat
+
+log = structlog.get_logger("gateway")
+
+
+def bind(listen: str) -> socket.socket:
+    """Bind the HTTP socket before serving: connections queue from this moment on, and
+    port 0 works (the port actually bound is on the socket)."""
+    host, port = parse_host_port(listen, "gateway.listen", "settings")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise RuntimeError(f"gateway cannot listen on {listen}: {error.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_gateway(
+    settings: Settings, stop: asyncio.Event, listening: Callable[[int, int], None] | None = None
+) -> None:
+    """Serve until `stop` is set; `listening(http_port, metrics_port)` once bound."""
+    nc = await connect(settings.nats, "cortex-gateway")
+    fleet = FleetState(allowed={n.name for n in settings.neurons})
+    refused: set[str] = set()
+    gateway: Gateway | None = None
+
+    async def on_heartbeat(msg: Msg) -> None:
+        try:
+            heartbeat = codec.decode(msg.data, Heartbeat)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            log.warning("bad_heartbeat", subject=msg.subject, error=str(error))
+            return
+        if fleet.observe(heartbeat, time.monotonic()):
+            if gateway is not None:
+                gateway.fleet_changed()
+        elif heartbeat.node not in refused:
+            refused.add(heartbeat.node)
+            log.warning("neuron_not_allowed", node=heartbeat.node)
+
+    await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
+    metrics = GatewayMetrics()
+    metrics_host, metrics_port = parse_host_port(
+        settings.gateway.metrics_listen, "gateway.metrics_listen", "settings"
+    )
+    try:
+        metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
+    except OSError as error:
+        raise RuntimeError(
+            f"metrics cannot listen on {settings.gateway.metrics_listen}: {error.strerror}"
+        ) from None
+    gateway = Gateway(nc=nc, fleet=fleet, settings=settings.gateway, metrics=metrics)
+    sock = bind(settings.gateway.listen)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gateway), log_config=None, log_level="warning", access_log=False,
+            lifespan="off", timeout_graceful_shutdown=5,
+        )
+    )  # fmt: skip
+    # Our own signal handling owns shutdown; uvicorn must not install its handlers.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    http_port = sock.getsockname()[1]
+    log.info("gateway_listening", port=http_port, listen=settings.gateway.listen,
+             metrics_port=metrics_server.server_port)  # fmt: skip
+    serve = asyncio.create_task(server.serve(sockets=[sock]))
+    if listening is not None:
+        listening(http_port, metrics_server.server_port)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({serve, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serve, return_exceptions=True)
+        stopped.cancel()
+        metrics_server.shutdown()
+        sock.close()
+        await nc.drain()
+        log.info("gateway_stopped")

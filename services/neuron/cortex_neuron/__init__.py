@@ -1,0 +1,1 @@
+"""cortex_neuron: one per GPU host; runs models on llama.cpp and streams tokens over NATS."""

@@ -1,0 +1,79 @@
+"""The bounded hand-off from an engine thread to the event loop, one per request.
+
+The engine thread pushes events without ever blocking; the loop side takes everything that
+has accumulated at once, which is what coalesces tokens into frames when the bus side runs
+behind. The loop is woken only when the channel goes from empty to non-empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from cortex_wire.messages import FinishReason, Usage, WireError
+
+Phase = Literal["queued", "prefill", "decode"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    finish_reason: FinishReason
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Errored:
+    error: WireError
+
+
+Event = TextChunk | Finished | Errored
+
+
+class ChannelOverflow(Exception):
+    """The consumer fell too far behind; the producer should stop this request."""
+
+
+class TokenChannel:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = 4096) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._items: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
+        self.phase: Phase = "queued"
+
+    # --- engine thread side -----------------------------------------------------------
+
+    def push(self, event: Event) -> None:
+        """Never blocks. Terminal events always fit; text beyond the limit overflows."""
+        with self._lock:
+            if len(self._items) >= self._limit and isinstance(event, TextChunk):
+                raise ChannelOverflow
+            self._items.append(event)
+            first = len(self._items) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    # --- event loop side --------------------------------------------------------------
+
+    async def take(self, timeout: float) -> list[Event]:
+        """Everything pushed so far, waiting up to `timeout` for the first; [] on timeout."""
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return []
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._ready.clear()
+        return items

@@ -1,0 +1,272 @@
+"""One loaded model, driven by one dedicated OS thread for its whole life.
+
+llama.cpp's OpenMP build decodes ~3x slower when calls arrive from several threads, so the
+thread that loads the model is the only one that ever touches it: requests reach it through
+a bounded queue, and events leave it through each request's TokenChannel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cortex_core.config import ModelProfile
+from cortex_neuron.channel import ChannelOverflow, Errored, Finished, TextChunk, TokenChannel
+from cortex_neuron.chat_template import TemplateError, render_chat
+from cortex_neuron.text_stream import TextAssembler
+from cortex_wire.messages import InferRequest, Usage, WireError
+
+log = structlog.get_logger("engine")
+
+
+class EngineError(Exception):
+    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.wire = WireError(code=code, message=message, retryable=retryable)
+
+
+@dataclass
+class Job:
+    request: InferRequest
+    channel: TokenChannel
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_STOP = object()
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Engine:
+    def __init__(self, profile: ModelProfile, *, n_threads: int = 0, queue_depth: int = 64):
+        self.profile = profile
+        self._n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
+        self._thread: threading.Thread | None = None
+        self._current: Job | None = None
+        self._loaded: asyncio.Future[None] | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.busy = 0
+        self.tokens_per_s = 0.0
+        self.last_used_at = 0.0
+        self.n_ctx = profile.n_ctx
+        # Filled in on the engine thread by _load().
+        self._template: str | None = None
+        self._bos = ""
+        self._eos = ""
+        self._vocab: Any = None
+
+    @property
+    def queued(self) -> int:
+        return self._jobs.qsize()
+
+    async def start(self) -> None:
+        """Load the model on the engine thread; raises EngineError if it cannot."""
+        self._loop = asyncio.get_running_loop()
+        self._loaded = self._loop.create_future()
+        self._exited = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, name=f"engine:{self.profile.id}", daemon=True
+        )
+        self._thread.start()
+        await self._loaded
+
+    def submit(self, job: Job) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise EngineError(
+                "overloaded",
+                f"model {self.profile.id!r} has {self.queued} requests queued",
+                retryable=True,
+            ) from None
+
+    async def stop(self) -> None:
+        """Cancel what runs, fail what waits, free the model, and join the thread."""
+        if self._thread is None or self._exited is None:
+            return
+        if self._current is not None:
+            self._current.cancelled.set()
+        self._drain_queue("model is being unloaded")
+        self._jobs.put(_STOP)
+        await self._exited
+
+    def _drain_queue(self, reason: str) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, Job):
+                job.channel.push(
+                    Errored(WireError(code="unloading", message=reason, retryable=True))
+                )
+
+    # --- everything below runs on the engine thread -----------------------------------
+
+    def _settle(self, future: asyncio.Future[None] | None, error: BaseException | None) -> None:
+        def settle() -> None:
+            if future is not None and not future.done():
+                future.set_exception(error) if error else future.set_result(None)
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(settle)
+
+    def _run(self) -> None:
+        try:
+            llm = self._load()
+        except EngineError as error:
+            self._settle(self._loaded, error)
+            self._settle(self._exited, None)
+            return
+        self._settle(self._loaded, None)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is _STOP:
+                    break
+                self._current = job
+                self.busy = 1
+                try:
+                    self._serve(llm, job)
+                except ChannelOverflow:
+                    log.warning("stream_overflow", request_id=job.request.request_id)
+                except Exception as error:  # report, keep serving the next request
+                    log.exception("generation_failed", request_id=job.request.request_id)
+                    job.channel.push(Errored(WireError(code="internal", message=str(error))))
+                finally:
+                    self._current = None
+                    self.busy = 0
+                    self.last_used_at = time.time()
+        finally:
+            llm.close()
+            self._settle(self._exited, None)
+
+    def _load(self) -> Any:
+        import llama_cpp
+
+        path = Path(self.profile.path)
+        if not path.is_file():
+            raise EngineError("load_failed", f"model file not found: {path}")
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.profile.n_ctx,
+                n_batch=self.profile.n_batch,
+                n_gpu_layers=self.profile.n_gpu_layers,
+                main_gpu=self.profile.main_gpu,
+                tensor_split=self.profile.tensor_split or None,
+                n_threads=self._n_threads,
+                n_threads_batch=self._n_threads,
+                verbose=False,
+            )
+        except Exception as error:  # llama.cpp says little more than "failed to load"
+            raise EngineError("load_failed", f"llama.cpp could not load {path}: {error}") from None
+        self.n_ctx = llm.n_ctx()
+        self._template = llm.metadata.get("tokenizer.chat_template")
+        self._bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="replace")
+        self._eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="replace")
+        self._vocab = llm._model.vocab
+        return llm
+
+    def _prompt_tokens(self, llm: Any, request: InferRequest) -> list[int]:
+        if request.messages is not None:
+            text = render_chat(
+                self._template,
+                [{"role": m.role, "content": m.content} for m in request.messages],
+                bos_token=self._bos,
+                eos_token=self._eos,
+                template_kwargs=request.chat_template_kwargs,
+            )
+            # The template writes the BOS text itself when the model wants one.
+            tokens: list[int] = llm.tokenize(text.encode(), add_bos=False, special=True)
+            return tokens
+        return list(llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+
+    def _serve(self, llm: Any, job: Job) -> None:
+        import llama_cpp
+
+        request, channel = job.request, job.channel
+        if job.cancelled.is_set():
+            channel.push(Finished("cancelled", Usage()))
+            return
+        channel.phase = "prefill"
+        try:
+            prompt = self._prompt_tokens(llm, request)
+        except TemplateError as error:
+            channel.push(Errored(WireError(code="invalid_request", message=str(error))))
+            return
+        room = self.n_ctx - len(prompt)
+        if room <= 0:
+            message = (
+                f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
+                f"context of {self.n_ctx} tokens"
+            )
+            channel.push(Errored(WireError(code="context_length_exceeded", message=message)))
+            return
+        params = request.params
+        limit = min(params.max_tokens, room) if params.max_tokens else room
+        cached = common_prefix_length(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        assembler = TextAssembler(params.stop)
+        generated = 0
+        finish = "length"
+        stopped = False
+        first_at = last_at = 0.0
+        for token in llm.generate(
+            prompt,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            repeat_penalty=params.repeat_penalty,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+        ):
+            if job.cancelled.is_set():
+                finish = "cancelled"
+                break
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                finish = "stop"
+                break
+            last_at = time.perf_counter()
+            if generated == 0:
+                first_at = last_at
+                channel.phase = "decode"
+            generated += 1
+            text, stopped = assembler.feed(llm.detokenize([token]))
+            channel.push(TextChunk(text, 1))
+            if stopped:
+                finish = "stop"
+                break
+            if generated >= limit:
+                break
+        if finish != "cancelled" and not stopped:
+            tail = assembler.finish()
+            if tail:
+                channel.push(TextChunk(tail, 0))
+        if generated > 1 and last_at > first_at:
+            rate = (generated - 1) / (last_at - first_at)
+            self.tokens_per_s = (
+                rate if not self.tokens_per_s else 0.7 * self.tokens_per_s + 0.3 * rate
+            )
+        usage = Usage(prompt_tokens=len(prompt), completion_tokens=generated, cached_tokens=cached)
+        channel.push(Finished(finish, usage))  # type: ignore[arg-type]

@@ -1,0 +1,326 @@
+"""The neuron's shell: NATS handlers around the engines, heartbeats, model lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from cortex_core.config import Catalogue, ModelProfile, Settings
+from cortex_neuron.channel import Errored, Finished, TextChunk, TokenChannel
+from cortex_neuron.devices import cpu_device, discover_gpus
+from cortex_neuron.engine import Engine, EngineError, Job
+from cortex_neuron.footprint import footprint_mb
+from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    Cancel,
+    ControlCommand,
+    ControlReply,
+    Delta,
+    Done,
+    Failed,
+    InferReply,
+    InferRequest,
+    KeepAlive,
+    LoadedModel,
+    LoadModel,
+    ModelEvent,
+    ModelState,
+    UnloadModel,
+    WireError,
+)
+
+log = structlog.get_logger("neuron")
+
+
+@dataclass
+class Resident:
+    """A model this neuron has loaded, is loading, or failed to load."""
+
+    profile: ModelProfile
+    footprint_mb: int
+    state: ModelState = "loading"
+    engine: Engine | None = None
+    error: str = ""
+    ready: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Neuron:
+    def __init__(self, settings: Settings, catalogue: Catalogue, nc: Client) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.nc = nc
+        self.node = settings.neuron_name()
+        self.instance = uuid.uuid4().hex[:12]
+        self.residents: dict[str, Resident] = {}
+        self.jobs: dict[str, Job] = {}
+        self._seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._footprints = {
+            m.id: footprint_mb(m.vram_mb, _file_size(m.path), m.n_ctx, m.parallel)
+            for m in catalogue.models
+        }
+        self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
+        self.log = log.bind(node=self.node)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        subs = [
+            await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer),
+            # Loads are slow: their own subscription, so inference is never stuck behind one.
+            await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
+            await self.nc.subscribe(subjects.CANCEL, cb=self._on_cancel),
+        ]
+        self.log.info("neuron_started", models=[m.id for m in self.catalogue.models])
+        beat = asyncio.create_task(self._heartbeat_loop(stop))
+        try:
+            await stop.wait()
+        finally:
+            beat.cancel()
+            for sub in subs:
+                await sub.unsubscribe()
+            for resident in list(self.residents.values()):
+                if resident.engine is not None:
+                    await resident.engine.stop()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.log.info("neuron_stopped")
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.neuron.heartbeat_interval_s
+        while not stop.is_set():
+            await self.publish_heartbeat()
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+
+    def used_mb(self) -> int:
+        return sum(r.footprint_mb for r in self.residents.values() if r.state != "failed")
+
+    async def publish_heartbeat(self) -> None:
+        self._seq += 1
+        devices = discover_gpus() if self.settings.neuron.use_gpu else []
+        if not devices:
+            devices = [cpu_device(self.settings.neuron.memory_budget_mb, self.used_mb())]
+        heartbeat = build_heartbeat(
+            node=self.node,
+            instance=self.instance,
+            seq=self._seq,
+            now=time.time(),
+            interval_s=self.settings.neuron.heartbeat_interval_s,
+            devices=devices,
+            memory_budget_mb=sum(d.total_mb for d in devices),
+            models=[self._model_state(r) for r in self.residents.values()],
+            catalogue=self._catalogue_entries,
+            aliases=self.catalogue.aliases,
+        )
+        await self.nc.publish(subjects.heartbeat(self.node), codec.encode(heartbeat))
+
+    @staticmethod
+    def _model_state(resident: Resident) -> LoadedModel:
+        engine = resident.engine
+        return LoadedModel(
+            id=resident.profile.id,
+            state=resident.state,
+            footprint_mb=resident.footprint_mb,
+            slots=resident.profile.parallel,
+            busy=engine.busy if engine else 0,
+            queued=engine.queued if engine else 0,
+            tokens_per_s=round(engine.tokens_per_s, 2) if engine else 0.0,
+            last_used_at=engine.last_used_at if engine else 0.0,
+            error=resident.error,
+        )
+
+    # --- model lifecycle --------------------------------------------------------------
+
+    async def _announce(self, model: str, state: str, detail: str = "") -> None:
+        event = ModelEvent(node=self.node, model=model, state=state, at=time.time(), detail=detail)  # type: ignore[arg-type]
+        await self.nc.publish(subjects.model_event(self.node, model), codec.encode(event))
+        await self.publish_heartbeat()
+
+    async def load(self, model_id: str) -> None:
+        """Load `model_id` (once: concurrent callers share the same load)."""
+        resident = self.residents.get(model_id)
+        if resident is not None and resident.state in ("loading", "ready"):
+            await asyncio.shield(resident.ready)
+            return
+        profile = self.catalogue.profile(model_id)
+        if profile is None:
+            raise EngineError("model_not_found", f"neuron {self.node!r} has no model {model_id!r}")
+        resident = Resident(profile=profile, footprint_mb=self._footprints[model_id])
+        self.residents[model_id] = resident
+        self.log.info("model_loading", model=model_id, path=profile.path)
+        await self._announce(model_id, "loading")
+        engine = Engine(
+            profile,
+            n_threads=self.settings.neuron.n_threads,
+            queue_depth=self.settings.neuron.queue_depth,
+        )
+        started = time.perf_counter()
+        try:
+            await engine.start()
+        except EngineError as error:
+            resident.state, resident.error = "failed", str(error)
+            resident.ready.set_exception(error)
+            resident.ready.exception()  # mark retrieved: waiters may be none
+            self.log.error("model_load_failed", model=model_id, error=str(error))
+            await self._announce(model_id, "failed", str(error))
+            raise
+        resident.engine, resident.state = engine, "ready"
+        resident.ready.set_result(None)
+        seconds = round(time.perf_counter() - started, 3)
+        self.log.info("model_ready", model=model_id, load_s=seconds)
+        await self._announce(model_id, "ready", f"loaded in {seconds}s")
+
+    async def unload(self, model_id: str) -> None:
+        resident = self.residents.get(model_id)
+        if resident is None:
+            return
+        if resident.state == "loading":
+            await asyncio.gather(resident.ready, return_exceptions=True)
+        resident.state = "unloading"
+        await self._announce(model_id, "unloading")
+        if resident.engine is not None:
+            await resident.engine.stop()
+        del self.residents[model_id]
+        self.log.info("model_unloaded", model=model_id)
+        await self._announce(model_id, "unloaded")
+
+    # --- NATS handlers ----------------------------------------------------------------
+
+    async def _on_control(self, msg: Msg) -> None:
+        self._spawn(self._control(msg))
+
+    async def _control(self, msg: Msg) -> None:
+        try:
+            command = codec.decode(msg.data, ControlCommand)  # type: ignore[arg-type]
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            await _reply(
+                msg, ControlReply(ok=False, error=WireError(code="bad_request", message=str(error)))
+            )
+            return
+        try:
+            if isinstance(command, LoadModel):
+                await self.load(command.model)
+            elif isinstance(command, UnloadModel):
+                await self.unload(command.model)
+            reply = ControlReply(ok=True)
+        except EngineError as error:
+            reply = ControlReply(ok=False, error=error.wire)
+        await _reply(msg, reply)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            cancel = codec.decode(msg.data, Cancel)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        job = self.jobs.get(cancel.request_id)
+        if job is not None:
+            job.cancelled.set()
+            self.log.info("request_cancelled", request_id=cancel.request_id, reason=cancel.reason)
+
+    async def _on_infer(self, msg: Msg) -> None:
+        try:
+            request = codec.decode(msg.data, InferRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            await _reply(
+                msg,
+                InferReply(accepted=False, error=WireError(code="bad_request", message=str(error))),
+            )
+            return
+        resident = self.residents.get(request.model)
+        if resident is None or resident.state != "ready" or resident.engine is None:
+            error = WireError(
+                code="model_not_ready",
+                message=f"model {request.model!r} is not ready on neuron {self.node!r}",
+                retryable=True,
+            )
+            await _reply(msg, InferReply(accepted=False, error=error))
+            return
+        job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
+        try:
+            resident.engine.submit(job)
+        except EngineError as error:
+            await _reply(msg, InferReply(accepted=False, error=error.wire))
+            return
+        self.jobs[request.request_id] = job
+        await _reply(msg, InferReply(accepted=True))
+        self._spawn(self._pump(job))
+
+    async def _pump(self, job: Job) -> None:
+        """Carry one request's events to its stream subject as numbered frames."""
+        request = job.request
+        subject = request.stream_subject
+        keepalive = max(0.2, self.settings.neuron.heartbeat_interval_s)
+        seq = 0
+        started = time.perf_counter()
+        try:
+            while True:
+                events = await job.channel.take(keepalive)
+                if not events:
+                    frame: object = KeepAlive(seq=seq, phase=job.channel.phase)
+                    await self.nc.publish(subject, codec.encode(frame))
+                    seq += 1
+                    continue
+                text = "".join(e.text for e in events if isinstance(e, TextChunk))
+                tokens = sum(e.tokens for e in events if isinstance(e, TextChunk))
+                if text or tokens:
+                    await self.nc.publish(
+                        subject, codec.encode(Delta(seq=seq, text=text, tokens=tokens))
+                    )
+                    seq += 1
+                end = next((e for e in events if not isinstance(e, TextChunk)), None)
+                if isinstance(end, Finished):
+                    await self.nc.publish(
+                        subject,
+                        codec.encode(
+                            Done(seq=seq, finish_reason=end.finish_reason, usage=end.usage)
+                        ),
+                    )
+                    self.log.info(
+                        "request_done", request_id=request.request_id, model=request.model,
+                        finish=end.finish_reason, prompt_tokens=end.usage.prompt_tokens,
+                        completion_tokens=end.usage.completion_tokens,
+                        seconds=round(time.perf_counter() - started, 3),
+                    )  # fmt: skip
+                    return
+                if isinstance(end, Errored):
+                    await self.nc.publish(subject, codec.encode(Failed(seq=seq, error=end.error)))
+                    self.log.warning(
+                        "request_failed", request_id=request.request_id, code=end.error.code,
+                        error=end.error.message,
+                    )  # fmt: skip
+                    return
+        finally:
+            job.cancelled.set()  # if the pump dies, the engine must not keep generating
+            self.jobs.pop(request.request_id, None)
+
+
+async def _reply(msg: Msg, message: object) -> None:
+    if msg.reply:
+        await msg.respond(codec.encode(message))
+
+
+def _file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0

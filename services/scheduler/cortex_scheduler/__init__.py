@@ -1,0 +1,1 @@
+"""cortex_scheduler: every load, unload and pin decision in the fleet."""

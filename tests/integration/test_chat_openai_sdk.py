@@ -1,0 +1,147 @@
+"""The official openai SDK against the whole stack on a real nats-server and llama.cpp."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.stack import RunningStack
+
+USER = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+def client(stack: RunningStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+
+
+def test_non_streaming_chat_returns_the_designed_reply(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(model="tiny-hello", messages=USER, temperature=0)
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == "Hello, world!"
+    assert choice.finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 4
+    assert completion.usage.prompt_tokens > 0
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + 4
+    assert completion.model == "tiny-hello"
+
+
+def test_streaming_chat_delivers_every_token_in_order_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="tiny-hello", messages=USER, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello, world!"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_max_tokens_cuts_with_length(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(model="tiny-hello", messages=USER, max_tokens=2)
+    assert completion.choices[0].message.content == "Hello,"
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None and completion.usage.completion_tokens == 2
+
+
+def test_stop_sequence_ends_the_reply_before_it(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(model="tiny-hello", messages=USER, stop=[" wor"])
+    assert completion.choices[0].message.content == "Hello,"
+    assert completion.choices[0].finish_reason == "stop"
+
+
+def test_alias_resolves_to_its_model(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(model="hello", messages=USER)
+    assert completion.choices[0].message.content == "Hello, world!"
+
+
+def test_models_lists_catalogue_aliases_and_live_state(
+    client: openai.OpenAI, stack: RunningStack
+) -> None:
+    client.chat.completions.create(model="tiny-hello", messages=USER, max_tokens=1)
+    ids = [m.id for m in client.models.list()]
+    assert {"tiny-hello", "tiny-missing", "hello"} <= set(ids)
+    body = httpx.get(f"{stack.base_url}/v1/models").json()
+    hello = next(m for m in body["data"] if m["id"] == "tiny-hello")
+    assert hello["served_by"] == ["test-neuron"]
+    assert hello["state"] == {"test-neuron": "ready"}
+    assert hello["context_length"] == 256
+    alias = next(m for m in body["data"] if m["id"] == "hello")
+    assert alias["alias_for"] == "tiny-hello"
+    assert client.models.retrieve("tiny-hello").id == "tiny-hello"
+
+
+def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no.such>model*", messages=USER)
+    assert caught.value.code == "model_not_found"
+    assert "no.such>model*" in caught.value.message
+
+
+def test_bad_request_is_400_in_openai_envelope(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="tiny-hello", messages=[], temperature=0)
+    assert caught.value.body["param"] == "messages"  # type: ignore[index]
+
+
+def test_malformed_json_is_400(stack: RunningStack) -> None:
+    response = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_model_whose_file_is_missing_fails_clearly(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="tiny-missing", messages=USER)
+    assert caught.value.status_code == 503
+    assert caught.value.code == "load_failed"
+    assert "does-not-exist.gguf" in caught.value.message
+
+
+def test_missing_model_fails_in_band_when_streaming(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError, match=r"does-not-exist\.gguf"):
+        list(client.chat.completions.create(model="tiny-missing", messages=USER, stream=True))
+
+
+def test_health_and_metrics(client: openai.OpenAI, stack: RunningStack) -> None:
+    client.chat.completions.create(model="tiny-hello", messages=USER)
+    health = httpx.get(f"{stack.base_url}/health").json()
+    assert health == {"status": "ok", "nats": "connected", "neurons": 1}
+    text = httpx.get(stack.metrics_url).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    ok = samples[
+        ("cortex_requests_total", (("model", "tiny-hello"), ("outcome", "ok"), ("route", "chat")))
+    ]
+    assert ok >= 1
+    completion = samples[
+        ("cortex_completion_tokens_total", (("model", "tiny-hello"), ("route", "chat")))
+    ]
+    assert completion >= 4
+    assert (
+        samples[
+            (
+                "cortex_time_to_first_token_seconds_count",
+                (("model", "tiny-hello"), ("route", "chat")),
+            )
+        ]
+        >= 1
+    )

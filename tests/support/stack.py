@@ -1,0 +1,98 @@
+"""The whole stack (scheduler, neuron, gateway) in one background thread of the test process,
+on a real nats-server and real llama.cpp, so sync SDK clients can talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from cortex_core.config import Settings
+from cortex_gateway.service import run_gateway
+from cortex_neuron.main import run_neuron
+from cortex_scheduler.main import run_scheduler
+
+
+@dataclass
+class RunningStack:
+    base_url: str
+    metrics_url: str
+    nats_url: str
+    settings: Settings
+
+
+def stack_settings(
+    nats_url: str, models: Path, node: str = "test-neuron", **sections: Any
+) -> Settings:
+    raw: dict[str, Any] = {
+        "nats": {"url": nats_url},
+        "gateway": {
+            "listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
+            "keepalive_interval_s": 0.5,
+        },
+        "neuron": {
+            "name": node,
+            "models": str(models),
+            "heartbeat_interval_s": 0.5,
+            "memory_budget_mb": 4096,
+        },
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return msgspec.convert(raw, Settings)
+
+
+@contextmanager
+def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[RunningStack]:
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ports: dict[str, int] = {}
+    bound = threading.Event()
+    failure: list[BaseException] = []
+
+    def listening(http_port: int, metrics_port: int) -> None:
+        ports.update(http=http_port, metrics=metrics_port)
+        bound.set()
+
+    async def main() -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(run_scheduler(settings, stop))
+                group.create_task(run_neuron(settings, stop))
+                group.create_task(run_gateway(settings, stop, listening))
+        except BaseException as error:
+            failure.append(error)
+            bound.set()
+            raise
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        if not bound.wait(timeout) or failure:
+            raise RuntimeError(f"stack did not start: {failure!r}")
+        base = f"http://127.0.0.1:{ports['http']}"
+        # Readiness: the gateway long-polls until the neuron's heartbeats arrive.
+        health = httpx.get(
+            f"{base}/health", params={"min_neurons": 1, "wait": timeout}, timeout=timeout + 5
+        )
+        health.raise_for_status()
+        yield RunningStack(
+            base_url=base,
+            metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
+            nats_url=settings.nats.url,
+            settings=settings,
+        )
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError("stack did not stop")
+        loop.close()

@@ -1,0 +1,334 @@
+"""Build tiny, deterministic GGUF models whose greedy output is designed in advance.
+
+The model is a one-block "llama" whose attention and FFN weights are all zero, so the
+hidden state at every position is just the embedding of that position's own token (the
+residual path). With one-hot embeddings, the output projection is therefore a lookup
+table "current token -> next token": greedy decoding walks a chain we choose.
+
+The rendered chat prompt ends with ``<|im_start|>assistant\\n``, so its last token is the
+byte token for "\\n". The builder wires "\\n" -> reply[0] -> ... -> reply[-1] -> EOS, and
+every other token -> EOS. A token can have only one successor, so a token may appear only
+once in that chain.
+
+The tokenizer is GPT-2 byte-level BPE: all 256 byte tokens are present (any text
+tokenizes), then the special tokens, then the designed "word" tokens together with the
+merges (and intermediate tokens) that make tokenizing a word's text yield its token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+DEFAULT_SPECIALS: tuple[str, ...] = (
+    IM_START,
+    IM_END,
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+)
+# ChatML. String literals inside the expressions (rather than raw template text) keep the
+# newlines intact whatever trim_blocks / lstrip_blocks settings the renderer uses.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+HEAD_DIM = 64  # n_embd is a multiple of this; one KV head keeps attn_k/attn_v small
+N_FF = 64
+# Logit of a token's designed successor; every other logit is 0.
+LOGIT_GAP = 20.0
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    path: Path
+    reply: tuple[str, ...]  # the designed chain, as human-text tokens
+    eos: str
+    reply_ids: tuple[int, ...]  # token ids of `reply`, in order
+    eos_id: int
+    specials: tuple[str, ...]
+    chat_template: str
+    n_ctx: int
+
+
+# --- byte-level text ------------------------------------------------------------------
+
+
+@cache
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable unicode character mapping."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    mapping = {b: chr(b) for b in printable}
+    shift = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + shift)
+            shift += 1
+    return mapping
+
+
+def to_bpe_text(text: str) -> str:
+    """Human text -> GPT-2 token text (" Hello" -> "ĠHello", "\\n" -> "Ċ")."""
+    table = byte_to_unicode()
+    return "".join(table[b] for b in text.encode("utf-8"))
+
+
+# --- vocabulary and merges ------------------------------------------------------------
+
+
+def _bpe(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+    """Greedy BPE as llama.cpp does it: repeatedly merge the lowest-ranked adjacent pair."""
+    symbols = list(symbols)
+    while len(symbols) > 1:
+        best = min(
+            range(len(symbols) - 1),
+            key=lambda i: ranks.get((symbols[i], symbols[i + 1]), math.inf),
+        )
+        if (symbols[best], symbols[best + 1]) not in ranks:
+            break
+        symbols[best : best + 2] = [symbols[best] + symbols[best + 1]]
+    return symbols
+
+
+def build_merges(words: Iterable[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Merges (and the tokens they create) such that BPE turns each word into one token.
+
+    Words are handled one at a time, like a tiny BPE trainer: run BPE with the merges so
+    far, then append merges that join the leftover pieces left to right. Appended merges
+    rank after all earlier ones, so earlier words still tokenize the same way.
+    Returns (merges in rank order, newly created tokens in creation order).
+    """
+    ranks: dict[tuple[str, str], int] = {}
+    created: list[str] = []
+    for word in words:
+        pieces = _bpe(list(word), ranks)
+        left = pieces[0]
+        for right in pieces[1:]:
+            ranks.setdefault((left, right), len(ranks))
+            left += right
+            if left not in created:
+                created.append(left)
+    return list(ranks), created
+
+
+@dataclass(frozen=True)
+class Vocab:
+    tokens: list[str]  # GPT-2 token text, index = token id
+    types: list[int]  # gguf.TokenType per token
+    merges: list[str]  # "left right", in rank order
+
+    def id_of(self, token_text: str) -> int:
+        return self.tokens.index(token_text)
+
+
+def build_vocab(specials: Sequence[str], words: Sequence[str]) -> Vocab:
+    """256 byte tokens (id == byte value), then specials, then word and merge tokens.
+
+    `words` are human-text tokens; single-byte ones already exist as byte tokens.
+    """
+    tokens = [byte_to_unicode()[b] for b in range(256)]
+    types = [gguf.TokenType.NORMAL] * 256
+    tokens += specials
+    types += [gguf.TokenType.CONTROL] * len(specials)
+
+    bpe_words = [to_bpe_text(w) for w in words]
+    merges, created = build_merges(w for w in bpe_words if len(w) > 1)
+    for token in created:
+        if token not in tokens:
+            tokens.append(token)
+            types.append(gguf.TokenType.NORMAL)
+    return Vocab(
+        tokens=tokens,
+        types=[int(t) for t in types],
+        merges=[f"{left} {right}" for left, right in merges],
+    )
+
+
+# --- the designed chain ---------------------------------------------------------------
+
+
+def chain_ids(vocab: Vocab, reply: Sequence[str], specials: Sequence[str], eos: str) -> list[int]:
+    """Token ids of "\\n", the reply tokens, then EOS; each must occur once."""
+    chain = ["\n", *reply, eos]
+    ids = [vocab.id_of(tok) if tok in specials else vocab.id_of(to_bpe_text(tok)) for tok in chain]
+    seen: dict[int, str] = {}
+    for tok, tid in zip(chain, ids, strict=True):
+        if tid in seen:
+            where = "also ends the prompt" if tok == "\n" else "is already in the chain"
+            if tok == eos:
+                where = "is the EOS token that ends the chain"
+            raise ValueError(
+                f"reply token {tok!r} {where}: each token has exactly one successor, so a "
+                f"token may appear only once in '\\n' -> reply -> {eos}"
+            )
+        seen[tid] = tok
+    return ids
+
+
+# --- weights --------------------------------------------------------------------------
+
+
+def build_weights(
+    n_vocab: int, n_embd: int, chain: Sequence[int], eos_id: int
+) -> dict[str, np.ndarray]:
+    """All tensors, as numpy arrays (numpy shape is ggml's ne reversed)."""
+    f32 = np.float32
+    # Successor table: default EOS, overridden along the chain.
+    successor = np.full(n_vocab, eos_id, dtype=np.int64)
+    successor[np.array(chain[:-1], dtype=np.int64)] = chain[1:]
+
+    # final RMSNorm turns the one-hot e_i into sqrt(n_embd) * e_i; undo that scale.
+    output = np.zeros((n_vocab, n_embd), dtype=f32)
+    output[successor, np.arange(n_vocab)] = LOGIT_GAP / math.sqrt(n_embd)
+
+    n_kv = HEAD_DIM  # one KV head
+    return {
+        "token_embd.weight": np.eye(n_vocab, n_embd, dtype=f32),
+        "output_norm.weight": np.ones(n_embd, dtype=f32),
+        "output.weight": output,
+        "blk.0.attn_norm.weight": np.ones(n_embd, dtype=f32),
+        "blk.0.attn_q.weight": np.zeros((n_embd, n_embd), dtype=f32),
+        "blk.0.attn_k.weight": np.zeros((n_kv, n_embd), dtype=f32),
+        "blk.0.attn_v.weight": np.zeros((n_kv, n_embd), dtype=f32),
+        "blk.0.attn_output.weight": np.zeros((n_embd, n_embd), dtype=f32),
+        "blk.0.ffn_norm.weight": np.ones(n_embd, dtype=f32),
+        "blk.0.ffn_gate.weight": np.zeros((N_FF, n_embd), dtype=f32),
+        "blk.0.ffn_up.weight": np.zeros((N_FF, n_embd), dtype=f32),
+        "blk.0.ffn_down.weight": np.zeros((n_embd, N_FF), dtype=f32),
+    }
+
+
+# --- writer ---------------------------------------------------------------------------
+
+
+def write_gguf(
+    path: Path,
+    *,
+    name: str,
+    vocab: Vocab,
+    weights: Mapping[str, np.ndarray],
+    n_embd: int,
+    n_ctx: int,
+    bos_id: int,
+    eos_id: int,
+    chat_template: str,
+) -> None:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(name)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_context_length(n_ctx)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(n_embd // HEAD_DIM)
+    writer.add_head_count_kv(1)
+    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_layer_norm_rms_eps(1e-5)
+
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_types(vocab.types)
+    writer.add_token_merges(vocab.merges)
+    writer.add_bos_token_id(bos_id)
+    writer.add_eos_token_id(eos_id)
+    writer.add_eot_token_id(eos_id)
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(chat_template)
+
+    for tensor_name, array in weights.items():
+        writer.add_tensor(tensor_name, array)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+# --- public entry point ---------------------------------------------------------------
+
+
+def build_tiny_gguf(
+    path: Path,
+    reply: Sequence[str],
+    *,
+    specials: Sequence[str] = DEFAULT_SPECIALS,
+    chat_template: str | None = None,
+    n_ctx: int = 512,
+    name: str = "tiny",
+) -> TinyModel:
+    """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
+
+    `reply` is a list of human-text tokens, e.g. ["<think>", "Hi", "</think>", "Hello", "!"].
+    Entries equal to a special token use it; any other text becomes one normal token (built
+    from bytes with merges, so tokenizing a single GPT-2 pre-token word yields that token).
+    `specials` must contain <|im_start|> (BOS) and <|im_end|> (EOS/EOT); pass a list
+    without "<think>" to build a model that lacks it.
+    """
+    specials = tuple(dict.fromkeys(specials))
+    for required in (IM_START, IM_END):
+        if required not in specials:
+            raise ValueError(f"specials must include {required!r}")
+    reply = tuple(reply)
+    if any(tok == "" for tok in reply):
+        raise ValueError("reply tokens must be non-empty strings")
+
+    vocab = build_vocab(specials, [tok for tok in reply if tok not in specials])
+    chain = chain_ids(vocab, reply, specials, IM_END)
+    n_vocab = len(vocab.tokens)
+    # One-hot embeddings need n_embd >= n_vocab; heads are HEAD_DIM wide.
+    n_embd = HEAD_DIM * math.ceil(n_vocab / HEAD_DIM)
+    eos_id = vocab.id_of(IM_END)
+    template = CHATML_TEMPLATE if chat_template is None else chat_template
+
+    path = Path(path)
+    write_gguf(
+        path,
+        name=name,
+        vocab=vocab,
+        weights=build_weights(n_vocab, n_embd, chain, eos_id),
+        n_embd=n_embd,
+        n_ctx=n_ctx,
+        bos_id=vocab.id_of(IM_START),
+        eos_id=eos_id,
+        chat_template=template,
+    )
+    return TinyModel(
+        path=path,
+        reply=reply,
+        eos=IM_END,
+        reply_ids=tuple(chain[1:-1]),
+        eos_id=eos_id,
+        specials=specials,
+        chat_template=template,
+        n_ctx=n_ctx,
+    )
+
+
+def render_chat(
+    chat_template: str, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+) -> str:
+    """Render messages with a model's template the way llama-cpp-python does (jinja2)."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(chat_template).render(
+        messages=list(messages), add_generation_prompt=add_generation_prompt
+    )

@@ -1,0 +1,86 @@
+from cortex_core.fleet import FleetState, least_busy
+from cortex_scheduler.placement import place
+from cortex_wire.messages import CatalogueEntry, Device, Heartbeat, LoadedModel
+
+
+def beat(node, *, free=1000, total=1000, models=(), catalogue=("m",), aliases=None, **entry):
+    """A heartbeat of a neuron with one CPU device serving `catalogue` (100 MiB each)."""
+    return Heartbeat(
+        node=node,
+        instance="i",
+        seq=1,
+        sent_at=0.0,
+        interval_s=1.0,
+        devices=[Device(index=0, name="cpu", kind="cpu", total_mb=total, free_mb=free)],
+        memory_budget_mb=total,
+        models=list(models),
+        catalogue=[CatalogueEntry(id=m, n_ctx=512, footprint_mb=100, **entry) for m in catalogue],
+        aliases=aliases or {},
+    )
+
+
+def test_neuron_is_gone_after_three_missed_heartbeats() -> None:
+    fleet = FleetState()
+    fleet.observe(beat("a"), now=100.0)
+    assert [v.node for v in fleet.live(102.9)] == ["a"]
+    assert fleet.live(103.1) == []
+    assert fleet.expire(103.1) == ["a"]
+
+
+def test_allow_list_ignores_other_neurons() -> None:
+    fleet = FleetState(allowed={"a"})
+    assert fleet.observe(beat("a"), 0.0)
+    assert not fleet.observe(beat("intruder"), 0.0)
+    assert [v.node for v in fleet.live(0.0)] == ["a"]
+
+
+def test_catalogue_merges_every_neuron_and_resolves_aliases() -> None:
+    fleet = FleetState()
+    ready = LoadedModel(id="m", state="ready")
+    fleet.observe(beat("a", catalogue=("m", "x"), models=[ready], aliases={"fast": "m"}), 0.0)
+    fleet.observe(beat("b", catalogue=("m", "y")), 0.0)
+    catalogue = fleet.catalogue(0.0)
+    assert sorted(catalogue) == ["m", "x", "y"]
+    assert catalogue["m"].served_by == ["a", "b"]
+    assert catalogue["m"].states["a"].state == "ready"
+    assert fleet.resolve("fast", 0.0) == "m"
+    assert fleet.resolve("m", 0.0) == "m"
+
+
+def test_least_busy_ready_replica_wins() -> None:
+    fleet = FleetState()
+    fleet.observe(beat("a", models=[LoadedModel(id="m", state="ready", busy=1, queued=3)]), 0.0)
+    fleet.observe(beat("b", models=[LoadedModel(id="m", state="ready", busy=1)]), 0.0)
+    fleet.observe(beat("c", models=[LoadedModel(id="m", state="loading")]), 0.0)
+    assert least_busy(fleet.ready_replicas("m", 0.0)) == "b"
+    assert least_busy([]) is None
+
+
+def test_placement_prefers_fit_then_most_free_then_name() -> None:
+    neurons = [beat("small", free=50), beat("big", free=900), beat("also-big", free=900)]
+    fleet = FleetState()
+    for n in neurons:
+        fleet.observe(n, 0.0)
+    decision = place("m", fleet.live(0.0))
+    assert decision.node == "also-big"
+    assert "fits" in decision.reason
+
+
+def test_placement_respects_pins_and_device_constraints() -> None:
+    fleet = FleetState()
+    fleet.observe(beat("a", free=900, pinned_on=["b"]), 0.0)
+    fleet.observe(beat("b", free=100, pinned_on=["b"]), 0.0)
+    assert place("m", fleet.live(0.0)).node == "b"
+    fleet = FleetState()
+    fleet.observe(beat("a", min_device_vram_mb=2000), 0.0)
+    decision = place("m", fleet.live(0.0))
+    assert decision.node is None
+    assert "a: needs 1 device(s) with >= 2000 MiB" in decision.reason
+
+
+def test_placement_without_any_server_of_the_model_explains() -> None:
+    fleet = FleetState()
+    fleet.observe(beat("a", catalogue=("other",)), 0.0)
+    decision = place("m", fleet.live(0.0))
+    assert decision.node is None
+    assert "no live neuron serves it" in decision.reason
