@@ -18,8 +18,18 @@ def hello_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="session")
+def endless_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Greedy output "tick tocktick tock…" until a limit or a cancellation stops it."""
+    path = tmp_path_factory.mktemp("endless") / "endless.gguf"
+    return build_tiny_gguf(path, ("tick", " tock"), endless=True, n_ctx=8192)
+
+
+@pytest.fixture(scope="session")
 def stack(
-    nats_server, hello_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
+    nats_server,
+    hello_model: TinyModel,
+    endless_model: TinyModel,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningStack]:
     folder: Path = tmp_path_factory.mktemp("stack")
     models = write_catalogue(
@@ -29,6 +39,7 @@ def stack(
             {"id": "tiny-missing", "path": str(folder / "does-not-exist.gguf"), "n_ctx": 256},
             # Same weights, its own id: only the single-flight test ever loads it.
             {"id": "tiny-cold", "path": str(hello_model.path), "n_ctx": 256},
+            {"id": "tiny-endless", "path": str(endless_model.path), "n_ctx": 8192},
         ],
         aliases={"hello": "tiny-hello"},
     )

@@ -273,6 +273,7 @@ def build_tiny_gguf(
     chat_template: str | None = None,
     n_ctx: int = 512,
     name: str = "tiny",
+    endless: bool = False,
 ) -> TinyModel:
     """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
 
@@ -280,7 +281,8 @@ def build_tiny_gguf(
     Entries equal to a special token use it; any other text becomes one normal token (built
     from bytes with merges, so tokenizing a single GPT-2 pre-token word yields that token).
     `specials` must contain <|im_start|> (BOS) and <|im_end|> (EOS/EOT); pass a list
-    without "<think>" to build a model that lacks it.
+    without "<think>" to build a model that lacks it. With `endless`, the last reply token
+    leads back to the first, so generation only ends at a limit or a cancellation.
     """
     specials = tuple(dict.fromkeys(specials))
     for required in (IM_START, IM_END):
@@ -303,7 +305,9 @@ def build_tiny_gguf(
         path,
         name=name,
         vocab=vocab,
-        weights=build_weights(n_vocab, n_embd, chain, eos_id),
+        weights=build_weights(
+            n_vocab, n_embd, [*chain[:-1], chain[1]] if endless else chain, eos_id
+        ),
         n_embd=n_embd,
         n_ctx=n_ctx,
         bos_id=vocab.id_of(IM_START),

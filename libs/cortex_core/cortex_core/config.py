@@ -58,6 +58,8 @@ class NeuronSettings(Section):
     # CPU-only hosts (and tests) place models against this budget; 0 = 80% of RAM.
     memory_budget_mb: int = 0
     heartbeat_interval_s: float = 1.0
+    # A stream with nothing to say (queued, prefilling) sends a keep-alive frame this often.
+    keepalive_interval_s: float = 1.0
     # Bound on requests waiting for each loaded model's engine thread.
     queue_depth: int = 64
     n_threads: int = 0
@@ -200,8 +202,9 @@ def _check_settings(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
     if settings.neuron.queue_depth < 1:
         raise ConfigError(f"{source}: neuron.queue_depth: must be >= 1")
-    if settings.neuron.heartbeat_interval_s <= 0:
-        raise ConfigError(f"{source}: neuron.heartbeat_interval_s: must be > 0")
+    for key in ("heartbeat_interval_s", "keepalive_interval_s"):
+        if getattr(settings.neuron, key) <= 0:
+            raise ConfigError(f"{source}: neuron.{key}: must be > 0")
 
 
 def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:

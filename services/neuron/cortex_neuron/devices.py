@@ -12,16 +12,25 @@ log = structlog.get_logger("devices")
 MIB = 1024 * 1024
 
 
+_nvml_missing = False
+
+
 def discover_gpus() -> list[Device]:
     """Every NVIDIA GPU NVML can see, with current memory; [] without a driver or GPU."""
-    try:
-        import pynvml
-    except ImportError:
+    global _nvml_missing
+    if _nvml_missing:
         return []
     try:
+        import pynvml
+
         pynvml.nvmlInit()
+    except ImportError:
+        _nvml_missing = True
+        return []
     except pynvml.NVMLError as error:
-        log.debug("nvml_unavailable", reason=str(error))
+        # No driver on this host: it will not appear while we run, so stop asking.
+        _nvml_missing = True
+        log.info("no_gpu", reason=str(error), serving_on="cpu")
         return []
     try:
         devices = []

@@ -269,7 +269,7 @@ class Neuron:
         """Carry one request's events to its stream subject as numbered frames."""
         request = job.request
         subject = request.stream_subject
-        keepalive = max(0.2, self.settings.neuron.heartbeat_interval_s)
+        keepalive = self.settings.neuron.keepalive_interval_s
         seq = 0
         started = time.perf_counter()
         try:

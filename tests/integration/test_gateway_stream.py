@@ -1,0 +1,133 @@
+"""The gateway's stream follower against a scripted neuron on a real nats-server: gaps and
+silence are failures with a reason, and a reader that leaves cancels the request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from cortex_core.config import GatewaySettings
+from cortex_core.fleet import FleetState
+from cortex_gateway.errors import ApiError
+from cortex_gateway.inference import WAITING, Inference
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    Cancel,
+    CatalogueEntry,
+    Delta,
+    Device,
+    Done,
+    Heartbeat,
+    InferReply,
+    InferRequest,
+    LoadedModel,
+    Usage,
+)
+
+NODE = "scripted"
+Script = Callable[[Client, InferRequest], object]
+
+
+def fleet_with_ready_model() -> FleetState:
+    fleet = FleetState()
+    heartbeat = Heartbeat(
+        node=NODE, instance="x", seq=1, sent_at=0.0, interval_s=60.0,
+        devices=[Device(index=0, name="cpu", kind="cpu", total_mb=1, free_mb=1)],
+        memory_budget_mb=1, models=[LoadedModel(id="m", state="ready")],
+        catalogue=[CatalogueEntry(id="m", n_ctx=8, footprint_mb=1)],
+    )  # fmt: skip
+    fleet.observe(heartbeat, time.monotonic())
+    return fleet
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+async def scripted_neuron(bus: Client, script: Script) -> None:
+    async def on_infer(msg) -> None:
+        request = codec.decode(msg.data, InferRequest)
+        await msg.respond(codec.encode(InferReply(accepted=True)))
+        await script(bus, request)  # type: ignore[misc]
+
+    await bus.subscribe(subjects.infer(NODE), cb=on_infer)
+
+
+def inference(bus: Client) -> Inference:
+    settings = GatewaySettings(keepalive_interval_s=0.05, stream_idle_timeout_s=0.3)
+    return Inference(bus, fleet_with_ready_model(), settings)
+
+
+def request(request_id: str) -> InferRequest:
+    return InferRequest(
+        request_id=request_id, model="m", stream_subject=subjects.stream(request_id)
+    )
+
+
+async def send(bus: Client, request: InferRequest, *frames: object) -> None:
+    for frame in frames:
+        await bus.publish(request.stream_subject, codec.encode(frame))
+
+
+async def test_in_order_frames_pass_through(bus: Client) -> None:
+    async def script(bus: Client, req: InferRequest) -> None:
+        await send(bus, req, Delta(seq=0, text="a", tokens=1),
+                   Done(seq=1, finish_reason="stop", usage=Usage(completion_tokens=1)))  # fmt: skip
+
+    await scripted_neuron(bus, script)
+    items = [i async for i in inference(bus).stream(request("ok")) if i is not WAITING]
+    assert [type(i).__name__ for i in items] == ["Delta", "Done"]
+
+
+async def test_a_gap_in_sequence_numbers_is_a_failure(bus: Client) -> None:
+    async def script(bus: Client, req: InferRequest) -> None:
+        await send(bus, req, Delta(seq=0, text="a"), Delta(seq=2, text="c"))
+
+    await scripted_neuron(bus, script)
+    with pytest.raises(ApiError) as caught:
+        async for _ in inference(bus).stream(request("gap")):
+            pass
+    assert caught.value.code == "stream_gap"
+    assert "frame 2 arrived, 1 expected" in caught.value.message
+
+
+async def test_silence_past_the_deadline_is_a_failure_not_a_hang(bus: Client) -> None:
+    async def script(bus: Client, req: InferRequest) -> None:
+        return None
+
+    await scripted_neuron(bus, script)
+    waits = 0
+    with pytest.raises(ApiError) as caught:
+        async for item in inference(bus).stream(request("silent")):
+            waits += item is WAITING
+    assert caught.value.code == "stream_timeout"
+    assert waits >= 1  # the HTTP layer got to send keep-alives meanwhile
+
+
+async def test_a_reader_that_leaves_cancels_the_request(bus: Client) -> None:
+    cancels: asyncio.Queue[Cancel] = asyncio.Queue()
+
+    async def on_cancel(msg) -> None:
+        await cancels.put(codec.decode(msg.data, Cancel))
+
+    await bus.subscribe(subjects.CANCEL, cb=on_cancel)
+
+    async def script(bus: Client, req: InferRequest) -> None:
+        await send(bus, req, Delta(seq=0, text="a"))
+
+    await scripted_neuron(bus, script)
+    items = inference(bus).stream(request("leaver"))
+    async for item in items:
+        if isinstance(item, Delta):
+            break
+    await items.aclose()
+    cancel = await asyncio.wait_for(cancels.get(), 5)
+    assert cancel.request_id == "leaver"

@@ -1,0 +1,212 @@
+"""A neuron alone on a real nats-server: load, stream, cancel, queue, refuse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+
+from cortex_neuron.main import run_neuron
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    Cancel,
+    ChatMessage,
+    ControlReply,
+    Delta,
+    Done,
+    Failed,
+    Frame,
+    Heartbeat,
+    InferReply,
+    InferRequest,
+    KeepAlive,
+    LoadModel,
+    ModelEvent,
+    SamplingParams,
+)
+from tests.conftest import write_catalogue
+from tests.support.stack import stack_settings
+from tests.support.tiny_gguf import TinyModel
+
+NODE = "neuron-under-test"
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+async def neuron(
+    nats_url: str, hello_model: TinyModel, endless_model: TinyModel, tmp_path: Path, bus: Client
+):
+    models = write_catalogue(
+        tmp_path / "models.toml",
+        [
+            {"id": "hello", "path": str(hello_model.path), "n_ctx": 256},
+            {"id": "endless", "path": str(endless_model.path), "n_ctx": 8192},
+        ],
+    )
+    settings = stack_settings(nats_url, models, node=NODE, neuron={"keepalive_interval_s": 0.05})
+    first_beat = asyncio.get_running_loop().create_future()
+
+    async def on_beat(msg) -> None:
+        if not first_beat.done():
+            first_beat.set_result(codec.decode(msg.data, Heartbeat))
+
+    sub = await bus.subscribe(subjects.heartbeat(NODE), cb=on_beat)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_neuron(settings, stop))
+    heartbeat = await asyncio.wait_for(first_beat, 10)
+    await sub.unsubscribe()
+    yield heartbeat
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def load(bus: Client, model: str) -> ControlReply:
+    raw = await bus.request(
+        subjects.control(NODE), codec.encode(LoadModel(model=model)), timeout=30
+    )
+    return codec.decode(raw.data, ControlReply)
+
+
+class Stream:
+    """A request's frames, as a subscriber on its stream subject sees them."""
+
+    def __init__(self, bus: Client, request_id: str) -> None:
+        self.bus = bus
+        self.request_id = request_id
+        self.subject = subjects.stream(request_id)
+        self.frames: asyncio.Queue[Frame] = asyncio.Queue()
+
+    async def open(self) -> Stream:
+        async def on_frame(msg) -> None:
+            await self.frames.put(codec.decode_frame(msg.data))
+
+        self.sub = await self.bus.subscribe(self.subject, cb=on_frame)
+        return self
+
+    async def submit(
+        self, model: str, max_tokens: int | None = None, content: str = "hi"
+    ) -> InferReply:
+        request = InferRequest(
+            request_id=self.request_id, model=model, stream_subject=self.subject,
+            messages=[ChatMessage(role="user", content=content)],
+            params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        )  # fmt: skip
+        raw = await self.bus.request(subjects.infer(NODE), codec.encode(request), timeout=10)
+        return codec.decode(raw.data, InferReply)
+
+    async def next(self) -> Frame:
+        return await asyncio.wait_for(self.frames.get(), 30)
+
+    async def until_end(self) -> list[Frame]:
+        frames = []
+        while True:
+            frame = await self.next()
+            frames.append(frame)
+            if isinstance(frame, Done | Failed):
+                return frames
+
+
+def assert_numbered(frames: list[Frame]) -> None:
+    assert [f.seq for f in frames] == list(range(len(frames)))
+
+
+async def test_heartbeat_announces_devices_and_catalogue(neuron: Heartbeat) -> None:
+    assert neuron.node == NODE
+    assert neuron.devices[0].kind == "cpu"
+    assert neuron.devices[0].total_mb == 4096
+    assert sorted(e.id for e in neuron.catalogue) == ["endless", "hello"]
+    assert neuron.models == []
+
+
+async def test_load_announces_events_and_streams_numbered_frames(neuron, bus: Client) -> None:
+    events: list[ModelEvent] = []
+
+    async def on_event(msg) -> None:
+        events.append(codec.decode(msg.data, ModelEvent))
+
+    sub = await bus.subscribe(subjects.model_event(NODE, "hello"), cb=on_event)
+    assert (await load(bus, "hello")).ok
+    await bus.flush()
+    await sub.unsubscribe()
+    assert [e.state for e in events] == ["loading", "ready"]
+
+    stream = await Stream(bus, "req-1").open()
+    assert (await stream.submit("hello")).accepted
+    frames = await stream.until_end()
+    assert_numbered(frames)
+    assert "".join(f.text for f in frames if isinstance(f, Delta)) == "Hello, world!"
+    done = frames[-1]
+    assert isinstance(done, Done)
+    assert done.finish_reason == "stop"
+    assert (
+        done.usage.completion_tokens == 4 == sum(f.tokens for f in frames if isinstance(f, Delta))
+    )
+
+
+async def test_cancel_stops_generation_between_tokens(neuron, bus: Client) -> None:
+    assert (await load(bus, "endless")).ok
+    stream = await Stream(bus, "req-cancel").open()
+    assert (await stream.submit("endless")).accepted
+    while not isinstance(await stream.next(), Delta):
+        pass
+    await bus.publish(subjects.CANCEL, codec.encode(Cancel(request_id="req-cancel")))
+    frames = await stream.until_end()
+    done = frames[-1]
+    assert isinstance(done, Done)
+    assert done.finish_reason == "cancelled"
+    # It would have run to the end of its 8192-token context.
+    assert done.usage.completion_tokens < 8000
+
+
+async def test_queued_request_gets_keepalives_then_runs(neuron, bus: Client) -> None:
+    assert (await load(bus, "endless")).ok
+    busy = await Stream(bus, "req-busy").open()
+    assert (await busy.submit("endless")).accepted
+    waiting = await Stream(bus, "req-waiting").open()
+    assert (await waiting.submit("endless", max_tokens=3)).accepted
+    first = await waiting.next()
+    assert isinstance(first, KeepAlive) and first.phase == "queued"
+    await bus.publish(subjects.CANCEL, codec.encode(Cancel(request_id="req-busy")))
+    frames = [first, *await waiting.until_end()]
+    assert_numbered(frames)
+    assert "".join(f.text for f in frames if isinstance(f, Delta)) == "tick tocktick"
+    assert isinstance(frames[-1], Done) and frames[-1].finish_reason == "length"
+
+
+async def test_prompt_longer_than_context_fails_with_the_numbers(neuron, bus: Client) -> None:
+    assert (await load(bus, "hello")).ok
+    stream = await Stream(bus, "req-long").open()
+    assert (await stream.submit("hello", content="x " * 200)).accepted
+    frames = await stream.until_end()
+    failed = frames[-1]
+    assert isinstance(failed, Failed)
+    assert failed.error.code == "context_length_exceeded"
+    assert "context of 256 tokens" in failed.error.message
+
+
+async def test_refusals_are_immediate_and_explained(neuron, bus: Client) -> None:
+    not_loaded = await Stream(bus, "req-cold").submit("hello")
+    assert not not_loaded.accepted and not_loaded.error is not None
+    assert not_loaded.error.code == "model_not_ready" and not_loaded.error.retryable
+
+    unknown = await load(bus, "nope")
+    assert not unknown.ok and unknown.error is not None and unknown.error.code == "model_not_found"
+
+    raw = await bus.request(subjects.infer(NODE), b"{not json", timeout=10)
+    garbage = codec.decode(raw.data, InferReply)
+    assert (
+        not garbage.accepted and garbage.error is not None and garbage.error.code == "bad_request"
+    )
+    with pytest.raises(msgspec.ValidationError):
+        codec.decode(b'{"accepted": "maybe"}', InferReply)
