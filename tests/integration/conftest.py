@@ -40,6 +40,8 @@ def stack(
             # Same weights, its own id: only the single-flight test ever loads it.
             {"id": "tiny-cold", "path": str(hello_model.path), "n_ctx": 256},
             {"id": "tiny-endless", "path": str(endless_model.path), "n_ctx": 8192},
+            # More memory than the neuron's 4096 MiB budget: no placement is possible.
+            {"id": "tiny-huge", "path": str(hello_model.path), "vram_mb": 999_999},
         ],
         aliases={"hello": "tiny-hello"},
     )

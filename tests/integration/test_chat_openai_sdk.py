@@ -71,7 +71,7 @@ def test_models_lists_catalogue_aliases_and_live_state(
 ) -> None:
     client.chat.completions.create(model="tiny-hello", messages=USER, max_tokens=1)
     ids = [m.id for m in client.models.list()]
-    assert {"tiny-hello", "tiny-missing", "hello"} <= set(ids)
+    assert {"tiny-hello", "tiny-missing", "tiny-huge", "hello"} <= set(ids)
     body = httpx.get(f"{stack.base_url}/v1/models").json()
     hello = next(m for m in body["data"] if m["id"] == "tiny-hello")
     assert hello["served_by"] == ["test-neuron"]
@@ -111,6 +111,14 @@ def test_model_whose_file_is_missing_fails_clearly(client: openai.OpenAI) -> Non
     assert caught.value.status_code == 503
     assert caught.value.code == "load_failed"
     assert "does-not-exist.gguf" in caught.value.message
+
+
+def test_model_that_fits_nowhere_is_503_with_the_reason(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="tiny-huge", messages=USER)
+    assert caught.value.status_code == 503
+    assert caught.value.code == "no_capacity"
+    assert "test-neuron: needs 999999 MiB" in caught.value.message
 
 
 def test_missing_model_fails_in_band_when_streaming(client: openai.OpenAI) -> None:

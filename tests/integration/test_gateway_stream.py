@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import nats
 import pytest
@@ -13,6 +14,7 @@ from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
+from cortex_core.nats_server import EmbeddedNats
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import WAITING, Inference
 from cortex_wire import codec, subjects
@@ -131,3 +133,21 @@ async def test_a_reader_that_leaves_cancels_the_request(bus: Client) -> None:
     await items.aclose()
     cancel = await asyncio.wait_for(cancels.get(), 5)
     assert cancel.request_id == "leaver"
+
+
+async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -> None:
+    server = EmbeddedNats("127.0.0.1", -1, tmp_path)  # a bus of its own: no scheduler on it
+    nc = await nats.connect(await asyncio.to_thread(server.start))
+    fleet = fleet_with_ready_model()
+    settings = GatewaySettings(keepalive_interval_s=0.05)
+    cold = request("cold")
+    cold.model = "not-loaded"
+    try:
+        with pytest.raises(ApiError) as caught:
+            async for _ in Inference(nc, fleet, settings).stream(cold):
+                pass
+    finally:
+        await nc.close()
+        server.stop()
+    assert (caught.value.status, caught.value.code) == (503, "no_scheduler")
+    assert "no scheduler is running" in caught.value.message
