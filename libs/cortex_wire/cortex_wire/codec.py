@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from cortex_wire.messages import Frame
+from cortex_wire.messages import ControlCommand, Frame
 
 T = TypeVar("T")
 
@@ -25,10 +25,15 @@ def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
 
 def decode(data: bytes, kind: type[T]) -> T:
     """Decode `data` as `kind`; raises msgspec.DecodeError / ValidationError on bad input."""
-    result: T = _decoder(kind).decode(data)
+    result: T = _decoder(kind).decode(data)  # type: ignore[arg-type]
     return result
 
 
 def decode_frame(data: bytes) -> Frame:
     frame: Frame = _decoder(Frame).decode(data)
     return frame
+
+
+def decode_control(data: bytes) -> ControlCommand:
+    command: ControlCommand = _decoder(ControlCommand).decode(data)
+    return command

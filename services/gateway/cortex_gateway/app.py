@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +129,7 @@ def _internal_error_handler(request: Request[Any, Any, Any], error: Exception) -
 
 
 async def _chat_stream(
-    items: AsyncIterator[StreamItem], trace: RequestTrace, request_id: str, model: str,
+    items: AsyncGenerator[StreamItem, None], trace: RequestTrace, request_id: str, model: str,
     created: int, include_usage: bool,
 ) -> AsyncIterator[bytes]:  # fmt: skip
     """OpenAI chat SSE: role chunk, content chunks, finish chunk, [usage], [DONE]."""
@@ -186,7 +186,11 @@ async def _chat_stream(
 
 
 async def _chat_collect(
-    items: AsyncIterator[StreamItem], trace: RequestTrace, request_id: str, model: str, created: int
+    items: AsyncGenerator[StreamItem, None],
+    trace: RequestTrace,
+    request_id: str,
+    model: str,
+    created: int,
 ) -> dict[str, Any]:
     parts: list[str] = []
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 import msgspec
@@ -111,7 +111,7 @@ class Inference:
             ) from None
         return codec.decode(raw.data, InferReply)
 
-    async def stream(self, request: InferRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
 
         Ends after a Done or Failed frame. Raises ApiError when it cannot start or the stream

@@ -82,8 +82,6 @@ async def run_gateway(
             lifespan="off", timeout_graceful_shutdown=5,
         )
     )  # fmt: skip
-    # Our own signal handling owns shutdown; uvicorn must not install its handlers.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     http_port = sock.getsockname()[1]
     log.info("gateway_listening", port=http_port, listen=settings.gateway.listen,
              metrics_port=metrics_server.server_port)  # fmt: skip

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -22,7 +24,6 @@ from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
-    ControlCommand,
     ControlReply,
     Delta,
     Done,
@@ -98,8 +99,8 @@ class Neuron:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self.log.info("neuron_stopped")
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -211,7 +212,7 @@ class Neuron:
 
     async def _control(self, msg: Msg) -> None:
         try:
-            command = codec.decode(msg.data, ControlCommand)  # type: ignore[arg-type]
+            command = codec.decode_control(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(
                 msg, ControlReply(ok=False, error=WireError(code="bad_request", message=str(error)))
@@ -248,12 +249,12 @@ class Neuron:
             return
         resident = self.residents.get(request.model)
         if resident is None or resident.state != "ready" or resident.engine is None:
-            error = WireError(
+            not_ready = WireError(
                 code="model_not_ready",
                 message=f"model {request.model!r} is not ready on neuron {self.node!r}",
                 retryable=True,
             )
-            await _reply(msg, InferReply(accepted=False, error=error))
+            await _reply(msg, InferReply(accepted=False, error=not_ready))
             return
         job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
         try:
