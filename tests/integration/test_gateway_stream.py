@@ -86,7 +86,8 @@ async def test_in_order_frames_pass_through(bus: Client) -> None:
 
     await scripted_neuron(bus, script)
     items = [i async for i in inference(bus).stream(request("ok")) if i is not WAITING]
-    assert [type(i).__name__ for i in items] == ["Delta", "Done"]
+    assert [type(i).__name__ for i in items] == ["Accepted", "Delta", "Done"]
+    assert items[0].node == NODE
 
 
 async def test_a_gap_in_sequence_numbers_is_a_failure(bus: Client) -> None:

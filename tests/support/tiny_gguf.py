@@ -137,15 +137,22 @@ class Vocab:
         return self.tokens.index(token_text)
 
 
-def build_vocab(specials: Sequence[str], words: Sequence[str]) -> Vocab:
+def build_vocab(
+    specials: Sequence[str], words: Sequence[str], user_defined: Sequence[str] = ()
+) -> Vocab:
     """256 byte tokens (id == byte value), then specials, then word and merge tokens.
 
-    `words` are human-text tokens; single-byte ones already exist as byte tokens.
+    `words` are human-text tokens; single-byte ones already exist as byte tokens. Specials
+    are CONTROL tokens (they detokenise to nothing) unless listed in `user_defined`
+    (USER_DEFINED: they detokenise to their text, as some reasoning models ship them).
     """
     tokens = [byte_to_unicode()[b] for b in range(256)]
     types = [gguf.TokenType.NORMAL] * 256
     tokens += specials
-    types += [gguf.TokenType.CONTROL] * len(specials)
+    types += [
+        gguf.TokenType.USER_DEFINED if s in user_defined else gguf.TokenType.CONTROL
+        for s in specials
+    ]
 
     bpe_words = [to_bpe_text(w) for w in words]
     merges, created = build_merges(w for w in bpe_words if len(w) > 1)
@@ -274,6 +281,7 @@ def build_tiny_gguf(
     n_ctx: int = 512,
     name: str = "tiny",
     endless: bool = False,
+    user_defined: Sequence[str] = (),
 ) -> TinyModel:
     """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
 
@@ -292,7 +300,7 @@ def build_tiny_gguf(
     if any(tok == "" for tok in reply):
         raise ValueError("reply tokens must be non-empty strings")
 
-    vocab = build_vocab(specials, [tok for tok in reply if tok not in specials])
+    vocab = build_vocab(specials, [tok for tok in reply if tok not in specials], user_defined)
     chain = chain_ids(vocab, reply, specials, IM_END)
     n_vocab = len(vocab.tokens)
     # One-hot embeddings need n_embd >= n_vocab; heads are HEAD_DIM wide.

@@ -86,15 +86,17 @@ def test_image_content_is_rejected_clearly() -> None:
 
 
 def test_response_shapes() -> None:
-    usage = Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1)
+    usage = Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1, reasoning_tokens=1)
+    message = {"role": "assistant", "content": "hi"}
     body = openai_chat.completion_body(
-        request_id="c1", model="m", created=1, text="hi", reason="length", usage=usage
+        request_id="c1", model="m", created=1, message=message, reason="length", usage=usage
     )
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"] == {
         "prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
         "prompt_tokens_details": {"cached_tokens": 1},
+        "completion_tokens_details": {"reasoning_tokens": 1},
     }  # fmt: skip
     chunk = openai_chat.chunk_body(request_id="c1", model="m", created=1, delta={"content": "x"})
     assert chunk["object"] == "chat.completion.chunk"

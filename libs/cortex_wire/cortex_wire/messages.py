@@ -65,6 +65,9 @@ class LoadedModel(Struct):
     tokens_per_s: float = 0.0
     last_used_at: float = 0.0
     error: str = ""
+    # [open, close] marker texts found in the model's vocabulary; empty when it has none.
+    reasoning_markers: list[str] = msgspec.field(default_factory=list)
+    tool_call_markers: list[str] = msgspec.field(default_factory=list)
 
 
 class Heartbeat(Struct):
@@ -117,6 +120,8 @@ class InferReply(Struct):
 
     accepted: bool
     error: WireError | None = None
+    # The model's [open, close] reasoning markers (for clients that want them inline).
+    reasoning_markers: list[str] = msgspec.field(default_factory=list)
 
 
 class Cancel(Struct):
@@ -128,9 +133,21 @@ class Usage(Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    # Part of completion_tokens: reasoning, marker tokens included.
+    reasoning_tokens: int = 0
 
 
 class Delta(Struct, tag="delta", tag_field="type"):
+    """Answer text (the model's visible output)."""
+
+    seq: int
+    text: str = ""
+    tokens: int = 0
+
+
+class ReasoningDelta(Struct, tag="reasoning", tag_field="type"):
+    """Reasoning text (between the model's reasoning markers; markers never included)."""
+
     seq: int
     text: str = ""
     tokens: int = 0
@@ -152,7 +169,7 @@ class Failed(Struct, tag="error", tag_field="type"):
     error: WireError
 
 
-Frame = Delta | KeepAlive | Done | Failed
+Frame = Delta | ReasoningDelta | KeepAlive | Done | Failed
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,10 +21,16 @@ from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
 from cortex_gateway import openai_chat, sse
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import WAITING, Inference, StreamItem
+from cortex_gateway.inference import WAITING, Accepted, Inference, StreamItem
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
+from cortex_gateway.reasoning_view import (
+    INCLUDE_THINKING_HEADER,
+    ChatDeltas,
+    ChatMessageBuilder,
+    wants_inline_thinking,
+)
 from cortex_wire import subjects
-from cortex_wire.messages import Delta, Done, Failed, InferRequest
+from cortex_wire.messages import Delta, Done, Failed, InferRequest, ReasoningDelta, Usage
 
 log = structlog.get_logger("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -80,17 +86,24 @@ class Gateway:
         catalogue = self.fleet.catalogue(now)
         data: list[dict[str, Any]] = []
         for model_id, view in sorted(catalogue.items()):
-            data.append(
-                {
-                    "id": model_id,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "cortex",
-                    "context_length": view.entry.n_ctx,
-                    "served_by": sorted(view.served_by),
-                    "state": {node: m.state for node, m in sorted(view.states.items())},
-                }
+            entry: dict[str, Any] = {
+                "id": model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "cortex",
+                "context_length": view.entry.n_ctx,
+                "served_by": sorted(view.served_by),
+                "state": {node: m.state for node, m in sorted(view.states.items())},
+            }
+            # Whether a model reasons is read from its vocabulary when it loads.
+            states = view.states.values()
+            reasoning: list[str] = next(
+                (m.reasoning_markers for m in states if m.reasoning_markers), []
             )
+            entry["capabilities"] = ["reasoning"] if reasoning else []
+            if reasoning:
+                entry["reasoning_markers"] = reasoning
+            data.append(entry)
         for alias, target in sorted(self.fleet.aliases(now).items()):
             if target in catalogue:
                 data.append(
@@ -128,91 +141,115 @@ def _internal_error_handler(request: Request[Any, Any, Any], error: Exception) -
     )
 
 
+@dataclass
+class ChatCall:
+    """One chat completion request as the HTTP layer answers it."""
+
+    request_id: str
+    model: str  # as the client named it (an alias stays an alias)
+    created: int
+    trace: RequestTrace
+    include_usage: bool = False
+    inline_thinking: bool = False
+
+    def deltas(self, accepted: Accepted) -> ChatDeltas:
+        return ChatDeltas(accepted.reasoning_markers if self.inline_thinking else None)
+
+    def chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
+        body = openai_chat.chunk_body(
+            request_id=self.request_id, model=self.model, created=self.created,
+            delta=delta, reason=reason,
+        )  # fmt: skip
+        return sse.data(body)
+
+
 async def _chat_stream(
-    items: AsyncGenerator[StreamItem, None], trace: RequestTrace, request_id: str, model: str,
-    created: int, include_usage: bool,
-) -> AsyncIterator[bytes]:  # fmt: skip
-    """OpenAI chat SSE: role chunk, content chunks, finish chunk, [usage], [DONE]."""
+    call: ChatCall, items: AsyncGenerator[StreamItem, None]
+) -> AsyncIterator[bytes]:
+    """OpenAI chat SSE: role chunk, content/reasoning chunks, finish chunk, [usage], [DONE]."""
+    outcome, usage = "cancelled", Usage()
+    deltas = ChatDeltas(None)
     started = False
-    outcome = "cancelled"
-    usage_tokens = (0, 0)
-
-    def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
-        return sse.data(
-            openai_chat.chunk_body(
-                request_id=request_id, model=model, created=created, delta=delta, reason=reason
-            )
-        )
-
     try:
         async with aclosing(items):
             async for item in items:
                 if item is WAITING:
                     yield sse.KEEPALIVE
-                elif isinstance(item, Delta):
-                    if not started:
-                        started = True
-                        trace.first_token()
-                        yield chunk({"role": "assistant", "content": ""})
-                    if item.text:
-                        yield chunk({"content": item.text})
+                    continue
+                if isinstance(item, Accepted):
+                    deltas = call.deltas(item)
+                    continue
+                if isinstance(item, Delta | ReasoningDelta) and not started:
+                    started = True
+                    call.trace.first_token()
+                    yield call.chunk({"role": "assistant", "content": ""})
+                if isinstance(item, Delta):
+                    delta = deltas.text(item.text)
+                elif isinstance(item, ReasoningDelta):
+                    delta = deltas.reasoning(item.text)
                 elif isinstance(item, Done):
                     if not started:
-                        yield chunk({"role": "assistant", "content": ""})
-                    yield chunk({}, item.finish_reason)
-                    if include_usage:
+                        yield call.chunk({"role": "assistant", "content": ""})
+                    closing = deltas.finish()
+                    if closing:
+                        yield call.chunk(closing)
+                    yield call.chunk({}, item.finish_reason)
+                    if call.include_usage:
                         yield sse.data(
                             openai_chat.usage_chunk_body(
-                                request_id=request_id,
-                                model=model,
-                                created=created,
+                                request_id=call.request_id,
+                                model=call.model,
+                                created=call.created,
                                 usage=item.usage,
                             )
                         )
-                    usage_tokens = (item.usage.prompt_tokens, item.usage.completion_tokens)
-                    outcome = "ok"
+                    outcome, usage = "ok", item.usage
+                    continue
                 elif isinstance(item, Failed):
                     error = ApiError.from_wire(item.error)
                     outcome = error.code or "error"
                     yield sse.data(error.openai_body())
+                    continue
+                if delta:
+                    yield call.chunk(delta)
         yield sse.DONE
     except ApiError as error:
         outcome = error.code or "error"
-        log.warning("stream_failed", request_id=request_id, error=error.message)
+        log.warning("stream_failed", request_id=call.request_id, error=error.message)
         yield sse.data(error.openai_body())
         yield sse.DONE
     finally:
-        trace.finish(outcome, *usage_tokens)
+        call.trace.finish(outcome, usage.prompt_tokens, usage.completion_tokens)
 
 
-async def _chat_collect(
-    items: AsyncGenerator[StreamItem, None],
-    trace: RequestTrace,
-    request_id: str,
-    model: str,
-    created: int,
-) -> dict[str, Any]:
-    parts: list[str] = []
+async def _chat_collect(call: ChatCall, items: AsyncGenerator[StreamItem, None]) -> dict[str, Any]:
+    builder = ChatMessageBuilder(ChatDeltas(None))
     try:
         async with aclosing(items):
             async for item in items:
-                if isinstance(item, Delta):
-                    trace.first_token()
-                    parts.append(item.text)
+                if isinstance(item, Accepted):
+                    builder = ChatMessageBuilder(call.deltas(item))
+                elif isinstance(item, Delta):
+                    call.trace.first_token()
+                    builder.add(builder.deltas.text(item.text))
+                elif isinstance(item, ReasoningDelta):
+                    call.trace.first_token()
+                    builder.add(builder.deltas.reasoning(item.text))
                 elif isinstance(item, Done):
-                    trace.finish("ok", item.usage.prompt_tokens, item.usage.completion_tokens)
+                    usage = item.usage
+                    call.trace.finish("ok", usage.prompt_tokens, usage.completion_tokens)
                     return openai_chat.completion_body(
-                        request_id=request_id, model=model, created=created,
-                        text="".join(parts), reason=item.finish_reason, usage=item.usage,
+                        request_id=call.request_id, model=call.model, created=call.created,
+                        message=builder.message(), reason=item.finish_reason, usage=usage,
                     )  # fmt: skip
                 elif isinstance(item, Failed):
                     raise ApiError.from_wire(item.error)
         raise ApiError(502, "the stream ended without a result", type="server_error")
     except ApiError as error:
-        trace.finish(error.code or "error")
+        call.trace.finish(error.code or "error")
         raise
     finally:
-        trace.finish("cancelled")
+        call.trace.finish("cancelled")
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -256,15 +293,20 @@ def create_app(gateway: Gateway) -> Litestar:
             params=openai_chat.sampling_params(chat),
             chat_template_kwargs=chat.chat_template_kwargs or {},
         )
-        trace = RequestTrace(gateway.metrics, model, "chat")
-        created = int(time.time())
+        call = ChatCall(
+            request_id=request_id,
+            model=chat.model,
+            created=int(time.time()),
+            trace=RequestTrace(gateway.metrics, model, "chat"),
+            include_usage=bool(chat.stream_options and chat.stream_options.include_usage),
+            inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
+        )
         items = gateway.inference.stream(infer)
         headers = {"x-request-id": request_id}
         if chat.stream:
-            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            body = _chat_stream(items, trace, request_id, chat.model, created, include_usage)
+            body = _chat_stream(call, items)
             return Stream(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-        result = await _chat_collect(items, trace, request_id, chat.model, created)
+        result = await _chat_collect(call, items)
         return Response(result, media_type=MediaType.JSON, headers=headers)
 
     return Litestar(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, TypeAlias
 
 import msgspec
 import structlog
@@ -44,7 +45,17 @@ class _Waiting:
 
 
 WAITING: Final = _Waiting()
-StreamItem = Frame | _Waiting
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A neuron took the request (always the first item before any frame)."""
+
+    node: str
+    reasoning_markers: list[str]
+
+
+StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
 
 
@@ -121,14 +132,13 @@ class Inference:
         finished = False
         try:
             accepted = False
+            node = ""
             for attempt in range(2):
-                node = None
                 async for step in self._route(request.model, request.request_id, cold=attempt > 0):
                     if isinstance(step, _Waiting):
                         yield WAITING
                     else:
                         node = step
-                assert node is not None
                 reply = await self._submit(node, request)
                 if reply.accepted:
                     accepted = True
@@ -144,6 +154,7 @@ class Inference:
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )
+            yield Accepted(node=node, reasoning_markers=reply.reasoning_markers)
             async for item in self._frames(sub, request.request_id):
                 if isinstance(item, Done | Failed):
                     finished = True  # the neuron is done with it: nothing to cancel

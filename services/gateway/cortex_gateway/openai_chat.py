@@ -163,6 +163,8 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
     if usage.cached_tokens:
         body["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return body
 
 
@@ -172,7 +174,13 @@ def finish_reason(reason: str) -> str:
 
 
 def completion_body(
-    *, request_id: str, model: str, created: int, text: str, reason: str, usage: Usage
+    *,
+    request_id: str,
+    model: str,
+    created: int,
+    message: dict[str, Any],
+    reason: str,
+    usage: Usage,
 ) -> dict[str, Any]:
     return {
         "id": request_id,
@@ -182,7 +190,7 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason(reason),
             }

@@ -22,6 +22,7 @@ Phase = Literal["queued", "prefill", "decode"]
 class TextChunk:
     text: str
     tokens: int
+    reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,16 @@ from typing import Any
 import structlog
 
 from cortex_core.config import ModelProfile
-from cortex_neuron.channel import ChannelOverflow, Errored, Finished, TextChunk, TokenChannel
+from cortex_neuron.channel import ChannelOverflow, Errored, Finished, TokenChannel
 from cortex_neuron.chat_template import TemplateError, render_chat
-from cortex_neuron.text_stream import TextAssembler
+from cortex_neuron.markers import (
+    REASONING_PAIRS,
+    TOOL_CALL_PAIRS,
+    MarkerPair,
+    find_marker_pair,
+    prompt_opens_reasoning,
+)
+from cortex_neuron.output_channels import OutputChannels
 from cortex_wire.messages import InferRequest, Usage, WireError
 
 log = structlog.get_logger("engine")
@@ -73,6 +80,9 @@ class Engine:
         self._bos = ""
         self._eos = ""
         self._vocab: Any = None
+        # Marker pairs found in the vocabulary at load time (None: the model has none).
+        self.reasoning: MarkerPair | None = None
+        self.tool_calls: MarkerPair | None = None
 
     @property
     def queued(self) -> int:
@@ -185,6 +195,12 @@ class Engine:
         self._bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="replace")
         self._eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="replace")
         self._vocab = llm._model.vocab
+
+        def tokenize(text: str) -> list[int]:
+            return list(llm.tokenize(text.encode(), add_bos=False, special=True))
+
+        self.reasoning = find_marker_pair(tokenize, REASONING_PAIRS)
+        self.tool_calls = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
         return llm
 
     def _prompt_tokens(self, llm: Any, request: InferRequest) -> list[int]:
@@ -226,10 +242,10 @@ class Engine:
         limit = min(params.max_tokens, room) if params.max_tokens else room
         cached = common_prefix_length(llm.input_ids[: llm.n_tokens].tolist(), prompt)
         llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        assembler = TextAssembler(params.stop)
-        generated = 0
+        output = OutputChannels(
+            self.reasoning, prompt_opens_reasoning(prompt, self.reasoning), params.stop
+        )
         finish = "length"
-        stopped = False
         first_at = last_at = 0.0
         for token in llm.generate(
             prompt,
@@ -248,25 +264,29 @@ class Engine:
                 finish = "stop"
                 break
             last_at = time.perf_counter()
-            if generated == 0:
+            if output.tokens == 0:
                 first_at = last_at
                 channel.phase = "decode"
-            generated += 1
-            text, stopped = assembler.feed(llm.detokenize([token]))
-            channel.push(TextChunk(text, 1))
-            if stopped:
+            for chunk in output.add(token, llm.detokenize([token])):
+                channel.push(chunk)
+            if output.stopped:
                 finish = "stop"
                 break
-            if generated >= limit:
+            if output.tokens >= limit:
                 break
-        if finish != "cancelled" and not stopped:
-            tail = assembler.finish()
-            if tail:
-                channel.push(TextChunk(tail, 0))
+        if finish != "cancelled":
+            for chunk in output.finish():
+                channel.push(chunk)
+        generated = output.tokens
         if generated > 1 and last_at > first_at:
             rate = (generated - 1) / (last_at - first_at)
             self.tokens_per_s = (
                 rate if not self.tokens_per_s else 0.7 * self.tokens_per_s + 0.3 * rate
             )
-        usage = Usage(prompt_tokens=len(prompt), completion_tokens=generated, cached_tokens=cached)
+        usage = Usage(
+            prompt_tokens=len(prompt),
+            completion_tokens=generated,
+            cached_tokens=cached,
+            reasoning_tokens=output.reasoning_tokens,
+        )
         channel.push(Finished(finish, usage))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
-from cortex_neuron.channel import Errored, Finished, TextChunk, TokenChannel
+from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChannel
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
@@ -35,6 +35,7 @@ from cortex_wire.messages import (
     LoadModel,
     ModelEvent,
     ModelState,
+    ReasoningDelta,
     UnloadModel,
     WireError,
 )
@@ -148,6 +149,8 @@ class Neuron:
             tokens_per_s=round(engine.tokens_per_s, 2) if engine else 0.0,
             last_used_at=engine.last_used_at if engine else 0.0,
             error=resident.error,
+            reasoning_markers=engine.reasoning.texts if engine and engine.reasoning else [],
+            tool_call_markers=engine.tool_calls.texts if engine and engine.tool_calls else [],
         )
 
     # --- model lifecycle --------------------------------------------------------------
@@ -263,7 +266,10 @@ class Neuron:
             await _reply(msg, InferReply(accepted=False, error=error.wire))
             return
         self.jobs[request.request_id] = job
-        await _reply(msg, InferReply(accepted=True))
+        markers = resident.engine.reasoning
+        await _reply(
+            msg, InferReply(accepted=True, reasoning_markers=markers.texts if markers else [])
+        )
         self._spawn(self._pump(job))
 
     async def _pump(self, job: Job) -> None:
@@ -281,12 +287,8 @@ class Neuron:
                     await self.nc.publish(subject, codec.encode(frame))
                     seq += 1
                     continue
-                text = "".join(e.text for e in events if isinstance(e, TextChunk))
-                tokens = sum(e.tokens for e in events if isinstance(e, TextChunk))
-                if text or tokens:
-                    await self.nc.publish(
-                        subject, codec.encode(Delta(seq=seq, text=text, tokens=tokens))
-                    )
+                for frame in coalesce(events, seq):
+                    await self.nc.publish(subject, codec.encode(frame))
                     seq += 1
                 end = next((e for e in events if not isinstance(e, TextChunk)), None)
                 if isinstance(end, Finished):
@@ -313,6 +315,21 @@ class Neuron:
         finally:
             job.cancelled.set()  # if the pump dies, the engine must not keep generating
             self.jobs.pop(request.request_id, None)
+
+
+def coalesce(events: list[Event], first_seq: int) -> list[Delta | ReasoningDelta]:
+    """One frame per run of same-channel text chunks, numbered from `first_seq`, in order."""
+    frames: list[Delta | ReasoningDelta] = []
+    for event in events:
+        if not isinstance(event, TextChunk):
+            continue
+        kind = ReasoningDelta if event.reasoning else Delta
+        if frames and type(frames[-1]) is kind:
+            frames[-1].text += event.text
+            frames[-1].tokens += event.tokens
+        else:
+            frames.append(kind(seq=first_seq + len(frames), text=event.text, tokens=event.tokens))
+    return frames
 
 
 async def _reply(msg: Msg, message: object) -> None:
