@@ -140,7 +140,7 @@ async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -
     server = EmbeddedNats("127.0.0.1", -1, tmp_path)  # a bus of its own: no scheduler on it
     nc = await nats.connect(await asyncio.to_thread(server.start))
     fleet = fleet_with_ready_model()
-    settings = GatewaySettings(keepalive_interval_s=0.05)
+    settings = GatewaySettings(keepalive_interval_s=0.05, scheduler_grace_s=0.5)
     cold = request("cold")
     cold.model = "not-loaded"
     try:

@@ -80,8 +80,9 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
             raise RuntimeError(f"stack did not start: {failure!r}")
         base = f"http://127.0.0.1:{ports['http']}"
         # Readiness: the gateway long-polls until the neuron's heartbeats arrive.
+        node = settings.neuron_name()
         health = httpx.get(
-            f"{base}/health", params={"min_neurons": 1, "wait": timeout}, timeout=timeout + 5
+            f"{base}/health", params={"neuron": node, "wait": timeout}, timeout=timeout + 5
         )
         health.raise_for_status()
         yield RunningStack(

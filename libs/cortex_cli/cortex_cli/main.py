@@ -29,6 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("nats", "run the embedded nats-server (JetStream) in the foreground"),
     ):
         _config_arg(commands.add_parser(name, help=text))
+    for name, text, node_help in (
+        ("load", "load a model (and wait until it is ready)", "on this neuron"),
+        ("unload", "unload a model", "only from this neuron"),
+        ("pin", "keep a model loaded (survives restarts)", "on this neuron"),
+        ("unpin", "release a pin", None),
+        ("explain", "where a model would load and what it would evict", "on this neuron"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        _config_arg(sub)
+        sub.add_argument("model")
+        if node_help:
+            sub.add_argument("--node", metavar="NEURON", help=node_help)
+        if name == "explain":
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+    status = commands.add_parser("status", help="the fleet: neurons, models, pins")
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -66,7 +83,21 @@ def main(argv: list[str] | None = None) -> int:
         from cortex_scheduler.main import run_scheduler
 
         return run_service("scheduler", args.config, run_scheduler)
-    return run_service("nats", args.config, _run_nats)
+    if args.command == "nats":
+        return run_service("nats", args.config, _run_nats)
+    return _fleet_command(args)
+
+
+def _fleet_command(args: argparse.Namespace) -> int:
+    from cortex_cli.fleet_commands import run_fleet_command
+    from cortex_core.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"cortex {args.command}: config error: {error}", file=sys.stderr)
+        return 2
+    return run_fleet_command(settings, args.command, args)
 
 
 if __name__ == "__main__":

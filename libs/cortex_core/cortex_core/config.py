@@ -50,6 +50,8 @@ class GatewaySettings(Section):
     # A stream with no frame (not even a keep-alive) for this long has failed.
     stream_idle_timeout_s: float = 30.0
     keepalive_interval_s: float = 2.0
+    # A cold request waits this long for a scheduler to answer (one may be taking over).
+    scheduler_grace_s: float = 10.0
 
 
 class NeuronSettings(Section):
@@ -69,6 +71,16 @@ class NeuronSettings(Section):
 
 class SchedulerSettings(Section):
     load_timeout_s: float = 600.0
+    # The active scheduler renews its lease in JetStream KV; a standby takes over once the
+    # lease has gone unrenewed this long.
+    lease_ttl_s: float = 3.0
+    # An `ensure` request is answered within this long: ready, failed, or "still loading".
+    ensure_wait_s: float = 3.0
+    # After a load fails, requests for that model get the same error for this long
+    # instead of a new load attempt each (no retry storm).
+    failed_load_backoff_s: float = 30.0
+    # How often pins and defrag_after_cycles are checked.
+    tick_s: float = 1.0
 
 
 class EvictionSettings(Section):

@@ -81,6 +81,8 @@ class Heartbeat(Struct):
     models: list[LoadedModel] = msgspec.field(default_factory=list)
     catalogue: list[CatalogueEntry] = msgspec.field(default_factory=list)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    # Load + unload operations since the engine last started (for defrag_after_cycles).
+    cycles: int = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -177,16 +179,87 @@ Frame = Delta | ReasoningDelta | KeepAlive | Done | Failed
 
 
 class EnsureModel(Struct):
-    """Gateway → scheduler: make this model ready somewhere, answer when it is."""
+    """Gateway/CLI → scheduler: make this model ready (on `node` if given).
+
+    The scheduler answers within a few seconds: ready (`ok`), failed (`error`), or still
+    `loading` — then the caller asks again. Asking again is how a waiting caller survives a
+    scheduler failover."""
 
     model: str
     request_id: str = ""
+    node: str = ""
 
 
 class EnsureReply(Struct):
     ok: bool
     node: str = ""
     error: WireError | None = None
+    loading: bool = False
+
+
+class ModelRef(Struct):
+    """CLI → scheduler (unload, pin, unpin, explain): a model, optionally on one node."""
+
+    model: str
+    node: str = ""
+
+
+class Pin(Struct):
+    """A run-time pin (kept in JetStream KV): keep `model` loaded on `node` ("" = anywhere)."""
+
+    model: str
+    node: str = ""
+    at: float = 0.0
+
+
+class SchedulerReply(Struct):
+    ok: bool
+    error: WireError | None = None
+    detail: str = ""
+
+
+class EvictionView(Struct):
+    node: str
+    model: str
+    reason: str
+
+
+class CandidateView(Struct):
+    node: str
+    fits_now: bool
+    free_mb: int
+    evictions: list[EvictionView] = msgspec.field(default_factory=list)
+
+
+class Explanation(Struct):
+    """Where a model would load and what would be evicted, without doing it."""
+
+    model: str
+    node: str | None
+    reason: str
+    already_on: list[str] = msgspec.field(default_factory=list)
+    evictions: list[EvictionView] = msgspec.field(default_factory=list)
+    candidates: list[CandidateView] = msgspec.field(default_factory=list)
+    rejected: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class FleetStatus(Struct):
+    """`cortex status --json`: the fleet as the active scheduler sees it."""
+
+    leader: str
+    strategy: str
+    neurons: list[Heartbeat]
+    pins: list[Pin]
+
+
+class SchedulerEvent(Struct):
+    """cortex.event.scheduler.<kind>: every scheduler decision, with its reason."""
+
+    kind: str
+    at: float
+    model: str = ""
+    node: str = ""
+    reason: str = ""
 
 
 class LoadModel(Struct, tag="load", tag_field="op"):
@@ -195,14 +268,22 @@ class LoadModel(Struct, tag="load", tag_field="op"):
 
 class UnloadModel(Struct, tag="unload", tag_field="op"):
     model: str
+    # Refuse (code "busy") rather than cut off requests in flight or waiting.
+    only_if_idle: bool = True
 
 
-ControlCommand = LoadModel | UnloadModel
+class RestartEngine(Struct, tag="restart", tag_field="op"):
+    """Unload every model (defragmenting device memory) once all are idle."""
+
+
+ControlCommand = LoadModel | UnloadModel | RestartEngine
 
 
 class ControlReply(Struct):
     ok: bool
     error: WireError | None = None
+    # RestartEngine: the models that were unloaded.
+    models: list[str] = msgspec.field(default_factory=list)
 
 
 class ModelEvent(Struct):

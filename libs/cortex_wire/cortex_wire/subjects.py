@@ -8,6 +8,7 @@ becomes `~XX` (hex), and the empty string becomes `~`.
 
 from __future__ import annotations
 
+import base64
 import string
 
 ROOT = "cortex"
@@ -16,7 +17,17 @@ _PLAIN = frozenset(string.ascii_letters + string.digits + "-_")
 HEARTBEATS = f"{ROOT}.neuron.*.heartbeat"
 CANCEL = f"{ROOT}.cancel"
 SCHED_ENSURE = f"{ROOT}.sched.ensure"
+SCHED_UNLOAD = f"{ROOT}.sched.unload"
+SCHED_PIN = f"{ROOT}.sched.pin"
+SCHED_UNPIN = f"{ROOT}.sched.unpin"
+SCHED_EXPLAIN = f"{ROOT}.sched.explain"
+SCHED_STATUS = f"{ROOT}.sched.status"
 EVENTS = f"{ROOT}.event.>"
+
+# JetStream KV buckets (durable scheduler state).
+PINS_BUCKET = "cortex_pins"
+LEASE_BUCKET = "cortex_scheduler_lease"
+LEASE_KEY = "leader"
 
 
 def encode_token(text: str) -> str:
@@ -76,6 +87,15 @@ def stream(request_id: str) -> str:
 def model_event(node: str, model: str) -> str:
     """Model lifecycle events (loading, ready, failed, unloaded) of one model on one neuron."""
     return f"{ROOT}.event.model.{encode_token(node)}.{encode_token(model)}"
+
+
+def scheduler_event(kind: str) -> str:
+    return f"{ROOT}.event.scheduler.{encode_token(kind)}"
+
+
+def kv_key(text: str) -> str:
+    """A JetStream KV key for arbitrary text (KV keys allow only [-_=./a-zA-Z0-9])."""
+    return "k" + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def node_from_heartbeat_subject(subject: str) -> str:

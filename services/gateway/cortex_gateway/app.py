@@ -52,11 +52,15 @@ class Gateway:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_for_neurons(self, count: int, timeout: float) -> bool:
-        """True once `count` neurons are live; False if `timeout` passes first."""
+    def has_neurons(self, count: int, node: str) -> bool:
+        live = self.fleet.live(time.monotonic())
+        return len(live) >= count and (not node or any(v.node == node for v in live))
+
+    async def wait_for_neurons(self, count: int, node: str, timeout: float) -> bool:
+        """True once `count` neurons (and `node`, if named) are live; False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.fleet.live(time.monotonic())) < count:
+        while not self.has_neurons(count, node):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -255,10 +259,10 @@ async def _chat_collect(call: ChatCall, items: AsyncGenerator[StreamItem, None])
 def create_app(gateway: Gateway) -> Litestar:
     @get("/health")
     async def health(
-        min_neurons: FromQuery[int] = 0, wait: FromQuery[float] = 0.0
+        min_neurons: FromQuery[int] = 0, neuron: FromQuery[str] = "", wait: FromQuery[float] = 0.0
     ) -> Response[Any]:
-        """Liveness; with `min_neurons`, readiness (waiting up to `wait` seconds for them)."""
-        ready = await gateway.wait_for_neurons(min_neurons, min(max(wait, 0.0), 60.0))
+        """Liveness; with `min_neurons` or `neuron`, readiness (waiting up to `wait` s)."""
+        ready = await gateway.wait_for_neurons(min_neurons, neuron, min(max(wait, 0.0), 60.0))
         body = {
             "status": "ok" if ready else "waiting",
             "nats": "connected" if gateway.nc.is_connected else "disconnected",

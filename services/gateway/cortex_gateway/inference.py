@@ -57,6 +57,8 @@ class Accepted:
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
+# One ensure round trip; the scheduler answers "still loading" well within it.
+ENSURE_ROUND_S = 10.0
 
 
 def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
@@ -70,27 +72,43 @@ class Inference:
         self.settings = settings
 
     async def _ensure(self, model: str, request_id: str) -> str:
-        """Ask the scheduler to make `model` ready; return the node that has it."""
-        try:
-            raw = await self.nc.request(
-                subjects.SCHED_ENSURE,
-                codec.encode(EnsureModel(model=model, request_id=request_id)),
-                timeout=self.settings.load_timeout_s,
-            )
-        except NoRespondersError:
-            raise _unavailable(
-                "no scheduler is running to load the model", "no_scheduler"
-            ) from None
-        except NatsTimeout:
-            raise _unavailable(
-                f"model {model!r} did not become ready within {self.settings.load_timeout_s:g}s",
-                "load_timeout",
-            ) from None
-        reply = codec.decode(raw.data, EnsureReply)
-        if not reply.ok:
-            assert reply.error is not None
-            raise ApiError.from_wire(reply.error)
-        return reply.node
+        """Ask the scheduler to make `model` ready; return the node that has it.
+
+        The scheduler answers within seconds ("still loading" at worst), so we ask again
+        until the load timeout: a scheduler failover mid-load only costs one round.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.load_timeout_s
+        ask = codec.encode(EnsureModel(model=model, request_id=request_id))
+        orphaned_since: float | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                limit = self.settings.load_timeout_s
+                raise _unavailable(
+                    f"model {model!r} did not become ready within {limit:g}s", "load_timeout"
+                )
+            try:
+                raw = await self.nc.request(
+                    subjects.SCHED_ENSURE, ask, timeout=min(ENSURE_ROUND_S, remaining)
+                )
+            except NoRespondersError:
+                # A standby takes over within its lease TTL; give it that long to appear.
+                orphaned_since = orphaned_since or loop.time()
+                if loop.time() - orphaned_since > self.settings.scheduler_grace_s:
+                    raise _unavailable(
+                        "no scheduler is running to load the model", "no_scheduler"
+                    ) from None
+                await asyncio.sleep(0.25)
+                continue
+            except NatsTimeout:
+                continue  # the scheduler went away mid-answer: the standby answers the next ask
+            orphaned_since = None
+            reply = codec.decode(raw.data, EnsureReply)
+            if reply.ok:
+                return reply.node
+            if reply.error is not None:
+                raise ApiError.from_wire(reply.error)
 
     async def _route(
         self, model: str, request_id: str, cold: bool

@@ -147,6 +147,9 @@ class Engine:
             self._settle(self._loaded, error)
             self._settle(self._exited, None)
             return
+        # A model loaded for a waiting request counts as just used, so LRU does not pick it
+        # before that request arrives.
+        self.last_used_at = time.time()
         self._settle(self._loaded, None)
         try:
             while True:

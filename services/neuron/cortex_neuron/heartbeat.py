@@ -36,6 +36,7 @@ def build_heartbeat(
     models: Iterable[LoadedModel],
     catalogue: list[CatalogueEntry],
     aliases: dict[str, str],
+    cycles: int = 0,
 ) -> Heartbeat:
     return Heartbeat(
         node=node,
@@ -48,4 +49,5 @@ def build_heartbeat(
         models=sorted(models, key=lambda m: m.id),
         catalogue=catalogue,
         aliases=dict(aliases),
+        cycles=cycles,
     )

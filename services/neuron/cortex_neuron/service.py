@@ -67,6 +67,7 @@ class Neuron:
         self.residents: dict[str, Resident] = {}
         self.jobs: dict[str, Job] = {}
         self._seq = 0
+        self.cycles = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._footprints = {
             m.id: footprint_mb(m.vram_mb, _file_size(m.path), m.n_ctx, m.parallel)
@@ -130,22 +131,24 @@ class Neuron:
             interval_s=self.settings.neuron.heartbeat_interval_s,
             devices=devices,
             memory_budget_mb=sum(d.total_mb for d in devices),
-            models=[self._model_state(r) for r in self.residents.values()],
+            models=[self._model_state(r, self.in_flight(m)) for m, r in self.residents.items()],
             catalogue=self._catalogue_entries,
             aliases=self.catalogue.aliases,
+            cycles=self.cycles,
         )
         await self.nc.publish(subjects.heartbeat(self.node), codec.encode(heartbeat))
 
     @staticmethod
-    def _model_state(resident: Resident) -> LoadedModel:
+    def _model_state(resident: Resident, in_flight: int) -> LoadedModel:
         engine = resident.engine
+        slots = resident.profile.parallel
         return LoadedModel(
             id=resident.profile.id,
             state=resident.state,
             footprint_mb=resident.footprint_mb,
-            slots=resident.profile.parallel,
-            busy=engine.busy if engine else 0,
-            queued=engine.queued if engine else 0,
+            slots=slots,
+            busy=min(in_flight, slots),
+            queued=max(in_flight - slots, 0),
             tokens_per_s=round(engine.tokens_per_s, 2) if engine else 0.0,
             last_used_at=engine.last_used_at if engine else 0.0,
             error=resident.error,
@@ -190,23 +193,50 @@ class Neuron:
             raise
         resident.engine, resident.state = engine, "ready"
         resident.ready.set_result(None)
+        self.cycles += 1
         seconds = round(time.perf_counter() - started, 3)
         self.log.info("model_ready", model=model_id, load_s=seconds)
         await self._announce(model_id, "ready", f"loaded in {seconds}s")
 
-    async def unload(self, model_id: str) -> None:
+    def in_flight(self, model_id: str) -> int:
+        """Requests accepted for `model_id` and not yet finished (running or queued)."""
+        return sum(1 for job in self.jobs.values() if job.request.model == model_id)
+
+    async def unload(self, model_id: str, only_if_idle: bool = False) -> None:
         resident = self.residents.get(model_id)
         if resident is None:
             return
         if resident.state == "loading":
             await asyncio.gather(resident.ready, return_exceptions=True)
+        busy = self.in_flight(model_id)
+        if only_if_idle and busy:
+            raise EngineError(
+                "busy", f"model {model_id!r} has {busy} requests in flight on {self.node!r}"
+            )
+        # From here on no request is accepted for it (the check above and this are atomic
+        # on the event loop).
         resident.state = "unloading"
         await self._announce(model_id, "unloading")
         if resident.engine is not None:
             await resident.engine.stop()
         del self.residents[model_id]
+        self.cycles += 1
         self.log.info("model_unloaded", model=model_id)
         await self._announce(model_id, "unloaded")
+
+    async def restart_engine(self) -> list[str]:
+        """Unload every model once all are idle, releasing all device memory at once
+        (defragmentation); the cycle count starts again."""
+        busy = [m for m in self.residents if self.in_flight(m)]
+        if busy:
+            raise EngineError("busy", f"models in use on {self.node!r}: {', '.join(busy)}")
+        unloaded = list(self.residents)
+        for model_id in unloaded:
+            await self.unload(model_id)
+        self.cycles = 0
+        self.log.info("engine_restarted", unloaded=unloaded)
+        await self.publish_heartbeat()
+        return unloaded
 
     # --- NATS handlers ----------------------------------------------------------------
 
@@ -224,9 +254,12 @@ class Neuron:
         try:
             if isinstance(command, LoadModel):
                 await self.load(command.model)
+                reply = ControlReply(ok=True)
             elif isinstance(command, UnloadModel):
-                await self.unload(command.model)
-            reply = ControlReply(ok=True)
+                await self.unload(command.model, only_if_idle=command.only_if_idle)
+                reply = ControlReply(ok=True)
+            else:
+                reply = ControlReply(ok=True, models=await self.restart_engine())
         except EngineError as error:
             reply = ControlReply(ok=False, error=error.wire)
         await _reply(msg, reply)

@@ -1,0 +1,174 @@
+"""`cortex load|unload|pin|unpin|explain|status`: operator commands, answered by the active
+scheduler over NATS. Each says plainly when it cannot reach the bus or a scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from rich.console import Console
+from rich.table import Table
+
+from cortex_core.bus import DEFAULT_URL, connect_options
+from cortex_core.config import Settings
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    EnsureModel,
+    EnsureReply,
+    Explanation,
+    FleetStatus,
+    ModelRef,
+    SchedulerReply,
+    WireError,
+)
+
+REQUEST_TIMEOUT_S = 30.0
+
+
+class CommandError(Exception):
+    """Something the operator must be told; the command exits 1."""
+
+
+async def _connect(settings: Settings) -> Client:
+    options = connect_options(settings.nats)
+    options.update(allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+    try:
+        return await nats.connect(name="cortex-cli", **options)
+    except Exception as error:
+        url = settings.nats.url or DEFAULT_URL
+        raise CommandError(f"cannot reach NATS at {url}: {error or type(error).__name__}") from None
+
+
+async def _ask(
+    nc: Client,
+    subject: str,
+    message: Any,
+    reply_type: type[Any],
+    timeout: float = REQUEST_TIMEOUT_S,
+) -> Any:
+    try:
+        raw = await nc.request(subject, codec.encode(message), timeout=timeout)
+    except NoRespondersError:
+        raise CommandError(f"no scheduler is running (nothing answers {subject})") from None
+    except NatsTimeout:
+        raise CommandError(f"the scheduler did not answer {subject} within {timeout:g}s") from None
+    return codec.decode(raw.data, reply_type)
+
+
+def _fail(error: WireError | None) -> CommandError:
+    return CommandError(f"{error.code}: {error.message}" if error else "failed")
+
+
+async def load(nc: Client, console: Console, model: str, node: str) -> None:
+    started = time.monotonic()
+    with console.status(f"loading {model}{f' on {node}' if node else ''}…"):
+        while True:
+            reply: EnsureReply = await _ask(
+                nc, subjects.SCHED_ENSURE, EnsureModel(model=model, node=node), EnsureReply
+            )
+            if reply.ok:
+                break
+            if not reply.loading:
+                raise _fail(reply.error)
+    console.print(f"{model} is ready on {reply.node} ({time.monotonic() - started:.1f}s)")
+
+
+async def simple(nc: Client, console: Console, subject: str, model: str, node: str) -> None:
+    reply: SchedulerReply = await _ask(
+        nc, subject, ModelRef(model=model, node=node), SchedulerReply, timeout=600
+    )
+    if not reply.ok:
+        raise _fail(reply.error)
+    console.print(reply.detail)
+
+
+async def explain(nc: Client, console: Console, model: str, node: str, as_json: bool) -> None:
+    plan: Explanation = await _ask(
+        nc, subjects.SCHED_EXPLAIN, ModelRef(model=model, node=node), Explanation
+    )
+    if as_json:
+        sys.stdout.write(msgspec.json.format(codec.encode(plan)).decode() + "\n")
+        return
+    if plan.already_on:
+        console.print(f"{model} is already on {', '.join(plan.already_on)}")
+    console.print(f"{model} would load on [bold]{plan.node or 'no neuron'}[/]: {plan.reason}")
+    for eviction in plan.evictions:
+        console.print(f"  evict {eviction.model} from {eviction.node}: {eviction.reason}")
+    for candidate in plan.candidates[1:]:
+        how = (
+            "fits now"
+            if candidate.fits_now
+            else f"after evicting {', '.join(e.model for e in candidate.evictions)}"
+        )
+        console.print(f"  also possible: {candidate.node} ({how}, {candidate.free_mb} MiB free)")
+    for node_name, why in plan.rejected.items():
+        console.print(f"  not {node_name}: {why}")
+
+
+def _status_tables(status: FleetStatus) -> list[Table]:
+    neurons = Table(title=f"neurons (scheduler {status.leader}, eviction {status.strategy})")
+    for column in ("neuron", "devices", "memory used / capacity", "models", "cycles"):
+        neurons.add_column(column)
+    models = Table(title="models")
+    for column in ("model", "neuron", "state", "busy", "queued", "tok/s", "pinned"):
+        models.add_column(column)
+    pinned = {(p.model, p.node) for p in status.pins}
+    for heartbeat in status.neurons:
+        used = sum(m.footprint_mb for m in heartbeat.models if m.state != "failed")
+        devices = ", ".join(f"{d.name} {d.total_mb} MiB" for d in heartbeat.devices)
+        neurons.add_row(heartbeat.node, devices, f"{used} / {heartbeat.memory_budget_mb} MiB",
+                        str(len(heartbeat.models)), str(heartbeat.cycles))  # fmt: skip
+        for model in heartbeat.models:
+            pin = (model.id, heartbeat.node) in pinned or (model.id, "") in pinned
+            counts = (str(model.busy), str(model.queued), f"{model.tokens_per_s:.1f}")
+            models.add_row(model.id, heartbeat.node, model.state, *counts, "yes" if pin else "")
+    return [neurons, models]
+
+
+async def status(nc: Client, console: Console, as_json: bool) -> None:
+    fleet: FleetStatus = await _ask(nc, subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+    if as_json:
+        sys.stdout.write(msgspec.json.format(codec.encode(fleet)).decode() + "\n")
+        return
+    for table in _status_tables(fleet):
+        console.print(table)
+    if fleet.pins:
+        console.print("pins: " + ", ".join(f"{p.model}@{p.node or 'any'}" for p in fleet.pins))
+
+
+def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
+    console = Console(stderr=False)
+    errors = Console(stderr=True)
+
+    async def main() -> None:
+        nc = await _connect(settings)
+        try:
+            node = getattr(args, "node", None) or ""
+            if command == "load":
+                await load(nc, console, args.model, node)
+            elif command == "unload":
+                await simple(nc, console, subjects.SCHED_UNLOAD, args.model, node)
+            elif command == "pin":
+                await simple(nc, console, subjects.SCHED_PIN, args.model, node)
+            elif command == "unpin":
+                await simple(nc, console, subjects.SCHED_UNPIN, args.model, "")
+            elif command == "explain":
+                await explain(nc, console, args.model, node, args.json)
+            elif command == "status":
+                await status(nc, console, args.json)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(main())
+    except CommandError as error:
+        errors.print(f"cortex {command}: {error}")
+        return 1
+    return 0
