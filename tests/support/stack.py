@@ -38,6 +38,7 @@ def stack_settings(
             "metrics_listen": "127.0.0.1:0",
             "keepalive_interval_s": 0.5,
         },
+        "scheduler": {"warmup_s": 0.3, "tick_s": 0.2, "lease_ttl_s": 1.0},
         "neuron": {
             "name": node,
             "models": str(models),

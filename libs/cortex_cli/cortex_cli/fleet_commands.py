@@ -30,6 +30,7 @@ from cortex_wire.messages import (
 )
 
 REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
 
 
 class CommandError(Exception):
@@ -38,12 +39,21 @@ class CommandError(Exception):
 
 async def _connect(settings: Settings) -> Client:
     options = connect_options(settings.nats)
-    options.update(allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+    options.update(allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+    last_error: list[Exception] = []
+
+    async def remember(error: Exception) -> None:  # instead of nats-py's traceback spam
+        last_error.append(error)
+
     try:
-        return await nats.connect(name="cortex-cli", **options)
+        return await asyncio.wait_for(
+            nats.connect(name="cortex-cli", error_cb=remember, **options), CONNECT_TIMEOUT_S
+        )
     except Exception as error:
         url = settings.nats.url or DEFAULT_URL
-        raise CommandError(f"cannot reach NATS at {url}: {error or type(error).__name__}") from None
+        cause = last_error[-1] if last_error else error
+        reason = str(cause) or type(cause).__name__
+        raise CommandError(f"cannot reach NATS at {url}: {reason}") from None
 
 
 async def _ask(
@@ -145,7 +155,7 @@ async def status(nc: Client, console: Console, as_json: bool) -> None:
 
 def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
     console = Console(stderr=False)
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)
 
     async def main() -> None:
         nc = await _connect(settings)

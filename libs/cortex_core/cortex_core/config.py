@@ -81,6 +81,9 @@ class SchedulerSettings(Section):
     failed_load_backoff_s: float = 30.0
     # How often pins and defrag_after_cycles are checked.
     tick_s: float = 1.0
+    # A scheduler listens to heartbeats this long before it may lead, so its first
+    # decision never rests on a half-seen fleet.
+    warmup_s: float = 2.5
 
 
 class EvictionSettings(Section):

@@ -9,6 +9,8 @@ refuses to unload a model with requests in flight, so a stale snapshot cannot cu
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -75,7 +77,8 @@ class Scheduler:
     def __init__(self, settings: Settings, nc: Client) -> None:
         self.settings = settings
         self.nc = nc
-        self.instance = f"scheduler-{uuid.uuid4().hex[:8]}"
+        # Host and pid say which process leads; the suffix tells restarts apart.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
         self.fleet = FleetState(allowed={n.name for n in settings.neurons})
         self.lease = LeaderLease(nc.jetstream(), self.instance, settings.scheduler.lease_ttl_s)
         self.pins_store = PinStore(nc.jetstream())
@@ -88,6 +91,7 @@ class Scheduler:
         self._placement = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subs: list[Subscription] = []
+        self._started = time.monotonic()
         self.log = log.bind(instance=self.instance)
 
     # --- lifecycle --------------------------------------------------------------------
@@ -120,13 +124,16 @@ class Scheduler:
                     self.log.warning("leadership_lost")
                     await self._step_down()
                     return
-            elif await self.lease.acquire():
+            elif self._warm() and await self.lease.acquire():
                 await self._take_over()
             if self.active:
                 await self._keep_pins()
                 await self._defrag()
         except Exception as error:  # the bus may be reconnecting: try again next tick
             self.log.warning("scheduler_tick_failed", error=str(error) or type(error).__name__)
+
+    def _warm(self) -> bool:
+        return time.monotonic() - self._started >= self.settings.scheduler.warmup_s
 
     async def _take_over(self) -> None:
         self.active = True
