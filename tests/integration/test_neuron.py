@@ -136,10 +136,18 @@ async def test_load_announces_events_and_streams_numbered_frames(neuron, bus: Cl
         events.append(codec.decode(msg.data, ModelEvent))
 
     sub = await bus.subscribe(subjects.model_event(NODE, "hello"), cb=on_event)
+    beats = await bus.subscribe(subjects.heartbeat(NODE))
     assert (await load(bus, "hello")).ok
     await bus.flush()
     await sub.unsubscribe()
     assert [e.state for e in events] == ["loading", "ready"]
+    # llama.cpp's own load progress reached the bus in heartbeats.
+    progress = []
+    while not progress or progress[-1] < 1.0:
+        heartbeat = codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
+        progress += [m.load_progress for m in heartbeat.models if m.id == "hello"]
+    await beats.unsubscribe()
+    assert progress == sorted(progress)
 
     stream = await Stream(bus, "req-1").open()
     assert (await stream.submit("hello")).accepted

@@ -65,6 +65,8 @@ class LoadedModel(Struct):
     tokens_per_s: float = 0.0
     last_used_at: float = 0.0
     error: str = ""
+    # 0.0-1.0 while loading (from llama.cpp's own progress reports).
+    load_progress: float = 0.0
     # [open, close] marker texts found in the model's vocabulary; empty when it has none.
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
     tool_call_markers: list[str] = msgspec.field(default_factory=list)

@@ -13,7 +13,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from cortex_core.config import ModelProfile
+from cortex_neuron import load_progress
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished, TokenChannel
 from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.markers import (
@@ -62,8 +63,19 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class Engine:
-    def __init__(self, profile: ModelProfile, *, n_threads: int = 0, queue_depth: int = 64):
+    def __init__(
+        self,
+        profile: ModelProfile,
+        *,
+        n_threads: int = 0,
+        queue_depth: int = 64,
+        on_progress: Callable[[float], None] | None = None,
+    ):
         self.profile = profile
+        # Called on the event loop as the load passes each 10%.
+        self._on_progress = on_progress
+        self._progress_step = -1
+        self._abort_load = threading.Event()
         self._n_threads = n_threads or max(1, os.cpu_count() or 1)
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
         self._thread: threading.Thread | None = None
@@ -113,6 +125,7 @@ class Engine:
         """Cancel what runs, fail what waits, free the model, and join the thread."""
         if self._thread is None or self._exited is None:
             return
+        self._abort_load.set()  # a load still in progress stops at its next progress report
         if self._current is not None:
             self._current.cancelled.set()
         self._drain_queue("model is being unloaded")
@@ -180,18 +193,21 @@ class Engine:
         if not path.is_file():
             raise EngineError("load_failed", f"model file not found: {path}")
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.profile.n_ctx,
-                n_batch=self.profile.n_batch,
-                n_gpu_layers=self.profile.n_gpu_layers,
-                main_gpu=self.profile.main_gpu,
-                tensor_split=self.profile.tensor_split or None,
-                n_threads=self._n_threads,
-                n_threads_batch=self._n_threads,
-                verbose=False,
-            )
+            with load_progress.reporting(self._report_progress):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.profile.n_ctx,
+                    n_batch=self.profile.n_batch,
+                    n_gpu_layers=self.profile.n_gpu_layers,
+                    main_gpu=self.profile.main_gpu,
+                    tensor_split=self.profile.tensor_split or None,
+                    n_threads=self._n_threads,
+                    n_threads_batch=self._n_threads,
+                    verbose=False,
+                )
         except Exception as error:  # llama.cpp says little more than "failed to load"
+            if self._abort_load.is_set():
+                raise EngineError("load_cancelled", f"loading {path} was cancelled") from None
             raise EngineError("load_failed", f"llama.cpp could not load {path}: {error}") from None
         self.n_ctx = llm.n_ctx()
         self._template = llm.metadata.get("tokenizer.chat_template")
@@ -205,6 +221,14 @@ class Engine:
         self.reasoning = find_marker_pair(tokenize, REASONING_PAIRS)
         self.tool_calls = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
         return llm
+
+    def _report_progress(self, progress: float) -> bool:
+        step = int(progress * 10)
+        if step > self._progress_step:
+            self._progress_step = step
+            if self._on_progress is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._on_progress, step / 10)
+        return not self._abort_load.is_set()
 
     def _prompt_tokens(self, llm: Any, request: InferRequest) -> list[int]:
         if request.messages is not None:

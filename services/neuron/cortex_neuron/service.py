@@ -20,6 +20,7 @@ from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChan
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
+from cortex_neuron.gguf_header import GGUFError, read_metadata
 from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -52,6 +53,7 @@ class Resident:
     state: ModelState = "loading"
     engine: Engine | None = None
     error: str = ""
+    progress: float = 0.0
     ready: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -69,10 +71,7 @@ class Neuron:
         self._seq = 0
         self.cycles = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._footprints = {
-            m.id: footprint_mb(m.vram_mb, _file_size(m.path), m.n_ctx, m.parallel)
-            for m in catalogue.models
-        }
+        self._footprints = {m.id: _footprint(m) for m in catalogue.models}
         self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
         self.log = log.bind(node=self.node)
 
@@ -152,6 +151,7 @@ class Neuron:
             tokens_per_s=round(engine.tokens_per_s, 2) if engine else 0.0,
             last_used_at=engine.last_used_at if engine else 0.0,
             error=resident.error,
+            load_progress=resident.progress,
             reasoning_markers=engine.reasoning.texts if engine and engine.reasoning else [],
             tool_call_markers=engine.tool_calls.texts if engine and engine.tool_calls else [],
         )
@@ -180,6 +180,7 @@ class Neuron:
             profile,
             n_threads=self.settings.neuron.n_threads,
             queue_depth=self.settings.neuron.queue_depth,
+            on_progress=lambda progress: self._load_progress(resident, progress),
         )
         started = time.perf_counter()
         try:
@@ -201,6 +202,11 @@ class Neuron:
     def in_flight(self, model_id: str) -> int:
         """Requests accepted for `model_id` and not yet finished (running or queued)."""
         return sum(1 for job in self.jobs.values() if job.request.model == model_id)
+
+    def _load_progress(self, resident: Resident, progress: float) -> None:
+        """Each 10% of a load: an extra heartbeat carries it (cortex load, status, watch)."""
+        resident.progress = progress
+        self._spawn(self.publish_heartbeat())
 
     async def unload(self, model_id: str, only_if_idle: bool = False) -> None:
         resident = self.residents.get(model_id)
@@ -370,8 +376,15 @@ async def _reply(msg: Msg, message: object) -> None:
         await msg.respond(codec.encode(message))
 
 
-def _file_size(path: str) -> int:
+def _footprint(profile: ModelProfile) -> int:
+    """The catalogue's vram_mb, else an estimate from the GGUF (0 if it cannot be read:
+    the load will fail and say why)."""
+    if profile.vram_mb > 0:
+        return profile.vram_mb
     try:
-        return Path(path).stat().st_size
-    except OSError:
+        size = Path(profile.path).stat().st_size
+        metadata = read_metadata(profile.path)
+    except (OSError, GGUFError) as error:
+        log.warning("footprint_unknown", model=profile.id, error=str(error))
         return 0
+    return footprint_mb(0, size, profile.n_ctx, metadata)

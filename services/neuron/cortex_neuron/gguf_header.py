@@ -1,0 +1,70 @@
+"""Reading a GGUF file's metadata (the key/value header) without loading the model.
+
+Only the header is read; large arrays (the vocabulary) are skipped, not decoded, so this
+takes milliseconds even for big models.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_SCALARS: dict[int, str] = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+    10: "<Q", 11: "<q", 12: "<d",
+}  # fmt: skip
+_STRING, _ARRAY = 8, 9
+# Arrays up to this length are decoded (per-layer values); longer ones are skipped.
+_MAX_ARRAY = 4096
+
+
+class GGUFError(ValueError):
+    pass
+
+
+def _read(stream: BinaryIO, fmt: str) -> Any:
+    size = struct.calcsize(fmt)
+    data = stream.read(size)
+    if len(data) != size:
+        raise GGUFError("truncated GGUF header")
+    return struct.unpack(fmt, data)[0]
+
+
+def _string(stream: BinaryIO) -> str:
+    length = _read(stream, "<Q")
+    data = stream.read(length)
+    if len(data) != length:
+        raise GGUFError("truncated GGUF header")
+    return data.decode("utf-8", errors="replace")
+
+
+def _value(stream: BinaryIO, kind: int) -> Any:
+    if kind in _SCALARS:
+        return _read(stream, _SCALARS[kind])
+    if kind == _STRING:
+        return _string(stream)
+    if kind != _ARRAY:
+        raise GGUFError(f"unknown GGUF value type {kind}")
+    item_kind, count = _read(stream, "<I"), _read(stream, "<Q")
+    if count <= _MAX_ARRAY:
+        return [_value(stream, item_kind) for _ in range(count)]
+    if item_kind in _SCALARS:
+        stream.seek(struct.calcsize(_SCALARS[item_kind]) * count, 1)
+    else:
+        for _ in range(count):
+            _value(stream, item_kind)
+    return None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Every key of the GGUF header with its value (long arrays as None)."""
+    with open(path, "rb") as stream:
+        if stream.read(4) != b"GGUF":
+            raise GGUFError(f"{path} is not a GGUF file")
+        version = _read(stream, "<I")
+        if version < 2:
+            raise GGUFError(f"GGUF version {version} is not supported")
+        _read(stream, "<Q")  # tensor count
+        kv_count = _read(stream, "<Q")
+        return {_string(stream): _value(stream, _read(stream, "<I")) for _ in range(kv_count)}
