@@ -131,6 +131,10 @@ class ModelProfile(Section):
     residency_priority: int = 0
     parallel: int = 1
     n_batch: int = 512
+    # Admission on each neuron: requests generating at once (0 = `parallel`) and requests
+    # waiting behind them (-1 = [neuron] queue_depth); beyond that, 429 with Retry-After.
+    max_in_flight: int = 0
+    max_queue_depth: int = -1
 
 
 class Catalogue(Section):

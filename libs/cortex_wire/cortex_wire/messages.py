@@ -91,9 +91,22 @@ class Heartbeat(Struct):
 # Inference (cortex.neuron.<node>.infer, frames on cortex.stream.<request_id>)
 
 
+class ToolCall(Struct):
+    """A call the assistant made, in history sent back to the model."""
+
+    id: str
+    name: str
+    # JSON text of the arguments object.
+    arguments: str = "{}"
+
+
 class ChatMessage(Struct):
     role: str
     content: str
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    # role "tool": which call this is the result of.
+    tool_call_id: str = ""
+    name: str = ""
 
 
 class SamplingParams(Struct):
@@ -107,6 +120,10 @@ class SamplingParams(Struct):
     repeat_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    # Reasoning tokens allowed before the neuron closes the reasoning itself.
+    reasoning_budget: int | None = None
+    # Constrain the answer to this JSON schema (llama.cpp grammar).
+    json_schema: dict[str, object] | None = None
 
 
 class InferRequest(Struct):
@@ -117,6 +134,8 @@ class InferRequest(Struct):
     prompt: str | None = None
     params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     chat_template_kwargs: dict[str, object] = msgspec.field(default_factory=dict)
+    # Tool definitions for the chat template (OpenAI function format).
+    tools: list[dict[str, object]] = msgspec.field(default_factory=list)
 
 
 class InferReply(Struct):
@@ -126,6 +145,14 @@ class InferReply(Struct):
     error: WireError | None = None
     # The model's [open, close] reasoning markers (for clients that want them inline).
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
+    tool_call_markers: list[str] = msgspec.field(default_factory=list)
+
+
+class TokenCount(Struct):
+    """Reply to an InferRequest sent to cortex.neuron.<node>.tokenize."""
+
+    tokens: int = 0
+    error: WireError | None = None
 
 
 class Cancel(Struct):
@@ -139,6 +166,8 @@ class Usage(Struct):
     cached_tokens: int = 0
     # Part of completion_tokens: reasoning, marker tokens included.
     reasoning_tokens: int = 0
+    # Complete tool-call blocks generated.
+    tool_calls: int = 0
 
 
 class Delta(Struct, tag="delta", tag_field="type"):
@@ -173,7 +202,18 @@ class Failed(Struct, tag="error", tag_field="type"):
     error: WireError
 
 
-Frame = Delta | ReasoningDelta | KeepAlive | Done | Failed
+class ToolCallBlock(Struct, tag="tool_call", tag_field="type"):
+    """The text between the model's tool-call markers (markers excluded), whole.
+
+    `complete` is False when generation ended before the close marker."""
+
+    seq: int
+    text: str
+    tokens: int = 0
+    complete: bool = True
+
+
+Frame = Delta | ReasoningDelta | ToolCallBlock | KeepAlive | Done | Failed
 
 
 # ---------------------------------------------------------------------------------------

@@ -74,6 +74,11 @@ def infer(node: str) -> str:
     return f"{ROOT}.neuron.{encode_token(node)}.infer"
 
 
+def tokenize(node: str) -> str:
+    """Prompt token counts with a loaded model's own tokenizer and chat template."""
+    return f"{ROOT}.neuron.{encode_token(node)}.tokenize"
+
+
 def control(node: str) -> str:
     """Load/unload commands for one neuron (slow: replies when the operation is done)."""
     return f"{ROOT}.neuron.{encode_token(node)}.control"

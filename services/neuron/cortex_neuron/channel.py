@@ -18,11 +18,18 @@ from cortex_wire.messages import FinishReason, Usage, WireError
 Phase = Literal["queued", "prefill", "decode"]
 
 
+ChunkKind = Literal["text", "reasoning", "tool_call"]
+
+
 @dataclass(frozen=True, slots=True)
 class TextChunk:
+    """Generated text for one channel; a tool_call chunk is one whole block."""
+
     text: str
     tokens: int
-    reasoning: bool = False
+    kind: ChunkKind = "text"
+    # tool_call only: False when generation ended before the block's close marker.
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

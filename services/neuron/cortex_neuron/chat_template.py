@@ -48,6 +48,7 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     template_kwargs: Mapping[str, Any] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The prompt text for `messages`, ending where the assistant's reply begins."""
     variables: dict[str, Any] = dict(template_kwargs or {})
@@ -57,6 +58,8 @@ def render_chat(
         bos_token=bos_token,
         eos_token=eos_token,
     )
+    if tools:
+        variables["tools"] = [dict(t) for t in tools]
     try:
         return _compile(template or CHATML).render(**variables)
     except TemplateError:

@@ -8,6 +8,7 @@ a bounded queue, and events leave it through each request's TokenChannel.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import random
@@ -32,7 +33,7 @@ from cortex_neuron.markers import (
     prompt_opens_reasoning,
 )
 from cortex_neuron.output_channels import OutputChannels
-from cortex_wire.messages import InferRequest, Usage, WireError
+from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 
 log = structlog.get_logger("engine")
 
@@ -92,6 +93,7 @@ class Engine:
         self._bos = ""
         self._eos = ""
         self._vocab: Any = None
+        self._llm: Any = None
         # Marker pairs found in the vocabulary at load time (None: the model has none).
         self.reasoning: MarkerPair | None = None
         self.tool_calls: MarkerPair | None = None
@@ -220,6 +222,7 @@ class Engine:
 
         self.reasoning = find_marker_pair(tokenize, REASONING_PAIRS)
         self.tool_calls = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
+        self._llm = llm
         return llm
 
     def _report_progress(self, progress: float) -> bool:
@@ -234,15 +237,35 @@ class Engine:
         if request.messages is not None:
             text = render_chat(
                 self._template,
-                [{"role": m.role, "content": m.content} for m in request.messages],
+                template_messages(request.messages),
                 bos_token=self._bos,
                 eos_token=self._eos,
                 template_kwargs=request.chat_template_kwargs,
+                tools=request.tools or None,
             )
             # The template writes the BOS text itself when the model wants one.
             tokens: list[int] = llm.tokenize(text.encode(), add_bos=False, special=True)
             return tokens
         return list(llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+
+    def count_tokens(self, request: InferRequest) -> int:
+        """Prompt length exactly as a generation would see it (tokenizing only reads the
+        vocabulary, so this may run off the engine thread)."""
+        if self._llm is None:
+            raise EngineError("model_not_ready", f"model {self.profile.id!r} is not loaded")
+        return len(self._prompt_tokens(self._llm, request))
+
+    def _grammar(self, schema: dict[str, object] | None) -> Any:
+        if schema is None:
+            return None
+        from llama_cpp import LlamaGrammar
+
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as error:
+            raise EngineError(
+                "invalid_request", f"the JSON schema cannot be used for decoding: {error}"
+            ) from None
 
     def _serve(self, llm: Any, job: Job) -> None:
         import llama_cpp
@@ -254,8 +277,12 @@ class Engine:
         channel.phase = "prefill"
         try:
             prompt = self._prompt_tokens(llm, request)
+            grammar = self._grammar(request.params.json_schema)
         except TemplateError as error:
             channel.push(Errored(WireError(code="invalid_request", message=str(error))))
+            return
+        except EngineError as error:
+            channel.push(Errored(error.wire))
             return
         room = self.n_ctx - len(prompt)
         if room <= 0:
@@ -270,37 +297,58 @@ class Engine:
         cached = common_prefix_length(llm.input_ids[: llm.n_tokens].tolist(), prompt)
         llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
         output = OutputChannels(
-            self.reasoning, prompt_opens_reasoning(prompt, self.reasoning), params.stop
+            self.reasoning,
+            prompt_opens_reasoning(prompt, self.reasoning),
+            params.stop,
+            self.tool_calls,
         )
+        budget = params.reasoning_budget if self.reasoning else None
+
+        def sample(context: list[int]) -> Any:
+            return llm.generate(
+                context,
+                temp=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_p=params.min_p,
+                repeat_penalty=params.repeat_penalty,
+                presence_penalty=params.presence_penalty,
+                frequency_penalty=params.frequency_penalty,
+                grammar=grammar,
+            )
+
         finish = "length"
         first_at = last_at = 0.0
-        for token in llm.generate(
-            prompt,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-        ):
+        context = list(prompt)
+        tokens = sample(context)
+        while output.tokens < limit:
+            token = next(tokens, None)
+            if token is None:
+                break
             if job.cancelled.is_set():
                 finish = "cancelled"
                 break
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 finish = "stop"
                 break
+            if budget is not None and output.in_reasoning and output.reasoning_tokens >= budget:
+                # Reasoning budget spent: close the reasoning ourselves and let the model
+                # go on from there (the KV cache keeps everything before the marker).
+                assert self.reasoning is not None
+                token = self.reasoning.close_id
+                tokens.close()
+                tokens = sample([*context, token])
             last_at = time.perf_counter()
             if output.tokens == 0:
                 first_at = last_at
                 channel.phase = "decode"
+            context.append(token)
             for chunk in output.add(token, llm.detokenize([token])):
                 channel.push(chunk)
             if output.stopped:
                 finish = "stop"
                 break
-            if output.tokens >= limit:
-                break
+        tokens.close()
         if finish != "cancelled":
             for chunk in output.finish():
                 channel.push(chunk)
@@ -315,5 +363,37 @@ class Engine:
             completion_tokens=generated,
             cached_tokens=cached,
             reasoning_tokens=output.reasoning_tokens,
+            tool_calls=output.tool_calls,
         )
         channel.push(Finished(finish, usage))  # type: ignore[arg-type]
+
+
+def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Chat messages as chat templates expect them (Hugging Face conventions: assistant
+    `tool_calls` with arguments as an object, `tool` messages with `tool_call_id`)."""
+    rendered: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+                }
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id:
+            item["tool_call_id"] = message.tool_call_id
+        if message.name:
+            item["name"] = message.name
+        rendered.append(item)
+    return rendered
+
+
+def _arguments(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text

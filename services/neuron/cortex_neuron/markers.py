@@ -21,7 +21,7 @@ REASONING_PAIRS: tuple[tuple[str, str], ...] = (
 )
 TOOL_CALL_PAIRS: tuple[tuple[str, str], ...] = (("<tool_call>", "</tool_call>"),)
 
-Channel = Literal["text", "reasoning"]
+Channel = Literal["text", "reasoning", "tool_call"]
 
 
 @dataclass(frozen=True)
@@ -63,22 +63,38 @@ def prompt_opens_reasoning(prompt_ids: Sequence[int], pair: MarkerPair | None) -
 
 
 class ReasoningRouter:
-    """Sends each generated token id to the text or reasoning channel by state.
+    """Sends each generated token id to the text, reasoning or tool-call channel by state.
 
-    Markers switch the state and are never emitted: `route` returns None for them.
+    The reasoning pair switches between text and reasoning; the tool-call pair, seen in
+    text, opens and closes a tool-call block. Markers are never emitted: `route` returns
+    None for them. Inside reasoning a tool marker is just reasoning, and inside a tool-call
+    block a reasoning marker is just part of the block.
     """
 
-    def __init__(self, pair: MarkerPair | None, in_reasoning: bool = False) -> None:
+    def __init__(
+        self,
+        pair: MarkerPair | None,
+        in_reasoning: bool = False,
+        tool_pair: MarkerPair | None = None,
+    ) -> None:
         self._pair = pair
+        self._tool_pair = tool_pair
         self.channel: Channel = "reasoning" if in_reasoning and pair else "text"
 
     def route(self, token_id: int) -> Channel | None:
-        pair = self._pair
-        if pair is not None:
-            if token_id == pair.open_id:
+        pair, tools, channel = self._pair, self._tool_pair, self.channel
+        if pair is not None and channel != "tool_call":
+            if token_id == pair.open_id and channel == "text":
                 self.channel = "reasoning"
                 return None
-            if token_id == pair.close_id:
+            if token_id == pair.close_id and channel == "reasoning":
                 self.channel = "text"
                 return None
-        return self.channel
+        if tools is not None and channel != "reasoning":
+            if token_id == tools.open_id and channel == "text":
+                self.channel = "tool_call"
+                return None
+            if token_id == tools.close_id and channel == "tool_call":
+                self.channel = "text"
+                return None
+        return channel

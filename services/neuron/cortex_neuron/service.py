@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChannel
+from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
@@ -37,6 +38,8 @@ from cortex_wire.messages import (
     ModelEvent,
     ModelState,
     ReasoningDelta,
+    TokenCount,
+    ToolCallBlock,
     UnloadModel,
     WireError,
 )
@@ -80,6 +83,7 @@ class Neuron:
     async def run(self, stop: asyncio.Event) -> None:
         subs = [
             await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer),
+            await self.nc.subscribe(subjects.tokenize(self.node), cb=self._on_tokenize),
             # Loads are slow: their own subscription, so inference is never stuck behind one.
             await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
             await self.nc.subscribe(subjects.CANCEL, cb=self._on_cancel),
@@ -298,6 +302,10 @@ class Neuron:
             )
             await _reply(msg, InferReply(accepted=False, error=not_ready))
             return
+        refusal = self._admission(resident)
+        if refusal is not None:
+            await _reply(msg, InferReply(accepted=False, error=refusal))
+            return
         job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
         try:
             resident.engine.submit(job)
@@ -310,6 +318,48 @@ class Neuron:
             msg, InferReply(accepted=True, reasoning_markers=markers.texts if markers else [])
         )
         self._spawn(self._pump(job))
+
+    def _admission(self, resident: Resident) -> WireError | None:
+        """Refuse at once (with a reason) what would wait beyond the model's limits."""
+        profile = resident.profile
+        running = profile.max_in_flight or profile.parallel
+        waiting = (
+            profile.max_queue_depth
+            if profile.max_queue_depth >= 0
+            else self.settings.neuron.queue_depth
+        )
+        in_flight = self.in_flight(profile.id)
+        if in_flight < running + waiting:
+            return None
+        message = (
+            f"model {profile.id!r} on {self.node!r} is at capacity: {min(in_flight, running)} "
+            f"running, {max(in_flight - running, 0)} queued (limits {running} and {waiting})"
+        )
+        return WireError(code="overloaded", message=message, retryable=True)
+
+    async def _on_tokenize(self, msg: Msg) -> None:
+        try:
+            request = codec.decode(msg.data, InferRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            await _reply(msg, TokenCount(error=WireError(code="bad_request", message=str(error))))
+            return
+        resident = self.residents.get(request.model)
+        if resident is None or resident.engine is None or resident.state != "ready":
+            not_ready = WireError(
+                code="model_not_ready",
+                message=f"model {request.model!r} is not ready",
+                retryable=True,
+            )
+            await _reply(msg, TokenCount(error=not_ready))
+            return
+        try:
+            count = resident.engine.count_tokens(request)
+        except TemplateError as error:
+            await _reply(
+                msg, TokenCount(error=WireError(code="invalid_request", message=str(error)))
+            )
+            return
+        await _reply(msg, TokenCount(tokens=count))
 
     async def _pump(self, job: Job) -> None:
         """Carry one request's events to its stream subject as numbered frames."""
@@ -356,18 +406,28 @@ class Neuron:
             self.jobs.pop(request.request_id, None)
 
 
-def coalesce(events: list[Event], first_seq: int) -> list[Delta | ReasoningDelta]:
-    """One frame per run of same-channel text chunks, numbered from `first_seq`, in order."""
-    frames: list[Delta | ReasoningDelta] = []
+def coalesce(events: list[Event], first_seq: int) -> list[Delta | ReasoningDelta | ToolCallBlock]:
+    """One frame per run of same-channel text chunks (each tool-call block its own frame),
+    numbered from `first_seq`, in order."""
+    frames: list[Delta | ReasoningDelta | ToolCallBlock] = []
     for event in events:
         if not isinstance(event, TextChunk):
             continue
-        kind = ReasoningDelta if event.reasoning else Delta
-        if frames and type(frames[-1]) is kind:
-            frames[-1].text += event.text
-            frames[-1].tokens += event.tokens
+        seq = first_seq + len(frames)
+        if event.kind == "tool_call":
+            frames.append(
+                ToolCallBlock(
+                    seq=seq, text=event.text, tokens=event.tokens, complete=event.complete
+                )
+            )
+            continue
+        kind = ReasoningDelta if event.kind == "reasoning" else Delta
+        last = frames[-1] if frames else None
+        if isinstance(last, Delta | ReasoningDelta) and type(last) is kind:
+            last.text += event.text
+            last.tokens += event.tokens
         else:
-            frames.append(kind(seq=first_seq + len(frames), text=event.text, tokens=event.tokens))
+            frames.append(kind(seq=seq, text=event.text, tokens=event.tokens))
     return frames
 
 
