@@ -4,7 +4,10 @@ import pytest
 
 from cortex_gateway import openai_chat
 from cortex_gateway.errors import ApiError
-from cortex_wire.messages import Usage
+from cortex_gateway.inference import Accepted
+from cortex_gateway.metrics import GatewayMetrics, RequestTrace
+from cortex_gateway.projection import CallInfo
+from cortex_wire.messages import Done, ToolCallBlock, Usage
 
 
 def parse(body: dict) -> openai_chat.ChatCompletionRequest:
@@ -85,19 +88,76 @@ def test_image_content_is_rejected_clearly() -> None:
     assert "image_url" in error.message
 
 
-def test_response_shapes() -> None:
+def projection(inline: bool = False, include_usage: bool = False) -> openai_chat.ChatProjection:
+    trace = RequestTrace(GatewayMetrics(), "m", "chat")
+    call = CallInfo(request_id="c1", model="m", trace=trace, created=1, inline_thinking=inline)
+    chat = openai_chat.ChatProjection(call, openai_chat.ChatOptions(include_usage=include_usage))
+    chat.on_accepted(Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"]))
+    return chat
+
+
+def sse_payloads(chunks: list[bytes]) -> list[object]:
+    out = []
+    for chunk in chunks:
+        text = chunk.decode()
+        assert text.startswith("data: ") and text.endswith("\n\n")
+        payload = text[len("data: ") : -2]
+        out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def test_response_shapes_and_usage() -> None:
+    chat = projection(include_usage=True)
     usage = Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1, reasoning_tokens=1)
-    message = {"role": "assistant", "content": "hi"}
-    body = openai_chat.completion_body(
-        request_id="c1", model="m", created=1, message=message, reason="length", usage=usage
+    chunks = (
+        chat.reasoning("hmm")
+        + chat.text("hi")
+        + chat.done(Done(seq=2, finish_reason="length", usage=usage))
     )
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
+    chat.usage = usage
+    body = chat.body()
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "hi",
+        "reasoning_content": "hmm",
+    }
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"] == {
         "prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
         "prompt_tokens_details": {"cached_tokens": 1},
         "completion_tokens_details": {"reasoning_tokens": 1},
     }  # fmt: skip
-    chunk = openai_chat.chunk_body(request_id="c1", model="m", created=1, delta={"content": "x"})
-    assert chunk["object"] == "chat.completion.chunk"
-    assert chunk["choices"][0]["finish_reason"] is None
+    events = sse_payloads(chunks)
+    assert [e["choices"][0]["delta"] for e in events[:3]] == [
+        {"role": "assistant", "content": ""}, {"reasoning_content": "hmm"}, {"content": "hi"},
+    ]  # fmt: skip
+    assert events[3]["choices"][0]["finish_reason"] == "length"
+    assert events[4]["choices"] == [] and events[4]["usage"]["total_tokens"] == 5
+    assert events[5] == "[DONE]"
+
+
+def test_tool_block_becomes_tool_calls_and_bad_block_stays_text() -> None:
+    chat = projection()
+    good = ToolCallBlock(seq=0, text='{"name": "get_weather", "arguments": {"city": "Paris"}}')
+    bad = ToolCallBlock(seq=1, text="not json")
+    chunks = chat.tool_block(good) + chat.tool_block(bad)
+    chunks += chat.done(Done(seq=2, finish_reason="stop", usage=Usage()))
+    body = chat.body()
+    message = body["choices"][0]["message"]
+    assert message["content"] == "<tool_call>not json</tool_call>"
+    assert [
+        (c["function"]["name"], json.loads(c["function"]["arguments"]))
+        for c in message["tool_calls"]
+    ] == [("get_weather", {"city": "Paris"})]
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    first = sse_payloads(chunks)[0]["choices"][0]["delta"]
+    assert first["role"] == "assistant" and first["tool_calls"][0]["index"] == 0
+
+
+def test_inline_thinking_wraps_reasoning_in_the_models_markers() -> None:
+    chat = projection(inline=True)
+    chat.reasoning("a")
+    chat.reasoning("b")
+    chat.text("answer")
+    chat.done(Done(seq=3, finish_reason="stop", usage=Usage()))
+    assert chat.body()["choices"][0]["message"]["content"] == "<think>ab</think>answer"

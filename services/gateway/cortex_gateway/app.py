@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,18 +18,14 @@ from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
-from cortex_gateway import openai_chat, sse
+from cortex_gateway import openai_chat
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import WAITING, Accepted, Inference, StreamItem
+from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
-from cortex_gateway.reasoning_view import (
-    INCLUDE_THINKING_HEADER,
-    ChatDeltas,
-    ChatMessageBuilder,
-    wants_inline_thinking,
-)
+from cortex_gateway.projection import CallInfo, Projection, collect, project
+from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import subjects
-from cortex_wire.messages import Delta, Done, Failed, InferRequest, ReasoningDelta, Usage
+from cortex_wire.messages import InferRequest
 
 log = structlog.get_logger("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -122,138 +117,97 @@ class Gateway:
         return {"object": "list", "data": data}
 
 
-def _error_response(error: ApiError) -> Response[Any]:
-    return Response(error.openai_body(), status_code=error.status, headers=error.headers())
+def _is_anthropic(path: str) -> bool:
+    return path.startswith("/v1/messages")
 
 
-def _api_error_handler(_: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
-    return _error_response(error)
+def _error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
+    body = error.anthropic_body() if _is_anthropic(request.url.path) else error.openai_body()
+    return Response(body, status_code=error.status, headers=error.headers())
 
 
-def _http_error_handler(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+def _api_error_handler(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
+    return _error_response(request, error)
+
+
+def _http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     kind = "invalid_request_error" if error.status_code < 500 else "server_error"
     code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
         error.status_code
     )
-    return _error_response(ApiError(error.status_code, str(error.detail), code=code, type=kind))
+    return _error_response(
+        request, ApiError(error.status_code, str(error.detail), code=code, type=kind)
+    )
 
 
 def _internal_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path)
-    return _error_response(
-        ApiError(500, f"internal error: {type(error).__name__}", type="server_error")
-    )
+    failure = ApiError(500, f"internal error: {type(error).__name__}", type="server_error")
+    return _error_response(request, failure)
+
+
+async def _until_disconnected(request: Request[Any, Any, Any]) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _collect_while_connected(
+    request: Request[Any, Any, Any], run: Any
+) -> dict[str, Any] | None:
+    """The whole response — or None if the client left first (its generation is then
+    cancelled on the neuron, as closing the stream publishes the cancel)."""
+    work = asyncio.ensure_future(run)
+    gone = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work.done():
+        result: dict[str, Any] = work.result()
+        return result
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    log.info("client_disconnected", path=request.url.path)
+    return None
 
 
 @dataclass
-class ChatCall:
-    """One chat completion request as the HTTP layer answers it."""
+class Turn:
+    """One request, translated: what to run and how to answer."""
 
-    request_id: str
-    model: str  # as the client named it (an alias stays an alias)
-    created: int
-    trace: RequestTrace
-    include_usage: bool = False
-    inline_thinking: bool = False
-
-    def deltas(self, accepted: Accepted) -> ChatDeltas:
-        return ChatDeltas(accepted.reasoning_markers if self.inline_thinking else None)
-
-    def chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
-        body = openai_chat.chunk_body(
-            request_id=self.request_id, model=self.model, created=self.created,
-            delta=delta, reason=reason,
-        )  # fmt: skip
-        return sse.data(body)
+    route: str
+    model: str  # as the client named it
+    stream: bool
+    infer: dict[str, Any]  # InferRequest fields besides ids and model
+    projection: Callable[[CallInfo], Projection]
+    request_prefix: str = "chatcmpl-"
 
 
-async def _chat_stream(
-    call: ChatCall, items: AsyncGenerator[StreamItem, None]
-) -> AsyncIterator[bytes]:
-    """OpenAI chat SSE: role chunk, content/reasoning chunks, finish chunk, [usage], [DONE]."""
-    outcome, usage = "cancelled", Usage()
-    deltas = ChatDeltas(None)
-    started = False
-    try:
-        async with aclosing(items):
-            async for item in items:
-                if item is WAITING:
-                    yield sse.KEEPALIVE
-                    continue
-                if isinstance(item, Accepted):
-                    deltas = call.deltas(item)
-                    continue
-                if isinstance(item, Delta | ReasoningDelta) and not started:
-                    started = True
-                    call.trace.first_token()
-                    yield call.chunk({"role": "assistant", "content": ""})
-                if isinstance(item, Delta):
-                    delta = deltas.text(item.text)
-                elif isinstance(item, ReasoningDelta):
-                    delta = deltas.reasoning(item.text)
-                elif isinstance(item, Done):
-                    if not started:
-                        yield call.chunk({"role": "assistant", "content": ""})
-                    closing = deltas.finish()
-                    if closing:
-                        yield call.chunk(closing)
-                    yield call.chunk({}, item.finish_reason)
-                    if call.include_usage:
-                        yield sse.data(
-                            openai_chat.usage_chunk_body(
-                                request_id=call.request_id,
-                                model=call.model,
-                                created=call.created,
-                                usage=item.usage,
-                            )
-                        )
-                    outcome, usage = "ok", item.usage
-                    continue
-                elif isinstance(item, Failed):
-                    error = ApiError.from_wire(item.error)
-                    outcome = error.code or "error"
-                    yield sse.data(error.openai_body())
-                    continue
-                if delta:
-                    yield call.chunk(delta)
-        yield sse.DONE
-    except ApiError as error:
-        outcome = error.code or "error"
-        log.warning("stream_failed", request_id=call.request_id, error=error.message)
-        yield sse.data(error.openai_body())
-        yield sse.DONE
-    finally:
-        call.trace.finish(outcome, usage.prompt_tokens, usage.completion_tokens)
-
-
-async def _chat_collect(call: ChatCall, items: AsyncGenerator[StreamItem, None]) -> dict[str, Any]:
-    builder = ChatMessageBuilder(ChatDeltas(None))
-    try:
-        async with aclosing(items):
-            async for item in items:
-                if isinstance(item, Accepted):
-                    builder = ChatMessageBuilder(call.deltas(item))
-                elif isinstance(item, Delta):
-                    call.trace.first_token()
-                    builder.add(builder.deltas.text(item.text))
-                elif isinstance(item, ReasoningDelta):
-                    call.trace.first_token()
-                    builder.add(builder.deltas.reasoning(item.text))
-                elif isinstance(item, Done):
-                    usage = item.usage
-                    call.trace.finish("ok", usage.prompt_tokens, usage.completion_tokens)
-                    return openai_chat.completion_body(
-                        request_id=call.request_id, model=call.model, created=call.created,
-                        message=builder.message(), reason=item.finish_reason, usage=usage,
-                    )  # fmt: skip
-                elif isinstance(item, Failed):
-                    raise ApiError.from_wire(item.error)
-        raise ApiError(502, "the stream ended without a result", type="server_error")
-    except ApiError as error:
-        call.trace.finish(error.code or "error")
-        raise
-    finally:
-        call.trace.finish("cancelled")
+async def answer(
+    gateway: Gateway, request: Request[Any, Any, Any], turn: Turn
+) -> Response[Any] | Stream:
+    model = gateway.resolve_model(turn.model)
+    request_id = f"{turn.request_prefix}{uuid.uuid4().hex}"
+    infer = InferRequest(
+        request_id=request_id, model=model, stream_subject=subjects.stream(request_id), **turn.infer
+    )
+    call = CallInfo(
+        request_id=request_id,
+        model=turn.model,
+        trace=RequestTrace(gateway.metrics, model, turn.route),
+        stream=turn.stream,
+        inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
+    )
+    projection = turn.projection(call)
+    items = gateway.inference.stream(infer)
+    headers = {"x-request-id": request_id}
+    if turn.stream:
+        body = project(items, projection)
+        return Stream(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    result = await _collect_while_connected(request, collect(items, projection))
+    if result is None:
+        return Response(b"", status_code=499)
+    return Response(result, media_type=MediaType.JSON, headers=headers)
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -287,31 +241,22 @@ def create_app(gateway: Gateway) -> Litestar:
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
         chat = openai_chat.parse_request(await request.body())
-        model = gateway.resolve_model(chat.model)
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        infer = InferRequest(
-            request_id=request_id,
-            model=model,
-            stream_subject=subjects.stream(request_id),
-            messages=openai_chat.chat_messages(chat),
-            params=openai_chat.sampling_params(chat),
-            chat_template_kwargs=chat.chat_template_kwargs or {},
+        options = openai_chat.ChatOptions(
+            include_usage=bool(chat.stream_options and chat.stream_options.include_usage)
         )
-        call = ChatCall(
-            request_id=request_id,
+        turn = Turn(
+            route="chat",
             model=chat.model,
-            created=int(time.time()),
-            trace=RequestTrace(gateway.metrics, model, "chat"),
-            include_usage=bool(chat.stream_options and chat.stream_options.include_usage),
-            inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
+            stream=chat.stream,
+            infer={
+                "messages": openai_chat.chat_messages(chat),
+                "params": openai_chat.sampling_params(chat),
+                "chat_template_kwargs": chat.chat_template_kwargs or {},
+                "tools": openai_chat.template_tools(chat),
+            },
+            projection=lambda call: openai_chat.ChatProjection(call, options),
         )
-        items = gateway.inference.stream(infer)
-        headers = {"x-request-id": request_id}
-        if chat.stream:
-            body = _chat_stream(call, items)
-            return Stream(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-        result = await _chat_collect(call, items)
-        return Response(result, media_type=MediaType.JSON, headers=headers)
+        return await answer(gateway, request, turn)
 
     return Litestar(
         route_handlers=[health, list_models, get_model, chat_completions],

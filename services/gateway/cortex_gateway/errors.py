@@ -22,6 +22,17 @@ _WIRE_STATUS: dict[str, tuple[int, str]] = {
 }
 
 
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
 class ApiError(Exception):
     def __init__(
         self,
@@ -44,7 +55,8 @@ class ApiError(Exception):
     @classmethod
     def from_wire(cls, error: WireError) -> ApiError:
         status, kind = _WIRE_STATUS.get(error.code, (500, "server_error"))
-        retry = 1 if error.retryable and status in (429, 503) else None
+        # Capacity frees up: tell clients when to try again.
+        retry = {429: 1, 503: 5}.get(status)
         return cls(status, error.message, code=error.code, type=kind, retry_after=retry)
 
     def openai_body(self) -> dict[str, Any]:
@@ -56,6 +68,12 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
+
+    def anthropic_body(self) -> dict[str, Any]:
+        kind = _ANTHROPIC_TYPES.get(
+            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
+        )
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 import msgspec
@@ -53,6 +53,7 @@ class Accepted:
 
     node: str
     reasoning_markers: list[str]
+    tool_call_markers: list[str] = field(default_factory=list)
 
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
@@ -172,7 +173,11 @@ class Inference:
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )
-            yield Accepted(node=node, reasoning_markers=reply.reasoning_markers)
+            yield Accepted(
+                node=node,
+                reasoning_markers=reply.reasoning_markers,
+                tool_call_markers=reply.tool_call_markers,
+            )
             async for item in self._frames(sub, request.request_id):
                 if isinstance(item, Done | Failed):
                     finished = True  # the neuron is done with it: nothing to cancel

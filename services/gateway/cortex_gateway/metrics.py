@@ -53,6 +53,7 @@ class RequestTrace:
         self.started = self._clock()
         self.first_token_at: float | None = None
         self._finished = False
+        self.outcome = ""
         metrics.in_flight.labels(*self._labels).inc()
 
     def first_token(self) -> None:
@@ -64,6 +65,7 @@ class RequestTrace:
         if self._finished:
             return
         self._finished = True
+        self.outcome = outcome
         now = self._clock()
         m, labels = self._metrics, self._labels
         m.in_flight.labels(*labels).dec()

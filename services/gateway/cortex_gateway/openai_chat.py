@@ -1,16 +1,23 @@
-"""OpenAI chat completions: request validation and response shapes (pure)."""
+"""OpenAI chat completions: request translation and the response projection (pure)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
 
+from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
-from cortex_wire.messages import ChatMessage, SamplingParams, Usage
+from cortex_gateway.projection import Projection
+from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_gateway.tool_calls import ParsedCall
+from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall, Usage
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# reasoning_effort → reasoning tokens before the neuron closes the reasoning itself.
+EFFORT_BUDGETS = {"none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": 8192}
 
 
 class ContentPart(msgspec.Struct, kw_only=True):
@@ -18,14 +25,49 @@ class ContentPart(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
+class FunctionCall(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str = "{}"
+
+
+class MessageToolCall(msgspec.Struct, kw_only=True):
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
 class Message(msgspec.Struct, kw_only=True):
     role: str
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
+
+
+class FunctionDef(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolDef(msgspec.Struct, kw_only=True):
+    type: str
+    function: FunctionDef
+
+
+class JsonSchemaFormat(msgspec.Struct, kw_only=True):
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct, kw_only=True):
+    type: str
+    json_schema: JsonSchemaFormat | None = None
 
 
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
@@ -44,12 +86,25 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
+    repetition_penalty: float | None = None
     n: int | None = None
     user: str | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    # Accepted only in the values that do not change the output (rejected otherwise).
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
 
 
-def _decode_error(error: msgspec.MsgspecError) -> ApiError:
+def decode_error(error: msgspec.MsgspecError) -> ApiError:
     text = str(error)
     param = None
     if " - at `$." in text:
@@ -62,11 +117,36 @@ def _decode_error(error: msgspec.MsgspecError) -> ApiError:
     )
 
 
-def parse_request(body: bytes) -> ChatCompletionRequest:
+def decode_body(body: bytes, kind: type[Any]) -> Any:
     try:
-        request = msgspec.json.decode(body, type=ChatCompletionRequest)
+        return msgspec.json.decode(body, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        raise _decode_error(error) from None
+        raise decode_error(error) from None
+
+
+def unsupported(name: str, why: str = "") -> ApiError:
+    return ApiError(
+        400, f"parameter {name!r} is not supported" + (f": {why}" if why else ""), param=name,
+        code="unsupported_parameter",
+    )  # fmt: skip
+
+
+def check_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ApiError(
+            400, f"{name} must be between {low:g} and {high:g}, got {value!r}", param=name
+        )
+
+
+def check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ApiError(400, f"{name} must be at least 1, got {value}", param=name)
+
+
+def parse_request(body: bytes) -> ChatCompletionRequest:
+    request = decode_body(body, ChatCompletionRequest)
     validate(request)
     return request
 
@@ -78,7 +158,7 @@ def _text_of(message: Message, index: int) -> str:
         return message.content
     texts = []
     for part_index, part in enumerate(message.content):
-        if part.type != "text" or part.text is None:
+        if part.type not in ("text", "input_text") or part.text is None:
             raise ApiError(
                 400,
                 f"content part type {part.type!r} is not supported by text models",
@@ -88,13 +168,45 @@ def _text_of(message: Message, index: int) -> str:
     return "".join(texts)
 
 
-def _check_range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is None:
-        return
-    if not math.isfinite(value) or not low <= value <= high:
+def _reject_unsupported(request: ChatCompletionRequest) -> None:
+    if request.n not in (None, 1):
+        raise unsupported("n", "only n=1")
+    if request.logprobs or request.top_logprobs:
+        raise unsupported("logprobs" if request.logprobs else "top_logprobs")
+    if request.logit_bias:
+        raise unsupported("logit_bias")
+    if request.modalities and set(request.modalities) - {"text"}:
+        raise unsupported("modalities", "text only")
+    for name in ("audio", "prediction", "web_search_options"):
+        if getattr(request, name):
+            raise unsupported(name)
+    choice = request.tool_choice
+    if isinstance(choice, dict) or choice == "required":
+        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
+    if choice not in (None, "auto", "none", "required") and not isinstance(choice, dict):
+        raise ApiError(400, f"unknown tool_choice {choice!r}", param="tool_choice")
+    fmt = request.response_format
+    if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError(
-            400, f"{name} must be between {low:g} and {high:g}, got {value!r}", param=name
+            400, f"unknown response_format type {fmt.type!r}", param="response_format.type"
         )
+    if (
+        fmt is not None
+        and fmt.type == "json_schema"
+        and not (fmt.json_schema and fmt.json_schema.schema)
+    ):
+        raise ApiError(
+            400, "response_format json_schema needs a schema", param="response_format.json_schema"
+        )
+    if request.reasoning_effort is not None and request.reasoning_effort not in EFFORT_BUDGETS:
+        raise ApiError(
+            400,
+            f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}",
+            param="reasoning_effort",
+        )
+    for index, tool in enumerate(request.tools or []):
+        if tool.type != "function":
+            raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only 'function' tools")
 
 
 def validate(request: ChatCompletionRequest) -> None:
@@ -110,18 +222,16 @@ def validate(request: ChatCompletionRequest) -> None:
                 param=f"messages[{index}].role",
             )
         _text_of(message, index)  # rejects content parts a text model cannot take
-    if request.n not in (None, 1):
-        raise ApiError(400, "only n=1 is supported", param="n")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(request, name)
-        if value is not None and value < 1:
-            raise ApiError(400, f"{name} must be at least 1, got {value}", param=name)
-    _check_range("temperature", request.temperature, 0.0, 2.0)
-    _check_range("top_p", request.top_p, 0.0, 1.0)
-    _check_range("min_p", request.min_p, 0.0, 1.0)
-    _check_range("presence_penalty", request.presence_penalty, -2.0, 2.0)
-    _check_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)
-    _check_range("repeat_penalty", request.repeat_penalty, 0.0, 10.0)
+    _reject_unsupported(request)
+    check_positive("max_tokens", request.max_tokens)
+    check_positive("max_completion_tokens", request.max_completion_tokens)
+    check_range("temperature", request.temperature, 0.0, 2.0)
+    check_range("top_p", request.top_p, 0.0, 1.0)
+    check_range("min_p", request.min_p, 0.0, 1.0)
+    check_range("presence_penalty", request.presence_penalty, -2.0, 2.0)
+    check_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)
+    check_range("repeat_penalty", request.repeat_penalty, 0.0, 10.0)
+    check_range("repetition_penalty", request.repetition_penalty, 0.0, 10.0)
     if request.top_k is not None and request.top_k < 0:
         raise ApiError(400, f"top_k must be >= 0, got {request.top_k}", param="top_k")
     stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
@@ -130,15 +240,44 @@ def validate(request: ChatCompletionRequest) -> None:
 
 
 def chat_messages(request: ChatCompletionRequest) -> list[ChatMessage]:
-    return [
-        ChatMessage(role=m.role, content=_text_of(m, i)) for i, m in enumerate(request.messages)
-    ]
+    messages = []
+    for index, message in enumerate(request.messages):
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+            for c in message.tool_calls or []
+        ]
+        messages.append(
+            ChatMessage(
+                role=message.role,
+                content=_text_of(message, index),
+                tool_calls=calls,
+                tool_call_id=message.tool_call_id or "",
+                name=message.name or "",
+            )
+        )
+    return messages
+
+
+def template_tools(request: ChatCompletionRequest) -> list[dict[str, Any]]:
+    if request.tool_choice == "none":
+        return []
+    return [msgspec.to_builtins(t) for t in request.tools or []]
+
+
+def json_schema_of(fmt: ResponseFormat | None) -> dict[str, Any] | None:
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "object"}
+    assert fmt.json_schema is not None
+    return fmt.json_schema.schema
 
 
 def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
     defaults = SamplingParams()
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     temperature = defaults.temperature if request.temperature is None else request.temperature
+    repeat = request.repeat_penalty or request.repetition_penalty
     return SamplingParams(
         max_tokens=request.max_completion_tokens or request.max_tokens,
         temperature=temperature,
@@ -149,9 +288,11 @@ def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
         min_p=0.0 if request.min_p is None else request.min_p,
         seed=request.seed,
         stop=stops,
-        repeat_penalty=1.0 if request.repeat_penalty is None else request.repeat_penalty,
+        repeat_penalty=1.0 if repeat is None else repeat,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
+        reasoning_budget=EFFORT_BUDGETS.get(request.reasoning_effort or ""),
+        json_schema=json_schema_of(request.response_format),
     )
 
 
@@ -168,67 +309,134 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     return body
 
 
-def finish_reason(reason: str) -> str:
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def finish_reason(reason: str, tool_calls: bool) -> FinishReason:
+    if reason == "length":
+        return "length"
     # A cancelled request has no client left to read it; "stop" keeps the shape valid.
-    return "length" if reason == "length" else "stop"
+    return "tool_calls" if tool_calls else "stop"
 
 
-def completion_body(
-    *,
-    request_id: str,
-    model: str,
-    created: int,
-    message: dict[str, Any],
-    reason: str,
-    usage: Usage,
-) -> dict[str, Any]:
+def tool_call_body(call: ParsedCall, index: int) -> dict[str, Any]:
     return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
+        "index": index,
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+@dataclass
+class ChatOptions:
+    include_usage: bool = False
+
+
+class ChatProjection(Projection):
+    def __init__(self, call: Any, options: ChatOptions) -> None:
+        super().__init__(call)
+        self.options = options
+        self.deltas = ChatDeltas(None)
+        self.content: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.started = False
+
+    def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
+        return sse.data(
             {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(reason),
+                "id": self.call.request_id,
+                "object": "chat.completion.chunk",
+                "created": self.call.created,
+                "model": self.call.model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+                ],
             }
-        ],
-        "usage": usage_body(usage),
-    }
+        )
 
+    def _emit(self, delta: dict[str, Any] | None) -> list[bytes]:
+        if not delta:
+            return []
+        self.content.append(delta.get("content", ""))
+        self.reasoning_parts.append(delta.get("reasoning_content", ""))
+        chunks = []
+        if not self.started:
+            self.started = True
+            chunks.append(self._chunk({"role": "assistant", "content": ""}))
+        return [*chunks, self._chunk(delta)]
 
-def chunk_body(
-    *,
-    request_id: str,
-    model: str,
-    created: int,
-    delta: dict[str, Any],
-    reason: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "delta": delta,
-                "logprobs": None,
-                "finish_reason": finish_reason(reason) if reason else None,
-            }
-        ],
-    }
+    def keepalive(self) -> list[bytes]:
+        return [sse.KEEPALIVE]
 
+    def on_accepted(self, accepted: Any) -> list[bytes]:
+        super().on_accepted(accepted)
+        self.deltas = ChatDeltas(accepted.reasoning_markers if self.call.inline_thinking else None)
+        return []
 
-def usage_chunk_body(*, request_id: str, model: str, created: int, usage: Usage) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage_body(usage),
-    }
+    def text(self, text: str) -> list[bytes]:
+        return self._emit(self.deltas.text(text))
+
+    def reasoning(self, text: str) -> list[bytes]:
+        return self._emit(self.deltas.reasoning(text))
+
+    def tool_call(self, call: ParsedCall) -> list[bytes]:
+        chunks = self._emit(self.deltas.finish())
+        delta: dict[str, Any] = {"tool_calls": [tool_call_body(call, len(self.tool_calls) - 1)]}
+        if not self.started:
+            self.started = True
+            delta = {"role": "assistant", "content": None, **delta}
+        return [*chunks, self._chunk(delta)]
+
+    def done(self, done: Done) -> list[bytes]:
+        chunks = self._emit(self.deltas.finish())
+        if not self.started:
+            self.started = True
+            chunks.append(self._chunk({"role": "assistant", "content": ""}))
+        self.finish_reason = finish_reason(done.finish_reason, bool(self.tool_calls))
+        chunks.append(self._chunk({}, self.finish_reason))
+        if self.options.include_usage:
+            chunks.append(
+                sse.data(
+                    {
+                        "id": self.call.request_id,
+                        "object": "chat.completion.chunk",
+                        "created": self.call.created,
+                        "model": self.call.model,
+                        "choices": [],
+                        "usage": usage_body(done.usage),
+                    }
+                )
+            )
+        return [*chunks, sse.DONE]
+
+    def error(self, error: ApiError) -> list[bytes]:
+        return [sse.data(error.openai_body()), sse.DONE]
+
+    def body(self) -> dict[str, Any]:
+        content = "".join(self.content)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        reasoning = "".join(self.reasoning_parts)
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if self.tool_calls:
+            message["content"] = content or None
+            message["tool_calls"] = [
+                {k: v for k, v in tool_call_body(c, i).items() if k != "index"}
+                for i, c in enumerate(self.tool_calls)
+            ]
+        return {
+            "id": self.call.request_id,
+            "object": "chat.completion",
+            "created": self.call.created,
+            "model": self.call.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": usage_body(self.usage),
+        }

@@ -47,26 +47,3 @@ class ChatDeltas:
             self._open = False
             return self._markers[1]
         return ""
-
-
-class ChatMessageBuilder:
-    """The non-streaming message: the same projection, accumulated."""
-
-    def __init__(self, deltas: ChatDeltas) -> None:
-        self.deltas = deltas
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-
-    def add(self, delta: dict[str, Any] | None) -> None:
-        if delta is None:
-            return
-        self._content.append(delta.get("content", ""))
-        self._reasoning.append(delta.get("reasoning_content", ""))
-
-    def message(self) -> dict[str, Any]:
-        self.add(self.deltas.finish())
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._content)}
-        reasoning = "".join(self._reasoning)
-        if reasoning:
-            message["reasoning_content"] = reasoning
-        return message

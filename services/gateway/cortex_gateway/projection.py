@@ -1,0 +1,144 @@
+"""From the neuron's events to one dialect's response, streamed or whole.
+
+Each dialect subclasses Projection: its hooks receive the events in order and return the
+SSE bytes to send (a streaming client gets them; for a non-streaming client they are
+dropped) while the projection accumulates the whole response for `body()`. One code path
+serves both modes, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from cortex_gateway.errors import ApiError
+from cortex_gateway.inference import WAITING, Accepted, StreamItem
+from cortex_gateway.metrics import RequestTrace
+from cortex_gateway.tool_calls import ParsedCall, block_as_text, parse_tool_block
+from cortex_wire.messages import Delta, Done, Failed, ReasoningDelta, ToolCallBlock, Usage
+
+log = structlog.get_logger("gateway")
+
+
+@dataclass
+class CallInfo:
+    """What every projection needs to know about the request it answers."""
+
+    request_id: str
+    model: str  # as the client named it (an alias stays an alias)
+    trace: RequestTrace
+    created: int = field(default_factory=lambda: int(time.time()))
+    stream: bool = False
+    inline_thinking: bool = False
+
+
+class Projection:
+    call_id_prefix = "call_"
+
+    def __init__(self, call: CallInfo) -> None:
+        self.call = call
+        self.accepted = Accepted(node="", reasoning_markers=[])
+        self.usage = Usage()
+        self.finish_reason = "stop"
+        self.tool_calls: list[ParsedCall] = []
+
+    # --- hooks (each returns the bytes to stream) -------------------------------------
+
+    def opening(self) -> list[bytes]:
+        return []
+
+    def keepalive(self) -> list[bytes]:
+        return []
+
+    def on_accepted(self, accepted: Accepted) -> list[bytes]:
+        self.accepted = accepted
+        return []
+
+    def text(self, text: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def reasoning(self, text: str) -> list[bytes]:
+        return []
+
+    def tool_call(self, call: ParsedCall) -> list[bytes]:
+        # Dialects without tool calls keep the block as text.
+        return self.text(block_as_text(call.arguments, self.accepted.tool_call_markers, True))
+
+    def tool_block(self, block: ToolCallBlock) -> list[bytes]:
+        parsed = parse_tool_block(block.text, self.call_id_prefix) if block.complete else None
+        if parsed is None:
+            markers = self.accepted.tool_call_markers
+            return self.text(block_as_text(block.text, markers, block.complete))
+        self.tool_calls.append(parsed)
+        return self.tool_call(parsed)
+
+    def done(self, done: Done) -> list[bytes]:
+        raise NotImplementedError
+
+    def error(self, error: ApiError) -> list[bytes]:
+        raise NotImplementedError
+
+    def body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+async def project(
+    items: AsyncGenerator[StreamItem, None], projection: Projection
+) -> AsyncIterator[bytes]:
+    """Drive `projection` over the neuron's events. Streaming: failures after the headers
+    are reported in-band and the stream ends cleanly. Not streaming: ApiError propagates."""
+    call = projection.call
+    outcome = "cancelled"
+    try:
+        for chunk in projection.opening():
+            yield chunk
+        async with aclosing(items):
+            async for item in items:
+                if item is WAITING:
+                    chunks = projection.keepalive()
+                elif isinstance(item, Accepted):
+                    chunks = projection.on_accepted(item)
+                elif isinstance(item, Delta):
+                    call.trace.first_token()
+                    chunks = projection.text(item.text) if item.text else []
+                elif isinstance(item, ReasoningDelta):
+                    call.trace.first_token()
+                    chunks = projection.reasoning(item.text) if item.text else []
+                elif isinstance(item, ToolCallBlock):
+                    call.trace.first_token()
+                    chunks = projection.tool_block(item)
+                elif isinstance(item, Done):
+                    projection.usage = item.usage
+                    chunks = projection.done(item)
+                    outcome = "ok"
+                elif isinstance(item, Failed):
+                    raise ApiError.from_wire(item.error)
+                else:
+                    chunks = []
+                for chunk in chunks:
+                    yield chunk
+    except ApiError as error:
+        outcome = error.code or "error"
+        if not call.stream:
+            raise
+        log.warning("stream_failed", request_id=call.request_id, error=error.message)
+        for chunk in projection.error(error):
+            yield chunk
+    finally:
+        usage = projection.usage
+        call.trace.finish(outcome, usage.prompt_tokens, usage.completion_tokens)
+
+
+async def collect(
+    items: AsyncGenerator[StreamItem, None], projection: Projection
+) -> dict[str, Any]:
+    async for _ in project(items, projection):
+        pass
+    if projection.call.trace.outcome != "ok":
+        raise ApiError(502, "the stream ended without a result", type="server_error")
+    return projection.body()
