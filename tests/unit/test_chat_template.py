@@ -35,3 +35,9 @@ def test_broken_template_is_reported_not_crashed() -> None:
 def test_sandbox_blocks_attribute_escape() -> None:
     with pytest.raises(TemplateError):
         render_chat("{{ messages.__class__.__mro__[1].__subclasses__() }}", [])
+
+
+def test_tojson_is_plain_json_and_never_escapes_the_template() -> None:
+    template = "{{ '<|im_start|>system\\n' + (tools | tojson) }}"
+    rendered = render_chat(template, [], tools=[{"name": "f", "d": "<é>"}])
+    assert rendered == '<|im_start|>system\n[{"name": "f", "d": "<é>"}]'

@@ -195,6 +195,8 @@ class Done(Struct, tag="done", tag_field="type"):
     seq: int
     finish_reason: FinishReason
     usage: Usage
+    # The stop sequence that ended the answer, if one did.
+    stop_sequence: str = ""
 
 
 class Failed(Struct, tag="error", tag_field="type"):

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
-from cortex_gateway import openai_chat
+from cortex_gateway import anthropic_messages, openai_chat
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
@@ -258,8 +258,40 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return await answer(gateway, request, turn)
 
+    @post("/v1/messages", status_code=200)
+    async def messages(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        anthropic = anthropic_messages.parse_request(await request.body())
+        show_thinking = anthropic_messages.thinking_budget(anthropic.thinking) is not None
+        turn = Turn(
+            route="messages",
+            model=anthropic.model,
+            stream=anthropic.stream,
+            infer={
+                "messages": anthropic_messages.chat_messages(anthropic.system, anthropic.messages),
+                "params": anthropic_messages.sampling_params(anthropic),
+                "tools": anthropic_messages.template_tools(anthropic.tools, anthropic.tool_choice),
+            },
+            projection=lambda call: anthropic_messages.MessagesProjection(call, show_thinking),
+            request_prefix="msg_",
+        )
+        return await answer(gateway, request, turn)
+
+    @post("/v1/messages/count_tokens", status_code=200)
+    async def count_tokens(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        counted = openai_chat.decode_body(
+            await request.body(), anthropic_messages.CountTokensRequest
+        )
+        infer = InferRequest(
+            request_id=f"count-{uuid.uuid4().hex}",
+            model=gateway.resolve_model(counted.model),
+            stream_subject="",
+            messages=anthropic_messages.chat_messages(counted.system, counted.messages),
+            tools=anthropic_messages.template_tools(counted.tools, None),
+        )
+        return {"input_tokens": await gateway.inference.count_tokens(infer)}
+
     return Litestar(
-        route_handlers=[health, list_models, get_model, chat_completions],
+        route_handlers=[health, list_models, get_model, chat_completions, messages, count_tokens],
         exception_handlers={
             ApiError: _api_error_handler,
             HTTPException: _http_error_handler,

@@ -34,6 +34,7 @@ from cortex_wire.messages import (
     InferReply,
     InferRequest,
     KeepAlive,
+    TokenCount,
 )
 
 log = structlog.get_logger("gateway.inference")
@@ -129,6 +130,22 @@ class Inference:
             yield ensure.result()
         finally:
             ensure.cancel()
+
+    async def count_tokens(self, request: InferRequest) -> int:
+        """The prompt's length with the model's own tokenizer and template (loads it if cold)."""
+        node = least_busy(self.fleet.ready_replicas(request.model, time.monotonic()))
+        if node is None:
+            node = await self._ensure(request.model, request.request_id)
+        try:
+            raw = await self.nc.request(
+                subjects.tokenize(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
+            )
+        except (NoRespondersError, NatsTimeout):
+            raise _unavailable(f"neuron {node!r} did not answer", "neuron_unavailable") from None
+        reply = codec.decode(raw.data, TokenCount)
+        if reply.error is not None:
+            raise ApiError.from_wire(reply.error)
+        return reply.tokens
 
     async def _submit(self, node: str, request: InferRequest) -> InferReply:
         try:

@@ -36,6 +36,7 @@ class TextChunk:
 class Finished:
     finish_reason: FinishReason
     usage: Usage
+    stop_sequence: str = ""
 
 
 @dataclass(frozen=True, slots=True)

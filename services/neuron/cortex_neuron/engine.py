@@ -33,6 +33,7 @@ from cortex_neuron.markers import (
     prompt_opens_reasoning,
 )
 from cortex_neuron.output_channels import OutputChannels
+from cortex_neuron.pieces import TokenPieces
 from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 
 log = structlog.get_logger("engine")
@@ -94,6 +95,7 @@ class Engine:
         self._eos = ""
         self._vocab: Any = None
         self._llm: Any = None
+        self._pieces: Any = None
         # Marker pairs found in the vocabulary at load time (None: the model has none).
         self.reasoning: MarkerPair | None = None
         self.tool_calls: MarkerPair | None = None
@@ -216,6 +218,7 @@ class Engine:
         self._bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="replace")
         self._eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="replace")
         self._vocab = llm._model.vocab
+        self._pieces = TokenPieces(self._vocab)
 
         def tokenize(text: str) -> list[int]:
             return list(llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -343,7 +346,7 @@ class Engine:
                 first_at = last_at
                 channel.phase = "decode"
             context.append(token)
-            for chunk in output.add(token, llm.detokenize([token])):
+            for chunk in output.add(token, self._pieces(token)):
                 channel.push(chunk)
             if output.stopped:
                 finish = "stop"
@@ -365,7 +368,7 @@ class Engine:
             reasoning_tokens=output.reasoning_tokens,
             tool_calls=output.tool_calls,
         )
-        channel.push(Finished(finish, usage))  # type: ignore[arg-type]
+        channel.push(Finished(finish, usage, output.stop_sequence))  # type: ignore[arg-type]
 
 
 def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

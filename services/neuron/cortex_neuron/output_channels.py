@@ -34,6 +34,10 @@ class OutputChannels:
         self.stopped = False
 
     @property
+    def stop_sequence(self) -> str:
+        return self._assemblers["text"].matched_stop
+
+    @property
     def in_reasoning(self) -> bool:
         return self._router.channel == "reasoning"
 

@@ -313,10 +313,13 @@ class Neuron:
             await _reply(msg, InferReply(accepted=False, error=error.wire))
             return
         self.jobs[request.request_id] = job
-        markers = resident.engine.reasoning
-        await _reply(
-            msg, InferReply(accepted=True, reasoning_markers=markers.texts if markers else [])
+        engine = resident.engine
+        reply = InferReply(
+            accepted=True,
+            reasoning_markers=engine.reasoning.texts if engine.reasoning else [],
+            tool_call_markers=engine.tool_calls.texts if engine.tool_calls else [],
         )
+        await _reply(msg, reply)
         self._spawn(self._pump(job))
 
     def _admission(self, resident: Resident) -> WireError | None:
@@ -384,7 +387,12 @@ class Neuron:
                     await self.nc.publish(
                         subject,
                         codec.encode(
-                            Done(seq=seq, finish_reason=end.finish_reason, usage=end.usage)
+                            Done(
+                                seq=seq,
+                                finish_reason=end.finish_reason,
+                                usage=end.usage,
+                                stop_sequence=end.stop_sequence,
+                            )
                         ),
                     )
                     self.log.info(

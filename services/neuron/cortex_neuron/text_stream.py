@@ -17,16 +17,18 @@ class StopScanner:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = [s for s in stops if s]
         self._held = ""
+        self.matched = ""  # the stop sequence that ended the text, once one has
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add text; return (text safe to emit now, whether a stop sequence was reached)."""
         if not self._stops:
             return text, False
         buffer = self._held + text
-        hits = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        hits = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
         if hits:
             self._held = ""
-            return buffer[: min(hits)], True
+            first, self.matched = min(hits)
+            return buffer[:first], True
         keep = self._longest_partial_stop(buffer)
         self._held = buffer[len(buffer) - keep :] if keep else ""
         return buffer[: len(buffer) - keep], False
@@ -52,6 +54,10 @@ class TextAssembler:
     def __init__(self, stops: Sequence[str]) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopScanner(stops)
+
+    @property
+    def matched_stop(self) -> str:
+        return self._stops.matched
 
     def feed(self, piece: bytes) -> tuple[str, bool]:
         return self._stops.feed(self._decoder.decode(piece))

@@ -1,0 +1,321 @@
+"""Anthropic messages: request translation and the response projection (pure).
+
+System prompts (a string or text blocks) become one leading system message; `tool_use`
+blocks become the assistant's tool calls and `tool_result` blocks become `tool` messages,
+so the model's chat template sees one history whichever dialect sent it. Reasoning becomes
+`thinking` blocks only when the request enables thinking.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import msgspec
+
+from cortex_gateway import sse
+from cortex_gateway.errors import ApiError
+from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
+from cortex_gateway.projection import CallInfo, Projection
+from cortex_gateway.tool_calls import ParsedCall
+from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
+
+
+class Block(msgspec.Struct, kw_only=True):
+    type: str
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[Block] | None = None
+    is_error: bool | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    role: str
+    content: str | list[Block]
+
+
+class Tool(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    type: str | None = None
+
+
+class Thinking(msgspec.Struct, kw_only=True):
+    type: str
+    budget_tokens: int | None = None
+
+
+class ToolChoice(msgspec.Struct, kw_only=True):
+    type: str
+    name: str | None = None
+
+
+class MessagesRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    system: str | list[Block] | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stream: bool = False
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class CountTokensRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[Message]
+    system: str | list[Block] | None = None
+    tools: list[Tool] | None = None
+    thinking: Thinking | None = None
+
+
+def _texts(blocks: str | list[Block] | None, where: str) -> str:
+    if blocks is None:
+        return ""
+    if isinstance(blocks, str):
+        return blocks
+    parts = []
+    for index, block in enumerate(blocks):
+        if block.type != "text" or block.text is None:
+            raise _block_error(block, f"{where}[{index}]")
+        parts.append(block.text)
+    return "\n".join(parts)
+
+
+def _block_error(block: Block, where: str) -> ApiError:
+    if block.type in ("image", "document"):
+        message = f"{block.type} blocks are not supported: the models served here read text only"
+    else:
+        message = f"unexpected content block type {block.type!r} here"
+    return ApiError(400, message, param=f"{where}.type")
+
+
+def _validate_messages(messages: list[Message]) -> None:
+    if not messages:
+        raise ApiError(400, "messages: at least one message is required", param="messages")
+    for index, message in enumerate(messages):
+        if message.role not in ("user", "assistant"):
+            raise ApiError(
+                400, f"messages[{index}].role must be 'user' or 'assistant', got {message.role!r}",
+                param=f"messages[{index}].role",
+            )  # fmt: skip
+
+
+def chat_messages(system: str | list[Block] | None, messages: list[Message]) -> list[ChatMessage]:
+    _validate_messages(messages)
+    out: list[ChatMessage] = []
+    system_text = _texts(system, "system")
+    if system_text:
+        out.append(ChatMessage(role="system", content=system_text))
+    for index, message in enumerate(messages):
+        where = f"messages[{index}].content"
+        if isinstance(message.content, str):
+            out.append(ChatMessage(role=message.role, content=message.content))
+            continue
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for position, block in enumerate(message.content):
+            if block.type == "text" and block.text is not None:
+                texts.append(block.text)
+            elif block.type == "tool_use" and message.role == "assistant":
+                arguments = json.dumps(block.input or {}, ensure_ascii=False)
+                calls.append(
+                    ToolCall(id=block.id or "", name=block.name or "", arguments=arguments)
+                )
+            elif block.type == "tool_result" and message.role == "user":
+                result = _texts(block.content, f"{where}[{position}].content")
+                if block.is_error:
+                    result = f"Error: {result}"
+                out.append(
+                    ChatMessage(role="tool", content=result, tool_call_id=block.tool_use_id or "")
+                )
+            elif block.type in ("thinking", "redacted_thinking") and message.role == "assistant":
+                continue  # earlier reasoning is not fed back to the model
+            else:
+                raise _block_error(block, f"{where}[{position}]")
+        if texts or calls:
+            out.append(ChatMessage(role=message.role, content="".join(texts), tool_calls=calls))
+    return out
+
+
+def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dict[str, Any]]:
+    if choice is not None and choice.type == "none":
+        return []
+    definitions = []
+    for index, tool in enumerate(tools or []):
+        if tool.type not in (None, "custom"):
+            raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only client tools")
+        function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema or {}}
+        if tool.description:
+            function["description"] = tool.description
+        definitions.append({"type": "function", "function": function})
+    return definitions
+
+
+def thinking_budget(thinking: Thinking | None) -> int | None:
+    if thinking is None or thinking.type != "enabled":
+        return None
+    if thinking.budget_tokens is None or thinking.budget_tokens < 0:
+        raise ApiError(400, "thinking.budget_tokens is required when thinking is enabled",
+                       param="thinking.budget_tokens")  # fmt: skip
+    return thinking.budget_tokens
+
+
+def parse_request(body: bytes) -> MessagesRequest:
+    request: MessagesRequest = decode_body(body, MessagesRequest)
+    if not request.model:
+        raise ApiError(400, "model: field required", param="model")
+    if request.max_tokens is None:
+        raise ApiError(400, "max_tokens: field required", param="max_tokens")
+    check_positive("max_tokens", request.max_tokens)
+    check_range("temperature", request.temperature, 0.0, 1.0)
+    check_range("top_p", request.top_p, 0.0, 1.0)
+    if request.top_k is not None and request.top_k < 0:
+        raise ApiError(400, f"top_k must be >= 0, got {request.top_k}", param="top_k")
+    if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
+        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
+    if request.thinking is not None and request.thinking.type not in ("enabled", "disabled"):
+        raise ApiError(400, "thinking.type must be 'enabled' or 'disabled'", param="thinking.type")
+    thinking_budget(request.thinking)
+    return request
+
+
+def sampling_params(request: MessagesRequest) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=request.max_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=request.top_k or 0,
+        min_p=0.0,
+        stop=list(request.stop_sequences or []),
+        reasoning_budget=thinking_budget(request.thinking),
+    )
+
+
+def stop_reason(done: Done, tool_calls: bool) -> str:
+    if done.finish_reason == "length":
+        return "max_tokens"
+    if tool_calls:
+        return "tool_use"
+    return "stop_sequence" if done.stop_sequence else "end_turn"
+
+
+class MessagesProjection(Projection):
+    call_id_prefix = "toolu_"
+
+    def __init__(self, call: CallInfo, show_thinking: bool) -> None:
+        super().__init__(call)
+        self.show_thinking = show_thinking
+        self.blocks: list[dict[str, Any]] = []
+        self.open_block: str | None = None
+        self.stop_reason = "end_turn"
+        self.stop_sequence: str | None = None
+
+    def _event(self, name: str, payload: dict[str, Any]) -> bytes:
+        return sse.event(name, {"type": name, **payload})
+
+    def _message(self) -> dict[str, Any]:
+        return {
+            "id": self.call.request_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.call.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+
+    def opening(self) -> list[bytes]:
+        return [self._event("message_start", {"message": self._message()})]
+
+    def keepalive(self) -> list[bytes]:
+        return [self._event("ping", {})]
+
+    def _close_block(self) -> list[bytes]:
+        if self.open_block is None:
+            return []
+        chunks = []
+        index = len(self.blocks) - 1
+        if self.open_block == "thinking":
+            delta = {"type": "signature_delta", "signature": ""}
+            chunks.append(self._event("content_block_delta", {"index": index, "delta": delta}))
+        self.open_block = None
+        return [*chunks, self._event("content_block_stop", {"index": index})]
+
+    def _open_block(self, block: dict[str, Any]) -> list[bytes]:
+        chunks = self._close_block()
+        self.blocks.append(block)
+        self.open_block = block["type"]
+        start = {"index": len(self.blocks) - 1, "content_block": dict(block)}
+        return [*chunks, self._event("content_block_start", start)]
+
+    def _delta(self, kind: str, field: str, text: str) -> list[bytes]:
+        chunks = [] if self.open_block == kind else self._open_block(
+            {"type": kind, field: "", **({"signature": ""} if kind == "thinking" else {})}
+        )  # fmt: skip
+        self.blocks[-1][field] += text
+        delta = {"type": f"{kind}_delta", field: text}
+        return [
+            *chunks,
+            self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta}),
+        ]
+
+    def text(self, text: str) -> list[bytes]:
+        return self._delta("text", "text", text)
+
+    def reasoning(self, text: str) -> list[bytes]:
+        return self._delta("thinking", "thinking", text) if self.show_thinking else []
+
+    def tool_call(self, call: ParsedCall) -> list[bytes]:
+        chunks = self._open_block(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        )
+        self.blocks[-1]["input"] = call.input
+        delta = {"type": "input_json_delta", "partial_json": call.arguments}
+        chunks.append(
+            self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta})
+        )
+        return [*chunks, *self._close_block()]
+
+    def done(self, done: Done) -> list[bytes]:
+        chunks = self._close_block()
+        self.stop_reason = stop_reason(done, bool(self.tool_calls))
+        self.stop_sequence = done.stop_sequence or None
+        usage = {
+            "input_tokens": done.usage.prompt_tokens,
+            "output_tokens": done.usage.completion_tokens,
+        }
+        delta = {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence}
+        chunks.append(self._event("message_delta", {"delta": delta, "usage": usage}))
+        return [*chunks, self._event("message_stop", {})]
+
+    def error(self, error: ApiError) -> list[bytes]:
+        return [sse.event("error", error.anthropic_body())]
+
+    def body(self) -> dict[str, Any]:
+        message = self._message()
+        message.update(
+            content=self.blocks,
+            stop_reason=self.stop_reason,
+            stop_sequence=self.stop_sequence,
+            usage={
+                "input_tokens": self.usage.prompt_tokens,
+                "output_tokens": self.usage.completion_tokens,
+            },
+        )
+        return message
+
+
+def new_message_id() -> str:
+    return "msg_" + uuid.uuid4().hex[:24]

@@ -1,0 +1,281 @@
+"""Every dialect through its official SDK against the whole stack: Anthropic messages (text,
+thinking, budgets, tools, stop reasons, count_tokens, errors) and OpenAI tools, formats and
+rejected parameters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import write_catalogue
+from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.tiny_gguf import build_tiny_gguf
+
+CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+# ChatML that also renders tools, tool calls and tool results the way tool-calling
+# templates do, so what reaches the template changes the prompt.
+TOOLS_TEMPLATE = (
+    "{% if tools %}{{ '<|im_start|>system\\nTools: ' + (tools | tojson) + '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
+    "{% for call in message.tool_calls or [] %}"
+    "{{ '<tool_call>' + (call.function | tojson) + '</tool_call>' }}{% endfor %}"
+    "{% if message.tool_call_id %}{{ ' (result of ' + message.tool_call_id + ')' }}{% endif %}"
+    "{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    folder: Path = tmp_path_factory.mktemp("api")
+    hello = build_tiny_gguf(
+        folder / "hello.gguf", ("Hello", ",", " world", "!"), chat_template=TOOLS_TEMPLATE
+    )
+    think = build_tiny_gguf(
+        folder / "think.gguf", ("<think>", "Let", " me", " think", "</think>", "Hello", "!")
+    )
+    tool = build_tiny_gguf(
+        folder / "tool.gguf", ("<tool_call>", CALL, "</tool_call>"), chat_template=TOOLS_TEMPLATE
+    )
+    bad_tool = build_tiny_gguf(folder / "bad.gguf", ("<tool_call>", "not json", "</tool_call>"))
+    models = write_catalogue(
+        folder / "models.toml",
+        [
+            {"id": "hello", "path": str(hello.path), "n_ctx": 512},
+            {"id": "think", "path": str(think.path), "n_ctx": 256},
+            {"id": "tool", "path": str(tool.path), "n_ctx": 512},
+            {"id": "bad-tool", "path": str(bad_tool.path), "n_ctx": 256},
+        ],
+    )
+    with running_stack(stack_settings(nats_server.url, models, node="api-neuron")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def claude(api_stack: RunningStack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=api_stack.base_url, api_key="unused", max_retries=0)
+
+
+@pytest.fixture
+def gpt(api_stack: RunningStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0)
+
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+# --- Anthropic -------------------------------------------------------------------------
+
+
+def test_messages_non_streaming(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="hello", max_tokens=64, messages=HI)
+    assert [(b.type, b.text) for b in message.content] == [("text", "Hello, world!")]
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    assert message.role == "assistant" and message.model == "hello"
+    assert message.usage.output_tokens == 4 and message.usage.input_tokens > 0
+
+
+def test_messages_stream_event_order_and_final_message(
+    claude: anthropic.Anthropic, api_stack
+) -> None:
+    with claude.messages.stream(model="hello", max_tokens=64, messages=HI) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert final.content[0].text == "Hello, world!"
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 4
+    raw = [e for e in events if not e.startswith(("text", "input_json"))]  # SDK helper events
+    assert raw[0] == "message_start" and raw[-1] == "message_stop"
+    assert raw[1:-2] == ["content_block_start"] + ["content_block_delta"] * (len(raw) - 5) + [
+        "content_block_stop"
+    ]
+    assert raw[-2] == "message_delta"
+
+
+def test_thinking_blocks_only_when_enabled_and_budget_closes_reasoning(
+    claude: anthropic.Anthropic,
+) -> None:
+    plain = claude.messages.create(model="think", max_tokens=64, messages=HI)
+    assert [(b.type, getattr(b, "text", None)) for b in plain.content] == [("text", "Hello!")]
+
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    shown = claude.messages.create(model="think", max_tokens=64, messages=HI, thinking=thinking)
+    assert [b.type for b in shown.content] == ["thinking", "text"]
+    assert shown.content[0].thinking == "Let me think" and shown.content[1].text == "Hello!"
+
+    with claude.messages.stream(
+        model="think", max_tokens=64, messages=HI, thinking=thinking
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert [b.type for b in streamed.content] == ["thinking", "text"]
+
+    # Two reasoning tokens (the open marker and "Let"): then the neuron closes the reasoning
+    # and the model goes on to answer.
+    budget = {"type": "enabled", "budget_tokens": 2}
+    cut = claude.messages.create(model="think", max_tokens=64, messages=HI, thinking=budget)
+    assert cut.content[0].thinking == "Let" and cut.content[1].text == "Hello!"
+
+
+def test_stop_sequences_and_max_tokens_stop_reasons(claude: anthropic.Anthropic) -> None:
+    stopped = claude.messages.create(
+        model="hello", max_tokens=64, messages=HI, stop_sequences=[" wor"]
+    )
+    assert stopped.content[0].text == "Hello,"
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", " wor")
+    cut = claude.messages.create(model="hello", max_tokens=2, messages=HI)
+    assert cut.stop_reason == "max_tokens" and cut.content[0].text == "Hello,"
+
+
+def test_tool_use_stream_and_non_stream(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="tool", max_tokens=64, messages=HI, tools=[WEATHER_TOOL])
+    assert message.stop_reason == "tool_use"
+    (block,) = message.content
+    assert (block.type, block.name, block.input) == ("tool_use", "get_weather", {"city": "Paris"})
+    assert block.id.startswith("toolu_")
+    with claude.messages.stream(
+        model="tool", max_tokens=64, messages=HI, tools=[WEATHER_TOOL]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.content[0].input == {"city": "Paris"}
+
+
+def test_unparseable_tool_block_stays_text(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="bad-tool", max_tokens=64, messages=HI)
+    assert message.content[0].text == "<tool_call>not json</tool_call>"
+    assert message.stop_reason == "end_turn"
+
+
+def test_claude_code_like_history_translates_and_counts_exactly(
+    claude: anthropic.Anthropic,
+) -> None:
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "use the tool", "signature": "x"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+             "input": {"city": "Paris"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1",
+             "content": [{"type": "text", "text": "Sunny"}]},
+            {"type": "text", "text": "Thanks"},
+        ]},
+    ]  # fmt: skip
+    system = [{"type": "text", "text": "You are terse."}, {"type": "text", "text": "Be kind."}]
+    kwargs = {"model": "hello", "messages": history, "system": system, "tools": [WEATHER_TOOL]}
+    counted = claude.messages.count_tokens(**kwargs)
+    message = claude.messages.create(max_tokens=8, **kwargs)
+    assert counted.input_tokens == message.usage.input_tokens
+    bare = claude.messages.count_tokens(model="hello", messages=history, system=system)
+    assert bare.input_tokens < counted.input_tokens  # the tools reached the template
+
+
+def test_anthropic_errors_use_its_envelope(claude: anthropic.Anthropic, api_stack) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.messages.create(model="nope", max_tokens=8, messages=HI)
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    image = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+                }
+            ],
+        }
+    ]
+    with pytest.raises(anthropic.BadRequestError, match="image blocks are not supported"):
+        claude.messages.create(model="hello", max_tokens=8, messages=image)
+    response = httpx.post(
+        f"{api_stack.base_url}/v1/messages", json={"model": "hello", "messages": HI}, timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens: field required"},
+    }
+
+
+# --- OpenAI tools, formats, parameters ------------------------------------------------
+
+OPENAI_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]},
+}
+
+
+def test_openai_tool_calls_stream_and_non_stream(gpt: openai.OpenAI) -> None:
+    completion = gpt.chat.completions.create(model="tool", messages=HI, tools=[OPENAI_TOOL])
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {
+        "city": "Paris"
+    }
+    chunks = list(
+        gpt.chat.completions.create(model="tool", messages=HI, tools=[OPENAI_TOOL], stream=True)
+    )
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert [tc.function.name for tc in calls] == ["get_weather"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_openai_tool_history_round_trip(gpt: openai.OpenAI) -> None:
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+    ]  # fmt: skip
+    with_history = gpt.chat.completions.create(model="hello", messages=history, tools=[OPENAI_TOOL])
+    bare = gpt.chat.completions.create(model="hello", messages=history[:1])
+    assert with_history.choices[0].message.content == "Hello, world!"
+    assert with_history.usage is not None and bare.usage is not None
+    assert with_history.usage.prompt_tokens > bare.usage.prompt_tokens + 20
+
+
+def test_reasoning_effort_caps_reasoning(gpt: openai.OpenAI) -> None:
+    completion = gpt.chat.completions.create(model="think", messages=HI, reasoning_effort="none")
+    assert completion.choices[0].message.content == "Hello!"
+    assert (completion.choices[0].message.model_extra or {}).get("reasoning_content") is None
+
+
+def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    completion = gpt.chat.completions.create(
+        model="hello", messages=HI, max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )  # fmt: skip
+    value = json.loads(completion.choices[0].message.content or "")
+    assert isinstance(value["a"], int)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"tool_choice": "required", "tools": [OPENAI_TOOL]}, "tool_choice"),
+    ],
+)
+def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, extra, param) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="hello", messages=HI, **extra)
+    assert caught.value.body["param"] == param  # type: ignore[index]
+    assert caught.value.code == "unsupported_parameter"
