@@ -279,3 +279,45 @@ def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, ext
         gpt.chat.completions.create(model="hello", messages=HI, **extra)
     assert caught.value.body["param"] == param  # type: ignore[index]
     assert caught.value.code == "unsupported_parameter"
+
+
+# --- OpenAI completions ------------------------------------------------------------------
+
+
+def test_completions_stream_and_non_stream(gpt: openai.OpenAI) -> None:
+    completion = gpt.completions.create(model="hello", prompt="Say it\n")
+    assert completion.object == "text_completion"
+    assert (
+        completion.choices[0].text == "Hello, world!"
+        and completion.choices[0].finish_reason == "stop"
+    )
+    assert completion.usage is not None and completion.usage.completion_tokens == 4
+    chunks = list(
+        gpt.completions.create(
+            model="hello", prompt="Say it\n", stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello, world!"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    cut = gpt.completions.create(model="hello", prompt="Say it\n", max_tokens=1)
+    assert (cut.choices[0].text, cut.choices[0].finish_reason) == ("Hello", "length")
+
+
+def test_completions_hide_reasoning_unless_asked_inline(gpt: openai.OpenAI) -> None:
+    plain = gpt.completions.create(model="think", prompt="Q\n", max_tokens=20)
+    assert plain.choices[0].text == "Hello!"
+    inline = gpt.completions.create(
+        model="think", prompt="Q\n", max_tokens=20, extra_headers={"x-include-thinking": "yes"}
+    )
+    assert inline.choices[0].text == "<think>Let me think</think>Hello!"
+
+
+def test_completions_reject_what_they_cannot_do(gpt: openai.OpenAI) -> None:
+    for extra, param in (
+        ({"echo": True}, "echo"),
+        ({"suffix": "x"}, "suffix"),
+        ({"best_of": 3}, "best_of"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            gpt.completions.create(model="hello", prompt="x", **extra)
+        assert caught.value.body["param"] == param  # type: ignore[index]

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
-from cortex_gateway import anthropic_messages, openai_chat
+from cortex_gateway import anthropic_messages, openai_chat, openai_completions
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
@@ -258,6 +258,23 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return await answer(gateway, request, turn)
 
+    @post("/v1/completions", status_code=200)
+    async def completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        legacy = openai_completions.parse_request(await request.body())
+        include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
+        turn = Turn(
+            route="completions",
+            model=legacy.model,
+            stream=legacy.stream,
+            infer={
+                "prompt": openai_completions.prompt_text(legacy),
+                "params": openai_completions.sampling_params(legacy),
+            },
+            projection=lambda call: openai_completions.CompletionProjection(call, include_usage),
+            request_prefix="cmpl-",
+        )
+        return await answer(gateway, request, turn)
+
     @post("/v1/messages", status_code=200)
     async def messages(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
         anthropic = anthropic_messages.parse_request(await request.body())
@@ -291,7 +308,15 @@ def create_app(gateway: Gateway) -> Litestar:
         return {"input_tokens": await gateway.inference.count_tokens(infer)}
 
     return Litestar(
-        route_handlers=[health, list_models, get_model, chat_completions, messages, count_tokens],
+        route_handlers=[
+            health,
+            list_models,
+            get_model,
+            chat_completions,
+            completions,
+            messages,
+            count_tokens,
+        ],
         exception_handlers={
             ApiError: _api_error_handler,
             HTTPException: _http_error_handler,

@@ -1,0 +1,166 @@
+"""OpenAI legacy completions: a raw prompt in, text out (pure).
+
+The prompt is tokenised as is (no chat template). Reasoning is not shown unless the client
+asks for it inline with `x-include-thinking`; a tool-call block stays text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cortex_gateway import sse
+from cortex_gateway.errors import ApiError
+from cortex_gateway.openai_chat import (
+    StreamOptions,
+    check_positive,
+    check_range,
+    decode_body,
+    finish_reason,
+    unsupported,
+    usage_body,
+)
+from cortex_gateway.projection import CallInfo, Projection
+from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_wire.messages import Done, SamplingParams
+
+# OpenAI's own default for this endpoint.
+DEFAULT_MAX_TOKENS = 16
+
+
+class CompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    n: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+    user: str | None = None
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+    logit_bias: dict[str, float] | None = None
+
+
+def parse_request(body: bytes) -> CompletionRequest:
+    request: CompletionRequest = decode_body(body, CompletionRequest)
+    if not request.model:
+        raise ApiError(400, "model must not be empty", param="model")
+    if isinstance(request.prompt, list) and len(request.prompt) != 1:
+        raise unsupported("prompt", "exactly one prompt per request")
+    for name, value, allowed in (
+        ("n", request.n, (None, 1)),
+        ("best_of", request.best_of, (None, 1)),
+        ("echo", request.echo, (None, False)),
+        ("suffix", request.suffix, (None, "")),
+        ("logprobs", request.logprobs, (None,)),
+    ):
+        if value not in allowed:
+            raise unsupported(name)
+    if request.logit_bias:
+        raise unsupported("logit_bias")
+    check_positive("max_tokens", request.max_tokens)
+    check_range("temperature", request.temperature, 0.0, 2.0)
+    check_range("top_p", request.top_p, 0.0, 1.0)
+    check_range("presence_penalty", request.presence_penalty, -2.0, 2.0)
+    check_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)
+    stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+    if len(stops) > 4:
+        raise ApiError(400, "at most 4 stop sequences are supported", param="stop")
+    return request
+
+
+def prompt_text(request: CompletionRequest) -> str:
+    return request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+
+
+def sampling_params(request: CompletionRequest) -> SamplingParams:
+    stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+    return SamplingParams(
+        max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=request.top_k or 0,
+        min_p=request.min_p or 0.0,
+        seed=request.seed,
+        stop=stops,
+        repeat_penalty=request.repeat_penalty or 1.0,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+    )
+
+
+class CompletionProjection(Projection):
+    def __init__(self, call: CallInfo, include_usage: bool) -> None:
+        super().__init__(call)
+        self.include_usage = include_usage
+        self.deltas = ChatDeltas(None)
+        self.parts: list[str] = []
+
+    def _chunk(self, text: str, reason: str | None = None) -> bytes:
+        return sse.data(
+            self._body([{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}])
+        )
+
+    def _body(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.call.request_id,
+            "object": "text_completion",
+            "created": self.call.created,
+            "model": self.call.model,
+            "choices": choices,
+        }
+
+    def _emit(self, delta: dict[str, Any] | None) -> list[bytes]:
+        text = (delta or {}).get("content", "")
+        if not text:
+            return []
+        self.parts.append(text)
+        return [self._chunk(text)]
+
+    def keepalive(self) -> list[bytes]:
+        return [sse.KEEPALIVE]
+
+    def on_accepted(self, accepted: Any) -> list[bytes]:
+        super().on_accepted(accepted)
+        if self.call.inline_thinking:
+            self.deltas = ChatDeltas(accepted.reasoning_markers)
+        return []
+
+    def text(self, text: str) -> list[bytes]:
+        return self._emit(self.deltas.text(text))
+
+    def reasoning(self, text: str) -> list[bytes]:
+        # Shown only inline, on request: completions has no field of its own for it.
+        return self._emit(self.deltas.reasoning(text)) if self.call.inline_thinking else []
+
+    def done(self, done: Done) -> list[bytes]:
+        chunks = self._emit(self.deltas.finish())
+        self.finish_reason = finish_reason(done.finish_reason, False)
+        chunks.append(self._chunk("", self.finish_reason))
+        if self.include_usage:
+            chunks.append(sse.data({**self._body([]), "usage": usage_body(done.usage)}))
+        return [*chunks, sse.DONE]
+
+    def error(self, error: ApiError) -> list[bytes]:
+        return [sse.data(error.openai_body()), sse.DONE]
+
+    def body(self) -> dict[str, Any]:
+        choice = {
+            "text": "".join(self.parts),
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": self.finish_reason,
+        }
+        return {**self._body([choice]), "usage": usage_body(self.usage)}
