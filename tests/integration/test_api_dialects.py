@@ -321,3 +321,74 @@ def test_completions_reject_what_they_cannot_do(gpt: openai.OpenAI) -> None:
         with pytest.raises(openai.BadRequestError) as caught:
             gpt.completions.create(model="hello", prompt="x", **extra)
         assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+# --- OpenAI responses --------------------------------------------------------------------
+
+RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": WEATHER_TOOL["input_schema"],
+}
+
+
+def test_responses_text_and_reasoning_items(gpt: openai.OpenAI) -> None:
+    response = gpt.responses.create(model="hello", input="Hi", instructions="Be brief.")
+    assert response.status == "completed"
+    assert response.output_text == "Hello, world!"
+    assert [item.type for item in response.output] == ["message"]
+    assert response.usage is not None and response.usage.output_tokens == 4
+
+    thinking = gpt.responses.create(model="think", input=[{"role": "user", "content": "Hi"}])
+    assert [item.type for item in thinking.output] == ["reasoning", "message"]
+    assert thinking.output[0].content[0].text == "Let me think"  # type: ignore[union-attr,index]
+    assert thinking.output_text == "Hello!"
+    assert thinking.usage is not None and thinking.usage.output_tokens_details.reasoning_tokens > 0
+
+
+def test_responses_stream_events_are_numbered_and_ordered(gpt: openai.OpenAI) -> None:
+    events = list(gpt.responses.create(model="think", input="Hi", stream=True))
+    kinds = [e.type for e in events]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    first_reasoning = kinds.index("response.reasoning_text.delta")
+    first_text = kinds.index("response.output_text.delta")
+    assert first_reasoning < first_text
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Hello!"
+    assert events[-1].response.output_text == "Hello!"
+
+
+def test_responses_function_calls_and_outputs(gpt: openai.OpenAI) -> None:
+    response = gpt.responses.create(model="tool", input="Weather?", tools=[RESPONSES_TOOL])
+    (call,) = response.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    streamed = list(
+        gpt.responses.create(model="tool", input="Weather?", tools=[RESPONSES_TOOL], stream=True)
+    )
+    done = [e for e in streamed if e.type == "response.function_call_arguments.done"]
+    assert [json.loads(e.arguments) for e in done] == [{"city": "Paris"}]
+    follow_up = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "type": "function_call",
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": call.arguments,
+        },
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+    ]
+    answered = gpt.responses.create(model="hello", input=follow_up, tools=[RESPONSES_TOOL])
+    assert answered.output_text == "Hello, world!"
+
+
+def test_responses_max_output_tokens_is_incomplete(gpt: openai.OpenAI) -> None:
+    response = gpt.responses.create(model="hello", input="Hi", max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        gpt.responses.create(model="hello", input="Hi", previous_response_id="resp_1")

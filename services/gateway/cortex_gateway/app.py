@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
-from cortex_gateway import anthropic_messages, openai_chat, openai_completions
+from cortex_gateway import anthropic_messages, openai_chat, openai_completions, openai_responses
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
@@ -275,6 +275,23 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return await answer(gateway, request, turn)
 
+    @post("/v1/responses", status_code=200)
+    async def responses(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        parsed = openai_responses.parse_request(await request.body())
+        turn = Turn(
+            route="responses",
+            model=parsed.model,
+            stream=parsed.stream,
+            infer={
+                "messages": openai_responses.chat_messages(parsed),
+                "params": openai_responses.sampling_params(parsed),
+                "tools": openai_responses.template_tools(parsed),
+            },
+            projection=lambda call: openai_responses.ResponsesProjection(call, parsed),
+            request_prefix="resp_",
+        )
+        return await answer(gateway, request, turn)
+
     @post("/v1/messages", status_code=200)
     async def messages(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
         anthropic = anthropic_messages.parse_request(await request.body())
@@ -314,6 +331,7 @@ def create_app(gateway: Gateway) -> Litestar:
             get_model,
             chat_completions,
             completions,
+            responses,
             messages,
             count_tokens,
         ],
