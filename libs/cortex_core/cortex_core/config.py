@@ -49,9 +49,15 @@ class GatewaySettings(Section):
     load_timeout_s: float = 600.0
     # A stream with no frame (not even a keep-alive) for this long has failed.
     stream_idle_timeout_s: float = 30.0
-    keepalive_interval_s: float = 2.0
+    # SSE keep-alives (comments / Anthropic pings) while a request waits.
+    keepalive_interval_s: float = 1.0
     # A cold request waits this long for a scheduler to answer (one may be taking over).
     scheduler_grace_s: float = 10.0
+    # API keys (Authorization: Bearer KEY or x-api-key: KEY). With require_auth, every route
+    # but /health needs one; admin routes (/admin/...) always need one of admin_keys.
+    require_auth: bool = False
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    admin_keys: list[str] = msgspec.field(default_factory=list)
 
 
 class NeuronSettings(Section):
@@ -181,10 +187,13 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[di
     for section in msgspec.structs.fields(Settings):
         if not (isinstance(section.type, type) and issubclass(section.type, Section)):
             continue
-        for field in section.type.__struct_fields__:
-            name = f"CORTEX_{section.name}_{field}".upper()
+        for field in msgspec.structs.fields(section.type):
+            name = f"CORTEX_{section.name}_{field.name}".upper()
             if name in env:
-                merged.setdefault(section.name, {})[field] = env[name]
+                value: Any = env[name]
+                if getattr(field.type, "__origin__", None) is list:
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                merged.setdefault(section.name, {})[field.name] = value
                 used.append(name)
     if "CORTEX_STATE_DIR" in env:
         merged["state_dir"] = env["CORTEX_STATE_DIR"]

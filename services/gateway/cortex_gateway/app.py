@@ -15,17 +15,27 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
 from cortex_gateway import anthropic_messages, openai_chat, openai_completions, openai_responses
+from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
 from cortex_gateway.projection import CallInfo, Projection, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
-from cortex_wire import subjects
-from cortex_wire.messages import InferRequest
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    EnsureModel,
+    EnsureReply,
+    FleetStatus,
+    InferRequest,
+    ModelRef,
+    SchedulerReply,
+)
 
 log = structlog.get_logger("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -210,7 +220,59 @@ async def answer(
     return Response(result, media_type=MediaType.JSON, headers=headers)
 
 
+async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
+    try:
+        raw = await gateway.nc.request(subject, codec.encode(message), timeout=600)
+    except NoRespondersError:
+        raise ApiError(503, "no scheduler is running", code="no_scheduler",
+                       type="service_unavailable", retry_after=5) from None  # fmt: skip
+    except NatsTimeout:
+        raise ApiError(504, "the scheduler did not answer in time", type="server_error") from None
+    return codec.decode(raw.data, reply_type)
+
+
 def create_app(gateway: Gateway) -> Litestar:
+    settings = gateway.settings
+
+    async def authenticate(request: Request[Any, Any, Any]) -> None:
+        check_access(
+            request.url.path,
+            presented_key(request.headers),
+            require_auth=settings.require_auth,
+            api_keys=settings.api_keys,
+            admin_keys=settings.admin_keys,
+        )
+
+    @post("/admin/models/{operation:str}", status_code=200)
+    async def admin_models(
+        operation: FromPath[str], request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
+        """Operator actions over HTTP: load, unload, pin, unpin (admin key required)."""
+        ref = openai_chat.decode_body(await request.body(), ModelRef)
+        model, node = gateway.resolve_model(ref.model), ref.node
+        if operation == "load":
+            while True:
+                ask = EnsureModel(model=model, node=node)
+                ensured = await _scheduler(gateway, subjects.SCHED_ENSURE, ask, EnsureReply)
+                if not ensured.loading:
+                    break
+            if ensured.error is not None:
+                raise ApiError.from_wire(ensured.error)
+            return {"ok": True, "model": model, "node": ensured.node}
+        subject = {"unload": subjects.SCHED_UNLOAD, "pin": subjects.SCHED_PIN,
+                   "unpin": subjects.SCHED_UNPIN}.get(operation)  # fmt: skip
+        if subject is None:
+            raise ApiError(404, f"unknown admin operation {operation!r}", code="not_found")
+        reply = await _scheduler(gateway, subject, ModelRef(model=model, node=node), SchedulerReply)
+        if reply.error is not None:
+            raise ApiError.from_wire(reply.error)
+        return {"ok": True, "model": model, "detail": reply.detail}
+
+    @get("/admin/status")
+    async def admin_status() -> Response[Any]:
+        status = await _scheduler(gateway, subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+        return Response(codec.encode(status), media_type=MediaType.JSON)
+
     @get("/health")
     async def health(
         min_neurons: FromQuery[int] = 0, neuron: FromQuery[str] = "", wait: FromQuery[float] = 0.0
@@ -334,7 +396,10 @@ def create_app(gateway: Gateway) -> Litestar:
             responses,
             messages,
             count_tokens,
+            admin_models,
+            admin_status,
         ],
+        before_request=authenticate,
         exception_handlers={
             ApiError: _api_error_handler,
             HTTPException: _http_error_handler,

@@ -1,0 +1,56 @@
+"""API keys (pure): which key a request carries and what it may do. Keys are compared in
+constant time and never logged."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+from cortex_gateway.errors import ApiError
+
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    bearer = headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        return bearer[7:].strip()
+    return headers.get("x-api-key", "").strip()
+
+
+def _known(key: str, keys: Iterable[str]) -> bool:
+    return bool(key) and any(hmac.compare_digest(key.encode(), k.encode()) for k in keys)
+
+
+def check_access(
+    path: str,
+    key: str,
+    *,
+    require_auth: bool,
+    api_keys: Iterable[str],
+    admin_keys: Iterable[str],
+) -> None:
+    """Raise ApiError(401/403) unless a request with `key` may use `path`."""
+    admin_keys = list(admin_keys)
+    if path in PUBLIC_PATHS:
+        return
+    if path.startswith("/admin/"):
+        if not admin_keys:
+            raise ApiError(
+                403,
+                "admin operations are disabled: no admin_keys are configured",
+                code="admin_disabled",
+                type="permission_error",
+            )
+        if not _known(key, admin_keys):
+            status = 403 if _known(key, api_keys) else 401
+            raise ApiError(
+                status,
+                "admin operations need an admin key",
+                code="admin_key_required",
+                type="permission_error" if status == 403 else "authentication_error",
+            )
+        return
+    if require_auth and not _known(key, [*api_keys, *admin_keys]):
+        message = "an API key is required" if not key else "the API key is not valid"
+        raise ApiError(401, message, code="invalid_api_key", type="authentication_error")
