@@ -35,7 +35,7 @@ def guarded(
             {
                 "id": "busy",
                 "path": str(endless_model.path),
-                "n_ctx": 8192,
+                "n_ctx": 65536,
                 "max_in_flight": 1,
                 "max_queue_depth": 0,
             },
@@ -178,7 +178,7 @@ async def test_non_streaming_client_that_leaves_cancels_its_generation(
             base_url=guarded.base_url, headers=headers(USER_KEY)
         ) as client:
             with pytest.raises(httpx.ReadTimeout):
-                # It would run to the end of an 8192-token context; the client gives up first.
+                # It would run to the end of a 65536-token context; the client gives up first.
                 await client.post(
                     "/v1/chat/completions", json={"model": "busy", "messages": HI}, timeout=1.0
                 )

@@ -91,3 +91,16 @@ def test_bad_catalogue_is_a_clear_error(tmp_path: Path, text: str, expected: str
     models = write(tmp_path / "models.toml", text)
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         load_catalogue(models)
+
+
+def test_the_example_files_are_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "cortex.example.toml", env={})
+    assert settings.gateway.listen == "127.0.0.1:31313"
+    catalogue = load_catalogue(root / "models.example.toml")
+    assert catalogue.aliases["smollm2"] in {m.id for m in catalogue.models}
+
+
+def test_list_settings_come_from_comma_separated_environment() -> None:
+    settings = load_settings(None, env={"CORTEX_GATEWAY_API_KEYS": "k1, k2"})
+    assert settings.gateway.api_keys == ["k1", "k2"]

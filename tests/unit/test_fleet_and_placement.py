@@ -45,6 +45,9 @@ def test_catalogue_merges_every_neuron_and_resolves_aliases() -> None:
     assert catalogue["m"].states["a"].state == "ready"
     assert fleet.resolve("fast", 0.0) == "m"
     assert fleet.resolve("m", 0.0) == "m"
+    # Another neuron's alias never hides a model that has that id.
+    fleet.observe(beat("c", catalogue=("fast",)), 0.0)
+    assert fleet.resolve("fast", 0.0) == "fast"
 
 
 def test_least_busy_ready_replica_wins() -> None:

@@ -73,7 +73,10 @@ class FleetState:
         return merged
 
     def resolve(self, name: str, now: float) -> str:
-        """The model id `name` refers to (an alias resolves to its target)."""
+        """The model id `name` refers to: a model of that id wins over an alias of that name
+        (aliases are per neuron, so two neurons' catalogues may collide)."""
+        if name in self.catalogue(now):
+            return name
         return self.aliases(now).get(name, name)
 
     def catalogue(self, now: float) -> dict[str, CatalogueView]:
