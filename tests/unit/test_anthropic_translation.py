@@ -1,0 +1,151 @@
+"""Anthropic → the model's chat history, and the model's events → Anthropic (pure)."""
+
+import json
+
+import msgspec
+import pytest
+
+from cortex_gateway import anthropic_messages as am
+from cortex_gateway.errors import ApiError
+from cortex_gateway.inference import Accepted
+from cortex_gateway.metrics import GatewayMetrics, RequestTrace
+from cortex_gateway.projection import CallInfo
+from cortex_wire.messages import Done, ToolCallBlock, Usage
+
+# The shape Claude Code sends: system blocks, tools with input_schema, and a history with
+# thinking, tool_use and tool_result blocks.
+CLAUDE_CODE_LIKE = {
+    "model": "m",
+    "max_tokens": 1024,
+    "system": [
+        {"type": "text", "text": "You are Claude Code."},
+        {"type": "text", "text": "Be concise.", "cache_control": {"type": "ephemeral"}},
+    ],
+    "tools": [
+        {"name": "Read", "description": "Read a file",
+         "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}},
+    ],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What is in a.txt?"}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "read it", "signature": "sig"},
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "a.txt"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "hello"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True,
+             "content": [{"type": "text", "text": "not found"}]},
+            {"type": "text", "text": "And?"},
+        ]},
+    ],
+}  # fmt: skip
+
+
+def parse(body: dict) -> am.MessagesRequest:
+    return am.parse_request(json.dumps(body).encode())
+
+
+def test_claude_code_like_request_becomes_one_history() -> None:
+    request = parse(CLAUDE_CODE_LIKE)
+    messages = am.chat_messages(request.system, request.messages)
+    assert [(m.role, m.content) for m in messages] == [
+        ("system", "You are Claude Code.\nBe concise."),
+        ("user", "What is in a.txt?"),
+        ("assistant", "Let me look."),
+        ("tool", "hello"),
+        ("tool", "Error: not found"),
+        ("user", "And?"),
+    ]
+    call = messages[2].tool_calls[0]
+    assert (call.id, call.name, json.loads(call.arguments)) == (
+        "toolu_1",
+        "Read",
+        {"path": "a.txt"},
+    )
+    assert [m.tool_call_id for m in messages[3:5]] == ["toolu_1", "toolu_2"]
+    tools = am.template_tools(request.tools, request.tool_choice)
+    assert tools == [
+        {"type": "function", "function": {"name": "Read", "description": "Read a file",
+         "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_tokens": None}, "max_tokens: field required"),
+        ({"temperature": 1.5}, "temperature must be between 0 and 1"),
+        ({"tool_choice": {"type": "any"}}, "'tool_choice' is not supported"),
+        ({"thinking": {"type": "enabled"}}, "budget_tokens is required"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+            "image blocks are not supported",
+        ),
+        ({"messages": [{"role": "system", "content": "x"}]}, "must be 'user' or 'assistant'"),
+        ({"messages": []}, "at least one message"),
+    ],
+)
+def test_bad_requests_are_named(change: dict, message: str) -> None:
+    body = {**CLAUDE_CODE_LIKE, **change}
+    if body.get("max_tokens") is None:
+        body.pop("max_tokens")
+    with pytest.raises(ApiError, match=message) as caught:
+        request = parse(body)
+        am.chat_messages(request.system, request.messages)
+    assert caught.value.status == 400
+    assert caught.value.anthropic_body()["error"]["type"] == "invalid_request_error"
+
+
+def events(chunks: list[bytes]) -> list[tuple[str, dict]]:
+    out = []
+    for chunk in chunks:
+        head, data = chunk.decode().strip().split("\n", 1)
+        out.append((head.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
+
+
+def projection(show_thinking: bool) -> am.MessagesProjection:
+    call = CallInfo(
+        request_id="msg_1", model="m", trace=RequestTrace(GatewayMetrics(), "m", "messages")
+    )
+    out = am.MessagesProjection(call, show_thinking)
+    out.on_accepted(Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"]))
+    return out
+
+
+def test_blocks_in_order_with_stop_reason_and_usage() -> None:
+    out = projection(show_thinking=True)
+    chunks = out.opening() + out.reasoning("hm") + out.text("Hi") + out.keepalive()
+    chunks += out.tool_block(
+        ToolCallBlock(seq=3, text='{"name": "Read", "arguments": {"path": "a"}}')
+    )
+    done = Done(seq=4, finish_reason="stop", usage=Usage(prompt_tokens=5, completion_tokens=7))
+    out.usage = done.usage
+    chunks += out.done(done)
+    names = [name for name, _ in events(chunks)]
+    assert names == [
+        "message_start",
+        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+        "content_block_start", "content_block_delta", "ping",
+        "content_block_stop", "content_block_start", "content_block_delta", "content_block_stop",
+        "message_delta", "message_stop",
+    ]  # fmt: skip
+    body = out.body()
+    assert [b["type"] for b in body["content"]] == ["thinking", "text", "tool_use"]
+    assert body["content"][2]["input"] == {"path": "a"}
+    assert body["stop_reason"] == "tool_use"
+    assert body["usage"] == {"input_tokens": 5, "output_tokens": 7}
+    delta = events(chunks)[-2][1]
+    assert delta["delta"]["stop_reason"] == "tool_use" and delta["usage"]["output_tokens"] == 7
+
+
+def test_reasoning_is_hidden_unless_thinking_is_enabled() -> None:
+    out = projection(show_thinking=False)
+    assert out.reasoning("secret") == []
+    out.text("answer")
+    out.done(Done(seq=2, finish_reason="stop", usage=Usage(), stop_sequence="END"))
+    body = out.body()
+    assert body["content"] == [{"type": "text", "text": "answer"}]
+    assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "END")
+    assert msgspec.json.encode(body)  # serialisable as is
