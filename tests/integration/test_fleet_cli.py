@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,3 +83,33 @@ async def test_without_a_scheduler_the_cli_says_so(tmp_path: Path) -> None:
     async with running_fleet(tmp_path) as empty:
         code, _, err = await cortex(empty, "status")
     assert code == 1 and "no scheduler is running" in err
+
+
+async def test_watch_shows_the_bus_live(fleet: Fleet) -> None:
+    config = fleet.folder / "watch.toml"
+    config.write_text(f'[nats]\nurl = "{fleet.nats_url}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cortex_cli.main", "watch", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert process.stdout is not None
+
+    async def line_with(needle: str) -> str:
+        while True:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, "cortex watch ended"
+            if needle in line:
+                return line
+
+    try:
+        await line_with("watching cortex.>")
+        beat = await line_with("cortex.neuron.n1.heartbeat")
+        assert "n1 #" in beat and "models:" in beat
+        assert (await fleet.ensure("a")).ok
+        event = await line_with("cortex.event.scheduler.loaded")
+        assert '"model":"a"' in event and '"node":"n1"' in event
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0

@@ -173,6 +173,10 @@ def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
                 await explain(nc, console, args.model, node, args.json)
             elif command == "status":
                 await status(nc, console, args.json)
+            elif command == "watch":
+                from cortex_cli.watch import watch
+
+                await watch(nc, args.pattern, console)
         finally:
             await nc.close()
 

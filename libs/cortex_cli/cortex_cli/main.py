@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--node", metavar="NEURON", help=node_help)
         if name == "explain":
             sub.add_argument("--json", action="store_true", help="machine-readable output")
+    watch = commands.add_parser("watch", help="every bus message as it happens, decoded")
+    _config_arg(watch)
+    watch.add_argument("pattern", nargs="?", default="cortex.>", help="NATS subject pattern")
     status = commands.add_parser("status", help="the fleet: neurons, models, pins")
     _config_arg(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,0 +1,33 @@
+import json
+
+from cortex_cli.watch import readable_subject, summarize
+from cortex_wire import codec, subjects
+from cortex_wire.messages import Delta, Device, Done, Heartbeat, LoadedModel, Usage
+
+
+def test_heartbeats_frames_and_events_read_as_one_line_each() -> None:
+    beat = Heartbeat(
+        node="gpu-1", instance="i", seq=7, sent_at=0, interval_s=1,
+        devices=[Device(index=0, name="RTX 4090", kind="cuda", total_mb=24000, free_mb=20000)],
+        memory_budget_mb=24000, models=[LoadedModel(id="m", state="ready", busy=1)],
+    )  # fmt: skip
+    line = summarize(subjects.heartbeat("gpu-1"), codec.encode(beat))
+    assert line == "gpu-1 #7 [RTX 4090 20000/24000 MiB] models: m=ready 1+0q"
+    assert (
+        summarize(subjects.stream("r1"), codec.encode(Delta(seq=3, text="hi\n")))
+        == 'delta #3 "hi\\n"'
+    )
+    done = Done(seq=4, finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2))
+    assert (
+        summarize(subjects.stream("r1"), codec.encode(done)) == "done #4 stop prompt=9 completion=2"
+    )
+    event = {"node": "n", "model": "m", "state": "ready"}
+    assert json.loads(summarize("cortex.event.model.n.m", json.dumps(event).encode())) == event
+    assert summarize("cortex.x", b"\xff") == "1 bytes (not JSON)"
+
+
+def test_subjects_show_the_ids_they_carry() -> None:
+    assert (
+        readable_subject(subjects.model_event("gpu.1", "qwen3:8b"))
+        == "cortex.event.model.gpu.1.qwen3:8b"
+    )
