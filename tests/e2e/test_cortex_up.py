@@ -11,12 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port, write_catalogue
 from tests.support.tiny_gguf import build_tiny_gguf
@@ -30,6 +32,7 @@ class UpProcess:
     lines: queue.Queue[str | None]
     base_url: str
     transcript: list[str]
+    metrics_urls: list[str]
 
     def wait_for(self, needle: str, timeout: float) -> str:
         """Read output lines until one contains `needle` (fails on exit or deadline)."""
@@ -47,11 +50,13 @@ class UpProcess:
 
 
 def start_up(tmp_path: Path, *extra: str) -> UpProcess:
-    port, metrics = free_port(), free_port()
+    port, metrics, neuron_metrics, scheduler_metrics = (free_port() for _ in range(4))
     config = tmp_path / "cortex.toml"
     config.write_text(
         f'state_dir = "{tmp_path / "state"}"\n[nats]\nembedded_port = -1\n'
         f'[gateway]\nlisten = "127.0.0.1:{port}"\nmetrics_listen = "127.0.0.1:{metrics}"\n'
+        f'[neuron]\nmetrics_listen = "127.0.0.1:{neuron_metrics}"\n'
+        f'[scheduler]\nmetrics_listen = "127.0.0.1:{scheduler_metrics}"\n'
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "cortex_cli.main", "up", "--config", str(config), *extra],
@@ -68,7 +73,10 @@ def start_up(tmp_path: Path, *extra: str) -> UpProcess:
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    return UpProcess(process, lines, f"http://127.0.0.1:{port}", transcript)
+    metrics_urls = [
+        f"http://127.0.0.1:{p}/metrics" for p in (metrics, neuron_metrics, scheduler_metrics)
+    ]
+    return UpProcess(process, lines, f"http://127.0.0.1:{port}", transcript, metrics_urls)
 
 
 def child_running(up: UpProcess, service: str) -> int:
@@ -81,6 +89,18 @@ def child_running(up: UpProcess, service: str) -> int:
         if service.encode() in argv:
             return int(pid)
     pytest.fail(f"no {service} child among {pids}")
+
+
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    """Parse a /metrics page with Prometheus' own parser: (sample, outcome label) → value."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, sample.labels.get("outcome", ""))
+            samples[key] = samples.get(key, 0.0) + sample.value
+    return samples
 
 
 def stop_up(up: UpProcess) -> int:
@@ -140,6 +160,14 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             model="tiny", messages=[{"role": "user", "content": "x"}]
         )
         assert reply.choices[0].message.content == "Hi!"
+        gateway, neuron, scheduler = (scrape(url) for url in up.metrics_urls)
+        assert gateway[("cortex_requests_total", "ok")] == 1
+        assert gateway[("cortex_cold_starts_total", "")] == 1
+        assert gateway[("cortex_neurons_up", "")] == 1
+        assert neuron[("cortex_neuron_model_loads_total", "ok")] == 1
+        assert neuron[("cortex_neuron_generated_tokens_total", "")] == 2
+        assert scheduler[("cortex_scheduler_leader", "")] == 1
+        assert scheduler[("cortex_scheduler_loads_total", "ok")] == 1
         children = subprocess.run(
             ["pgrep", "-P", str(up.process.pid)], capture_output=True, text=True
         ).stdout.split()

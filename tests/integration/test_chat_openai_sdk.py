@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import nats
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cortex_wire import codec, subjects
+from cortex_wire.messages import RequestRecord
 from tests.support.stack import RunningStack
 
 USER = [{"role": "user", "content": "Say hello"}]
@@ -136,20 +139,42 @@ def test_health_and_metrics(client: openai.OpenAI, stack: RunningStack) -> None:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-    ok = samples[
-        ("cortex_requests_total", (("model", "tiny-hello"), ("outcome", "ok"), ("route", "chat")))
-    ]
-    assert ok >= 1
-    completion = samples[
-        ("cortex_completion_tokens_total", (("model", "tiny-hello"), ("route", "chat")))
-    ]
-    assert completion >= 4
+    where = (("model", "tiny-hello"), ("node", "test-neuron"))
+    assert samples[("cortex_requests_total", (*where, ("outcome", "ok"), ("route", "chat")))] >= 1
+    assert samples[("cortex_completion_tokens_total", (*where, ("route", "chat")))] >= 4
+    assert samples[("cortex_time_to_first_token_seconds_count", (*where, ("route", "chat")))] >= 1
+    assert samples[("cortex_prefill_seconds_count", (*where, ("route", "chat")))] >= 1
     assert (
         samples[
-            (
-                "cortex_time_to_first_token_seconds_count",
-                (("model", "tiny-hello"), ("route", "chat")),
-            )
+            ("cortex_model_requests_in_flight", (("model", "tiny-hello"), ("node", "test-neuron")))
         ]
-        >= 1
+        == 0
+    )
+    assert samples[("cortex_neurons_up", ())] >= 1
+
+
+async def test_every_request_is_also_a_record_on_the_bus(stack: RunningStack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    records = await nc.subscribe(subjects.REQUEST_RECORDS)
+    try:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+            body = {"model": "tiny-hello", "messages": USER}
+            reply = await http.post("/v1/chat/completions", json=body)
+        request_id = reply.headers["x-request-id"]
+        while True:
+            record = codec.decode((await records.next_msg(timeout=10)).data, RequestRecord)
+            if record.request_id == request_id:
+                break
+    finally:
+        await nc.close()
+    assert (record.model, record.node, record.route, record.outcome) == (
+        "tiny-hello",
+        "test-neuron",
+        "chat",
+        "ok",
+    )
+    assert (
+        record.completion_tokens == 4
+        and record.ttft_s is not None
+        and record.duration_s >= record.ttft_s
     )

@@ -38,6 +38,7 @@ async def test_standby_takes_over_with_pins_and_no_double_load(
     config.write_text(
         f'[nats]\nurl = "{fleet.nats_url}"\n'
         "[scheduler]\ntick_s = 0.2\nlease_ttl_s = 1.0\nensure_wait_s = 1.0\nwarmup_s = 0.5\n"
+        'metrics_listen = ""\n'
     )
     command = [sys.executable, "-m", "cortex_cli.main", "scheduler", "--config", str(config)]
     log = (tmp_path / "schedulers.log").open("w")

@@ -47,8 +47,18 @@ class Fleet:
     def settings(self, **sections: Any) -> Settings:
         raw: dict[str, Any] = {
             "nats": {"url": self.nats_url},
-            "neuron": {"heartbeat_interval_s": 0.2, "keepalive_interval_s": 0.2},
-            "scheduler": {"tick_s": 0.2, "lease_ttl_s": 1.0, "ensure_wait_s": 1.0, "warmup_s": 0.5},
+            "neuron": {
+                "heartbeat_interval_s": 0.2,
+                "keepalive_interval_s": 0.2,
+                "metrics_listen": "",
+            },
+            "scheduler": {
+                "tick_s": 0.2,
+                "lease_ttl_s": 1.0,
+                "ensure_wait_s": 1.0,
+                "warmup_s": 0.5,
+                "metrics_listen": "",
+            },
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)

@@ -38,12 +38,13 @@ def stack_settings(
             "metrics_listen": "127.0.0.1:0",
             "keepalive_interval_s": 0.5,
         },
-        "scheduler": {"warmup_s": 0.3, "tick_s": 0.2, "lease_ttl_s": 1.0},
+        "scheduler": {"warmup_s": 0.3, "tick_s": 0.2, "lease_ttl_s": 1.0, "metrics_listen": ""},
         "neuron": {
             "name": node,
             "models": str(models),
             "heartbeat_interval_s": 0.5,
             "memory_budget_mb": 4096,
+            "metrics_listen": "",
         },
     }
     for name, values in sections.items():

@@ -73,10 +73,14 @@ class NeuronSettings(Section):
     n_threads: int = 0
     # Set false to hide GPUs even when NVML finds them.
     use_gpu: bool = True
+    # Prometheus endpoint of this neuron ("" disables).
+    metrics_listen: str = "127.0.0.1:31315"
 
 
 class SchedulerSettings(Section):
     load_timeout_s: float = 600.0
+    # Prometheus endpoint of this scheduler ("" disables).
+    metrics_listen: str = "127.0.0.1:31316"
     # The active scheduler renews its lease in JetStream KV; a standby takes over once the
     # lease has gone unrenewed this long.
     lease_ttl_s: float = 3.0

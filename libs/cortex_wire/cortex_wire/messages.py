@@ -191,12 +191,21 @@ class KeepAlive(Struct, tag="keepalive", tag_field="type"):
     phase: Literal["queued", "prefill", "decode"] = "queued"
 
 
+class Timings(Struct):
+    """Where a request's time went on the neuron, in seconds."""
+
+    queue_s: float = 0.0  # waiting for the engine
+    prefill_s: float = 0.0  # from the engine taking it to the first generated token
+    decode_s: float = 0.0  # from the first token to the last
+
+
 class Done(Struct, tag="done", tag_field="type"):
     seq: int
     finish_reason: FinishReason
     usage: Usage
     # The stop sequence that ended the answer, if one did.
     stop_sequence: str = ""
+    timings: Timings = msgspec.field(default_factory=Timings)
 
 
 class Failed(Struct, tag="error", tag_field="type"):
@@ -328,6 +337,28 @@ class ControlReply(Struct):
     error: WireError | None = None
     # RestartEngine: the models that were unloaded.
     models: list[str] = msgspec.field(default_factory=list)
+
+
+class RequestRecord(Struct):
+    """cortex.metrics.request: one finished request, as a gateway saw it (any replica's
+    numbers can be seen on the bus)."""
+
+    request_id: str
+    gateway: str
+    model: str
+    node: str
+    route: str
+    outcome: str
+    at: float
+    duration_s: float
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cold_start: bool = False
+    load_s: float = 0.0
+    timings: Timings = msgspec.field(default_factory=Timings)
 
 
 class ModelEvent(Struct):

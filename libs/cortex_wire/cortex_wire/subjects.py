@@ -23,6 +23,7 @@ SCHED_UNPIN = f"{ROOT}.sched.unpin"
 SCHED_EXPLAIN = f"{ROOT}.sched.explain"
 SCHED_STATUS = f"{ROOT}.sched.status"
 EVENTS = f"{ROOT}.event.>"
+REQUEST_RECORDS = f"{ROOT}.metrics.request"
 
 # JetStream KV buckets (durable scheduler state).
 PINS_BUCKET = "cortex_pins"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +36,7 @@ from cortex_wire.messages import (
     FleetStatus,
     InferRequest,
     ModelRef,
+    RequestRecord,
     SchedulerReply,
 )
 
@@ -50,7 +53,18 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.inference = Inference(self.nc, self.fleet, self.settings)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._records: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
+        self.metrics.watch_fleet(self.fleet)
+
+    def publish_record(self, record: RequestRecord) -> None:
+        """Every finished request also goes on the bus (cortex.metrics.request)."""
+        if not self.nc.is_connected:
+            return
+        task = asyncio.create_task(self.nc.publish(subjects.REQUEST_RECORDS, codec.encode(record)))
+        self._records.add(task)
+        task.add_done_callback(self._records.discard)
 
     def fleet_changed(self) -> None:
         """Wake readiness waiters (called for every accepted heartbeat)."""
@@ -204,7 +218,9 @@ async def answer(
     call = CallInfo(
         request_id=request_id,
         model=turn.model,
-        trace=RequestTrace(gateway.metrics, model, turn.route),
+        trace=RequestTrace(
+            gateway.metrics, model, turn.route, gateway.publish_record, request_id, gateway.name
+        ),
         stream=turn.stream,
         inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
     )

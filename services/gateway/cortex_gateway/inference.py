@@ -55,6 +55,16 @@ class Accepted:
     node: str
     reasoning_markers: list[str]
     tool_call_markers: list[str] = field(default_factory=list)
+    # The request waited for a model load (seconds spent on it).
+    cold_start: bool = False
+    load_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Routed:
+    node: str
+    cold_start: bool = False
+    load_s: float = 0.0
 
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
@@ -114,20 +124,21 @@ class Inference:
 
     async def _route(
         self, model: str, request_id: str, cold: bool
-    ) -> AsyncIterator[str | _Waiting]:
-        """Yield WAITING while a cold model loads, then the chosen node."""
+    ) -> AsyncIterator[Routed | _Waiting]:
+        """Yield WAITING while a cold model loads, then where the request goes."""
         node = None if cold else least_busy(self.fleet.ready_replicas(model, time.monotonic()))
         if node is not None:
-            yield node
+            yield Routed(node)
             return
         log.info("cold_start", model=model, request_id=request_id)
+        started = time.perf_counter()
         ensure = asyncio.create_task(self._ensure(model, request_id))
         try:
             while not ensure.done():
                 await asyncio.wait({ensure}, timeout=self.settings.keepalive_interval_s)
                 if not ensure.done():
                     yield WAITING
-            yield ensure.result()
+            yield Routed(ensure.result(), cold_start=True, load_s=time.perf_counter() - started)
         finally:
             ensure.cancel()
 
@@ -168,13 +179,14 @@ class Inference:
         finished = False
         try:
             accepted = False
-            node = ""
+            routed = Routed("")
             for attempt in range(2):
                 async for step in self._route(request.model, request.request_id, cold=attempt > 0):
                     if isinstance(step, _Waiting):
                         yield WAITING
                     else:
-                        node = step
+                        routed = step
+                node = routed.node
                 reply = await self._submit(node, request)
                 if reply.accepted:
                     accepted = True
@@ -194,6 +206,8 @@ class Inference:
                 node=node,
                 reasoning_markers=reply.reasoning_markers,
                 tool_call_markers=reply.tool_call_markers,
+                cold_start=routed.cold_start,
+                load_s=routed.load_s,
             )
             async for item in self._frames(sub, request.request_id):
                 if isinstance(item, Done | Failed):

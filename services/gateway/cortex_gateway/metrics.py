@@ -1,81 +1,188 @@
-"""The gateway's Prometheus metrics (served on their own port, `metrics_listen`)."""
+"""The gateway's Prometheus metrics (served on their own port, `metrics_listen`).
+
+Per request, labelled by model, node, route and outcome: counts, tokens of each kind,
+duration, time to first token and its parts (queue wait, model load on a cold start,
+prefill), decode speed, cold starts. Fleet gauges come from heartbeats at scrape time.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cortex_core.fleet import FleetState
+from cortex_wire.messages import RequestRecord, Timings, Usage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 RATE_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120)
+LABELS = ("model", "node", "route")
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        labels = ("model", "route")
-        self.requests = Counter(
-            "cortex_requests", "Requests by outcome", (*labels, "outcome"), registry=self.registry
+        r = self.registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def histogram(
+            name: str, doc: str, buckets: tuple[float, ...] = LATENCY_BUCKETS
+        ) -> Histogram:
+            return Histogram(name, doc, LABELS, buckets=buckets, registry=r)
+
+        self.requests = counter("cortex_requests", "Requests by outcome", (*LABELS, "outcome"))
+        self.prompt_tokens = counter("cortex_prompt_tokens", "Prompt tokens processed")
+        self.completion_tokens = counter("cortex_completion_tokens", "Completion tokens generated")
+        self.reasoning_tokens = counter(
+            "cortex_reasoning_tokens", "Reasoning tokens (part of completion)"
         )
-        self.prompt_tokens = Counter(
-            "cortex_prompt_tokens", "Prompt tokens processed", labels, registry=self.registry
+        self.cached_tokens = counter(
+            "cortex_cached_tokens", "Prompt tokens reused from the KV cache"
         )
-        self.completion_tokens = Counter(
-            "cortex_completion_tokens",
-            "Completion tokens generated",
-            labels,
-            registry=self.registry,
+        self.cold_starts = counter("cortex_cold_starts", "Requests that waited for a model load")
+        self.duration = histogram("cortex_request_duration_seconds", "Whole request duration")
+        self.ttft = histogram("cortex_time_to_first_token_seconds", "Time to first token")
+        self.queue_wait = histogram(
+            "cortex_queue_wait_seconds", "TTFT part: waiting for the engine"
         )
-        self.ttft = Histogram(
-            "cortex_time_to_first_token_seconds", "Time to first token", labels,
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.duration = Histogram(
-            "cortex_request_duration_seconds", "Whole request duration", labels,
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.decode_rate = Histogram(
-            "cortex_decode_tokens_per_second", "Decode speed per request", labels,
-            buckets=RATE_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+        self.model_load = histogram("cortex_model_load_seconds", "TTFT part: cold model load")
+        self.prefill = histogram("cortex_prefill_seconds", "TTFT part: prompt processing")
+        self.decode_rate = histogram(
+            "cortex_decode_tokens_per_second", "Decode speed per request", RATE_BUCKETS
+        )
         self.in_flight = Gauge(
-            "cortex_requests_in_flight", "Requests being served", labels, registry=self.registry
+            "cortex_requests_in_flight", "Requests being served", ("model", "route"), registry=r
         )
+
+    def watch_fleet(self, fleet: FleetState) -> None:
+        self.registry.register(FleetCollector(fleet))
+
+
+class FleetCollector(Collector):
+    """Fleet gauges, read from the latest heartbeats whenever Prometheus scrapes."""
+
+    def __init__(self, fleet: FleetState) -> None:
+        self.fleet = fleet
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        live = self.fleet.live(time.monotonic())
+        up = GaugeMetricFamily("cortex_neurons_up", "Neurons whose heartbeats arrive")
+        up.add_metric([], len(live))
+        total = GaugeMetricFamily(
+            "cortex_device_memory_total_mib", "Device memory", labels=["node", "device"]
+        )
+        free = GaugeMetricFamily(
+            "cortex_device_memory_free_mib", "Free device memory", labels=["node", "device"]
+        )
+        loaded = GaugeMetricFamily(
+            "cortex_models_loaded", "Models loaded per neuron", labels=["node"]
+        )
+        busy = GaugeMetricFamily(
+            "cortex_model_requests_in_flight", "Generating", labels=["model", "node"]
+        )
+        queued = GaugeMetricFamily(
+            "cortex_model_requests_queued", "Waiting", labels=["model", "node"]
+        )
+        for view in live:
+            heartbeat = view.heartbeat
+            for device in heartbeat.devices:
+                name = f"{device.kind}{device.index}"
+                total.add_metric([view.node, name], device.total_mb)
+                free.add_metric([view.node, name], device.free_mb)
+            loaded.add_metric([view.node], sum(m.state == "ready" for m in heartbeat.models))
+            for model in heartbeat.models:
+                busy.add_metric([model.id, view.node], model.busy)
+                queued.add_metric([model.id, view.node], model.queued)
+        yield from (up, total, free, loaded, busy, queued)
 
 
 class RequestTrace:
     """Times one request and records it once, whichever way it ends."""
 
-    def __init__(self, metrics: GatewayMetrics, model: str, route: str) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        model: str,
+        route: str,
+        publish: Callable[[RequestRecord], None] | None = None,
+        request_id: str = "",
+        gateway: str = "",
+    ) -> None:
         self._clock = time.perf_counter
         self._metrics = metrics
-        self._labels = (model, route)
+        self.model, self.route = model, route
+        self.node = ""
+        self.cold_start, self.load_s = False, 0.0
+        self._publish = publish
+        self._request_id, self._gateway = request_id, gateway
         self.started = self._clock()
         self.first_token_at: float | None = None
         self._finished = False
         self.outcome = ""
-        metrics.in_flight.labels(*self._labels).inc()
+        metrics.in_flight.labels(model, route).inc()
+
+    def accepted(self, node: str, cold_start: bool, load_s: float) -> None:
+        self.node, self.cold_start, self.load_s = node, cold_start, load_s
 
     def first_token(self) -> None:
         if self.first_token_at is None:
             self.first_token_at = self._clock()
-            self._metrics.ttft.labels(*self._labels).observe(self.first_token_at - self.started)
 
-    def finish(self, outcome: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+    def finish(
+        self, outcome: str, usage: Usage | None = None, timings: Timings | None = None
+    ) -> None:
         if self._finished:
             return
         self._finished = True
         self.outcome = outcome
+        usage, timings = usage or Usage(), timings or Timings()
         now = self._clock()
-        m, labels = self._metrics, self._labels
-        m.in_flight.labels(*labels).dec()
+        m = self._metrics
+        labels = (self.model, self.node, self.route)
+        m.in_flight.labels(self.model, self.route).dec()
         m.requests.labels(*labels, outcome).inc()
         m.duration.labels(*labels).observe(now - self.started)
-        if prompt_tokens:
-            m.prompt_tokens.labels(*labels).inc(prompt_tokens)
-        if completion_tokens:
-            m.completion_tokens.labels(*labels).inc(completion_tokens)
-        if self.first_token_at is not None and completion_tokens > 1 and now > self.first_token_at:
-            m.decode_rate.labels(*labels).observe(
-                (completion_tokens - 1) / (now - self.first_token_at)
+        for counter, value in (
+            (m.prompt_tokens, usage.prompt_tokens),
+            (m.completion_tokens, usage.completion_tokens),
+            (m.reasoning_tokens, usage.reasoning_tokens),
+            (m.cached_tokens, usage.cached_tokens),
+        ):
+            if value:
+                counter.labels(*labels).inc(value)
+        ttft = None if self.first_token_at is None else self.first_token_at - self.started
+        if ttft is not None:
+            m.ttft.labels(*labels).observe(ttft)
+            m.queue_wait.labels(*labels).observe(timings.queue_s)
+            m.prefill.labels(*labels).observe(timings.prefill_s)
+        if self.cold_start:
+            m.cold_starts.labels(*labels).inc()
+            m.model_load.labels(*labels).observe(self.load_s)
+        if usage.completion_tokens > 1 and timings.decode_s > 0:
+            m.decode_rate.labels(*labels).observe((usage.completion_tokens - 1) / timings.decode_s)
+        if self._publish is not None:
+            self._publish(
+                RequestRecord(
+                    request_id=self._request_id,
+                    gateway=self._gateway,
+                    model=self.model,
+                    node=self.node,
+                    route=self.route,
+                    outcome=outcome,
+                    at=time.time(),
+                    duration_s=round(now - self.started, 6),
+                    ttft_s=None if ttft is None else round(ttft, 6),
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    cold_start=self.cold_start,
+                    load_s=round(self.load_s, 6),
+                    timings=timings,
+                )
             )

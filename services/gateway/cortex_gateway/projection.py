@@ -20,7 +20,15 @@ from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import WAITING, Accepted, StreamItem
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.tool_calls import ParsedCall, block_as_text, parse_tool_block
-from cortex_wire.messages import Delta, Done, Failed, ReasoningDelta, ToolCallBlock, Usage
+from cortex_wire.messages import (
+    Delta,
+    Done,
+    Failed,
+    ReasoningDelta,
+    Timings,
+    ToolCallBlock,
+    Usage,
+)
 
 log = structlog.get_logger("gateway")
 
@@ -94,6 +102,7 @@ async def project(
     are reported in-band and the stream ends cleanly. Not streaming: ApiError propagates."""
     call = projection.call
     outcome = "cancelled"
+    timings = Timings()
     try:
         for chunk in projection.opening():
             yield chunk
@@ -102,6 +111,7 @@ async def project(
                 if item is WAITING:
                     chunks = projection.keepalive()
                 elif isinstance(item, Accepted):
+                    call.trace.accepted(item.node, item.cold_start, item.load_s)
                     chunks = projection.on_accepted(item)
                 elif isinstance(item, Delta):
                     call.trace.first_token()
@@ -114,6 +124,7 @@ async def project(
                     chunks = projection.tool_block(item)
                 elif isinstance(item, Done):
                     projection.usage = item.usage
+                    timings = item.timings
                     chunks = projection.done(item)
                     outcome = "ok"
                 elif isinstance(item, Failed):
@@ -130,8 +141,7 @@ async def project(
         for chunk in projection.error(error):
             yield chunk
     finally:
-        usage = projection.usage
-        call.trace.finish(outcome, usage.prompt_tokens, usage.completion_tokens)
+        call.trace.finish(outcome, projection.usage, timings)
 
 
 async def collect(

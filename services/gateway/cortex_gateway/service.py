@@ -11,11 +11,11 @@ import msgspec
 import structlog
 import uvicorn
 from nats.aio.msg import Msg
-from prometheus_client import start_http_server
 
 from cortex_core.bus import connect
 from cortex_core.config import Settings, parse_host_port
 from cortex_core.fleet import FleetState
+from cortex_core.metrics_server import serve_metrics
 from cortex_gateway.app import Gateway, create_app
 from cortex_gateway.metrics import GatewayMetrics
 from cortex_wire import codec, subjects
@@ -65,15 +65,9 @@ async def run_gateway(
 
     await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
     metrics = GatewayMetrics()
-    metrics_host, metrics_port = parse_host_port(
-        settings.gateway.metrics_listen, "gateway.metrics_listen", "settings"
+    metrics_server = serve_metrics(
+        settings.gateway.metrics_listen, metrics.registry, "gateway.metrics_listen"
     )
-    try:
-        metrics_server, _ = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
-    except OSError as error:
-        raise RuntimeError(
-            f"metrics cannot listen on {settings.gateway.metrics_listen}: {error.strerror}"
-        ) from None
     gateway = Gateway(nc=nc, fleet=fleet, settings=settings.gateway, metrics=metrics)
     sock = bind(settings.gateway.listen)
     server = uvicorn.Server(
@@ -84,10 +78,10 @@ async def run_gateway(
     )  # fmt: skip
     http_port = sock.getsockname()[1]
     log.info("gateway_listening", port=http_port, listen=settings.gateway.listen,
-             metrics_port=metrics_server.server_port)  # fmt: skip
+             metrics_port=metrics_server.server_port if metrics_server else 0)  # fmt: skip
     serve = asyncio.create_task(server.serve(sockets=[sock]))
     if listening is not None:
-        listening(http_port, metrics_server.server_port)
+        listening(http_port, metrics_server.server_port if metrics_server else 0)
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({serve, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,7 +89,8 @@ async def run_gateway(
         server.should_exit = True
         await asyncio.gather(serve, return_exceptions=True)
         stopped.cancel()
-        metrics_server.shutdown()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         sock.close()
         await nc.drain()
         log.info("gateway_stopped")

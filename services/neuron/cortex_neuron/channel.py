@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from cortex_wire.messages import FinishReason, Usage, WireError
+from cortex_wire.messages import FinishReason, Timings, Usage, WireError
 
 Phase = Literal["queued", "prefill", "decode"]
 
@@ -37,6 +37,7 @@ class Finished:
     finish_reason: FinishReason
     usage: Usage
     stop_sequence: str = ""
+    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from cortex_neuron.markers import (
 )
 from cortex_neuron.output_channels import OutputChannels
 from cortex_neuron.pieces import TokenPieces
-from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
+from cortex_wire.messages import ChatMessage, InferRequest, Timings, Usage, WireError
 
 log = structlog.get_logger("engine")
 
@@ -50,6 +50,7 @@ class Job:
     request: InferRequest
     channel: TokenChannel
     cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.perf_counter)
 
 
 _STOP = object()
@@ -278,6 +279,7 @@ class Engine:
             channel.push(Finished("cancelled", Usage()))
             return
         channel.phase = "prefill"
+        started = time.perf_counter()
         try:
             prompt = self._prompt_tokens(llm, request)
             grammar = self._grammar(request.params.json_schema)
@@ -368,7 +370,12 @@ class Engine:
             reasoning_tokens=output.reasoning_tokens,
             tool_calls=output.tool_calls,
         )
-        channel.push(Finished(finish, usage, output.stop_sequence))  # type: ignore[arg-type]
+        timings = Timings(
+            queue_s=round(started - job.enqueued_at, 6),
+            prefill_s=round((first_at or time.perf_counter()) - started, 6),
+            decode_s=round(max(last_at - first_at, 0.0), 6),
+        )
+        channel.push(Finished(finish, usage, output.stop_sequence, timings))  # type: ignore[arg-type]
 
 
 def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
+from cortex_core.metrics_server import serve_metrics
 from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChannel
 from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
@@ -23,6 +24,7 @@ from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
 from cortex_neuron.gguf_header import GGUFError, read_metadata
 from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
+from cortex_neuron.metrics import NeuronMetrics
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
@@ -77,6 +79,7 @@ class Neuron:
         self._footprints = {m.id: _footprint(m) for m in catalogue.models}
         self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
         self.log = log.bind(node=self.node)
+        self.metrics = NeuronMetrics()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -88,6 +91,9 @@ class Neuron:
             await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
             await self.nc.subscribe(subjects.CANCEL, cb=self._on_cancel),
         ]
+        metrics_server = serve_metrics(
+            self.settings.neuron.metrics_listen, self.metrics.registry, "neuron.metrics_listen"
+        )
         self.log.info("neuron_started", models=[m.id for m in self.catalogue.models])
         beat = asyncio.create_task(self._heartbeat_loop(stop))
         try:
@@ -102,6 +108,8 @@ class Neuron:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if metrics_server is not None:
+                metrics_server.shutdown()
             self.log.info("neuron_stopped")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -121,8 +129,16 @@ class Neuron:
     def used_mb(self) -> int:
         return sum(r.footprint_mb for r in self.residents.values() if r.state != "failed")
 
+    def _refresh_gauges(self) -> None:
+        self.metrics.cycles.set(self.cycles)
+        for model_id, resident in self.residents.items():
+            self.metrics.in_flight.labels(model_id).set(self.in_flight(model_id))
+            if resident.engine is not None:
+                self.metrics.tokens_per_s.labels(model_id).set(resident.engine.tokens_per_s)
+
     async def publish_heartbeat(self) -> None:
         self._seq += 1
+        self._refresh_gauges()
         devices = discover_gpus() if self.settings.neuron.use_gpu else []
         if not devices:
             devices = [cpu_device(self.settings.neuron.memory_budget_mb, self.used_mb())]
@@ -193,6 +209,7 @@ class Neuron:
             resident.state, resident.error = "failed", str(error)
             resident.ready.set_exception(error)
             resident.ready.exception()  # mark retrieved: waiters may be none
+            self.metrics.loads.labels(model_id, "failed").inc()
             self.log.error("model_load_failed", model=model_id, error=str(error))
             await self._announce(model_id, "failed", str(error))
             raise
@@ -200,6 +217,8 @@ class Neuron:
         resident.ready.set_result(None)
         self.cycles += 1
         seconds = round(time.perf_counter() - started, 3)
+        self.metrics.loads.labels(model_id, "ok").inc()
+        self.metrics.load_seconds.labels(model_id).observe(seconds)
         self.log.info("model_ready", model=model_id, load_s=seconds)
         await self._announce(model_id, "ready", f"loaded in {seconds}s")
 
@@ -231,6 +250,7 @@ class Neuron:
             await resident.engine.stop()
         del self.residents[model_id]
         self.cycles += 1
+        self.metrics.unloads.labels(model_id).inc()
         self.log.info("model_unloaded", model=model_id)
         await self._announce(model_id, "unloaded")
 
@@ -304,6 +324,7 @@ class Neuron:
             return
         refusal = self._admission(resident)
         if refusal is not None:
+            self.metrics.refused.labels(request.model, refusal.code).inc()
             await _reply(msg, InferReply(accepted=False, error=refusal))
             return
         job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
@@ -384,6 +405,8 @@ class Neuron:
                     seq += 1
                 end = next((e for e in events if not isinstance(e, TextChunk)), None)
                 if isinstance(end, Finished):
+                    self.metrics.requests.labels(request.model, end.finish_reason).inc()
+                    self.metrics.tokens.labels(request.model).inc(end.usage.completion_tokens)
                     await self.nc.publish(
                         subject,
                         codec.encode(
@@ -392,6 +415,7 @@ class Neuron:
                                 finish_reason=end.finish_reason,
                                 usage=end.usage,
                                 stop_sequence=end.stop_sequence,
+                                timings=end.timings,
                             )
                         ),
                     )

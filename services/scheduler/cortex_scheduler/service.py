@@ -26,7 +26,9 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import Settings
 from cortex_core.fleet import FleetState
+from cortex_core.metrics_server import serve_metrics
 from cortex_scheduler.durable import LeaderLease, PinStore
+from cortex_scheduler.metrics import SchedulerMetrics
 from cortex_scheduler.policy import Plan, plan_load
 from cortex_scheduler.snapshot import neuron_states
 from cortex_wire import codec, subjects
@@ -93,10 +95,16 @@ class Scheduler:
         self._subs: list[Subscription] = []
         self._started = time.monotonic()
         self.log = log.bind(instance=self.instance)
+        self.metrics = SchedulerMetrics()
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        metrics_server = serve_metrics(
+            self.settings.scheduler.metrics_listen,
+            self.metrics.registry,
+            "scheduler.metrics_listen",
+        )
         heartbeats = await self.nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat)
         self.log.info("scheduler_started", strategy=self.settings.eviction.strategy)
         tick = self.settings.scheduler.tick_s
@@ -114,6 +122,8 @@ class Scheduler:
                 await self.lease.release()
             for task in [*self._tasks, *self._loads.values()]:
                 task.cancel()
+            if metrics_server is not None:
+                metrics_server.shutdown()
             self.log.info("scheduler_stopped")
 
     async def _step(self) -> None:
@@ -137,6 +147,7 @@ class Scheduler:
 
     async def _take_over(self) -> None:
         self.active = True
+        self.metrics.leader.set(1)
         self.pins = await self.pins_store.all()
         handlers: list[tuple[str, Handler]] = [
             (subjects.SCHED_ENSURE, self._on_ensure),
@@ -155,6 +166,7 @@ class Scheduler:
 
     async def _step_down(self) -> None:
         self.active = False
+        self.metrics.leader.set(0)
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs.clear()
@@ -191,6 +203,7 @@ class Scheduler:
             self.log.info("neuron_joined", node=heartbeat.node)
             if self.active:
                 await self.event("neuron_joined", node=heartbeat.node)
+        self.metrics.neurons.set(len(self.fleet.neurons))
         for gone in self.fleet.expire(now):
             self.log.warning("neuron_left", node=gone)
             if self.active:
@@ -241,6 +254,7 @@ class Scheduler:
         for _ in range(3):  # an eviction refused (a request arrived meanwhile): plan again
             plan = plan_load(model, self.snapshot(), self.settings.eviction.strategy, node or None)
             if plan.node is None:
+                self.metrics.placements.labels("no_capacity").inc()
                 self.log.warning("placement_failed", model=model, reason=plan.reason)
                 await self.event("placement_failed", model=model, reason=plan.reason)
                 return EnsureReply(
@@ -258,6 +272,7 @@ class Scheduler:
                     node=eviction.node,
                     reason=eviction.reason,
                 )
+                self.metrics.evictions.labels(self.settings.eviction.strategy).inc()
                 await self.event(
                     "evicted", model=eviction.model, node=eviction.node, reason=eviction.reason
                 )
@@ -265,6 +280,7 @@ class Scheduler:
                 continue
             entry = next(s for s in self.snapshot() if s.node == plan.node).entry(model)
             self._pending.setdefault(plan.node, {})[model] = entry.footprint_mb if entry else 0
+            self.metrics.placements.labels("placed").inc()
             self.log.info("model_placed", model=model, node=plan.node, reason=plan.reason)
             await self.event("placed", model=model, node=plan.node, reason=plan.reason)
             return plan.node
@@ -274,6 +290,7 @@ class Scheduler:
         )
 
     async def _command_load(self, model: str, node: str) -> EnsureReply:
+        started = time.perf_counter()
         try:
             reply = await self._control(
                 node, LoadModel(model=model), self.settings.scheduler.load_timeout_s
@@ -283,10 +300,13 @@ class Scheduler:
         if not reply.ok:
             assert reply.error is not None
             self._failures[model] = (time.monotonic(), reply.error)
+            self.metrics.loads.labels("failed").inc()
             self.log.error("model_load_failed", model=model, node=node, error=reply.error.message)
             await self.event("load_failed", model=model, node=node, reason=reply.error.message)
             return EnsureReply(ok=False, node=node, error=reply.error)
         self._failures.pop(model, None)
+        self.metrics.loads.labels("ok").inc()
+        self.metrics.load_seconds.labels(model).observe(time.perf_counter() - started)
         self.log.info("model_loaded", model=model, node=node)
         await self.event("loaded", model=model, node=node)
         return EnsureReply(ok=True, node=node)
