@@ -113,3 +113,26 @@ async def test_watch_shows_the_bus_live(fleet: Fleet) -> None:
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
+
+
+async def test_top_refreshes_the_fleet_view(fleet: Fleet) -> None:
+    config = fleet.folder / "top.toml"
+    config.write_text(f'[nats]\nurl = "{fleet.nats_url}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cortex_cli.main", "top", "--interval", "0.2",
+        "--config", str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        assert (await fleet.ensure("a")).ok
+        while not any("ready" in line and line.lstrip("│ ").startswith("a ") for line in seen):
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, "cortex top ended"
+            seen.append(line)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+    assert any("n1" in line for line in seen)

@@ -4,6 +4,7 @@ scheduler over NATS. Each says plainly when it cannot reach the bus or a schedul
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from typing import Any
@@ -13,7 +14,8 @@ import nats
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 
 from cortex_core.bus import DEFAULT_URL, connect_options
@@ -153,6 +155,30 @@ async def status(nc: Client, console: Console, as_json: bool) -> None:
         console.print("pins: " + ", ".join(f"{p.model}@{p.node or 'any'}" for p in fleet.pins))
 
 
+async def top(nc: Client, console: Console, interval: float) -> None:
+    """`cortex status`, refreshing in place until Ctrl-C (plain repeated tables off a terminal)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def frame() -> Group:
+        fleet: FleetStatus = await _ask(nc, subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+        stamp = time.strftime("%H:%M:%S")
+        return Group(
+            *_status_tables(fleet), f"[dim]{stamp} · every {interval:g}s · Ctrl-C quits[/]"
+        )
+
+    with Live(await frame(), console=console, auto_refresh=False) as live:
+        while not stop.is_set():
+            if not console.is_terminal:
+                console.print(live.renderable)
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                live.update(await frame(), refresh=True)
+
+
 def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
     console = Console(stderr=False)
     errors = Console(stderr=True, soft_wrap=True)
@@ -173,6 +199,8 @@ def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
                 await explain(nc, console, args.model, node, args.json)
             elif command == "status":
                 await status(nc, console, args.json)
+            elif command == "top":
+                await top(nc, console, args.interval)
             elif command == "watch":
                 from cortex_cli.watch import watch
 

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--node", metavar="NEURON", help=node_help)
         if name == "explain":
             sub.add_argument("--json", action="store_true", help="machine-readable output")
+    top = commands.add_parser("top", help="cortex status, live, refreshing in place")
+    _config_arg(top)
+    top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
     watch = commands.add_parser("watch", help="every bus message as it happens, decoded")
     _config_arg(watch)
     watch.add_argument("pattern", nargs="?", default="cortex.>", help="NATS subject pattern")
