@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
 from cortex_gateway import anthropic_messages, openai_chat, openai_completions, openai_responses
 from cortex_gateway.auth import check_access, presented_key
+from cortex_gateway.dashboard import RecentRequests, dashboard_data
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
@@ -41,6 +43,7 @@ from cortex_wire.messages import (
 )
 
 log = structlog.get_logger("gateway")
+DASHBOARD_PAGE = (Path(__file__).parent / "dashboard.html").read_text()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -57,6 +60,8 @@ class Gateway:
         self._records: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.metrics.watch_fleet(self.fleet)
+        # Every replica's request records (from the bus), for the dashboard.
+        self.recent = RecentRequests()
 
     def publish_record(self, record: RequestRecord) -> None:
         """Every finished request also goes on the bus (cortex.metrics.request)."""
@@ -284,6 +289,15 @@ def create_app(gateway: Gateway) -> Litestar:
             raise ApiError.from_wire(reply.error)
         return {"ok": True, "model": model, "detail": reply.detail}
 
+    @get("/dashboard", media_type=MediaType.HTML, sync_to_thread=False)
+    def dashboard() -> str:
+        return DASHBOARD_PAGE
+
+    @get("/dashboard/data", sync_to_thread=False)
+    def dashboard_json() -> dict[str, Any]:
+        now = time.time()
+        return dashboard_data(gateway.fleet, gateway.recent.window(now), time.monotonic(), now)
+
     @get("/admin/status")
     async def admin_status() -> Response[Any]:
         status = await _scheduler(gateway, subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
@@ -414,6 +428,8 @@ def create_app(gateway: Gateway) -> Litestar:
             count_tokens,
             admin_models,
             admin_status,
+            dashboard,
+            dashboard_json,
         ],
         before_request=authenticate,
         exception_handlers={

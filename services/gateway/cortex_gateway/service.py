@@ -19,7 +19,7 @@ from cortex_core.metrics_server import serve_metrics
 from cortex_gateway.app import Gateway, create_app
 from cortex_gateway.metrics import GatewayMetrics
 from cortex_wire import codec, subjects
-from cortex_wire.messages import Heartbeat
+from cortex_wire.messages import Heartbeat, RequestRecord
 
 log = structlog.get_logger("gateway")
 
@@ -64,6 +64,15 @@ async def run_gateway(
             log.warning("neuron_not_allowed", node=heartbeat.node)
 
     await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
+
+    async def on_record(msg: Msg) -> None:
+        if gateway is not None:
+            try:
+                gateway.recent.add(codec.decode(msg.data, RequestRecord))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("bad_request_record", subject=msg.subject)
+
+    await nc.subscribe(subjects.REQUEST_RECORDS, cb=on_record)
     metrics = GatewayMetrics()
     metrics_server = serve_metrics(
         settings.gateway.metrics_listen, metrics.registry, "gateway.metrics_listen"
