@@ -16,6 +16,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cortex_core.bus import DEFAULT_URL, connect_options
@@ -26,6 +27,7 @@ from cortex_wire.messages import (
     EnsureReply,
     Explanation,
     FleetStatus,
+    Heartbeat,
     ModelRef,
     SchedulerReply,
     WireError,
@@ -79,16 +81,36 @@ def _fail(error: WireError | None) -> CommandError:
 
 
 async def load(nc: Client, console: Console, model: str, node: str) -> None:
+    """Load and wait, with a progress bar fed by llama.cpp's progress in heartbeats."""
     started = time.monotonic()
-    with console.status(f"loading {model}{f' on {node}' if node else ''}…"):
-        while True:
-            reply: EnsureReply = await _ask(
-                nc, subjects.SCHED_ENSURE, EnsureModel(model=model, node=node), EnsureReply
-            )
-            if reply.ok:
-                break
-            if not reply.loading:
-                raise _fail(reply.error)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(f"loading {model}{f' on {node}' if node else ''}", total=1.0)
+
+        async def on_heartbeat(msg: Any) -> None:
+            heartbeat = codec.decode(msg.data, Heartbeat)
+            loaded = next((m for m in heartbeat.models if m.id == model), None)
+            if loaded is not None and loaded.state == "loading":
+                progress.update(bar, completed=loaded.load_progress,
+                                description=f"loading {model} on {heartbeat.node}")  # fmt: skip
+
+        beats = await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
+        try:
+            while True:
+                ask = EnsureModel(model=model, node=node)
+                reply: EnsureReply = await _ask(nc, subjects.SCHED_ENSURE, ask, EnsureReply)
+                if reply.ok:
+                    progress.update(bar, completed=1.0)
+                    break
+                if not reply.loading:
+                    raise _fail(reply.error)
+        finally:
+            await beats.unsubscribe()
     console.print(f"{model} is ready on {reply.node} ({time.monotonic() - started:.1f}s)")
 
 
