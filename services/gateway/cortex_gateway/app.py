@@ -230,6 +230,7 @@ async def answer(
         inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
     )
     projection = turn.projection(call)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     items = gateway.inference.stream(infer)
     headers = {"x-request-id": request_id}
     if turn.stream:

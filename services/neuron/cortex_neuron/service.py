@@ -341,7 +341,9 @@ class Neuron:
             tool_call_markers=engine.tool_calls.texts if engine.tool_calls else [],
         )
         await _reply(msg, reply)
-        self._spawn(self._pump(job))
+        # Every line the pump logs for this request carries its id.
+        with structlog.contextvars.bound_contextvars(request_id=request.request_id):
+            self._spawn(self._pump(job))
 
     def _admission(self, resident: Resident) -> WireError | None:
         """Refuse at once (with a reason) what would wait beyond the model's limits."""

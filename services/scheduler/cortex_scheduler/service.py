@@ -384,9 +384,11 @@ class Scheduler:
         if isinstance(request, WireError):
             await self._respond(msg, EnsureReply(ok=False, error=request))
             return
-        reply = await self.ensure(
-            request.model, request.node, self.settings.scheduler.ensure_wait_s
-        )
+        # A load started here logs the id of the request that caused it.
+        with structlog.contextvars.bound_contextvars(request_id=request.request_id):
+            reply = await self.ensure(
+                request.model, request.node, self.settings.scheduler.ensure_wait_s
+            )
         await self._respond(msg, reply)
 
     async def _on_unload(self, msg: Msg) -> None:
