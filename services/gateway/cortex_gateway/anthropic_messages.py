@@ -9,7 +9,6 @@ so the model's chat template sees one history whichever dialect sent it. Reasoni
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import msgspec
@@ -17,7 +16,7 @@ import msgspec
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
-from cortex_gateway.projection import CallInfo, Projection
+from cortex_gateway.projection import CallInfo, Projection, Turn
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
@@ -317,5 +316,18 @@ class MessagesProjection(Projection):
         return message
 
 
-def new_message_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+def turn(body: bytes) -> Turn:
+    request = parse_request(body)
+    show_thinking = thinking_budget(request.thinking) is not None
+    return Turn(
+        route="messages",
+        model=request.model,
+        stream=request.stream,
+        infer={
+            "messages": chat_messages(request.system, request.messages),
+            "params": sampling_params(request),
+            "tools": template_tools(request.tools, request.tool_choice),
+        },
+        projection=lambda call: MessagesProjection(call, show_thinking),
+        request_prefix="msg_",
+    )

@@ -7,7 +7,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from cortex_gateway.dashboard import RecentRequests, dashboard_data
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
-from cortex_gateway.projection import CallInfo, Projection, collect, project
+from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -200,18 +199,6 @@ async def _collect_while_connected(
     return None
 
 
-@dataclass
-class Turn:
-    """One request, translated: what to run and how to answer."""
-
-    route: str
-    model: str  # as the client named it
-    stream: bool
-    infer: dict[str, Any]  # InferRequest fields besides ids and model
-    projection: Callable[[CallInfo], Projection]
-    request_prefix: str = "chatcmpl-"
-
-
 async def answer(
     gateway: Gateway, request: Request[Any, Any, Any], turn: Turn
 ) -> Response[Any] | Stream:
@@ -333,75 +320,19 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        chat = openai_chat.parse_request(await request.body())
-        options = openai_chat.ChatOptions(
-            include_usage=bool(chat.stream_options and chat.stream_options.include_usage)
-        )
-        turn = Turn(
-            route="chat",
-            model=chat.model,
-            stream=chat.stream,
-            infer={
-                "messages": openai_chat.chat_messages(chat),
-                "params": openai_chat.sampling_params(chat),
-                "chat_template_kwargs": chat.chat_template_kwargs or {},
-                "tools": openai_chat.template_tools(chat),
-            },
-            projection=lambda call: openai_chat.ChatProjection(call, options),
-        )
-        return await answer(gateway, request, turn)
+        return await answer(gateway, request, openai_chat.turn(await request.body()))
 
     @post("/v1/completions", status_code=200)
     async def completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        legacy = openai_completions.parse_request(await request.body())
-        include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
-        turn = Turn(
-            route="completions",
-            model=legacy.model,
-            stream=legacy.stream,
-            infer={
-                "prompt": openai_completions.prompt_text(legacy),
-                "params": openai_completions.sampling_params(legacy),
-            },
-            projection=lambda call: openai_completions.CompletionProjection(call, include_usage),
-            request_prefix="cmpl-",
-        )
-        return await answer(gateway, request, turn)
+        return await answer(gateway, request, openai_completions.turn(await request.body()))
 
     @post("/v1/responses", status_code=200)
     async def responses(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        parsed = openai_responses.parse_request(await request.body())
-        turn = Turn(
-            route="responses",
-            model=parsed.model,
-            stream=parsed.stream,
-            infer={
-                "messages": openai_responses.chat_messages(parsed),
-                "params": openai_responses.sampling_params(parsed),
-                "tools": openai_responses.template_tools(parsed),
-            },
-            projection=lambda call: openai_responses.ResponsesProjection(call, parsed),
-            request_prefix="resp_",
-        )
-        return await answer(gateway, request, turn)
+        return await answer(gateway, request, openai_responses.turn(await request.body()))
 
     @post("/v1/messages", status_code=200)
     async def messages(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        anthropic = anthropic_messages.parse_request(await request.body())
-        show_thinking = anthropic_messages.thinking_budget(anthropic.thinking) is not None
-        turn = Turn(
-            route="messages",
-            model=anthropic.model,
-            stream=anthropic.stream,
-            infer={
-                "messages": anthropic_messages.chat_messages(anthropic.system, anthropic.messages),
-                "params": anthropic_messages.sampling_params(anthropic),
-                "tools": anthropic_messages.template_tools(anthropic.tools, anthropic.tool_choice),
-            },
-            projection=lambda call: anthropic_messages.MessagesProjection(call, show_thinking),
-            request_prefix="msg_",
-        )
-        return await answer(gateway, request, turn)
+        return await answer(gateway, request, anthropic_messages.turn(await request.body()))
 
     @post("/v1/messages/count_tokens", status_code=200)
     async def count_tokens(request: Request[Any, Any, Any]) -> dict[str, Any]:

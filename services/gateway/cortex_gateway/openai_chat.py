@@ -10,7 +10,7 @@ import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
-from cortex_gateway.projection import Projection
+from cortex_gateway.projection import Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall, Usage
@@ -440,3 +440,22 @@ class ChatProjection(Projection):
             ],
             "usage": usage_body(self.usage),
         }
+
+
+def turn(body: bytes) -> Turn:
+    chat = parse_request(body)
+    options = ChatOptions(
+        include_usage=bool(chat.stream_options and chat.stream_options.include_usage)
+    )
+    return Turn(
+        route="chat",
+        model=chat.model,
+        stream=chat.stream,
+        infer={
+            "messages": chat_messages(chat),
+            "params": sampling_params(chat),
+            "chat_template_kwargs": chat.chat_template_kwargs or {},
+            "tools": template_tools(chat),
+        },
+        projection=lambda call: ChatProjection(call, options),
+    )

@@ -21,7 +21,7 @@ from cortex_gateway.openai_chat import (
     unsupported,
     usage_body,
 )
-from cortex_gateway.projection import CallInfo, Projection
+from cortex_gateway.projection import CallInfo, Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
 from cortex_wire.messages import Done, SamplingParams
 
@@ -164,3 +164,16 @@ class CompletionProjection(Projection):
             "finish_reason": self.finish_reason,
         }
         return {**self._body([choice]), "usage": usage_body(self.usage)}
+
+
+def turn(body: bytes) -> Turn:
+    legacy = parse_request(body)
+    include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
+    return Turn(
+        route="completions",
+        model=legacy.model,
+        stream=legacy.stream,
+        infer={"prompt": prompt_text(legacy), "params": sampling_params(legacy)},
+        projection=lambda call: CompletionProjection(call, include_usage),
+        request_prefix="cmpl-",
+    )

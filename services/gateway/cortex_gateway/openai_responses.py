@@ -22,7 +22,7 @@ from cortex_gateway.openai_chat import (
     decode_body,
     unsupported,
 )
-from cortex_gateway.projection import CallInfo, Projection
+from cortex_gateway.projection import CallInfo, Projection, Turn
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
@@ -409,3 +409,19 @@ class ResponsesProjection(Projection):
 
     def body(self) -> dict[str, Any]:
         return self._response()
+
+
+def turn(body: bytes) -> Turn:
+    parsed = parse_request(body)
+    return Turn(
+        route="responses",
+        model=parsed.model,
+        stream=parsed.stream,
+        infer={
+            "messages": chat_messages(parsed),
+            "params": sampling_params(parsed),
+            "tools": template_tools(parsed),
+        },
+        projection=lambda call: ResponsesProjection(call, parsed),
+        request_prefix="resp_",
+    )

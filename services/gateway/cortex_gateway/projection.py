@@ -9,7 +9,7 @@ serves both modes, so they cannot drift apart.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +46,8 @@ class CallInfo:
 
 
 class Projection:
+    """Base of every dialect's response projection (see the module docstring)."""
+
     call_id_prefix = "call_"
 
     def __init__(self, call: CallInfo) -> None:
@@ -93,6 +95,18 @@ class Projection:
 
     def body(self) -> dict[str, Any]:
         raise NotImplementedError
+
+
+@dataclass
+class Turn:
+    """One request, translated by its dialect: what to run and how to answer."""
+
+    route: str
+    model: str  # as the client named it
+    stream: bool
+    infer: dict[str, Any]  # InferRequest fields besides ids and model
+    projection: Callable[[CallInfo], Projection]
+    request_prefix: str = "chatcmpl-"
 
 
 async def project(
