@@ -229,7 +229,13 @@ def parse_host_port(value: str, key: str, source: str) -> tuple[str, int]:
 
 def _check_settings(settings: Settings, source: str) -> None:
     parse_host_port(settings.gateway.listen, "gateway.listen", source)
-    parse_host_port(settings.gateway.metrics_listen, "gateway.metrics_listen", source)
+    for key, value in (
+        ("gateway.metrics_listen", settings.gateway.metrics_listen),
+        ("neuron.metrics_listen", settings.neuron.metrics_listen),
+        ("scheduler.metrics_listen", settings.scheduler.metrics_listen),
+    ):
+        if value:  # empty turns the endpoint off
+            parse_host_port(value, key, source)
     if settings.eviction.defrag_after_cycles < 0:
         raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
     if settings.neuron.queue_depth < 1:

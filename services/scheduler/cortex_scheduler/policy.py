@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from cortex_wire.messages import CatalogueEntry, Device
@@ -41,16 +42,21 @@ class NeuronState:
     residents: tuple[Resident, ...] = ()
     catalogue: tuple[CatalogueEntry, ...] = ()
 
-    @property
+    # Snapshots are immutable, so what is derived from them is computed once.
+    @cached_property
     def used_mb(self) -> int:
         return sum(r.footprint_mb for r in self.residents if r.state != "failed")
 
-    @property
+    @cached_property
     def free_mb(self) -> int:
         return self.capacity_mb - self.used_mb
 
+    @cached_property
+    def _entries(self) -> dict[str, CatalogueEntry]:
+        return {e.id: e for e in self.catalogue}
+
     def entry(self, model: str) -> CatalogueEntry | None:
-        return next((e for e in self.catalogue if e.id == model), None)
+        return self._entries.get(model)
 
     def resident(self, model: str) -> Resident | None:
         return next((r for r in self.residents if r.model == model), None)
