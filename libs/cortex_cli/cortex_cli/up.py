@@ -68,7 +68,7 @@ class Supervisor:
 
     def wait_for_gateway(self) -> bool:
         """Wait until /health answers (or a child fails, or we are told to stop)."""
-        url = f"http://{_client_address(self.settings.gateway.listen)}/health?min_neurons=1&wait=5"
+        url = f"http://{_client_address(self.settings.gateway.listen)}/health?min_neurons=1&scheduler=true&wait=5"
         waited = 0.0
         while waited < READY_TIMEOUT_S:
             try:

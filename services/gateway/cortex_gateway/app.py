@@ -75,6 +75,26 @@ class Gateway:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def wait_for_scheduler(self, timeout: float) -> bool:
+        """True once an active scheduler answers on the bus; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ask = codec.encode(ModelRef(model=""))
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                await self.nc.request(
+                    subjects.SCHED_STATUS, ask, timeout=max(0.05, min(1.0, remaining))
+                )
+                return True
+            except NatsTimeout:
+                pass
+            except NoRespondersError:
+                # A scheduler listens for heartbeats a moment before it may lead.
+                await asyncio.sleep(min(0.2, max(remaining, 0.0)))
+            if deadline - loop.time() <= 0:
+                return False
+
     def has_neurons(self, count: int, node: str) -> bool:
         live = self.fleet.live(time.monotonic())
         return len(live) >= count and (not node or any(v.node == node for v in live))
@@ -293,10 +313,18 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/health")
     async def health(
-        min_neurons: FromQuery[int] = 0, neuron: FromQuery[str] = "", wait: FromQuery[float] = 0.0
+        min_neurons: FromQuery[int] = 0,
+        neuron: FromQuery[str] = "",
+        scheduler: FromQuery[bool] = False,
+        wait: FromQuery[float] = 0.0,
     ) -> Response[Any]:
-        """Liveness; with `min_neurons` or `neuron`, readiness (waiting up to `wait` s)."""
-        ready = await gateway.wait_for_neurons(min_neurons, neuron, min(max(wait, 0.0), 60.0))
+        """Liveness; with `min_neurons`, `neuron` or `scheduler`, readiness (waiting up to
+        `wait` seconds for those neurons, and for an active scheduler to answer)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait, 0.0), 60.0)
+        ready = await gateway.wait_for_neurons(min_neurons, neuron, deadline - loop.time())
+        if ready and scheduler:
+            ready = await gateway.wait_for_scheduler(deadline - loop.time())
         body = {
             "status": "ok" if ready else "waiting",
             "nats": "connected" if gateway.nc.is_connected else "disconnected",
