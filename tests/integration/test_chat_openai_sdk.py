@@ -135,7 +135,9 @@ def test_health_and_metrics(client: openai.OpenAI, stack: RunningStack) -> None:
     assert health == {"status": "ok", "nats": "connected", "neurons": 1}
     ready = httpx.get(f"{stack.base_url}/health", params={"scheduler": "true", "wait": 10})
     assert ready.status_code == 200
-    missing = httpx.get(f"{stack.base_url}/health", params={"neuron": "no-such-neuron", "wait": 0.2})
+    missing = httpx.get(
+        f"{stack.base_url}/health", params={"neuron": "no-such-neuron", "wait": 0.2}
+    )
     assert missing.status_code == 503 and missing.json()["status"] == "waiting"
     text = httpx.get(stack.metrics_url).text
     samples = {

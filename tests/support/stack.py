@@ -84,7 +84,9 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
         # Readiness: the gateway long-polls until the neuron's heartbeats arrive.
         node = settings.neuron_name()
         health = httpx.get(
-            f"{base}/health", params={"neuron": node, "scheduler": "true", "wait": timeout}, timeout=timeout + 5
+            f"{base}/health",
+            params={"neuron": node, "scheduler": "true", "wait": timeout},
+            timeout=timeout + 5,
         )
         health.raise_for_status()
         yield RunningStack(
