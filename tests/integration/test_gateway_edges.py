@@ -13,8 +13,8 @@ import nats
 import openai
 import pytest
 
-from cortex_wire import codec
-from cortex_wire.messages import Done
+from cortex_wire import codec, subjects
+from cortex_wire.messages import Done, Heartbeat
 from tests.conftest import write_catalogue
 from tests.support.stack import RunningStack, running_stack, stack_settings
 from tests.support.tiny_gguf import TinyModel
@@ -129,14 +129,29 @@ def test_keys_never_reach_the_logs(
         assert secret not in out + err
 
 
-def test_full_model_refuses_at_once_with_retry_after(guarded: RunningStack) -> None:
-    body = {"model": "busy", "stream": True, "messages": HI}
-    with httpx.Client(base_url=guarded.base_url, headers=headers(USER_KEY), timeout=60) as client:
-        with client.stream("POST", "/v1/chat/completions", json=body) as first:
-            for line in first.iter_lines():
-                if '"content":"tick' in line:
-                    break  # generating: its one slot is taken
-            second = client.post("/v1/chat/completions", json={"model": "busy", "messages": HI})
+async def test_full_model_refuses_at_once_with_retry_after(guarded: RunningStack) -> None:
+    nc = await nats.connect(guarded.nats_url)
+    beats = await nc.subscribe(subjects.heartbeat("guarded-neuron"))
+    body = {"model": "busy", "messages": HI}
+    async with httpx.AsyncClient(
+        base_url=guarded.base_url, headers=headers(USER_KEY), timeout=120
+    ) as client:
+        # It would run to the end of a 65536-token context: its one slot stays taken.
+        first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        try:
+            while True:  # until a heartbeat shows the slot in use
+                beat = codec.decode((await beats.next_msg(timeout=30)).data, Heartbeat)
+                if any(m.id == "busy" and m.busy for m in beat.models):
+                    break
+            second = await client.post("/v1/chat/completions", json=body)
+        finally:
+            first.cancel()  # the client leaves: its generation is cancelled too
+            await asyncio.gather(first, return_exceptions=True)
+            while True:  # until the slot is free again (the next test uses this model)
+                beat = codec.decode((await beats.next_msg(timeout=30)).data, Heartbeat)
+                if not any(m.id == "busy" and (m.busy or m.queued) for m in beat.models):
+                    break
+            await nc.close()
     assert second.status_code == 429
     assert second.headers["retry-after"] == "1"
     assert second.json()["error"]["code"] == "overloaded"

@@ -435,6 +435,13 @@ class Neuron:
                         error=end.error.message,
                     )  # fmt: skip
                     return
+        except Exception as error:
+            # The stream cannot be carried any further (the bus went away, say): stop the
+            # generation and say why; the gateway reports the silence to its client.
+            self.log.error(
+                "stream_publish_failed", request_id=request.request_id,
+                error=str(error) or type(error).__name__,
+            )  # fmt: skip
         finally:
             job.cancelled.set()  # if the pump dies, the engine must not keep generating
             self.jobs.pop(request.request_id, None)
