@@ -29,6 +29,7 @@ from cortex_wire.messages import (
     InferRequest,
     LoadedModel,
     Usage,
+    WireError,
 )
 
 NODE = "scripted"
@@ -152,3 +153,21 @@ async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -
         server.stop()
     assert (caught.value.status, caught.value.code) == (503, "no_scheduler")
     assert "no scheduler is running" in caught.value.message
+
+
+async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) -> None:
+    async def on_infer(msg) -> None:
+        full = WireError(code="overloaded", message="model 'm' is at capacity", retryable=True)
+        await msg.respond(codec.encode(InferReply(accepted=False, error=full)))
+
+    await bus.subscribe(subjects.infer(NODE), cb=on_infer)
+    with pytest.raises(ApiError) as caught:
+        async for _ in inference(bus).stream(request("full")):
+            pass
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
+        429,
+        "overloaded",
+        1,
+    )
+    assert caught.value.headers() == {"Retry-After": "1"}
+    assert caught.value.openai_body()["error"]["type"] == "rate_limit_error"

@@ -52,6 +52,13 @@ async def neuron(
         [
             {"id": "hello", "path": str(hello_model.path), "n_ctx": 256},
             {"id": "endless", "path": str(endless_model.path), "n_ctx": 8192},
+            {
+                "id": "limited",
+                "path": str(endless_model.path),
+                "n_ctx": 8192,
+                "max_in_flight": 1,
+                "max_queue_depth": 0,
+            },
         ],
     )
     settings = stack_settings(nats_url, models, node=NODE, neuron={"keepalive_interval_s": 0.05})
@@ -125,7 +132,7 @@ async def test_heartbeat_announces_devices_and_catalogue(neuron: Heartbeat) -> N
     assert neuron.node == NODE
     assert neuron.devices[0].kind == "cpu"
     assert neuron.devices[0].total_mb == 4096
-    assert sorted(e.id for e in neuron.catalogue) == ["endless", "hello"]
+    assert sorted(e.id for e in neuron.catalogue) == ["endless", "hello", "limited"]
     assert neuron.models == []
 
 
@@ -218,3 +225,20 @@ async def test_refusals_are_immediate_and_explained(neuron, bus: Client) -> None
     )
     with pytest.raises(msgspec.ValidationError):
         codec.decode(b'{"accepted": "maybe"}', InferReply)
+
+
+async def test_a_model_at_its_limits_refuses_at_once(neuron, bus: Client) -> None:
+    assert (await load(bus, "limited")).ok
+    running = await Stream(bus, "req-running").open()
+    assert (await running.submit("limited")).accepted
+    refused = await Stream(bus, "req-refused").submit("limited")
+    assert not refused.accepted and refused.error is not None
+    assert refused.error.code == "overloaded" and refused.error.retryable
+    assert "at capacity: 1 running, 0 queued (limits 1 and 0)" in refused.error.message
+    await bus.publish(subjects.CANCEL, codec.encode(Cancel(request_id="req-running")))
+    done = (await running.until_end())[-1]
+    assert isinstance(done, Done) and done.finish_reason == "cancelled"
+    # The slot is free again: the next request is taken.
+    again = await Stream(bus, "req-again").open()
+    assert (await again.submit("limited", max_tokens=2)).accepted
+    assert isinstance((await again.until_end())[-1], Done)
