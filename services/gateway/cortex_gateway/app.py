@@ -250,6 +250,10 @@ async def answer(
 
 
 async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
+    # As on the cold path: a standby may be taking over, so give one a moment to answer.
+    if not await gateway.wait_for_scheduler(gateway.settings.scheduler_grace_s):
+        raise ApiError(503, "no scheduler is running", code="no_scheduler",
+                       type="service_unavailable", retry_after=5)  # fmt: skip
     try:
         raw = await gateway.nc.request(subject, codec.encode(message), timeout=600)
     except NoRespondersError:
@@ -264,6 +268,9 @@ def create_app(gateway: Gateway) -> Litestar:
     settings = gateway.settings
 
     async def authenticate(request: Request[Any, Any, Any]) -> None:
+        # Connections are reused: a request id bound for the previous request must not
+        # label this one's log lines.
+        structlog.contextvars.unbind_contextvars("request_id")
         check_access(
             request.url.path,
             presented_key(request.headers),
