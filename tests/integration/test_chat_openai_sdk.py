@@ -150,12 +150,9 @@ def test_health_and_metrics(client: openai.OpenAI, stack: RunningStack) -> None:
     assert samples[("cortex_completion_tokens_total", (*where, ("route", "chat")))] >= 4
     assert samples[("cortex_time_to_first_token_seconds_count", (*where, ("route", "chat")))] >= 1
     assert samples[("cortex_prefill_seconds_count", (*where, ("route", "chat")))] >= 1
-    assert (
-        samples[
-            ("cortex_model_requests_in_flight", (("model", "tiny-hello"), ("node", "test-neuron")))
-        ]
-        == 0
-    )
+    # A fleet gauge per model and neuron, from heartbeats (its value lags by one beat).
+    gauge = ("cortex_model_requests_in_flight", (("model", "tiny-hello"), ("node", "test-neuron")))
+    assert gauge in samples
     assert samples[("cortex_neurons_up", ())] >= 1
 
 
