@@ -55,7 +55,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.inference = Inference(self.nc, self.fleet, self.settings)
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._records: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.metrics.watch_fleet(self.fleet)
@@ -63,7 +63,9 @@ class Gateway:
         self.recent = RecentRequests()
 
     def publish_record(self, record: RequestRecord) -> None:
-        """Every finished request also goes on the bus (cortex.metrics.request)."""
+        """Every finished request also goes on the bus (cortex.metrics.request); this
+        replica's own records reach its dashboard at once, not via the bus."""
+        self.recent.add(record)
         if not self.nc.is_connected:
             return
         task = asyncio.create_task(self.nc.publish(subjects.REQUEST_RECORDS, codec.encode(record)))

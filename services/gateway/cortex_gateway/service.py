@@ -66,11 +66,15 @@ async def run_gateway(
     await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
 
     async def on_record(msg: Msg) -> None:
-        if gateway is not None:
-            try:
-                gateway.recent.add(codec.decode(msg.data, RequestRecord))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.warning("bad_request_record", subject=msg.subject)
+        if gateway is None:
+            return
+        try:
+            record = codec.decode(msg.data, RequestRecord)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("bad_request_record", subject=msg.subject)
+            return
+        if record.gateway != gateway.name:  # our own were added when they finished
+            gateway.recent.add(record)
 
     await nc.subscribe(subjects.REQUEST_RECORDS, cb=on_record)
     metrics = GatewayMetrics()
