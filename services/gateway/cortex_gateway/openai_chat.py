@@ -151,21 +151,27 @@ def parse_request(body: bytes) -> ChatCompletionRequest:
     return request
 
 
-def _text_of(message: Message, index: int) -> str:
-    if message.content is None:
-        return ""
-    if isinstance(message.content, str):
-        return message.content
+def content_text(
+    content: str | list[ContentPart] | None, where: str, kinds: tuple[str, ...]
+) -> str:
+    """The text of a message's content (a string, or text parts of the given `kinds`);
+    any other part (an image, audio) is refused, naming where it is."""
+    if content is None or isinstance(content, str):
+        return content or ""
     texts = []
-    for part_index, part in enumerate(message.content):
-        if part.type not in ("text", "input_text") or part.text is None:
+    for index, part in enumerate(content):
+        if part.type not in kinds or part.text is None:
             raise ApiError(
                 400,
                 f"content part type {part.type!r} is not supported by text models",
-                param=f"messages[{index}].content[{part_index}].type",
+                param=f"{where}[{index}].type",
             )
         texts.append(part.text)
     return "".join(texts)
+
+
+def _text_of(message: Message, index: int) -> str:
+    return content_text(message.content, f"messages[{index}].content", ("text", "input_text"))
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:

@@ -17,8 +17,10 @@ from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
+    ContentPart,
     check_positive,
     check_range,
+    content_text,
     decode_body,
     unsupported,
 )
@@ -26,16 +28,14 @@ from cortex_gateway.projection import CallInfo, Projection, Turn
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
-
-class Part(msgspec.Struct, kw_only=True):
-    type: str
-    text: str | None = None
+# Input parts that carry text (earlier assistant output comes back as output_text).
+TEXT_KINDS = ("input_text", "output_text", "text")
 
 
 class Item(msgspec.Struct, kw_only=True):
     type: str = "message"
     role: str | None = None
-    content: str | list[Part] | None = None
+    content: str | list[ContentPart] | None = None
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
@@ -113,21 +113,6 @@ def parse_request(body: bytes) -> ResponsesRequest:
     return request
 
 
-def _content(content: str | list[Part] | None, where: str) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for index, part in enumerate(content):
-        if part.type not in ("input_text", "output_text", "text") or part.text is None:
-            raise ApiError(
-                400,
-                f"content type {part.type!r} is not supported by text models",
-                param=f"{where}[{index}].type",
-            )
-        texts.append(part.text)
-    return "".join(texts)
-
-
 def chat_messages(request: ResponsesRequest) -> list[ChatMessage]:
     messages: list[ChatMessage] = []
     if request.instructions:
@@ -142,7 +127,10 @@ def chat_messages(request: ResponsesRequest) -> list[ChatMessage]:
             if item.role not in ("user", "assistant", "system", "developer"):
                 raise ApiError(400, f"unknown role {item.role!r}", param=f"{where}.role")
             messages.append(
-                ChatMessage(role=item.role, content=_content(item.content, f"{where}.content"))
+                ChatMessage(
+                    role=item.role,
+                    content=content_text(item.content, f"{where}.content", TEXT_KINDS),
+                )
             )
         elif item.type == "function_call":
             call = ToolCall(
