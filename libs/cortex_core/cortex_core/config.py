@@ -125,9 +125,21 @@ class Settings(Section):
         return self.neuron.name or socket.gethostname()
 
 
+class ScriptProfile(Section):
+    """A model-free engine that plays `reply` token by token (one token per UTF-8 byte or
+    special marker) at a fixed step rate: for overhead benchmarks and load tests."""
+
+    reply: str = "The quick brown fox jumps over the lazy dog."
+    # Decode steps per second, each giving every active sequence one token (0: unpaced).
+    tokens_per_s: float = 0.0
+    # Play the reply over and over instead of ending after it.
+    repeat: bool = False
+
+
 class ModelProfile(Section):
     id: str
-    path: str
+    # The GGUF file; unused by a scripted model.
+    path: str = ""
     n_ctx: int = 4096
     # -1 offloads every layer to the GPU; CPU-only builds ignore it.
     n_gpu_layers: int = -1
@@ -145,6 +157,8 @@ class ModelProfile(Section):
     # waiting behind them (-1 = [neuron] queue_depth); beyond that, 429 with Retry-After.
     max_in_flight: int = 0
     max_queue_depth: int = -1
+    # Set: serve this model with the scripted engine instead of llama.cpp.
+    script: ScriptProfile | None = None
 
 
 class Catalogue(Section):
@@ -260,6 +274,12 @@ def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
         for name in ("n_ctx", "parallel", "min_devices", "n_batch"):
             if getattr(model, name) < 1:
                 raise ConfigError(f"{file}: {key}.{name}: must be >= 1")
+        if model.script is not None:
+            if model.script.tokens_per_s < 0:
+                raise ConfigError(f"{file}: {key}.script.tokens_per_s: must be >= 0")
+            continue
+        if not model.path:
+            raise ConfigError(f"{file}: {key}.path: required (the model's GGUF file)")
         model.path = str((file.parent / Path(model.path).expanduser()).resolve())
     for alias, target in catalogue.aliases.items():
         if alias in seen:

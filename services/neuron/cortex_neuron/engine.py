@@ -3,6 +3,10 @@
 llama.cpp's OpenMP build decodes ~3x slower when calls arrive from several threads, so the
 thread that loads the model is the only one that ever touches it: requests reach it through
 a bounded queue, and events leave it through each request's TokenChannel.
+
+The thread runs continuous batching: the model has `parallel` slots (sequences), each step
+decodes every active slot together, and requests join and leave between steps. A new
+request takes the free slot whose cached tokens share the longest prefix with its prompt.
 """
 
 from __future__ import annotations
@@ -16,53 +20,34 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
 
 from cortex_core.config import ModelProfile
-from cortex_neuron import load_progress
-from cortex_neuron.channel import ChannelOverflow, Errored, Finished, TokenChannel
+from cortex_neuron.backend import Backend
+from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
-from cortex_neuron.markers import (
-    REASONING_PAIRS,
-    TOOL_CALL_PAIRS,
-    MarkerPair,
-    find_marker_pair,
-    prompt_opens_reasoning,
-)
-from cortex_neuron.output_channels import OutputChannels
-from cortex_neuron.pieces import TokenPieces
-from cortex_wire.messages import ChatMessage, InferRequest, Timings, Usage, WireError
+from cortex_neuron.errors import EngineError
+from cortex_neuron.generation import Generation, Job
+from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, MarkerPair, find_marker_pair
+from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
+from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
+
+__all__ = ["Engine", "EngineError", "Job", "template_messages"]
 
 log = structlog.get_logger("engine")
-
-
-class EngineError(Exception):
-    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.wire = WireError(code=code, message=message, retryable=retryable)
-
-
-@dataclass
-class Job:
-    request: InferRequest
-    channel: TokenChannel
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    enqueued_at: float = field(default_factory=time.perf_counter)
-
 
 _STOP = object()
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+@dataclass
+class Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # what the sequence holds, in order
+    generation: Generation | None = None
+    pending: list[int] = field(default_factory=list)  # tokens still to decode
+    last_used: float = 0.0
 
 
 class Engine:
@@ -82,7 +67,7 @@ class Engine:
         self._n_threads = n_threads or max(1, os.cpu_count() or 1)
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
         self._thread: threading.Thread | None = None
-        self._current: Job | None = None
+        self._active: list[Job] = []
         self._loaded: asyncio.Future[None] | None = None
         self._exited: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,13 +75,7 @@ class Engine:
         self.tokens_per_s = 0.0
         self.last_used_at = 0.0
         self.n_ctx = profile.n_ctx
-        # Filled in on the engine thread by _load().
-        self._template: str | None = None
-        self._bos = ""
-        self._eos = ""
-        self._vocab: Any = None
-        self._llm: Any = None
-        self._pieces: Any = None
+        self._backend: Backend | None = None
         # Marker pairs found in the vocabulary at load time (None: the model has none).
         self.reasoning: MarkerPair | None = None
         self.tool_calls: MarkerPair | None = None
@@ -131,8 +110,8 @@ class Engine:
         if self._thread is None or self._exited is None:
             return
         self._abort_load.set()  # a load still in progress stops at its next progress report
-        if self._current is not None:
-            self._current.cancelled.set()
+        for job in list(self._active):
+            job.cancelled.set()
         self._drain_queue("model is being unloaded")
         self._jobs.put(_STOP)
         await self._exited
@@ -148,6 +127,27 @@ class Engine:
                     Errored(WireError(code="unloading", message=reason, retryable=True))
                 )
 
+    def count_tokens(self, request: InferRequest) -> int:
+        """Prompt length exactly as a generation would see it (tokenizing only reads the
+        vocabulary, so this may run off the engine thread)."""
+        if self._backend is None:
+            raise EngineError("model_not_ready", f"model {self.profile.id!r} is not loaded")
+        return len(self._prompt_tokens(self._backend, request))
+
+    def _prompt_tokens(self, backend: Backend, request: InferRequest) -> list[int]:
+        if request.messages is not None:
+            text = render_chat(
+                backend.chat_template,
+                template_messages(request.messages),
+                bos_token=backend.bos_text,
+                eos_token=backend.eos_text,
+                template_kwargs=request.chat_template_kwargs,
+                tools=request.tools or None,
+            )
+            # The template writes the BOS text itself when the model wants one.
+            return backend.tokenize(text, add_bos=False, special=True)
+        return backend.tokenize(request.prompt or "", add_bos=True, special=False)
+
     # --- everything below runs on the engine thread -----------------------------------
 
     def _settle(self, future: asyncio.Future[None] | None, error: BaseException | None) -> None:
@@ -160,7 +160,7 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            llm = self._load()
+            backend = self._load()
         except EngineError as error:
             self._settle(self._loaded, error)
             self._settle(self._exited, None)
@@ -169,65 +169,45 @@ class Engine:
         # before that request arrives.
         self.last_used_at = time.time()
         self._settle(self._loaded, None)
+        slots = [Slot(seq) for seq in range(max(1, self.profile.parallel))]
         try:
-            while True:
-                job = self._jobs.get()
-                if job is _STOP:
-                    break
-                self._current = job
-                self.busy = 1
-                try:
-                    self._serve(llm, job)
-                except ChannelOverflow:
-                    log.warning("stream_overflow", request_id=job.request.request_id)
-                except Exception as error:  # report, keep serving the next request
-                    log.exception("generation_failed", request_id=job.request.request_id)
-                    job.channel.push(Errored(WireError(code="internal", message=str(error))))
-                finally:
-                    self._current = None
-                    self.busy = 0
-                    self.last_used_at = time.time()
+            while self._admit(backend, slots):
+                self._step(backend, slots)
         finally:
-            llm.close()
+            for slot in slots:
+                if slot.generation is not None:
+                    slot.generation.finish("cancelled")
+            backend.close()
             self._settle(self._exited, None)
 
-    def _load(self) -> Any:
-        import llama_cpp
+    def _load(self) -> Backend:
+        backend: Backend
+        if self.profile.script is not None:
+            from cortex_neuron.scripted_backend import ScriptedBackend
 
-        path = Path(self.profile.path)
-        if not path.is_file():
-            raise EngineError("load_failed", f"model file not found: {path}")
-        try:
-            with load_progress.reporting(self._report_progress):
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.profile.n_ctx,
-                    n_batch=self.profile.n_batch,
-                    n_gpu_layers=self.profile.n_gpu_layers,
-                    main_gpu=self.profile.main_gpu,
-                    tensor_split=self.profile.tensor_split or None,
-                    n_threads=self._n_threads,
-                    n_threads_batch=self._n_threads,
-                    verbose=False,
+            backend = ScriptedBackend(self.profile, self.profile.script)
+        else:
+            from cortex_neuron.llama_backend import LlamaBackend
+
+            try:
+                backend = LlamaBackend(
+                    self.profile, n_threads=self._n_threads, on_progress=self._report_progress
                 )
-        except Exception as error:  # llama.cpp says little more than "failed to load"
-            if self._abort_load.is_set():
-                raise EngineError("load_cancelled", f"loading {path} was cancelled") from None
-            raise EngineError("load_failed", f"llama.cpp could not load {path}: {error}") from None
-        self.n_ctx = llm.n_ctx()
-        self._template = llm.metadata.get("tokenizer.chat_template")
-        self._bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="replace")
-        self._eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="replace")
-        self._vocab = llm._model.vocab
-        self._pieces = TokenPieces(self._vocab)
+            except EngineError:
+                if self._abort_load.is_set():
+                    raise EngineError(
+                        "load_cancelled", f"loading {self.profile.path} was cancelled"
+                    ) from None
+                raise
+        self.n_ctx = backend.n_ctx
 
         def tokenize(text: str) -> list[int]:
-            return list(llm.tokenize(text.encode(), add_bos=False, special=True))
+            return backend.tokenize(text, add_bos=False, special=True)
 
         self.reasoning = find_marker_pair(tokenize, REASONING_PAIRS)
         self.tool_calls = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
-        self._llm = llm
-        return llm
+        self._backend = backend
+        return backend
 
     def _report_progress(self, progress: float) -> bool:
         step = int(progress * 10)
@@ -237,145 +217,143 @@ class Engine:
                 self._loop.call_soon_threadsafe(self._on_progress, step / 10)
         return not self._abort_load.is_set()
 
-    def _prompt_tokens(self, llm: Any, request: InferRequest) -> list[int]:
-        if request.messages is not None:
-            text = render_chat(
-                self._template,
-                template_messages(request.messages),
-                bos_token=self._bos,
-                eos_token=self._eos,
-                template_kwargs=request.chat_template_kwargs,
-                tools=request.tools or None,
-            )
-            # The template writes the BOS text itself when the model wants one.
-            tokens: list[int] = llm.tokenize(text.encode(), add_bos=False, special=True)
-            return tokens
-        return list(llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+    def _admit(self, backend: Backend, slots: list[Slot]) -> bool:
+        """Start queued requests in free slots, waiting for one only when nothing runs.
+        False once the engine is told to stop."""
+        while True:
+            free = [slot for slot in slots if slot.generation is None]
+            if not free:
+                return True
+            try:
+                job = self._jobs.get(block=len(free) == len(slots))
+            except queue.Empty:
+                return True
+            if job is _STOP:
+                return False
+            self._start(backend, free, job)
 
-    def count_tokens(self, request: InferRequest) -> int:
-        """Prompt length exactly as a generation would see it (tokenizing only reads the
-        vocabulary, so this may run off the engine thread)."""
-        if self._llm is None:
-            raise EngineError("model_not_ready", f"model {self.profile.id!r} is not loaded")
-        return len(self._prompt_tokens(self._llm, request))
-
-    def _grammar(self, schema: dict[str, object] | None) -> Any:
-        if schema is None:
-            return None
-        from llama_cpp import LlamaGrammar
-
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except Exception as error:
-            raise EngineError(
-                "invalid_request", f"the JSON schema cannot be used for decoding: {error}"
-            ) from None
-
-    def _serve(self, llm: Any, job: Job) -> None:
-        import llama_cpp
-
-        request, channel = job.request, job.channel
+    def _start(self, backend: Backend, free: Sequence[Slot], job: Job) -> None:
         if job.cancelled.is_set():
-            channel.push(Finished("cancelled", Usage()))
+            job.channel.push(Finished("cancelled", Usage()))
             return
-        channel.phase = "prefill"
-        started = time.perf_counter()
+        request = job.request
         try:
-            prompt = self._prompt_tokens(llm, request)
-            grammar = self._grammar(request.params.json_schema)
+            prompt = self._prompt_tokens(backend, request)
+            if len(prompt) >= backend.n_ctx:
+                raise EngineError(
+                    "context_length_exceeded",
+                    f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
+                    f"context of {backend.n_ctx} tokens",
+                )
+            seed = request.params.seed
+            sampler = backend.sampler(
+                request.params, seed if seed is not None else random.getrandbits(31)
+            )
         except TemplateError as error:
-            channel.push(Errored(WireError(code="invalid_request", message=str(error))))
+            job.channel.push(Errored(WireError(code="invalid_request", message=str(error))))
             return
         except EngineError as error:
-            channel.push(Errored(error.wire))
+            job.channel.push(Errored(error.wire))
             return
-        room = self.n_ctx - len(prompt)
-        if room <= 0:
-            message = (
-                f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
-                f"context of {self.n_ctx} tokens"
-            )
-            channel.push(Errored(WireError(code="context_length_exceeded", message=message)))
+        except Exception as error:  # report it and keep serving
+            log.exception("request_start_failed", request_id=request.request_id)
+            job.channel.push(Errored(WireError(code="internal", message=str(error))))
             return
-        params = request.params
-        limit = min(params.max_tokens, room) if params.max_tokens else room
-        cached = common_prefix_length(llm.input_ids[: llm.n_tokens].tolist(), prompt)
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        output = OutputChannels(
-            self.reasoning,
-            prompt_opens_reasoning(prompt, self.reasoning),
-            params.stop,
-            self.tool_calls,
+        views = [FreeSlot(s.seq, s.cached, s.last_used) for s in free]
+        seq, reused = pick_slot(views, prompt)
+        slot = next(s for s in free if s.seq == seq)
+        backend.forget(seq, reused)
+        del slot.cached[reused:]
+        slot.pending = list(prompt[reused:])
+        slot.generation = Generation(
+            job,
+            backend,
+            prompt,
+            sampler,
+            reasoning=self.reasoning,
+            tool_calls=self.tool_calls,
+            cached=reused,
         )
-        budget = params.reasoning_budget if self.reasoning else None
+        self._active.append(job)
+        self.busy = len(self._active)
 
-        def sample(context: list[int]) -> Any:
-            return llm.generate(
-                context,
-                temp=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k,
-                min_p=params.min_p,
-                repeat_penalty=params.repeat_penalty,
-                presence_penalty=params.presence_penalty,
-                frequency_penalty=params.frequency_penalty,
-                grammar=grammar,
+    def _step(self, backend: Backend, slots: list[Slot]) -> None:
+        """One decode over every active slot, then one sampled token for each slot whose
+        prompt is fully in."""
+        for slot in slots:
+            if slot.generation is not None and slot.generation.job.cancelled.is_set():
+                self._end(slot, "cancelled")
+        pending = [
+            Pending(slot.seq, slot.pending, len(slot.cached))
+            for slot in slots
+            if slot.generation is not None and slot.pending
+        ]
+        if not pending:
+            return
+        rows = plan_step(pending, backend.n_batch)
+        try:
+            backend.decode(rows)
+        except Exception as error:
+            wire = (
+                error.wire
+                if isinstance(error, EngineError)
+                else WireError(code="internal", message=str(error))
             )
+            log.error("decode_failed", model=self.profile.id, error=wire.message)
+            for row in rows:
+                self._fail(slots[row.seq], wire, backend)
+            return
+        for row in rows:
+            slot = slots[row.seq]
+            slot.cached.extend(row.tokens)
+            del slot.pending[: len(row.tokens)]
+            if row.output >= 0 and slot.generation is not None:
+                self._sample(slot, row.output, backend)
 
-        finish = "length"
-        first_at = last_at = 0.0
-        context = list(prompt)
-        tokens = sample(context)
-        while output.tokens < limit:
-            token = next(tokens, None)
-            if token is None:
-                break
-            if job.cancelled.is_set():
-                finish = "cancelled"
-                break
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                finish = "stop"
-                break
-            if budget is not None and output.in_reasoning and output.reasoning_tokens >= budget:
-                # Reasoning budget spent: close the reasoning ourselves and let the model
-                # go on from there (the KV cache keeps everything before the marker).
-                assert self.reasoning is not None
-                token = self.reasoning.close_id
-                tokens.close()
-                tokens = sample([*context, token])
-            last_at = time.perf_counter()
-            if output.tokens == 0:
-                first_at = last_at
-                channel.phase = "decode"
-            context.append(token)
-            for chunk in output.add(token, self._pieces(token)):
-                channel.push(chunk)
-            if output.stopped:
-                finish = "stop"
-                break
-        tokens.close()
-        if finish != "cancelled":
-            for chunk in output.finish():
-                channel.push(chunk)
-        generated = output.tokens
-        if generated > 1 and last_at > first_at:
-            rate = (generated - 1) / (last_at - first_at)
+    def _sample(self, slot: Slot, output: int, backend: Backend) -> None:
+        generation = slot.generation
+        assert generation is not None
+        try:
+            token, finish = generation.take(generation.sampler.sample(output))
+            if finish is not None:
+                self._end(slot, finish)
+            else:
+                slot.pending.append(token)  # type: ignore[arg-type]
+        except ChannelOverflow:
+            log.warning("stream_overflow", request_id=generation.job.request.request_id)
+            message = "the stream's reader fell too far behind"
+            self._fail(slot, WireError(code="stream_overflow", message=message), backend)
+        except Exception as error:  # this request fails; the others go on
+            log.exception("generation_failed", request_id=generation.job.request.request_id)
+            self._fail(slot, WireError(code="internal", message=str(error)), backend)
+
+    def _end(self, slot: Slot, reason: Any) -> None:
+        generation = slot.generation
+        assert generation is not None
+        generation.finish(reason)
+        self._release(slot)
+        rate = generation.decode_rate()
+        if rate is not None:
             self.tokens_per_s = (
                 rate if not self.tokens_per_s else 0.7 * self.tokens_per_s + 0.3 * rate
             )
-        usage = Usage(
-            prompt_tokens=len(prompt),
-            completion_tokens=generated,
-            cached_tokens=cached,
-            reasoning_tokens=output.reasoning_tokens,
-            tool_calls=output.tool_calls,
-        )
-        timings = Timings(
-            queue_s=round(started - job.enqueued_at, 6),
-            prefill_s=round((first_at or time.perf_counter()) - started, 6),
-            decode_s=round(max(last_at - first_at, 0.0), 6),
-        )
-        channel.push(Finished(finish, usage, output.stop_sequence, timings))  # type: ignore[arg-type]
+
+    def _fail(self, slot: Slot, error: WireError, backend: Backend) -> None:
+        if slot.generation is None:
+            return
+        slot.generation.fail(error)
+        backend.forget(slot.seq, 0)  # what the failed step left in the cache is unknown
+        slot.cached.clear()
+        self._release(slot)
+
+    def _release(self, slot: Slot) -> None:
+        assert slot.generation is not None
+        self._active.remove(slot.generation.job)
+        slot.generation = None
+        slot.pending = []
+        slot.last_used = time.perf_counter()
+        self.busy = len(self._active)
+        self.last_used_at = time.time()
 
 
 def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

@@ -480,7 +480,7 @@ async def _reply(msg: Msg, message: object) -> None:
 def _footprint(profile: ModelProfile) -> int:
     """The catalogue's vram_mb, else an estimate from the GGUF (0 if it cannot be read:
     the load will fail and say why)."""
-    if profile.vram_mb > 0:
+    if profile.vram_mb > 0 or profile.script is not None:
         return profile.vram_mb
     try:
         size = Path(profile.path).stat().st_size
@@ -488,4 +488,4 @@ def _footprint(profile: ModelProfile) -> int:
     except (OSError, GGUFError) as error:
         log.warning("footprint_unknown", model=profile.id, error=str(error))
         return 0
-    return footprint_mb(0, size, profile.n_ctx, metadata)
+    return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)

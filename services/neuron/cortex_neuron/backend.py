@@ -1,0 +1,62 @@
+"""What the engine needs from a model runtime: tokenizing, one batched decode step over many
+sequences, and a sampler per sequence.
+
+Two backends implement it: `llama_backend` (llama.cpp) and `scripted_backend` (a model-free
+script at a fixed rate, for overhead benchmarks and load tests). Both run the same engine
+contract tests, which is what makes the scripted one a fair stand-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cortex_wire.messages import SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """Tokens of one sequence in one decode step, at positions `start`, `start+1`, ...;
+    `output` is the batch index whose logits are sampled next (-1: none, mid-prompt)."""
+
+    seq: int
+    tokens: Sequence[int]
+    start: int
+    output: int = -1
+
+
+class Sampler(Protocol):
+    def sample(self, output: int) -> int:
+        """The next token from the batch output `output` of the last decode (accepted)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    n_ctx: int  # tokens each sequence may hold
+    n_batch: int  # tokens one decode step may carry
+    chat_template: str | None
+    bos_text: str
+    eos_text: str
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
+
+    def piece(self, token: int) -> bytes: ...
+
+    def is_end(self, token: int) -> bool: ...
+
+    def sampler(self, params: SamplingParams, seed: int) -> Sampler:
+        """A sampler for one request; raises EngineError for parameters it cannot honour."""
+        ...
+
+    def forget(self, seq: int, start: int) -> None:
+        """Drop what sequence `seq` holds from position `start` on."""
+        ...
+
+    def decode(self, rows: Sequence[Row]) -> None:
+        """Run one step over all rows together; raises EngineError if it cannot."""
+        ...
+
+    def close(self) -> None: ...

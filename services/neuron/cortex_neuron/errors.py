@@ -1,0 +1,11 @@
+"""The one exception the engine and its backends raise; it carries its wire form."""
+
+from __future__ import annotations
+
+from cortex_wire.messages import WireError
+
+
+class EngineError(Exception):
+    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.wire = WireError(code=code, message=message, retryable=retryable)

@@ -1,0 +1,111 @@
+"""One request in a slot: its prompt, sampler, output channels, limits and timings.
+
+The engine feeds it each sampled token; it decides what the token means (end, stop, the
+reasoning budget running out), pushes text to the request's channel, and reports whether it
+goes on. It knows nothing of batches or threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cortex_neuron.backend import Backend, Sampler
+from cortex_neuron.channel import Errored, Finished, TokenChannel
+from cortex_neuron.markers import MarkerPair, prompt_opens_reasoning
+from cortex_neuron.output_channels import OutputChannels
+from cortex_wire.messages import FinishReason, InferRequest, Timings, Usage, WireError
+
+
+@dataclass
+class Job:
+    request: InferRequest
+    channel: TokenChannel
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class Generation:
+    def __init__(
+        self,
+        job: Job,
+        backend: Backend,
+        prompt: Sequence[int],
+        sampler: Sampler,
+        *,
+        reasoning: MarkerPair | None,
+        tool_calls: MarkerPair | None,
+        cached: int,
+    ) -> None:
+        self.job = job
+        self.prompt = prompt
+        self.sampler = sampler
+        self._backend = backend
+        params = job.request.params
+        room = backend.n_ctx - len(prompt)
+        self.limit = min(params.max_tokens, room) if params.max_tokens else room
+        self.cached = cached
+        self.output = OutputChannels(
+            reasoning, prompt_opens_reasoning(prompt, reasoning), params.stop, tool_calls
+        )
+        self._close_marker = reasoning.close_id if reasoning else None
+        self._budget = params.reasoning_budget if reasoning else None
+        self.started = time.perf_counter()
+        self.first_at = self.last_at = 0.0
+        job.channel.phase = "prefill"
+
+    def take(self, token: int) -> tuple[int | None, FinishReason | None]:
+        """Handle one sampled token: (the token to decode next, or None when this request
+        ends here; why it ended)."""
+        if self._backend.is_end(token):
+            return None, "stop"
+        output = self.output
+        if self._budget is not None and output.in_reasoning:
+            if output.reasoning_tokens >= self._budget:
+                # Budget spent: write the close marker in the model's place; the model goes
+                # on from there as if it had closed its reasoning itself.
+                token = self._close_marker  # type: ignore[assignment]
+        self.last_at = time.perf_counter()
+        if output.tokens == 0:
+            self.first_at = self.last_at
+            self.job.channel.phase = "decode"
+        for chunk in output.add(token, self._backend.piece(token)):
+            self.job.channel.push(chunk)
+        if output.stopped:
+            return None, "stop"
+        if output.tokens >= self.limit:
+            return None, "length"
+        return token, None
+
+    def finish(self, reason: FinishReason) -> None:
+        if reason != "cancelled":
+            for chunk in self.output.finish():
+                self.job.channel.push(chunk)
+        usage = Usage(
+            prompt_tokens=len(self.prompt),
+            completion_tokens=self.output.tokens,
+            cached_tokens=self.cached,
+            reasoning_tokens=self.output.reasoning_tokens,
+            tool_calls=self.output.tool_calls,
+        )
+        timings = Timings(
+            queue_s=round(self.started - self.job.enqueued_at, 6),
+            prefill_s=round((self.first_at or time.perf_counter()) - self.started, 6),
+            decode_s=round(max(self.last_at - self.first_at, 0.0), 6),
+        )
+        stop = self.output.stop_sequence
+        self.job.channel.push(Finished(reason, usage, stop, timings))
+        self.sampler.close()
+
+    def fail(self, error: WireError) -> None:
+        self.job.channel.push(Errored(error))
+        self.sampler.close()
+
+    def decode_rate(self) -> float | None:
+        """Tokens per second between the first and the last token, if it can be told."""
+        generated = self.output.tokens
+        if generated > 1 and self.last_at > self.first_at:
+            return (generated - 1) / (self.last_at - self.first_at)
+        return None

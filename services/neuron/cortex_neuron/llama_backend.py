@@ -1,0 +1,245 @@
+"""The llama.cpp backend, on llama-cpp-python's low-level API.
+
+One context holds `parallel` sequences, each with its own KV cells (`n_ctx` tokens each, not
+unified: requests rarely share long prefixes across slots), and every step decodes all of
+them in one `llama_decode`. Each request samples through its own sampler chain. Everything
+here runs on the engine thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import llama_cpp.llama_cpp as C
+import structlog
+
+from cortex_core.config import ModelProfile
+from cortex_neuron.backend import Row
+from cortex_neuron.errors import EngineError
+from cortex_neuron.pieces import TokenPieces, token_piece
+from cortex_wire.messages import SamplingParams
+
+log = structlog.get_logger("llama.cpp")
+# ggml log levels (3 warn, 4 error) worth an operator's attention; info describes every load.
+_LOG_LEVELS = {3: "warning", 4: "error"}
+
+
+@C.llama_log_callback  # type: ignore[misc]
+def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    method = _LOG_LEVELS.get(level)
+    line = text.decode(errors="replace").strip() if method else ""
+    if line:
+        getattr(log, method)("llama_cpp_log", message=line)  # type: ignore[arg-type]
+
+
+C.llama_log_set(_on_log, ctypes.c_void_p(0))
+# Tokens the repetition penalties look back over (llama-cpp-python's default).
+PENALTY_WINDOW = 64
+
+_backend_ready = False
+
+
+@C.llama_progress_callback  # type: ignore[misc]
+def _on_progress(progress: float, user_data: ctypes.c_void_p) -> bool:
+    report = _reporters.get(int(user_data or 0))  # type: ignore[call-overload]
+    if report is None:
+        return True
+    try:
+        return bool(report(float(progress)))
+    except Exception:  # a reporting problem must never abort a load
+        return True
+
+
+# Progress reporters by the id passed to llama.cpp as the callback's user data.
+_reporters: dict[int, Callable[[float], bool]] = {}
+
+
+class LlamaSampler:
+    def __init__(self, ctx: Any, chain: Any) -> None:
+        self._ctx = ctx
+        self._chain = chain
+
+    def sample(self, output: int) -> int:
+        return int(C.llama_sampler_sample(self._chain, self._ctx, output))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            C.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class LlamaBackend:
+    def __init__(
+        self,
+        profile: ModelProfile,
+        *,
+        n_threads: int,
+        on_progress: Callable[[float], bool] | None = None,
+    ) -> None:
+        global _backend_ready
+        if not _backend_ready:
+            C.llama_backend_init()
+            _backend_ready = True
+        path = Path(profile.path)
+        if not path.is_file():
+            raise EngineError("load_failed", f"model file not found: {path}")
+        self._model = self._load_model(path, profile, on_progress)
+        self._vocab = C.llama_model_get_vocab(self._model)
+        self.parallel = max(1, profile.parallel)
+        params = C.llama_context_default_params()
+        params.n_ctx = profile.n_ctx * self.parallel
+        params.n_batch = params.n_ubatch = profile.n_batch
+        params.n_seq_max = self.parallel
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = n_threads
+        params.no_perf = True
+        self._ctx = C.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            C.llama_model_free(self._model)
+            raise EngineError(
+                "load_failed",
+                f"llama.cpp could not create a context of {profile.n_ctx} tokens for each of "
+                f"{self.parallel} slots for {path}",
+            )
+        self._memory = C.llama_get_memory(self._ctx)
+        self.n_ctx = int(C.llama_n_ctx_seq(self._ctx))
+        self.n_batch = int(C.llama_n_batch(self._ctx))
+        self._batch = C.llama_batch_init(self.n_batch, 0, 1)
+        template = C.llama_model_chat_template(self._model, None)
+        self.chat_template = template.decode() if template else None
+        self._pieces = TokenPieces(self._vocab)
+        self.bos_text = self._special_text(C.llama_vocab_bos(self._vocab))
+        self.eos_text = self._special_text(C.llama_vocab_eos(self._vocab))
+        self._n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
+
+    @staticmethod
+    def _load_model(
+        path: Path, profile: ModelProfile, on_progress: Callable[[float], bool] | None
+    ) -> Any:
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = profile.n_gpu_layers
+        params.main_gpu = profile.main_gpu
+        if profile.tensor_split:
+            split = (ctypes.c_float * C.LLAMA_MAX_DEVICES)(*profile.tensor_split)
+            params.tensor_split = split
+        key = id(on_progress)
+        if on_progress is not None:
+            _reporters[key] = on_progress
+            params.progress_callback = _on_progress
+            params.progress_callback_user_data = ctypes.c_void_p(key)
+        try:
+            model = C.llama_model_load_from_file(str(path).encode(), params)
+        finally:
+            _reporters.pop(key, None)
+        if not model:
+            raise EngineError("load_failed", f"llama.cpp could not load {path}")
+        return model
+
+    def _special_text(self, token: int) -> str:
+        return (
+            ""
+            if token < 0
+            else token_piece(self._vocab, token, special=True).decode(errors="replace")
+        )
+
+    # --- vocabulary -----------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        data = text.encode()
+        room = len(data) + 2
+        tokens = (C.llama_token * room)()
+        n = C.llama_tokenize(self._vocab, data, len(data), tokens, room, add_bos, special)
+        if n < 0:  # never more tokens than bytes plus BOS/EOS, but be safe
+            room = -n
+            tokens = (C.llama_token * room)()
+            n = C.llama_tokenize(self._vocab, data, len(data), tokens, room, add_bos, special)
+        return list(tokens[:n])
+
+    def piece(self, token: int) -> bytes:
+        return self._pieces(token)
+
+    def is_end(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    # --- sampling -------------------------------------------------------------------------
+
+    def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
+        grammar = _grammar(params.json_schema)
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+
+        def add(sampler: Any) -> None:
+            C.llama_sampler_chain_add(chain, sampler)
+
+        # The same chain, in the same order, as llama-cpp-python's own Llama.generate.
+        add(
+            C.llama_sampler_init_penalties(
+                self._n_vocab,
+                PENALTY_WINDOW,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+        )
+        if grammar is not None:
+            text, root = grammar
+            constraint = C.llama_sampler_init_grammar(self._vocab, text.encode(), root.encode())
+            if not constraint:
+                C.llama_sampler_free(chain)
+                raise EngineError("invalid_request", "the JSON schema's grammar did not parse")
+            add(constraint)
+        if params.temperature <= 0:
+            add(C.llama_sampler_init_greedy())
+        else:
+            add(C.llama_sampler_init_top_k(params.top_k))
+            add(C.llama_sampler_init_top_p(params.top_p, 1))
+            add(C.llama_sampler_init_min_p(params.min_p, 1))
+            add(C.llama_sampler_init_temp(params.temperature))
+            add(C.llama_sampler_init_dist(seed))
+        return LlamaSampler(self._ctx, chain)
+
+    # --- decoding -------------------------------------------------------------------------
+
+    def forget(self, seq: int, start: int) -> None:
+        C.llama_memory_seq_rm(self._memory, seq, start, -1)
+
+    def decode(self, rows: Sequence[Row]) -> None:
+        batch = self._batch
+        i = 0
+        for row in rows:
+            for offset, token in enumerate(row.tokens):
+                batch.token[i] = token
+                batch.pos[i] = row.start + offset
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = row.seq
+                batch.logits[i] = False
+                i += 1
+            if row.output >= 0:
+                batch.logits[row.output] = True
+        batch.n_tokens = i
+        status = C.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError("decode_failed", f"llama_decode returned {status}", retryable=True)
+
+    def close(self) -> None:
+        if self._ctx:
+            C.llama_batch_free(self._batch)
+            C.llama_free(self._ctx)
+            C.llama_model_free(self._model)
+            self._ctx = None
+
+
+def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
+    if schema is None:
+        return None
+    try:
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as error:
+        raise EngineError(
+            "invalid_request", f"the JSON schema cannot be used for decoding: {error}"
+        ) from None
+    return grammar._grammar, grammar._root

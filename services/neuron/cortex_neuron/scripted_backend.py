@@ -1,0 +1,112 @@
+"""A model-free backend that plays a script: the stand-in for llama.cpp in overhead
+benchmarks and load tests.
+
+Its vocabulary is the 256 bytes plus a few specials (BOS, EOS, the usual reasoning and
+tool-call markers, ChatML), so real text tokenizes, multi-byte characters arrive split over
+tokens, and the engine's marker probe finds a reasoning pair exactly as it would in a GGUF.
+Each decode step takes 1/tokens_per_s seconds however many sequences it carries, like a
+GPU at small batch sizes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from cortex_core.config import ModelProfile, ScriptProfile
+from cortex_neuron.backend import Row
+from cortex_neuron.errors import EngineError
+from cortex_wire.messages import SamplingParams
+
+SPECIALS = (
+    "<s>",
+    "</s>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|im_start|>",
+    "<|im_end|>",
+)
+BOS, EOS = 256, 257
+_SPECIAL_IDS = {text: 256 + i for i, text in enumerate(SPECIALS)}
+_SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+class ScriptedSampler:
+    def __init__(self, script: Sequence[int], repeat: bool) -> None:
+        self._script = script
+        self._repeat = repeat
+        self._next = 0
+
+    def sample(self, output: int) -> int:
+        if self._next >= len(self._script):
+            if not self._repeat:
+                return EOS
+            self._next = 0
+        token = self._script[self._next]
+        self._next += 1
+        return token
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedBackend:
+    chat_template: str | None = CHATML
+    bos_text = "<s>"
+    eos_text = "</s>"
+
+    def __init__(self, profile: ModelProfile, script: ScriptProfile) -> None:
+        self.n_ctx = profile.n_ctx
+        self.n_batch = profile.n_batch
+        self._repeat = script.repeat
+        self._step_s = 1.0 / script.tokens_per_s if script.tokens_per_s > 0 else 0.0
+        self._next_step_at = 0.0
+        self._script = self.tokenize(script.reply, add_bos=False, special=True)
+        if not self._script:
+            raise EngineError("load_failed", f"model {profile.id!r} has an empty script")
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        tokens = [BOS] if add_bos else []
+        parts = _SPECIAL_SPLIT.split(text) if special else [text]
+        for part in parts:
+            if part in _SPECIAL_IDS:
+                tokens.append(_SPECIAL_IDS[part])
+            else:
+                tokens.extend(part.encode())
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        return bytes([token]) if token < 256 else b""
+
+    def is_end(self, token: int) -> bool:
+        return token == EOS
+
+    def sampler(self, params: SamplingParams, seed: int) -> ScriptedSampler:
+        if params.json_schema is not None:
+            raise EngineError("invalid_request", "a scripted model cannot follow a JSON schema")
+        return ScriptedSampler(self._script, self._repeat)
+
+    def forget(self, seq: int, start: int) -> None:
+        pass
+
+    def decode(self, rows: Sequence[Row]) -> None:
+        if not self._step_s:
+            return
+        # Pace steps on a fixed clock: a step "computes" until its slot on the clock.
+        now = time.perf_counter()
+        self._next_step_at = max(self._next_step_at + self._step_s, now)
+        delay = self._next_step_at - now
+        if delay > 0:
+            time.sleep(delay)
+
+    def close(self) -> None:
+        pass
