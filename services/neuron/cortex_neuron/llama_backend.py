@@ -107,7 +107,8 @@ class LlamaBackend:
                 f"{self.parallel} slots for {path}",
             )
         self._memory = C.llama_get_memory(self._ctx)
-        self.n_ctx = int(C.llama_n_ctx_seq(self._ctx))
+        # llama.cpp rounds the context up (to 256); the profile's n_ctx is the promise.
+        self.n_ctx = min(profile.n_ctx, int(C.llama_n_ctx_seq(self._ctx)))
         self.n_batch = int(C.llama_n_batch(self._ctx))
         self._batch = C.llama_batch_init(self.n_batch, 0, 1)
         template = C.llama_model_chat_template(self._model, None)

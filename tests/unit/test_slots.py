@@ -1,0 +1,52 @@
+"""Continuous-batching decisions: slot choice and step planning."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cortex_neuron.backend import Row
+from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
+
+
+def test_the_slot_holding_the_longest_prefix_wins() -> None:
+    free = [FreeSlot(0, [1, 2], 5.0), FreeSlot(1, [1, 2, 3, 9], 1.0), FreeSlot(2, [], 0.0)]
+    assert pick_slot(free, [1, 2, 3, 4]) == (1, 3)
+
+
+def test_on_a_tie_the_least_recently_used_slot_is_taken() -> None:
+    free = [FreeSlot(0, [7], 5.0), FreeSlot(1, [8], 1.0), FreeSlot(2, [9], 3.0)]
+    assert pick_slot(free, [1, 2]) == (1, 0)
+
+
+def test_a_fully_cached_prompt_still_decodes_its_last_token() -> None:
+    assert pick_slot([FreeSlot(0, [1, 2, 3], 0.0)], [1, 2, 3]) == (0, 2)
+    assert pick_slot([FreeSlot(0, [1, 2, 3, 4], 0.0)], [1, 2]) == (0, 1)
+
+
+def test_generating_sequences_go_first_and_prompts_fill_the_rest_in_chunks() -> None:
+    pending = [Pending(0, [10, 11, 12, 13, 14], 0), Pending(1, [99], 40), Pending(2, [5], 7)]
+    assert plan_step(pending, budget=4) == [
+        Row(1, [99], 40, output=0),
+        Row(2, [5], 7, output=1),
+        Row(0, [10, 11], 0, output=-1),  # mid-prompt: no logits yet
+    ]
+    assert plan_step([Pending(0, [12, 13, 14], 2)], budget=4) == [Row(0, [12, 13, 14], 2, 2)]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=12), min_size=1, max_size=6),
+    st.integers(1, 32),
+)
+def test_a_plan_fits_the_budget_and_asks_logits_only_at_a_sequence_end(
+    token_lists: list[list[int]], budget: int
+) -> None:
+    pending = [Pending(seq, tokens, 0) for seq, tokens in enumerate(token_lists)]
+    rows = plan_step(pending, budget)
+    assert 0 < sum(len(r.tokens) for r in rows) <= budget
+    offset = 0
+    for row in rows:
+        whole = len(row.tokens) == len(token_lists[row.seq])
+        assert row.tokens == token_lists[row.seq][: len(row.tokens)]
+        assert row.output == (offset + len(row.tokens) - 1 if whole else -1)
+        offset += len(row.tokens)
