@@ -14,7 +14,11 @@ def main(argv: list[str]) -> int:
     chosen = argv or ["placement", "real_model"]
     results: list[dict[str, Any]] = []
     for name in chosen:
-        if name == "placement":
+        if name == "overhead":
+            from bench import overhead
+
+            results.extend(overhead.run())
+        elif name == "placement":
             from bench import placement
 
             results.append(placement.run())

@@ -68,6 +68,10 @@ class NeuronSettings(Section):
     heartbeat_interval_s: float = 1.0
     # A stream with nothing to say (queued, prefilling) sends a keep-alive frame this often.
     keepalive_interval_s: float = 1.0
+    # A stream's frames are at least this far apart: tokens produced meanwhile share the next
+    # frame, so a fast stream costs the bus and gateways one message per interval, not one
+    # per token. The first frame is never held back. 0 sends whatever is ready at once.
+    frame_interval_s: float = 0.02
     # Bound on requests waiting for each loaded model's engine thread.
     queue_depth: int = 64
     n_threads: int = 0
@@ -254,6 +258,8 @@ def _check_settings(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
     if settings.neuron.queue_depth < 1:
         raise ConfigError(f"{source}: neuron.queue_depth: must be >= 1")
+    if settings.neuron.frame_interval_s < 0:
+        raise ConfigError(f"{source}: neuron.frame_interval_s: must be >= 0")
     for key in ("heartbeat_interval_s", "keepalive_interval_s"):
         if getattr(settings.neuron, key) <= 0:
             raise ConfigError(f"{source}: neuron.{key}: must be > 0")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
@@ -17,6 +18,7 @@ from typing import Final, TypeAlias
 import msgspec
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -71,6 +73,33 @@ StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
 # One ensure round trip; the scheduler answers "still loading" well within it.
 ENSURE_ROUND_S = 10.0
+
+
+class FrameInbox:
+    """A stream subject's messages, handed from the NATS callback to the request's reader.
+
+    `Subscription.next_msg(timeout)` runs a wait_for (a new task) per message, which at
+    thousands of frames a second was a visible share of the gateway's CPU; here a reader
+    waits only when the inbox is empty."""
+
+    def __init__(self) -> None:
+        self._messages: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+
+    async def put(self, msg: Msg) -> None:
+        self._messages.append(msg)
+        self._arrived.set()
+
+    async def get(self, timeout: float) -> Msg | None:
+        """The next message, or None after `timeout` seconds without one."""
+        if not self._messages:
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return None
+        return self._messages.popleft()
 
 
 def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
@@ -175,7 +204,10 @@ class Inference:
         Ends after a Done or Failed frame. Raises ApiError when it cannot start or the stream
         breaks. Closing the iterator early cancels the request on the neuron.
         """
-        sub = await self.nc.subscribe(request.stream_subject, pending_msgs_limit=65536)
+        frames = FrameInbox()
+        sub = await self.nc.subscribe(
+            request.stream_subject, cb=frames.put, pending_msgs_limit=65536
+        )
         finished = False
         try:
             accepted = False
@@ -209,7 +241,7 @@ class Inference:
                 cold_start=routed.cold_start,
                 load_s=routed.load_s,
             )
-            async for item in self._frames(sub, request.request_id):
+            async for item in self._frames(frames, request.request_id):
                 if isinstance(item, Done | Failed):
                     finished = True  # the neuron is done with it: nothing to cancel
                 yield item
@@ -219,14 +251,13 @@ class Inference:
                 await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
             await sub.unsubscribe()
 
-    async def _frames(self, sub: object, request_id: str) -> AsyncIterator[StreamItem]:
+    async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:
         tick = self.settings.keepalive_interval_s
         expected = 0
         silent = 0.0
         while True:
-            try:
-                msg = await sub.next_msg(timeout=tick)  # type: ignore[attr-defined]
-            except NatsTimeout:
+            msg = await frames.get(tick)
+            if msg is None:
                 silent += tick
                 if silent >= self.settings.stream_idle_timeout_s:
                     raise _unavailable(

@@ -145,8 +145,8 @@ async def project(
                     raise ApiError.from_wire(item.error)
                 else:
                     chunks = []
-                for chunk in chunks:
-                    yield chunk
+                if chunks:  # one write per frame, however many events it makes
+                    yield b"".join(chunks)
     except ApiError as error:
         outcome = error.code or "error"
         if not call.stream:

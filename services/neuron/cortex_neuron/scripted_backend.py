@@ -5,7 +5,7 @@ Its vocabulary is the 256 bytes plus a few specials (BOS, EOS, the usual reasoni
 tool-call markers, ChatML), so real text tokenizes, multi-byte characters arrive split over
 tokens, and the engine's marker probe finds a reasoning pair exactly as it would in a GGUF.
 Each decode step takes 1/tokens_per_s seconds however many sequences it carries, like a
-GPU at small batch sizes.
+GPU at small batch sizes; a prompt's step (prefill) too.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class ScriptedBackend:
         self.n_batch = profile.n_batch
         self._repeat = script.repeat
         self._step_s = 1.0 / script.tokens_per_s if script.tokens_per_s > 0 else 0.0
-        self._next_step_at = 0.0
         self._script = self.tokenize(script.reply, add_bos=False, special=True)
         if not self._script:
             raise EngineError("load_failed", f"model {profile.id!r} has an empty script")
@@ -99,14 +98,8 @@ class ScriptedBackend:
         pass
 
     def decode(self, rows: Sequence[Row]) -> None:
-        if not self._step_s:
-            return
-        # Pace steps on a fixed clock: a step "computes" until its slot on the clock.
-        now = time.perf_counter()
-        self._next_step_at = max(self._next_step_at + self._step_s, now)
-        delay = self._next_step_at - now
-        if delay > 0:
-            time.sleep(delay)
+        if self._step_s:
+            time.sleep(self._step_s)  # the step's "compute", whatever the batch holds
 
     def close(self) -> None:
         pass

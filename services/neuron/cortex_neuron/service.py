@@ -392,6 +392,7 @@ class Neuron:
         request = job.request
         subject = request.stream_subject
         keepalive = self.settings.neuron.keepalive_interval_s
+        interval = self.settings.neuron.frame_interval_s
         seq = 0
         started = time.perf_counter()
         try:
@@ -435,6 +436,10 @@ class Neuron:
                         error=end.error.message,
                     )  # fmt: skip
                     return
+                if interval:
+                    # Pace the frames: what the engine makes meanwhile waits in the channel
+                    # and leaves as one frame.
+                    await asyncio.sleep(interval)
         except Exception as error:
             # The stream cannot be carried any further (the bus went away, say): stop the
             # generation and say why; the gateway reports the silence to its client.

@@ -1,0 +1,61 @@
+"""Bus efficiency: a fast stream's tokens share frames, and the first token is never held
+back to wait for company."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from cortex_neuron.main import run_neuron
+from cortex_wire import codec, subjects
+from cortex_wire.messages import Delta, Done, Heartbeat
+from tests.integration.test_neuron import NODE, Stream, assert_numbered, bus, load
+from tests.support.stack import stack_settings
+
+__all__ = ["bus"]  # the fixture, shared with test_neuron
+
+TOKENS = 300
+
+
+@pytest.fixture
+async def scripted_neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[None]:
+    models = tmp_path / "models.toml"
+    # 1000 steps/s for 300 tokens: a 0.3 s generation, shorter than one frame interval.
+    models.write_text(
+        '[[models]]\nid = "fast"\nn_ctx = 4096\n'
+        '[models.script]\nreply = "abc"\nrepeat = true\ntokens_per_s = 1000\n'
+    )
+    settings = stack_settings(
+        nats_url, models, node=NODE, neuron={"frame_interval_s": 0.5, "keepalive_interval_s": 5}
+    )
+    beat = await bus.subscribe(subjects.heartbeat(NODE))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_neuron(settings, stop))
+    codec.decode((await beat.next_msg(timeout=10)).data, Heartbeat)
+    await beat.unsubscribe()
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def test_tokens_share_frames_and_the_first_is_sent_at_once(
+    scripted_neuron: None, bus: Client
+) -> None:
+    assert (await load(bus, "fast")).ok
+    stream = await Stream(bus, "req-coalesce").open()
+    assert (await stream.submit("fast", max_tokens=TOKENS)).accepted
+    frames = await stream.until_end()
+    assert_numbered(frames)
+    deltas = [f for f in frames if isinstance(f, Delta)]
+    done = frames[-1]
+    assert isinstance(done, Done) and done.usage.completion_tokens == TOKENS
+    assert sum(d.tokens for d in deltas) == TOKENS
+    assert "".join(d.text for d in deltas) == ("abc" * TOKENS)[:TOKENS]
+    # The first frame left as soon as there was a token; the rest waited out one interval
+    # and travelled together (far fewer messages than tokens).
+    assert deltas[0].tokens < TOKENS // 2
+    assert len(deltas) <= 3
