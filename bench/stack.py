@@ -93,7 +93,7 @@ class Streamed:
     started: float
     first_at: float  # first content delta
     last_at: float
-    tokens: int  # completion tokens, from the usage chunk
+    tokens: int  # completion tokens: the usage chunk's, else one per content event
     events: int  # SSE events with content
 
     @property
@@ -154,4 +154,4 @@ async def stream_chat(port: int, body: dict[str, object]) -> Streamed:
                 first_at = first_at or now
                 last_at = now
     writer.close()
-    return Streamed(started, first_at, last_at, tokens, events)
+    return Streamed(started, first_at, last_at, tokens or events, events)

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from cortex_neuron.main import run_neuron
 from cortex_wire import codec, subjects
-from cortex_wire.messages import Delta, Done, Heartbeat
+from cortex_wire.messages import Cancel, Delta, Done, Heartbeat
 from tests.integration.test_neuron import NODE, Stream, assert_numbered, bus, load
 from tests.support.stack import stack_settings
 
@@ -26,7 +26,7 @@ async def scripted_neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIt
     models = tmp_path / "models.toml"
     # 1000 steps/s for 300 tokens: a 0.3 s generation, shorter than one frame interval.
     models.write_text(
-        '[[models]]\nid = "fast"\nn_ctx = 4096\n'
+        '[[models]]\nid = "fast"\nn_ctx = 4096\nparallel = 2\n'
         '[models.script]\nreply = "abc"\nrepeat = true\ntokens_per_s = 1000\n'
     )
     settings = stack_settings(
@@ -46,9 +46,15 @@ async def test_tokens_share_frames_and_the_first_is_sent_at_once(
     scripted_neuron: None, bus: Client
 ) -> None:
     assert (await load(bus, "fast")).ok
+    # Pacing is for a neuron under load: another stream runs meanwhile.
+    other = await Stream(bus, "req-other").open()
+    assert (await other.submit("fast")).accepted
+    await other.next()
     stream = await Stream(bus, "req-coalesce").open()
     assert (await stream.submit("fast", max_tokens=TOKENS)).accepted
     frames = await stream.until_end()
+    await bus.publish(subjects.CANCEL, codec.encode(Cancel(request_id="req-other")))
+    assert isinstance((await other.until_end())[-1], Done)
     assert_numbered(frames)
     deltas = [f for f in frames if isinstance(f, Delta)]
     done = frames[-1]

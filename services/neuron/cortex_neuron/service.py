@@ -436,9 +436,9 @@ class Neuron:
                         error=end.error.message,
                     )  # fmt: skip
                     return
-                if interval:
-                    # Pace the frames: what the engine makes meanwhile waits in the channel
-                    # and leaves as one frame.
+                if interval and len(self.jobs) > 1:
+                    # Under load, pace the frames: what the engine makes meanwhile waits in
+                    # the channel and leaves as one frame. A lone stream goes unpaced.
                     await asyncio.sleep(interval)
         except Exception as error:
             # The stream cannot be carried any further (the bus went away, say): stop the
