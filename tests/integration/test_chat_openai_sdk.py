@@ -181,3 +181,11 @@ async def test_every_request_is_also_a_record_on_the_bus(stack: RunningStack) ->
         and record.ttft_s is not None
         and record.duration_s >= record.ttft_s
     )
+
+
+def test_a_repeated_prompt_reports_its_cached_tokens(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "a question asked twice"}]
+    client.chat.completions.create(model="tiny-hello", messages=messages)  # type: ignore[arg-type]
+    again = client.chat.completions.create(model="tiny-hello", messages=messages)  # type: ignore[arg-type]
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1

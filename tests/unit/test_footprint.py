@@ -68,3 +68,15 @@ def test_not_a_gguf_is_a_clear_error(tmp_path: Path) -> None:
     truncated.write_bytes(b"GGUF\x03\x00\x00\x00\x01")
     with pytest.raises(GGUFError, match="truncated"):
         read_metadata(truncated)
+
+
+def test_each_parallel_slot_adds_its_own_kv_cache(tmp_path: Path) -> None:
+    from cortex_core.config import ModelProfile
+    from cortex_neuron.service import _footprint
+
+    tiny = build_tiny_gguf(tmp_path / "t.gguf", ("Hi",), n_ctx=8192)
+    one = _footprint(ModelProfile(id="m", path=str(tiny.path), n_ctx=8192))
+    four = _footprint(ModelProfile(id="m", path=str(tiny.path), n_ctx=8192, parallel=4))
+    kv = kv_cache_mb(read_metadata(tiny.path), 8192)
+    assert kv is not None and kv > 0
+    assert four - one == 3 * kv

@@ -66,7 +66,18 @@ class NeuronState:
 class Eviction:
     node: str
     model: str
-    reason: str
+    resident: Resident
+    strategy: Strategy
+
+    @property
+    def reason(self) -> str:
+        # Worded on demand: a plan weighs many evictions and explains few.
+        resident = self.resident
+        return (
+            f"{self.strategy}: frees {resident.footprint_mb} MiB"
+            + (f", priority {resident.priority}" if self.strategy == "priority" else "")
+            + f", last used at {resident.last_used_at:.0f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,16 @@ def why_not_evictable(resident: Resident, incoming_priority: int, strategy: Stra
     return None
 
 
+def evictable(resident: Resident, incoming_priority: int, strategy: Strategy) -> bool:
+    """why_not_evictable(...) is None, without wording the reason."""
+    return (
+        not resident.pinned
+        and resident.state == "ready"
+        and not (resident.busy or resident.queued)
+        and not (strategy == "priority" and resident.priority > incoming_priority)
+    )
+
+
 def eviction_order(residents: Iterable[Resident], strategy: Strategy) -> list[Resident]:
     if strategy == "priority":
         return sorted(residents, key=lambda r: (r.priority, r.last_used_at, r.model))
@@ -113,19 +134,12 @@ def choose_evictions(
     shortfall = need_mb - neuron.free_mb
     if shortfall <= 0:
         return ()
-    evictable = [
-        r for r in neuron.residents if why_not_evictable(r, incoming_priority, strategy) is None
-    ]
+    allowed = [r for r in neuron.residents if evictable(r, incoming_priority, strategy)]
     chosen: list[Eviction] = []
-    for resident in eviction_order(evictable, strategy):
+    for resident in eviction_order(allowed, strategy):
         if shortfall <= 0:
             break
-        reason = (
-            f"{strategy}: frees {resident.footprint_mb} MiB"
-            + (f", priority {resident.priority}" if strategy == "priority" else "")
-            + f", last used at {resident.last_used_at:.0f}"
-        )
-        chosen.append(Eviction(neuron.node, resident.model, reason))
+        chosen.append(Eviction(neuron.node, resident.model, resident, strategy))
         shortfall -= resident.footprint_mb
     return tuple(chosen) if shortfall <= 0 else None
 
