@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.stack import Stack, stream_chat
+from bench.stack import Stack, stream_chat, write_models
 from cortex_cli.demo import DEMO_SPEC, locate_demo_gguf
 from cortex_neuron.chat_template import render_chat
 
@@ -62,7 +62,13 @@ def run(tokens: int = 128, rounds: int = 3) -> list[dict[str, Any]]:
     llm, _ = raw_load(path)
     raw_runs = []
     with tempfile.TemporaryDirectory() as folder:
-        stack = Stack(Path(folder))
+        # One slot, as the raw baseline has: the same context to allocate at load.
+        models = write_models(
+            Path(folder) / "models.toml",
+            [{"id": "smollm2", "path": str(path), "n_ctx": 2048, "parallel": 1}],
+            {},
+        )
+        stack = Stack(Path(folder), models)
         try:
             stream(stack, 8)  # the first request also waits out the scheduler's warm-up
             cold = []
