@@ -13,6 +13,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,41 @@ def body(model: str, tokens: int, user: int) -> dict[str, object]:
     }
 
 
+# One streamed request: (ttft_s, per_token_s, tokens, started, last_at).
+Sample = tuple[float, float, int, float, float]
+StreamOnce = Callable[[str, int, int], Awaitable[Sample]]  # (model, tokens, user)
+
+
+async def steady(stream_once: StreamOnce, streams: int) -> list[Sample]:
+    """`streams` clients, each sending ROUNDS + 1 requests back to back, their first
+    requests spread evenly over one request's duration so arrivals are steady, not a burst;
+    each client's first request is a warm-up."""
+    period = TOKENS / RATE
+
+    async def client(user: int) -> list[Sample]:
+        await asyncio.sleep(user * period / streams)  # the stagger itself, not a wait
+        samples = [await stream_once("paced", TOKENS, user) for _ in range(ROUNDS + 1)]
+        return samples[1:]
+
+    clients = await asyncio.gather(*(client(user) for user in range(streams)))
+    return [sample for samples in clients for sample in samples]
+
+
+async def measure(stream_once: StreamOnce) -> tuple[list[list[Sample]], list[Sample]]:
+    """Latency at each concurrency (paced engine), then a throughput burst (unpaced)."""
+    await stream_once("paced", 4, 0)  # loads the models, warms every path
+    await stream_once("unpaced", 4, 0)
+    latency = [await steady(stream_once, streams) for streams in CONCURRENCY]
+    burst = await asyncio.gather(
+        *(stream_once("unpaced", THROUGHPUT_TOKENS, u) for u in range(THROUGHPUT_STREAMS))
+    )
+    return latency, list(burst)
+
+
 # --- the baseline: the engine called directly ------------------------------------------
 
 
-async def direct_stream(engine: Engine, model: str, tokens: int, user: int) -> tuple[float, ...]:
+async def direct_stream(engine: Engine, model: str, tokens: int, user: int) -> Sample:
     request = InferRequest(
         request_id=f"r{user}-{time.perf_counter_ns()}",
         model=model,
@@ -71,42 +103,37 @@ async def direct_stream(engine: Engine, model: str, tokens: int, user: int) -> t
                 last_at = now
             elif isinstance(event, Finished):
                 count = event.usage.completion_tokens
-                return first_at - started, (last_at - first_at) / max(count - 1, 1), count
+                per_token = (last_at - first_at) / max(count - 1, 1)
+                return first_at - started, per_token, count, started, last_at
             elif isinstance(event, Errored):
                 raise RuntimeError(event.error.message)
 
 
-async def direct(
-    model: dict[str, Any], runs: list[tuple[int, int]]
-) -> list[list[tuple[float, ...]]]:
-    script = ScriptProfile(**model["script"])
-    profile = ModelProfile(id=model["id"], n_ctx=model["n_ctx"], parallel=64, script=script)
-    engine = Engine(profile, queue_depth=1024)
-    await engine.start()
+async def direct(models: list[dict[str, Any]]) -> tuple[list[list[Sample]], list[Sample]]:
+    engines: dict[str, Engine] = {}
+    for model in models:
+        script = ScriptProfile(**model["script"])
+        profile = ModelProfile(id=model["id"], n_ctx=model["n_ctx"], parallel=64, script=script)
+        engines[model["id"]] = Engine(profile, queue_depth=1024)
+        await engines[model["id"]].start()
     try:
-        results = []
-        for streams, tokens in runs:
-            results.append(
-                await asyncio.gather(
-                    *(direct_stream(engine, model["id"], tokens, i) for i in range(streams))
-                )
-            )
-        return results
+        return await measure(
+            lambda model, tokens, user: direct_stream(engines[model], model, tokens, user)
+        )
     finally:
-        await engine.stop()
+        for engine in engines.values():
+            await engine.stop()
 
 
 # --- through the stack ------------------------------------------------------------------
 
 
-async def through_stack(port: int, model: str, runs: list[tuple[int, int]]) -> list[list[Any]]:
-    results = []
-    for streams, tokens in runs:
-        done = await asyncio.gather(
-            *(stream_chat(port, body(model, tokens, i)) for i in range(streams))
-        )
-        results.append([(s.ttft_s, s.per_token_s, s.tokens, s.started, s.last_at) for s in done])
-    return results
+async def through_stack(port: int) -> tuple[list[list[Sample]], list[Sample]]:
+    async def stream_once(model: str, tokens: int, user: int) -> Sample:
+        s = await stream_chat(port, body(model, tokens, user))
+        return s.ttft_s, s.per_token_s, s.tokens, s.started, s.last_at
+
+    return await measure(stream_once)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,40 +165,30 @@ def latency_summary(direct_runs: list[Any], stack_runs: list[Any], streams: int)
     return summary
 
 
-def tokens_per_s(run: list[Any], direct: bool) -> float:
-    if direct:
-        return sum(r[2] for r in run) / max(r[0] + r[1] * r[2] for r in run)
-    total = sum(r[2] for r in run)
-    return total / (max(r[4] for r in run) - min(r[3] for r in run))
+def tokens_per_s(burst: list[Sample]) -> float:
+    """Completion tokens per second over the burst's wall time."""
+    return sum(r[2] for r in burst) / (max(r[4] for r in burst) - min(r[3] for r in burst))
 
 
 def run() -> list[dict[str, Any]]:
-    paced, unpaced = profiles()
-    latency_runs = [(c, TOKENS) for c in CONCURRENCY for _ in range(ROUNDS)]
-    throughput_runs = [(THROUGHPUT_STREAMS, THROUGHPUT_TOKENS)]
+    models = profiles()
     # Baseline first, in this process, then the stack; never both at once.
-    direct_latency = asyncio.run(direct(paced, latency_runs))
-    started = time.perf_counter()
-    direct_tp = asyncio.run(direct(unpaced, throughput_runs))[0]
-    direct_tp_s = sum(r[2] for r in direct_tp) / (time.perf_counter() - started)
+    direct_latency, direct_burst = asyncio.run(direct(models))
     with tempfile.TemporaryDirectory() as folder:
-        models = write_models(Path(folder) / "models.toml", [paced, unpaced], {})
-        stack = Stack(Path(folder), models)
+        catalogue = write_models(Path(folder) / "models.toml", models, {})
+        stack = Stack(Path(folder), catalogue)
         try:
-            asyncio.run(through_stack(stack.port, "paced", [(1, 4)]))  # load + warm up
-            asyncio.run(through_stack(stack.port, "unpaced", [(1, 4)]))
-            stack_latency = asyncio.run(through_stack(stack.port, "paced", latency_runs))
-            stack_tp = asyncio.run(through_stack(stack.port, "unpaced", throughput_runs))[0]
+            stack_latency, stack_burst = asyncio.run(through_stack(stack.port))
         finally:
             stack.stop()
     results: list[dict[str, Any]] = []
-    for index, streams in enumerate(CONCURRENCY):
-        rounds = slice(index * ROUNDS, (index + 1) * ROUNDS)
-        result = latency_summary(direct_latency[rounds], stack_latency[rounds], streams)
+    for streams, d, s in zip(CONCURRENCY, direct_latency, stack_latency, strict=True):
+        result = latency_summary([d], [s], streams)
         results.append(
             {"scenario": "overhead_latency", "rate_tok_s": RATE, "tokens": TOKENS, **result}
         )
-    gateway_tok_s = tokens_per_s(stack_tp, direct=False)
+    direct_tp_s = tokens_per_s(direct_burst)
+    gateway_tok_s = tokens_per_s(stack_burst)
     results.append(
         {
             "scenario": "overhead_throughput",

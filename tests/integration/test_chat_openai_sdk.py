@@ -189,3 +189,13 @@ def test_a_repeated_prompt_reports_its_cached_tokens(client: openai.OpenAI) -> N
     again = client.chat.completions.create(model="tiny-hello", messages=messages)  # type: ignore[arg-type]
     assert again.usage is not None and again.usage.prompt_tokens_details is not None
     assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+
+
+def test_a_stream_refused_before_acceptance_gets_a_real_status(client: openai.OpenAI) -> None:
+    # Placement fails at once, before any header: the client sees 503, not a 200 stream
+    # carrying an error.
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="tiny-huge", messages=USER, stream=True)
+    assert caught.value.status_code == 503
+    assert caught.value.code == "no_capacity"
+    assert caught.value.response.headers.get("retry-after") is not None

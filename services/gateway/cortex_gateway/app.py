@@ -8,6 +8,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from cortex_gateway import anthropic_messages, openai_chat, openai_completions, 
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import RecentRequests, dashboard_data
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import Inference
+from cortex_gateway.inference import Inference, StreamItem
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
@@ -254,12 +256,26 @@ async def answer(
     items = gateway.inference.stream(infer)
     headers = {"x-request-id": request_id}
     if turn.stream:
-        body = project(items, projection)
+        # Headers go out once a neuron accepted the request (or a cold load began): a
+        # refusal before that (unknown model, 429 overloaded, 503) is a real HTTP status.
+        # The neuron starts meanwhile, while the response is being set up.
+        first = await anext(items)
+        body = project(resumed(first, items), projection)
         return Stream(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     result = await _collect_while_connected(request, collect(items, projection))
     if result is None:
         return Response(b"", status_code=499)
     return Response(result, media_type=MediaType.JSON, headers=headers)
+
+
+async def resumed(
+    first: StreamItem, items: AsyncGenerator[StreamItem, None]
+) -> AsyncGenerator[StreamItem, None]:
+    """`items` again, with its already-taken first item in front."""
+    async with aclosing(items):
+        yield first
+        async for item in items:
+            yield item
 
 
 async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
