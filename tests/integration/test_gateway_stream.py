@@ -24,6 +24,7 @@ from cortex_wire.messages import (
     Delta,
     Device,
     Done,
+    Failed,
     Heartbeat,
     InferReply,
     InferRequest,
@@ -36,15 +37,16 @@ NODE = "scripted"
 Script = Callable[[Client, InferRequest], object]
 
 
-def fleet_with_ready_model() -> FleetState:
+def fleet_with_ready_model(*nodes: str) -> FleetState:
     fleet = FleetState()
-    heartbeat = Heartbeat(
-        node=NODE, instance="x", seq=1, sent_at=0.0, interval_s=60.0,
-        devices=[Device(index=0, name="cpu", kind="cpu", total_mb=1, free_mb=1)],
-        memory_budget_mb=1, models=[LoadedModel(id="m", state="ready")],
-        catalogue=[CatalogueEntry(id="m", n_ctx=8, footprint_mb=1)],
-    )  # fmt: skip
-    fleet.observe(heartbeat, time.monotonic())
+    for node in nodes or (NODE,):
+        heartbeat = Heartbeat(
+            node=node, instance="x", seq=1, sent_at=0.0, interval_s=60.0,
+            devices=[Device(index=0, name="cpu", kind="cpu", total_mb=1, free_mb=1)],
+            memory_budget_mb=1, models=[LoadedModel(id="m", state="ready")],
+            catalogue=[CatalogueEntry(id="m", n_ctx=8, footprint_mb=1)],
+        )  # fmt: skip
+        fleet.observe(heartbeat, time.monotonic())
     return fleet
 
 
@@ -55,18 +57,18 @@ async def bus(nats_url: str) -> AsyncIterator[Client]:
     await nc.close()
 
 
-async def scripted_neuron(bus: Client, script: Script) -> None:
+async def scripted_neuron(bus: Client, script: Script, node: str = NODE) -> None:
     async def on_infer(msg) -> None:
         request = codec.decode(msg.data, InferRequest)
         await msg.respond(codec.encode(InferReply(accepted=True)))
         await script(bus, request)  # type: ignore[misc]
 
-    await bus.subscribe(subjects.infer(NODE), cb=on_infer)
+    await bus.subscribe(subjects.infer(node), cb=on_infer)
 
 
-def inference(bus: Client) -> Inference:
+def inference(bus: Client, *nodes: str) -> Inference:
     settings = GatewaySettings(keepalive_interval_s=0.05, stream_idle_timeout_s=0.3)
-    return Inference(bus, fleet_with_ready_model(), settings)
+    return Inference(bus, fleet_with_ready_model(*nodes), settings)
 
 
 def request(request_id: str) -> InferRequest:
@@ -171,3 +173,45 @@ async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) ->
     )
     assert caught.value.headers() == {"Retry-After": "1"}
     assert caught.value.openai_body()["error"]["type"] == "rate_limit_error"
+
+
+async def silent(bus: Client, req: InferRequest) -> None:
+    return None
+
+
+async def answers(bus: Client, req: InferRequest) -> None:
+    await send(bus, req, Delta(seq=0, text="from b", tokens=2),
+               Done(seq=1, finish_reason="stop", usage=Usage(completion_tokens=2)))  # fmt: skip
+
+
+async def test_a_neuron_lost_before_the_first_token_hands_over_to_another(bus: Client) -> None:
+    await scripted_neuron(bus, silent, node="a")  # least busy by name: tried first
+    await scripted_neuron(bus, answers, node="b")
+    items = [i async for i in inference(bus, "a", "b").stream(request("moved")) if i is not WAITING]
+    assert [type(i).__name__ for i in items] == ["Accepted", "Delta", "Done"]
+    assert items[1].text == "from b"
+
+
+async def test_a_retryable_failure_before_the_first_token_hands_over_too(bus: Client) -> None:
+    async def unloading(bus: Client, req: InferRequest) -> None:
+        gone = WireError(code="unloading", message="model is being unloaded", retryable=True)
+        await send(bus, req, Failed(seq=0, error=gone))
+
+    await scripted_neuron(bus, unloading, node="a")
+    await scripted_neuron(bus, answers, node="b")
+    items = [i async for i in inference(bus, "a", "b").stream(request("unl")) if i is not WAITING]
+    assert [type(i).__name__ for i in items] == ["Accepted", "Delta", "Done"]
+
+
+async def test_a_neuron_lost_mid_answer_is_a_failure_not_a_replay(bus: Client) -> None:
+    async def half(bus: Client, req: InferRequest) -> None:
+        await send(bus, req, Delta(seq=0, text="half", tokens=1))
+
+    await scripted_neuron(bus, half, node="a")
+    await scripted_neuron(bus, answers, node="b")
+    seen = []
+    with pytest.raises(ApiError) as caught:
+        async for item in inference(bus, "a", "b").stream(request("half")):
+            seen.append(item)
+    assert caught.value.code == "stream_timeout"
+    assert [i.text for i in seen if isinstance(i, Delta)] == ["half"]

@@ -47,8 +47,10 @@ class GatewaySettings(Section):
     max_body_bytes: int = 4 * 1024 * 1024
     # How long a request may wait for a cold model to become ready.
     load_timeout_s: float = 600.0
-    # A stream with no frame (not even a keep-alive) for this long has failed.
-    stream_idle_timeout_s: float = 30.0
+    # A stream with no frame (not even a keep-alive) for this long has failed: its neuron is
+    # gone. Neurons send a frame at least every [neuron] keepalive_interval_s (1 s), so keep
+    # this above twice that. A request that had no token yet moves to another replica.
+    stream_idle_timeout_s: float = 2.5
     # SSE keep-alives (comments / Anthropic pings) while a request waits.
     keepalive_interval_s: float = 1.0
     # A cold request waits this long for a scheduler to answer (one may be taking over).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -28,6 +28,7 @@ from cortex_gateway.errors import ApiError
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
+    Delta,
     Done,
     EnsureModel,
     EnsureReply,
@@ -36,7 +37,9 @@ from cortex_wire.messages import (
     InferReply,
     InferRequest,
     KeepAlive,
+    ReasoningDelta,
     TokenCount,
+    ToolCallBlock,
 )
 
 log = structlog.get_logger("gateway.inference")
@@ -102,6 +105,14 @@ class FrameInbox:
         return self._messages.popleft()
 
 
+# A request may run on this many neurons in turn while none has produced a token.
+ATTEMPTS = 2
+# Failures of the neuron rather than of the request: worth trying another replica.
+NODE_FAILURES = frozenset(
+    {"stream_timeout", "stream_gap", "neuron_unavailable", "unloading", "decode_failed"}
+)
+
+
 def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
     return ApiError(503, message, code=code, type="service_unavailable", retry_after=1)
 
@@ -152,10 +163,12 @@ class Inference:
                 raise ApiError.from_wire(reply.error)
 
     async def _route(
-        self, model: str, request_id: str, cold: bool
+        self, model: str, request_id: str, cold: bool, avoid: Collection[str] = ()
     ) -> AsyncIterator[Routed | _Waiting]:
-        """Yield WAITING while a cold model loads, then where the request goes."""
-        node = None if cold else least_busy(self.fleet.ready_replicas(model, time.monotonic()))
+        """Yield WAITING while a cold model loads, then where the request goes (a ready
+        replica not in `avoid` if there is one)."""
+        replicas = self.fleet.ready_replicas(model, time.monotonic())
+        node = None if cold else least_busy([r for r in replicas if r[0].node not in avoid])
         if node is not None:
             yield Routed(node)
             return
@@ -202,8 +215,46 @@ class Inference:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
 
         Ends after a Done or Failed frame. Raises ApiError when it cannot start or the stream
-        breaks. Closing the iterator early cancels the request on the neuron.
+        breaks. Closing the iterator early cancels the request on the neuron. A request whose
+        neuron fails before the first token is sent to another ready replica, unseen by the
+        client.
         """
+        tried: set[str] = set()
+        attempt = request
+        for number in range(1, ATTEMPTS + 1):
+            started = False  # has anything of the answer reached the client?
+            try:
+                async for item in self._attempt(attempt, tried, announce=number == 1):
+                    if isinstance(item, Failed) and not started:
+                        raise ApiError.from_wire(item.error)  # perhaps retried below
+                    started = started or isinstance(item, Delta | ReasoningDelta | ToolCallBlock)
+                    yield item
+                return
+            except ApiError as error:
+                if (
+                    started
+                    or number == ATTEMPTS
+                    or error.code not in NODE_FAILURES
+                    or not self._ready_elsewhere(request.model, tried)
+                ):
+                    raise
+                log.warning(
+                    "request_retried", request_id=request.request_id, model=request.model,
+                    failed_on=sorted(tried), reason=error.message,
+                )  # fmt: skip
+                request_id = f"{request.request_id}-retry{number}"
+                attempt = msgspec.structs.replace(
+                    request, request_id=request_id, stream_subject=subjects.stream(request_id)
+                )
+
+    def _ready_elsewhere(self, model: str, tried: Collection[str]) -> bool:
+        replicas = self.fleet.ready_replicas(model, time.monotonic())
+        return any(view.node not in tried for view, _ in replicas)
+
+    async def _attempt(
+        self, request: InferRequest, tried: set[str], announce: bool
+    ) -> AsyncGenerator[StreamItem, None]:
+        """One try at `request` on one neuron (not one in `tried`, to which it is added)."""
         frames = FrameInbox()
         sub = await self.nc.subscribe(
             request.stream_subject, cb=frames.put, pending_msgs_limit=65536
@@ -212,13 +263,14 @@ class Inference:
         try:
             accepted = False
             routed = Routed("")
-            for attempt in range(2):
-                async for step in self._route(request.model, request.request_id, cold=attempt > 0):
+            for cold in (False, True):
+                async for step in self._route(request.model, request.request_id, cold, tried):
                     if isinstance(step, _Waiting):
                         yield WAITING
                     else:
                         routed = step
                 node = routed.node
+                tried.add(node)
                 reply = await self._submit(node, request)
                 if reply.accepted:
                     accepted = True
@@ -234,13 +286,14 @@ class Inference:
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )
-            yield Accepted(
-                node=node,
-                reasoning_markers=reply.reasoning_markers,
-                tool_call_markers=reply.tool_call_markers,
-                cold_start=routed.cold_start,
-                load_s=routed.load_s,
-            )
+            if announce:
+                yield Accepted(
+                    node=node,
+                    reasoning_markers=reply.reasoning_markers,
+                    tool_call_markers=reply.tool_call_markers,
+                    cold_start=routed.cold_start,
+                    load_s=routed.load_s,
+                )
             async for item in self._frames(frames, request.request_id):
                 if isinstance(item, Done | Failed):
                     finished = True  # the neuron is done with it: nothing to cancel
@@ -253,19 +306,23 @@ class Inference:
 
     async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:
         tick = self.settings.keepalive_interval_s
+        limit = self.settings.stream_idle_timeout_s
         expected = 0
-        silent = 0.0
+        heard_at = time.monotonic()
         while True:
-            msg = await frames.get(tick)
+            silent = time.monotonic() - heard_at
+            msg = await frames.get(min(tick, max(limit - silent, 0.0)))
             if msg is None:
-                silent += tick
-                if silent >= self.settings.stream_idle_timeout_s:
+                silent = time.monotonic() - heard_at
+                if silent >= limit:
+                    # Neurons send a frame at least every keepalive interval: this one is
+                    # gone (killed, partitioned) or stuck.
                     raise _unavailable(
-                        f"the neuron went silent for {silent:g}s", "stream_timeout"
+                        f"the neuron went silent for {silent:.1f}s", "stream_timeout"
                     ) from None
                 yield WAITING
                 continue
-            silent = 0.0
+            heard_at = time.monotonic()
             try:
                 frame = codec.decode_frame(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
