@@ -31,3 +31,11 @@ def test_subjects_show_the_ids_they_carry() -> None:
         readable_subject(subjects.model_event("gpu.1", "qwen3:8b"))
         == "cortex.event.model.gpu.1.qwen3:8b"
     )
+
+
+def test_a_gateway_heartbeat_reads_as_one_line() -> None:
+    from cortex_wire.messages import GatewayHeartbeat
+
+    beat = GatewayHeartbeat(gateway="gw:1", sent_at=0, interval_s=1, streams=3)
+    line = summarize(subjects.gateway_heartbeat("gw:1"), codec.encode(beat))
+    assert line == "gateway gw:1 alive, following 3 streams"

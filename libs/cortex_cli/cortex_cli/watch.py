@@ -28,7 +28,7 @@ STYLES = {
 
 def _kind(subject: str) -> str:
     parts = subject.split(".")
-    if len(parts) >= 4 and parts[1] == "neuron":
+    if len(parts) >= 4 and parts[1] in ("neuron", "gateway"):
         return parts[3]
     return parts[1] if len(parts) > 1 else ""
 
@@ -40,6 +40,8 @@ def summarize(subject: str, payload: bytes) -> str:
     except ValueError:
         return f"{len(payload)} bytes (not JSON)"
     kind = _kind(subject)
+    if kind == "heartbeat" and isinstance(body, dict) and "gateway" in body:
+        return f"gateway {body.get('gateway')} alive, following {body.get('streams', 0)} streams"
     if kind == "heartbeat" and isinstance(body, dict):
         models = ", ".join(
             f"{m.get('id')}={m.get('state')}"

@@ -53,6 +53,8 @@ class GatewaySettings(Section):
     stream_idle_timeout_s: float = 2.5
     # SSE keep-alives (comments / Anthropic pings) while a request waits.
     keepalive_interval_s: float = 1.0
+    # How often the gateway tells neurons it is alive (they cancel an orphan's requests).
+    heartbeat_interval_s: float = 1.0
     # A cold request waits this long for a scheduler to answer (one may be taking over).
     scheduler_grace_s: float = 10.0
     # API keys (Authorization: Bearer KEY or x-api-key: KEY). With require_auth, every route

@@ -87,6 +87,14 @@ class Heartbeat(Struct):
     cycles: int = 0
 
 
+class GatewayHeartbeat(Struct):
+    gateway: str
+    sent_at: float
+    interval_s: float
+    # Requests it is following right now (for a reader of the bus).
+    streams: int = 0
+
+
 # ---------------------------------------------------------------------------------------
 # Inference (cortex.neuron.<node>.infer, frames on cortex.stream.<request_id>)
 
@@ -136,6 +144,8 @@ class InferRequest(Struct):
     chat_template_kwargs: dict[str, object] = msgspec.field(default_factory=dict)
     # Tool definitions for the chat template (OpenAI function format).
     tools: list[dict[str, object]] = msgspec.field(default_factory=list)
+    # The gateway following the stream: if its heartbeats stop, the neuron cancels.
+    gateway: str = ""
 
 
 class InferReply(Struct):

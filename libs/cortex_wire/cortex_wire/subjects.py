@@ -15,6 +15,7 @@ ROOT = "cortex"
 _PLAIN = frozenset(string.ascii_letters + string.digits + "-_")
 
 HEARTBEATS = f"{ROOT}.neuron.*.heartbeat"
+GATEWAY_HEARTBEATS = f"{ROOT}.gateway.*.heartbeat"
 CANCEL = f"{ROOT}.cancel"
 SCHED_ENSURE = f"{ROOT}.sched.ensure"
 SCHED_UNLOAD = f"{ROOT}.sched.unload"
@@ -68,6 +69,11 @@ def decode_token(token: str) -> str:
 
 def heartbeat(node: str) -> str:
     return f"{ROOT}.neuron.{encode_token(node)}.heartbeat"
+
+
+def gateway_heartbeat(gateway: str) -> str:
+    """A gateway saying it is alive: neurons cancel the requests of a gateway that stops."""
+    return f"{ROOT}.gateway.{encode_token(gateway)}.heartbeat"
 
 
 def infer(node: str) -> str:

@@ -240,7 +240,11 @@ async def answer(
     model = gateway.resolve_model(turn.model)
     request_id = f"{turn.request_prefix}{next_request_id()}"
     infer = InferRequest(
-        request_id=request_id, model=model, stream_subject=subjects.stream(request_id), **turn.infer
+        request_id=request_id,
+        model=model,
+        stream_subject=subjects.stream(request_id),
+        gateway=gateway.name,
+        **turn.infer,
     )
     call = CallInfo(
         request_id=request_id,

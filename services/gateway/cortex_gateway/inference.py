@@ -122,6 +122,7 @@ class Inference:
         self.nc = nc
         self.fleet = fleet
         self.settings = settings
+        self.following = 0  # streams being followed right now
 
     async def _ensure(self, model: str, request_id: str) -> str:
         """Ask the scheduler to make `model` ready; return the node that has it.
@@ -260,6 +261,7 @@ class Inference:
             request.stream_subject, cb=frames.put, pending_msgs_limit=65536
         )
         finished = False
+        self.following += 1
         try:
             accepted = False
             routed = Routed("")
@@ -302,6 +304,7 @@ class Inference:
             if not finished:
                 cancel = Cancel(request_id=request.request_id)
                 await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
+            self.following -= 1
             await sub.unsubscribe()
 
     async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:

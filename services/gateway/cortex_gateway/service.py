@@ -10,6 +10,7 @@ from collections.abc import Callable
 import msgspec
 import structlog
 import uvicorn
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from cortex_core.bus import connect
@@ -19,7 +20,7 @@ from cortex_core.metrics_server import serve_metrics
 from cortex_gateway.app import Gateway, create_app
 from cortex_gateway.metrics import GatewayMetrics
 from cortex_wire import codec, subjects
-from cortex_wire.messages import Heartbeat, RequestRecord
+from cortex_wire.messages import GatewayHeartbeat, Heartbeat, RequestRecord
 
 log = structlog.get_logger("gateway")
 
@@ -39,6 +40,23 @@ def bind(listen: str) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+async def heartbeats(nc: Client, gateway: Gateway, interval: float) -> None:
+    """Tell neurons this gateway is alive; they cancel the requests of one that stops."""
+    subject = subjects.gateway_heartbeat(gateway.name)
+    while True:
+        beat = GatewayHeartbeat(
+            gateway=gateway.name,
+            sent_at=time.time(),
+            interval_s=interval,
+            streams=gateway.inference.following,
+        )
+        try:
+            await nc.publish(subject, codec.encode(beat))
+        except Exception as error:  # the bus is away: say so, keep beating
+            log.warning("heartbeat_failed", error=str(error) or type(error).__name__)
+        await asyncio.sleep(interval)
 
 
 async def run_gateway(
@@ -96,9 +114,11 @@ async def run_gateway(
     if listening is not None:
         listening(http_port, metrics_server.server_port if metrics_server else 0)
     stopped = asyncio.create_task(stop.wait())
+    beating = asyncio.create_task(heartbeats(nc, gateway, settings.gateway.heartbeat_interval_s))
     try:
         await asyncio.wait({serve, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        beating.cancel()
         server.should_exit = True
         await asyncio.gather(serve, return_exceptions=True)
         stopped.cancel()

@@ -25,6 +25,7 @@ class Job:
     channel: TokenChannel
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.perf_counter)
+    accepted_at: float = field(default_factory=time.monotonic)
 
 
 class Generation:

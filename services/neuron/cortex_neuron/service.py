@@ -22,6 +22,7 @@ from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
+from cortex_neuron.gateway_watch import GatewayWatch
 from cortex_neuron.gguf_header import GGUFError, read_metadata
 from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
 from cortex_neuron.metrics import NeuronMetrics
@@ -32,6 +33,7 @@ from cortex_wire.messages import (
     Delta,
     Done,
     Failed,
+    GatewayHeartbeat,
     InferReply,
     InferRequest,
     KeepAlive,
@@ -73,6 +75,7 @@ class Neuron:
         self.instance = uuid.uuid4().hex[:12]
         self.residents: dict[str, Resident] = {}
         self.jobs: dict[str, Job] = {}
+        self.gateways = GatewayWatch()
         self._seq = 0
         self.cycles = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +93,7 @@ class Neuron:
             # Loads are slow: their own subscription, so inference is never stuck behind one.
             await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
             await self.nc.subscribe(subjects.CANCEL, cb=self._on_cancel),
+            await self.nc.subscribe(subjects.GATEWAY_HEARTBEATS, cb=self._on_gateway_heartbeat),
         ]
         metrics_server = serve_metrics(
             self.settings.neuron.metrics_listen, self.metrics.registry, "neuron.metrics_listen"
@@ -121,6 +125,7 @@ class Neuron:
         interval = self.settings.neuron.heartbeat_interval_s
         while not stop.is_set():
             await self.publish_heartbeat()
+            self._cancel_orphans()
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:
@@ -293,6 +298,26 @@ class Neuron:
         except EngineError as error:
             reply = ControlReply(ok=False, error=error.wire)
         await _reply(msg, reply)
+
+    async def _on_gateway_heartbeat(self, msg: Msg) -> None:
+        try:
+            beat = codec.decode(msg.data, GatewayHeartbeat)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.log.warning("bad_gateway_heartbeat", subject=msg.subject)
+            return
+        self.gateways.heartbeat(beat.gateway, beat.interval_s, time.monotonic())
+
+    def _cancel_orphans(self) -> None:
+        """Cancel the requests of gateways that stopped beating (they cannot say so)."""
+        running = [
+            (rid, job.request.gateway, job.accepted_at)
+            for rid, job in self.jobs.items()
+            if not job.cancelled.is_set()
+        ]
+        for request_id in self.gateways.orphans(running, time.monotonic()):
+            job = self.jobs[request_id]
+            job.cancelled.set()
+            self.log.warning("request_orphaned", request_id=request_id, gateway=job.request.gateway)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
