@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cortex_core.nats_server import EmbeddedNats
+from tests.support.tiny_gguf import TinyModel, build_tiny_gguf
 
 
 def free_port() -> int:
@@ -31,6 +33,16 @@ def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
 
 
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, dict):  # an inline table, e.g. a model's script
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def write_catalogue(
     path: Path, models: list[dict[str, object]], aliases: dict[str, str] | None = None
 ) -> Path:
@@ -39,17 +51,25 @@ def write_catalogue(
     for model in models:
         lines.append("[[models]]")
         for key, value in model.items():
-            rendered = (
-                f'"{value}"'
-                if isinstance(value, str | Path)
-                else str(value).lower()
-                if isinstance(value, bool)
-                else repr(value)
-            )
-            lines.append(f"{key} = {rendered}")
+            lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
     if aliases:
         lines.append("[aliases]")
         lines.extend(f'"{a}" = "{t}"' for a, t in aliases.items())
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+HELLO = ("Hello", ",", " world", "!")
+
+
+@pytest.fixture(scope="session")
+def hello_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return build_tiny_gguf(tmp_path_factory.mktemp("models") / "hello.gguf", HELLO)
+
+
+@pytest.fixture(scope="session")
+def endless_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Greedy output "tick tocktick tock…" until a limit or a cancellation stops it."""
+    path = tmp_path_factory.mktemp("endless") / "endless.gguf"
+    return build_tiny_gguf(path, ("tick", " tock"), endless=True, n_ctx=8192)

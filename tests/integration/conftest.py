@@ -7,21 +7,7 @@ import pytest
 
 from tests.conftest import write_catalogue
 from tests.support.stack import RunningStack, running_stack, stack_settings
-from tests.support.tiny_gguf import TinyModel, build_tiny_gguf
-
-HELLO = ("Hello", ",", " world", "!")
-
-
-@pytest.fixture(scope="session")
-def hello_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    return build_tiny_gguf(tmp_path_factory.mktemp("models") / "hello.gguf", HELLO)
-
-
-@pytest.fixture(scope="session")
-def endless_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    """Greedy output "tick tocktick tock…" until a limit or a cancellation stops it."""
-    path = tmp_path_factory.mktemp("endless") / "endless.gguf"
-    return build_tiny_gguf(path, ("tick", " tock"), endless=True, n_ctx=8192)
+from tests.support.tiny_gguf import TinyModel
 
 
 @pytest.fixture(scope="session")
