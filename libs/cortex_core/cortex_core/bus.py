@@ -40,7 +40,15 @@ async def connect(settings: NatsSettings, name: str) -> Client:
     """Connect (retrying until the server answers) and log every change of connection state."""
 
     async def on_error(error: Exception) -> None:
-        log.warning("nats_error", error=str(error) or type(error).__name__)
+        text = str(error) or type(error).__name__
+        if "authorization violation" in text.lower() or "authentication" in text.lower():
+            # Retrying cannot fix this side of it: say which settings to look at.
+            log.error(
+                "nats_auth_failed", error=text,
+                hint="check [nats] user/password, token, creds or nkey_seed",
+            )  # fmt: skip
+            return
+        log.warning("nats_error", error=text)
 
     async def on_disconnect() -> None:
         log.warning("nats_disconnected")

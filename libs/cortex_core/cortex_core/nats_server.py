@@ -13,6 +13,7 @@ import sys
 import sysconfig
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -38,7 +39,16 @@ def find_binary() -> Path:
 
 
 class EmbeddedNats:
-    def __init__(self, host: str, port: int, store_dir: Path, echo: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        store_dir: Path,
+        echo: TextIO | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        # extra_args: more nats-server options, e.g. ("--user", u, "--pass", p) or ("-c", conf)
+        self.extra_args = tuple(extra_args)
         self.host = host
         self.port = port
         self.store_dir = store_dir
@@ -53,7 +63,7 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [
             str(find_binary()), "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.store_dir), "-n", "cortex-embedded",
+            "-js", "-sd", str(self.store_dir), "-n", "cortex-embedded", *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -122,6 +122,10 @@ def decode_body(body: bytes, kind: type[Any]) -> Any:
         return msgspec.json.decode(body, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise decode_error(error) from None
+    except UnicodeDecodeError as error:  # msgspec checks UTF-8 only where a str is decoded
+        raise ApiError(
+            400, f"request body is not valid UTF-8 (byte {error.start} of a string)"
+        ) from None
 
 
 def unsupported(name: str, why: str = "") -> ApiError:

@@ -200,7 +200,7 @@ class LlamaBackend:
             add(C.llama_sampler_init_top_p(params.top_p, 1))
             add(C.llama_sampler_init_min_p(params.min_p, 1))
             add(C.llama_sampler_init_temp(params.temperature))
-            add(C.llama_sampler_init_dist(seed))
+            add(C.llama_sampler_init_dist(seed & 0xFFFFFFFF))  # any int: llama.cpp takes 32 bits
         return LlamaSampler(self._ctx, chain)
 
     # --- decoding -------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Hostile input at the HTTP edge: names built to escape a NATS subject, malformed and
+extreme bodies. Every one gets a clear 4xx in its dialect's envelope; nothing crashes,
+nothing leaks a 5xx, and a neuron with a hostile name serves like any other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from cortex_core.nats_server import EmbeddedNats
+from tests.conftest import write_catalogue
+from tests.support.stack import RunningStack, running_stack, stack_settings
+
+# A neuron and a model whose names contain every subject metacharacter there is.
+NODE = "gpu.0 *>\r\nnœud-模型"
+MODEL = "org.model*>v1 \tcafé"
+M = [{"role": "user", "content": "x"}]
+HOSTILE_IDS = ["a.b", "*", ">", "a b", "a\r\nb", "模型🙂", "x" * 10_000, "cortex.>", "~2e"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    folder: Path = tmp_path_factory.mktemp("hostile")
+    bus = EmbeddedNats("127.0.0.1", -1, folder / "nats")
+    bus.start()
+    models = write_catalogue(
+        folder / "models.toml",
+        [{"id": MODEL, "n_ctx": 64, "script": {"reply": "fine"}}],
+        aliases={"s": MODEL},
+    )
+    try:
+        with running_stack(stack_settings(bus.url, models, node=NODE)) as running:
+            yield running
+    finally:
+        bus.stop()
+
+
+@pytest.fixture
+def client(stack: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+def openai_error(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"message", "type", "code", "param"} <= set(body["error"])
+    return dict(body["error"])
+
+
+def test_a_neuron_and_model_with_hostile_names_serve_normally(client: httpx.Client) -> None:
+    answer = client.post("/v1/chat/completions", json={"model": MODEL, "messages": M})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "fine"
+    listed = next(m for m in client.get("/v1/models").json()["data"] if m["id"] == MODEL)
+    assert listed["served_by"] == [NODE]
+
+
+@pytest.mark.parametrize("model", HOSTILE_IDS)
+@pytest.mark.parametrize(
+    "route", ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"]
+)
+def test_hostile_model_ids_are_a_clear_404(client: httpx.Client, route: str, model: str) -> None:
+    body: dict[str, Any] = {"model": model, "messages": M, "prompt": "x", "input": "x"}
+    if route == "/v1/messages":
+        body = {"model": model, "messages": M, "max_tokens": 5}
+    elif route == "/v1/completions":
+        body = {"model": model, "prompt": "x"}
+    elif route == "/v1/responses":
+        body = {"model": model, "input": "x"}
+    response = client.post(route, json=body)
+    assert response.status_code == 404, response.text
+    if route == "/v1/messages":
+        assert response.json()["error"]["type"] == "not_found_error"
+    else:
+        assert openai_error(response)["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("model", HOSTILE_IDS)
+def test_hostile_ids_in_model_lookups_and_admin_routes(client: httpx.Client, model: str) -> None:
+    assert client.get(f"/v1/models/{quote(model, safe='')}").status_code == 404
+    # Admin is off without admin keys: refused before the id is even looked at.
+    assert (
+        client.post("/admin/models/load", json={"model": model, "node": model}).status_code == 403
+    )
+
+
+def chat_with(extra: str) -> bytes:
+    """A valid chat body for model "s" with `extra` (raw JSON members) added."""
+    return b'{"model":"s","messages":[{"role":"user","content":"x"}]' + extra.encode() + b"}"
+
+
+BAD_BODIES: dict[str, tuple[bytes, str]] = {
+    "not JSON": (b"hello", "not valid JSON"),
+    "a JSON array": (b"[]", "Expected `object`"),
+    "NaN": (chat_with(',"temperature":NaN'), "JSON"),
+    "Infinity": (chat_with(',"top_p":Infinity'), "JSON"),
+    "deeply nested": (
+        b'{"model":"s","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "messages",
+    ),
+    "invalid UTF-8": (b'{"model":"s\xff","messages":[]}', "UTF-8"),
+    "no messages": (b'{"model":"s","messages":[]}', "at least one message"),
+    "no model": (b'{"messages":[{"role":"user","content":"x"}]}', "model"),
+    "negative max_tokens": (chat_with(',"max_tokens":-1'), "max_tokens"),
+    "negative temperature": (chat_with(',"temperature":-1'), "temperature"),
+    "huge temperature": (chat_with(',"temperature":1e308'), "temperature"),
+    "top_p above 1": (chat_with(',"top_p":2'), "top_p"),
+    "unknown role": (b'{"model":"s","messages":[{"role":"wizard","content":"x"}]}', "role"),
+    "content of the wrong type": (
+        b'{"model":"s","messages":[{"role":"user","content":5}]}',
+        "content",
+    ),
+    "prompt over the context": (
+        b'{"model":"s","messages":[{"role":"user","content":"' + b"w " * 400 + b'"}]}',
+        "context of 64 tokens",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BAD_BODIES)
+def test_bad_bodies_are_a_clear_400(client: httpx.Client, name: str) -> None:
+    raw, says = BAD_BODIES[name]
+    response = client.post(
+        "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert says in openai_error(response)["message"]
+
+
+@pytest.mark.parametrize("name", ["NaN", "deeply nested", "invalid UTF-8", "no messages"])
+def test_bad_bodies_get_anthropics_envelope_on_messages(client: httpx.Client, name: str) -> None:
+    raw, _ = BAD_BODIES[name]
+    response = client.post(
+        "/v1/messages", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+
+
+def test_extreme_but_valid_numbers_are_served(client: httpx.Client) -> None:
+    # max_tokens far beyond the context: the context is the limit; any int is a fine seed.
+    for extra in ({"max_tokens": 10**12}, {"seed": 2**70}, {"seed": -5}):
+        answer = client.post("/v1/chat/completions", json={"model": "s", "messages": M, **extra})
+        assert answer.status_code == 200, (extra, answer.text)
+        assert answer.json()["choices"][0]["message"]["content"] == "fine"
