@@ -53,6 +53,9 @@ class GatewaySettings(Section):
     stream_idle_timeout_s: float = 2.5
     # SSE keep-alives (comments / Anthropic pings) while a request waits.
     keepalive_interval_s: float = 1.0
+    # A streaming client that has not taken a frame for this long (it stopped reading) has
+    # its generation cancelled; its frames are dropped rather than held.
+    client_stall_timeout_s: float = 30.0
     # How often the gateway tells neurons it is alive (they cancel an orphan's requests).
     heartbeat_interval_s: float = 1.0
     # A cold request waits this long for a scheduler to answer (one may be taking over).

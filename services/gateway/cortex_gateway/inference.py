@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -78,23 +78,53 @@ ACCEPT_TIMEOUT_S = 5.0
 ENSURE_ROUND_S = 10.0
 
 
+class ClientTooSlow(Exception):
+    """The client stopped taking its stream: its frames piled up past the limits."""
+
+
 class FrameInbox:
     """A stream subject's messages, handed from the NATS callback to the request's reader.
 
     `Subscription.next_msg(timeout)` runs a wait_for (a new task) per message, which at
     thousands of frames a second was a visible share of the gateway's CPU; here a reader
-    waits only when the inbox is empty."""
+    waits only when the inbox is empty.
 
-    def __init__(self) -> None:
-        self._messages: deque[Msg] = deque()
+    The inbox is bounded: a client that stops reading leaves its reader blocked in an HTTP
+    write, so frames pile up here. Past `max_frames`, or with a frame waiting longer than
+    `stall_s`, the inbox gives up: it drops what it holds, calls `on_stall` once (which
+    cancels the generation), and its reader gets ClientTooSlow if it ever comes back.
+    """
+
+    def __init__(
+        self,
+        max_frames: int = 4096,
+        stall_s: float = 30.0,
+        on_stall: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._messages: deque[tuple[float, Msg]] = deque()
         self._arrived = asyncio.Event()
+        self._max_frames = max_frames
+        self._stall_s = stall_s
+        self._on_stall = on_stall
+        self.stalled = False
 
     async def put(self, msg: Msg) -> None:
-        self._messages.append(msg)
+        if self.stalled:
+            return
+        now = time.monotonic()
+        self._messages.append((now, msg))
         self._arrived.set()
+        oldest = self._messages[0][0]
+        if len(self._messages) > self._max_frames or now - oldest > self._stall_s:
+            self.stalled = True
+            self._messages.clear()
+            if self._on_stall is not None:
+                await self._on_stall()
 
     async def get(self, timeout: float) -> Msg | None:
         """The next message, or None after `timeout` seconds without one."""
+        if self.stalled:
+            raise ClientTooSlow
         if not self._messages:
             self._arrived.clear()
             try:
@@ -102,7 +132,9 @@ class FrameInbox:
                     await self._arrived.wait()
             except TimeoutError:
                 return None
-        return self._messages.popleft()
+            if self.stalled:
+                raise ClientTooSlow
+        return self._messages.popleft()[1]
 
 
 # A request may run on this many neurons in turn while none has produced a token.
@@ -256,7 +288,18 @@ class Inference:
         self, request: InferRequest, tried: set[str], announce: bool
     ) -> AsyncGenerator[StreamItem, None]:
         """One try at `request` on one neuron (not one in `tried`, to which it is added)."""
-        frames = FrameInbox()
+
+        async def cancel_for_stalled_client() -> None:
+            log.warning(
+                "client_too_slow", request_id=request.request_id,
+                stall_s=self.settings.client_stall_timeout_s,
+            )  # fmt: skip
+            cancel = Cancel(request_id=request.request_id, reason="client stopped reading")
+            await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
+
+        frames = FrameInbox(
+            stall_s=self.settings.client_stall_timeout_s, on_stall=cancel_for_stalled_client
+        )
         sub = await self.nc.subscribe(
             request.stream_subject, cb=frames.put, pending_msgs_limit=65536
         )
@@ -314,7 +357,12 @@ class Inference:
         heard_at = time.monotonic()
         while True:
             silent = time.monotonic() - heard_at
-            msg = await frames.get(min(tick, max(limit - silent, 0.0)))
+            try:
+                msg = await frames.get(min(tick, max(limit - silent, 0.0)))
+            except ClientTooSlow:
+                raise ApiError(
+                    408, "the client stopped reading its stream", code="client_too_slow"
+                ) from None
             if msg is None:
                 silent = time.monotonic() - heard_at
                 if silent >= limit:

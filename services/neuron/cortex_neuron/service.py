@@ -201,10 +201,12 @@ class Neuron:
         self.residents[model_id] = resident
         self.log.info("model_loading", model=model_id, path=profile.path)
         await self._announce(model_id, "loading")
+        running, waiting = self._limits(profile)
         engine = Engine(
             profile,
             n_threads=self.settings.neuron.n_threads,
-            queue_depth=self.settings.neuron.queue_depth,
+            # Admission is decided here; the engine's own queue must hold all it admits.
+            queue_depth=running + waiting,
             on_progress=lambda progress: self._load_progress(resident, progress),
         )
         started = time.perf_counter()
@@ -370,15 +372,20 @@ class Neuron:
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
             self._spawn(self._pump(job))
 
-    def _admission(self, resident: Resident) -> WireError | None:
-        """Refuse at once (with a reason) what would wait beyond the model's limits."""
-        profile = resident.profile
+    def _limits(self, profile: ModelProfile) -> tuple[int, int]:
+        """(requests generating at once, requests waiting behind them) for a model."""
         running = profile.max_in_flight or profile.parallel
         waiting = (
             profile.max_queue_depth
             if profile.max_queue_depth >= 0
             else self.settings.neuron.queue_depth
         )
+        return running, waiting
+
+    def _admission(self, resident: Resident) -> WireError | None:
+        """Refuse at once (with a reason) what would wait beyond the model's limits."""
+        profile = resident.profile
+        running, waiting = self._limits(profile)
         in_flight = self.in_flight(profile.id)
         if in_flight < running + waiting:
             return None
