@@ -31,6 +31,7 @@ from cortex_gateway.dashboard import RecentRequests, dashboard_data
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference, StreamItem
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
+from cortex_gateway.openapi import openapi_document
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import codec, subjects
@@ -416,8 +417,13 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return {"input_tokens": await gateway.inference.count_tokens(infer)}
 
+    @get("/openapi.json", sync_to_thread=False)
+    def openapi() -> dict[str, Any]:
+        return openapi_document()
+
     return Litestar(
         route_handlers=[
+            openapi,
             health,
             list_models,
             get_model,

@@ -1,0 +1,109 @@
+"""The gateway's OpenAPI description, served at /openapi.json (pure).
+
+The request schemas come from the very msgspec Structs the routes decode bodies into, so
+the description cannot drift from what is accepted; error responses use each dialect's
+own envelope. Schemathesis fuzzes the gateway against it in the hostile-input suite.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from cortex_gateway.anthropic_messages import CountTokensRequest, MessagesRequest
+from cortex_gateway.openai_chat import ChatCompletionRequest
+from cortex_gateway.openai_completions import CompletionRequest
+from cortex_gateway.openai_responses import ResponsesRequest
+
+OPENAI_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+ERROR_STATUSES = ("400", "401", "403", "404", "408", "413", "429", "503")
+
+# (path, request Struct, dialect, summary)
+INFERENCE_ROUTES: tuple[tuple[str, type[msgspec.Struct], str, str], ...] = (
+    ("/v1/chat/completions", ChatCompletionRequest, "openai", "OpenAI chat completion"),
+    ("/v1/completions", CompletionRequest, "openai", "OpenAI text completion"),
+    ("/v1/responses", ResponsesRequest, "openai", "OpenAI response"),
+    ("/v1/messages", MessagesRequest, "anthropic", "Anthropic message"),
+    ("/v1/messages/count_tokens", CountTokensRequest, "anthropic", "Anthropic token count"),
+)
+
+
+def _errors(dialect: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{dialect.capitalize()}Error"}
+    return {
+        status: {"description": "error", "content": {"application/json": {"schema": ref}}}
+        for status in ERROR_STATUSES
+    }
+
+
+def _json(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {}}}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    structs = [route[1] for route in INFERENCE_ROUTES]
+    (refs, components) = msgspec.json.schema_components(
+        structs, ref_template="#/components/schemas/{name}"
+    )
+    components = {**components, "OpenaiError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR}
+    paths: dict[str, Any] = {}
+    for (path, _, dialect, summary), ref in zip(INFERENCE_ROUTES, refs, strict=True):
+        ok = _json(summary)
+        if not path.endswith("count_tokens"):
+            ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+        paths[path] = {
+            "post": {
+                "summary": summary,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+                "responses": {"200": ok, **_errors(dialect)},
+            }
+        }
+    paths["/v1/models"] = {
+        "get": {"summary": "every model any live neuron serves", "responses": {"200": _json("")}}
+    }
+    paths["/v1/models/{model_id}"] = {
+        "get": {
+            "summary": "one model",
+            "parameters": [
+                {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": _json("the model"), **_errors("openai")},
+        }
+    }
+    paths["/health"] = {"get": {"summary": "liveness", "responses": {"200": _json("alive")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cortex gateway", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
