@@ -146,6 +146,12 @@ async def stream_chat(port: int, body: dict[str, object]) -> Streamed:
             if event == b"data: [DONE]":
                 done = True
                 break
+            if first_at and b'"usage"' not in event:
+                # Past the first token only timing and counting matter: the load
+                # generator shares the machine, so it parses no more than it must.
+                events += 1
+                last_at = now
+                continue
             chunk = json.loads(event[6:])
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
