@@ -468,10 +468,11 @@ class Neuron:
                         error=end.error.message,
                     )  # fmt: skip
                     return
-                if interval and len(self.jobs) > 1:
+                pause = frame_pause(interval, len(self.jobs))
+                if pause:
                     # Under load, pace the frames: what the engine makes meanwhile waits in
                     # the channel and leaves as one frame. A lone stream goes unpaced.
-                    await asyncio.sleep(interval)
+                    await asyncio.sleep(pause)
         except Exception as error:
             # The stream cannot be carried any further (the bus went away, say): stop the
             # generation and say why; the gateway reports the silence to its client.
@@ -482,6 +483,21 @@ class Neuron:
         finally:
             job.cancelled.set()  # if the pump dies, the engine must not keep generating
             self.jobs.pop(request.request_id, None)
+
+
+# Streams per neuron that one frame interval serves; beyond, the interval stretches.
+STREAMS_PER_INTERVAL = 16
+MAX_INTERVAL_STRETCH = 4
+
+
+def frame_pause(interval: float, streams: int) -> float:
+    """How long a stream waits before its next frame (pure): nothing for a lone stream;
+    `interval` under load; longer as streams pile up (up to 4x), so the messages a neuron
+    sends per second stop growing with its stream count."""
+    if streams <= 1:
+        return 0.0
+    stretch = min(MAX_INTERVAL_STRETCH, -(-streams // STREAMS_PER_INTERVAL))
+    return interval * stretch
 
 
 def coalesce(events: list[Event], first_seq: int) -> list[Delta | ReasoningDelta | ToolCallBlock]:
