@@ -5,16 +5,13 @@ nothing leaks a 5xx, and a neuron with a hostile name serves like any other."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from cortex_core.nats_server import EmbeddedNats
-from tests.conftest import write_catalogue
-from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.stack import RunningStack, stack_on_own_bus
 
 # A neuron and a model whose names contain every subject metacharacter there is.
 NODE = "gpu.0 *>\r\nnœud-模型"
@@ -25,19 +22,10 @@ HOSTILE_IDS = ["a.b", "*", ">", "a b", "a\r\nb", "模型🙂", "x" * 10_000, "co
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    folder: Path = tmp_path_factory.mktemp("hostile")
-    bus = EmbeddedNats("127.0.0.1", -1, folder / "nats")
-    bus.start()
-    models = write_catalogue(
-        folder / "models.toml",
-        [{"id": MODEL, "n_ctx": 64, "script": {"reply": "fine"}}],
-        aliases={"s": MODEL},
-    )
-    try:
-        with running_stack(stack_settings(bus.url, models, node=NODE)) as running:
-            yield running
-    finally:
-        bus.stop()
+    models = [{"id": MODEL, "n_ctx": 64, "script": {"reply": "fine"}}]
+    folder = tmp_path_factory.mktemp("hostile")
+    with stack_on_own_bus(folder, models, node=NODE, aliases={"s": MODEL}) as running:
+        yield running
 
 
 @pytest.fixture

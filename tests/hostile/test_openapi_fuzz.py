@@ -4,32 +4,20 @@ or not, the gateway answers without a 5xx, and every error is in its dialect's e
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from cortex_core.nats_server import EmbeddedNats
-from tests.conftest import write_catalogue
-from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.stack import RunningStack, stack_on_own_bus
 
 
 @pytest.fixture(scope="module")
 def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    folder: Path = tmp_path_factory.mktemp("fuzz")
-    bus = EmbeddedNats("127.0.0.1", -1, folder / "nats")
-    bus.start()
-    models = write_catalogue(
-        folder / "models.toml",
-        [{"id": "s", "n_ctx": 256, "parallel": 4, "script": {"reply": "<think>hm</think>ok"}}],
-    )
-    try:
-        with running_stack(stack_settings(bus.url, models)) as running:
-            yield running
-    finally:
-        bus.stop()
+    models = [{"id": "s", "n_ctx": 256, "parallel": 4, "script": {"reply": "<think>hm</think>ok"}}]
+    with stack_on_own_bus(tmp_path_factory.mktemp("fuzz"), models) as running:
+        yield running
 
 
 def cases() -> list[tuple[str, GenerationMode]]:

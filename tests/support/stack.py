@@ -101,3 +101,25 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
         if thread.is_alive():
             raise RuntimeError("stack did not stop")
         loop.close()
+
+
+@contextmanager
+def stack_on_own_bus(
+    folder: Path,
+    models: list[dict[str, Any]],
+    node: str = "test-neuron",
+    aliases: dict[str, str] | None = None,
+    **sections: Any,
+) -> Iterator[RunningStack]:
+    """A whole stack on a nats-server of its own, so nothing else acts on its fleet."""
+    from cortex_core.nats_server import EmbeddedNats
+    from tests.conftest import write_catalogue
+
+    bus = EmbeddedNats("127.0.0.1", -1, folder / "nats")
+    bus.start()
+    try:
+        catalogue = write_catalogue(folder / "models.toml", models, aliases)
+        with running_stack(stack_settings(bus.url, catalogue, node=node, **sections)) as running:
+            yield running
+    finally:
+        bus.stop()
