@@ -1,6 +1,7 @@
-"""The bus behind credentials: services connect with user/password, a token or an nkey
-when configured; wrong credentials are an error that names the settings to check; a
-neuron not on the allow-list is ignored, and logged, by gateways and schedulers."""
+"""The bus behind credentials: services connect with user/password, a token, an nkey or a
+.creds file (operator/JWT auth) when configured; wrong credentials are an error that names
+the settings to check; a neuron not on the allow-list is ignored, and logged, by gateways
+and schedulers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from cortex_neuron.main import run_neuron
 from cortex_wire import codec, subjects
 from cortex_wire.messages import Heartbeat
 from tests.conftest import write_catalogue
+from tests.support.nats_jwt import write_operator_setup
 from tests.support.processes import toml
 from tests.support.stack import running_stack, stack_settings
 
@@ -86,6 +88,15 @@ async def test_nkey(tmp_path: Path) -> None:
     async with guarded_bus(tmp_path, "-c", str(conf)) as bus:
         beat = await first_heartbeat(
             bus.url, {"nkeys_seed": str(seed_file)}, {"nkey_seed": str(seed_file)}, tmp_path
+        )
+    assert beat.node == "n1"
+
+
+async def test_creds_file(tmp_path: Path) -> None:
+    config, creds = write_operator_setup(tmp_path)
+    async with guarded_bus(tmp_path, "-c", str(config)) as bus:
+        beat = await first_heartbeat(
+            bus.url, {"user_credentials": str(creds)}, {"creds": str(creds)}, tmp_path
         )
     assert beat.node == "n1"
 
