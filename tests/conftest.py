@@ -38,6 +38,8 @@ def toml_value(value: object) -> str:
         return str(value).lower()
     if isinstance(value, str | Path):
         return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):  # an inline table, e.g. a model's script
         return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)

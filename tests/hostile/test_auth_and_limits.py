@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -13,11 +12,9 @@ import nats
 import openai
 import pytest
 
-from cortex_core.nats_server import EmbeddedNats
 from cortex_wire import codec
 from cortex_wire.messages import Done
-from tests.conftest import write_catalogue
-from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.stack import RunningStack, stack_on_own_bus
 from tests.support.tiny_gguf import TinyModel
 
 USER_KEY, ADMIN_KEY = "sk-user-0123456789", "sk-admin-9876543210"
@@ -28,36 +25,27 @@ HI = [{"role": "user", "content": "Hi"}]
 def guarded(
     hello_model: TinyModel, endless_model: TinyModel, tmp_path_factory
 ) -> Iterator[RunningStack]:
-    folder: Path = tmp_path_factory.mktemp("guarded")
     # A bus of its own: these tests hold a slot busy and count on no other stack's
     # scheduler or neurons acting on the same fleet.
-    bus = EmbeddedNats("127.0.0.1", -1, folder / "nats")
-    bus.start()
-    models = write_catalogue(
-        folder / "models.toml",
-        [
-            {"id": "hello", "path": str(hello_model.path), "n_ctx": 256},
-            {
-                "id": "busy",
-                "path": str(endless_model.path),
-                "n_ctx": 65536,
-                "max_in_flight": 1,
-                "max_queue_depth": 0,
-            },
-        ],
-    )
+    models = [
+        {"id": "hello", "path": str(hello_model.path), "n_ctx": 256},
+        {
+            "id": "busy",
+            "path": str(endless_model.path),
+            "n_ctx": 65536,
+            "max_in_flight": 1,
+            "max_queue_depth": 0,
+        },
+    ]
     gateway = {
         "require_auth": True,
         "api_keys": [USER_KEY],
         "admin_keys": [ADMIN_KEY],
         "max_body_bytes": 4096,
     }
-    settings = stack_settings(bus.url, models, node="guarded-neuron", gateway=gateway)
-    try:
-        with running_stack(settings) as stack:
-            yield stack
-    finally:
-        bus.stop()
+    folder = tmp_path_factory.mktemp("guarded")
+    with stack_on_own_bus(folder, models, node="guarded-neuron", gateway=gateway) as stack:
+        yield stack
 
 
 def headers(key: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ kill any of them for real (SIGKILL) or restart the bus, and watch what the rest 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ from nats.aio.msg import Msg
 from cortex_core.nats_server import EmbeddedNats
 from cortex_wire import codec, subjects
 from cortex_wire.messages import Heartbeat
-from tests.conftest import write_catalogue
+from tests.conftest import free_port, toml_value, write_catalogue
 
 # Fast enough that faults show within a few seconds; the relations between the timings
 # (heartbeat < keep-alive deadlines) are the production ones.
@@ -41,7 +40,7 @@ def toml(sections: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -150,14 +149,6 @@ class ProcessFleet:
     def ready(self, node: str, model: str) -> bool:
         beat = self.heartbeats.get(node)
         return beat is not None and any(m.id == model and m.state == "ready" for m in beat.models)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

@@ -409,7 +409,7 @@ def create_app(gateway: Gateway) -> Litestar:
             await request.body(), anthropic_messages.CountTokensRequest
         )
         infer = InferRequest(
-            request_id=f"count-{uuid.uuid4().hex}",
+            request_id=f"count-{next_request_id()}",
             model=gateway.resolve_model(counted.model),
             stream_subject="",
             messages=anthropic_messages.chat_messages(counted.system, counted.messages),

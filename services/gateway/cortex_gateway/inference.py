@@ -23,7 +23,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, least_busy
+from cortex_core.fleet import FleetState, NeuronView, least_busy
 from cortex_gateway.errors import ApiError
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -37,6 +37,7 @@ from cortex_wire.messages import (
     InferReply,
     InferRequest,
     KeepAlive,
+    LoadedModel,
     ReasoningDelta,
     TokenCount,
     ToolCallBlock,
@@ -200,8 +201,7 @@ class Inference:
     ) -> AsyncIterator[Routed | _Waiting]:
         """Yield WAITING while a cold model loads, then where the request goes (a ready
         replica not in `avoid` if there is one)."""
-        replicas = self.fleet.ready_replicas(model, time.monotonic())
-        node = None if cold else least_busy([r for r in replicas if r[0].node not in avoid])
+        node = None if cold else least_busy(self._replicas(model, avoid))
         if node is not None:
             yield Routed(node)
             return
@@ -268,7 +268,7 @@ class Inference:
                     started
                     or number == ATTEMPTS
                     or error.code not in NODE_FAILURES
-                    or not self._ready_elsewhere(request.model, tried)
+                    or not self._replicas(request.model, tried)
                 ):
                     raise
                 log.warning(
@@ -280,9 +280,10 @@ class Inference:
                     request, request_id=request_id, stream_subject=subjects.stream(request_id)
                 )
 
-    def _ready_elsewhere(self, model: str, tried: Collection[str]) -> bool:
+    def _replicas(self, model: str, avoid: Collection[str]) -> list[tuple[NeuronView, LoadedModel]]:
+        """The ready replicas of `model` on nodes not in `avoid`."""
         replicas = self.fleet.ready_replicas(model, time.monotonic())
-        return any(view.node not in tried for view, _ in replicas)
+        return [(view, loaded) for view, loaded in replicas if view.node not in avoid]
 
     async def _attempt(
         self, request: InferRequest, tried: set[str], announce: bool
