@@ -141,7 +141,7 @@ async def test_stop_sequence_cuts_the_text_and_names_itself(make_engine: MakeEng
 
 async def test_reasoning_goes_to_its_own_channel(make_engine: MakeEngine) -> None:
     engine = await make_engine(("<think>", "hm", "</think>", "Hi"))
-    assert engine.reasoning is not None and engine.reasoning.texts == ["<think>", "</think>"]
+    assert engine.dialect.inline_markers() == ["<think>", "</think>"]
     outcome = await run(engine, chat())
     assert (outcome.reasoning, outcome.text) == ("hm", "Hi")
     assert finished(outcome).usage.reasoning_tokens > 0

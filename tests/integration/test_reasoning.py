@@ -163,8 +163,13 @@ def test_models_shows_which_models_reason(
         client.chat.completions.create(model=model, messages=USER, max_tokens=1)
     body = httpx.get(f"{reasoning_stack.base_url}/v1/models").json()
     by_id = {m["id"]: m for m in body["data"]}
-    assert by_id["think"]["capabilities"] == ["reasoning"]
+    # "think" has the tool-call pair in its vocabulary too; "bracket" and "plain" do not.
+    assert by_id["think"]["capabilities"] == ["reasoning", "tools"]
     assert by_id["think"]["reasoning_markers"] == ["<think>", "</think>"]
+    assert by_id["think"]["dialect"]["reasoning"] == "<think>…</think>"
+    assert by_id["think"]["dialect"]["tools"] == "json <tool_call> … </tool_call>"
     assert by_id["bracket"]["reasoning_markers"] == ["[THINK]", "[/THINK]"]
+    assert by_id["bracket"]["capabilities"] == ["reasoning"]
     assert by_id["plain"]["capabilities"] == []
     assert "reasoning_markers" not in by_id["plain"]
+    assert by_id["plain"]["dialect"]["reasoning"] == ""

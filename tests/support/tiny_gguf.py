@@ -170,19 +170,22 @@ def build_vocab(
 # --- the designed chain ---------------------------------------------------------------
 
 
-def chain_ids(vocab: Vocab, reply: Sequence[str], specials: Sequence[str], eos: str) -> list[int]:
-    """Token ids of "\\n", the reply tokens, then EOS; each must occur once."""
-    chain = ["\n", *reply, eos]
+def chain_ids(
+    vocab: Vocab, reply: Sequence[str], specials: Sequence[str], eos: str, start: str = "\n"
+) -> list[int]:
+    """Token ids of `start` (the prompt's last token), the reply tokens, then EOS; each must
+    occur once."""
+    chain = [start, *reply, eos]
     ids = [vocab.id_of(tok) if tok in specials else vocab.id_of(to_bpe_text(tok)) for tok in chain]
     seen: dict[int, str] = {}
     for tok, tid in zip(chain, ids, strict=True):
         if tid in seen:
-            where = "also ends the prompt" if tok == "\n" else "is already in the chain"
+            where = "also ends the prompt" if tok == start else "is already in the chain"
             if tok == eos:
                 where = "is the EOS token that ends the chain"
             raise ValueError(
                 f"reply token {tok!r} {where}: each token has exactly one successor, so a "
-                f"token may appear only once in '\\n' -> reply -> {eos}"
+                f"token may appear only once in {start!r} -> reply -> {eos}"
             )
         seen[tid] = tok
     return ids
@@ -282,6 +285,7 @@ def build_tiny_gguf(
     name: str = "tiny",
     endless: bool = False,
     user_defined: Sequence[str] = (),
+    start: str = "\n",
 ) -> TinyModel:
     """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
 
@@ -291,6 +295,8 @@ def build_tiny_gguf(
     `specials` must contain <|im_start|> (BOS) and <|im_end|> (EOS/EOT); pass a list
     without "<think>" to build a model that lacks it. With `endless`, the last reply token
     leads back to the first, so generation only ends at a limit or a cancellation.
+    `start` is the prompt's last token (a special, or a word that tokenizes alone): the chain
+    begins there, so templates whose prompt does not end in "\\n" can be served too.
     """
     specials = tuple(dict.fromkeys(specials))
     for required in (IM_START, IM_END):
@@ -300,8 +306,9 @@ def build_tiny_gguf(
     if any(tok == "" for tok in reply):
         raise ValueError("reply tokens must be non-empty strings")
 
-    vocab = build_vocab(specials, [tok for tok in reply if tok not in specials], user_defined)
-    chain = chain_ids(vocab, reply, specials, IM_END)
+    words = [tok for tok in (*reply, start) if tok not in specials]
+    vocab = build_vocab(specials, list(dict.fromkeys(words)), user_defined)
+    chain = chain_ids(vocab, reply, specials, IM_END, start)
     n_vocab = len(vocab.tokens)
     # One-hot embeddings need n_embd >= n_vocab; heads are HEAD_DIM wide.
     n_embd = HEAD_DIM * math.ceil(n_vocab / HEAD_DIM)

@@ -70,6 +70,8 @@ class LoadedModel(Struct):
     # [open, close] marker texts found in the model's vocabulary; empty when it has none.
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
     tool_call_markers: list[str] = msgspec.field(default_factory=list)
+    # What the neuron read of the model's dialect (reasoning, tools, thinking_switch, …).
+    dialect: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Heartbeat(Struct):
@@ -115,6 +117,8 @@ class ChatMessage(Struct):
     # role "tool": which call this is the result of.
     tool_call_id: str = ""
     name: str = ""
+    # role "assistant": the reasoning it wrote (the model's template decides if it is kept).
+    reasoning: str = ""
 
 
 class SamplingParams(Struct):
@@ -146,6 +150,11 @@ class InferRequest(Struct):
     tools: list[dict[str, object]] = msgspec.field(default_factory=list)
     # The gateway following the stream: if its heartbeats stop, the neuron cancels.
     gateway: str = ""
+    # Thinking asked on (True) or off (False); None: the model's default. The neuron sets
+    # whichever template variables the model's dialect has for it.
+    thinking: bool | None = None
+    # "low", "medium", "high" (or "" for the default): the dialect's effort variable.
+    reasoning_effort: str = ""
 
 
 class InferReply(Struct):
@@ -234,7 +243,18 @@ class ToolCallBlock(Struct, tag="tool_call", tag_field="type"):
     complete: bool = True
 
 
-Frame = Delta | ReasoningDelta | ToolCallBlock | KeepAlive | Done | Failed
+class ToolCallFrame(Struct, tag="tool_call_parsed", tag_field="type"):
+    """One tool call, parsed on the neuron by the model's dialect: `index` counts the
+    request's calls from 0; `arguments` is the JSON text of an object."""
+
+    seq: int
+    index: int
+    name: str
+    arguments: str = "{}"
+    tokens: int = 0
+
+
+Frame = Delta | ReasoningDelta | ToolCallBlock | ToolCallFrame | KeepAlive | Done | Failed
 
 
 # ---------------------------------------------------------------------------------------

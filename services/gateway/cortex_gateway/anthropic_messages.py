@@ -24,6 +24,7 @@ from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 class Block(msgspec.Struct, kw_only=True):
     type: str
     text: str | None = None
+    thinking: str | None = None
     id: str | None = None
     name: str | None = None
     input: dict[str, Any] | None = None
@@ -52,6 +53,10 @@ class Thinking(msgspec.Struct, kw_only=True):
 class ToolChoice(msgspec.Struct, kw_only=True):
     type: str
     name: str | None = None
+
+
+# "adaptive": the model decides how long to think (no budget).
+THINKING_TYPES = ("enabled", "disabled", "adaptive")
 
 
 class MessagesRequest(msgspec.Struct, kw_only=True):
@@ -123,6 +128,7 @@ def chat_messages(system: str | list[Block] | None, messages: list[Message]) -> 
             continue
         texts: list[str] = []
         calls: list[ToolCall] = []
+        thoughts: list[str] = []
         for position, block in enumerate(message.content):
             if block.type == "text" and block.text is not None:
                 texts.append(block.text)
@@ -138,12 +144,21 @@ def chat_messages(system: str | list[Block] | None, messages: list[Message]) -> 
                 out.append(
                     ChatMessage(role="tool", content=result, tool_call_id=block.tool_use_id or "")
                 )
-            elif block.type in ("thinking", "redacted_thinking") and message.role == "assistant":
-                continue  # earlier reasoning is not fed back to the model
+            elif block.type == "thinking" and message.role == "assistant":
+                thoughts.append(block.thinking or "")  # the template decides if it is kept
+            elif block.type == "redacted_thinking" and message.role == "assistant":
+                continue  # encrypted by another provider: nothing a local model can read
             else:
                 raise _block_error(block, f"{where}[{position}]")
-        if texts or calls:
-            out.append(ChatMessage(role=message.role, content="".join(texts), tool_calls=calls))
+        if texts or calls or thoughts:
+            out.append(
+                ChatMessage(
+                    role=message.role,
+                    content="".join(texts),
+                    tool_calls=calls,
+                    reasoning="".join(thoughts),
+                )
+            )
     return out
 
 
@@ -159,6 +174,13 @@ def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[
             function["description"] = tool.description
         definitions.append({"type": "function", "function": function})
     return definitions
+
+
+def thinking_switch(thinking: Thinking | None) -> dict[str, Any]:
+    """InferRequest fields for the model's thinking switch."""
+    if thinking is None:
+        return {}
+    return {"thinking": thinking.type != "disabled"}
 
 
 def thinking_budget(thinking: Thinking | None) -> int | None:
@@ -183,8 +205,11 @@ def parse_request(body: bytes) -> MessagesRequest:
         raise ApiError(400, f"top_k must be >= 0, got {request.top_k}", param="top_k")
     if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
         raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
-    if request.thinking is not None and request.thinking.type not in ("enabled", "disabled"):
-        raise ApiError(400, "thinking.type must be 'enabled' or 'disabled'", param="thinking.type")
+    if request.thinking is not None and request.thinking.type not in THINKING_TYPES:
+        raise ApiError(
+            400, f"thinking.type must be one of {', '.join(THINKING_TYPES)}",
+            param="thinking.type",
+        )  # fmt: skip
     thinking_budget(request.thinking)
     return request
 
@@ -318,7 +343,7 @@ class MessagesProjection(Projection):
 
 def turn(body: bytes) -> Turn:
     request = parse_request(body)
-    show_thinking = thinking_budget(request.thinking) is not None
+    show_thinking = request.thinking is not None and request.thinking.type != "disabled"
     return Turn(
         route="messages",
         model=request.model,
@@ -327,6 +352,7 @@ def turn(body: bytes) -> Turn:
             "messages": chat_messages(request.system, request.messages),
             "params": sampling_params(request),
             "tools": template_tools(request.tools, request.tool_choice),
+            **thinking_switch(request.thinking),
         },
         projection=lambda call: MessagesProjection(call, show_thinking),
         request_prefix="msg_",

@@ -148,14 +148,20 @@ class Gateway:
                 "served_by": sorted(view.served_by),
                 "state": {node: m.state for node, m in sorted(view.states.items())},
             }
-            # Whether a model reasons is read from its vocabulary when it loads.
+            # How a model reasons and calls tools is read from its GGUF when it loads.
             states = view.states.values()
             reasoning: list[str] = next(
                 (m.reasoning_markers for m in states if m.reasoning_markers), []
             )
-            entry["capabilities"] = ["reasoning"] if reasoning else []
+            dialect: dict[str, str] = next((m.dialect for m in states if m.dialect), {})
+            entry["capabilities"] = [
+                *(["reasoning"] if reasoning else []),
+                *(["tools"] if dialect.get("tools") else []),
+            ]
             if reasoning:
                 entry["reasoning_markers"] = reasoning
+            if dialect:
+                entry["dialect"] = dialect
             data.append(entry)
         for alias, target in sorted(self.fleet.aliases(now).items()):
             if target in catalogue:
@@ -414,6 +420,7 @@ def create_app(gateway: Gateway) -> Litestar:
             stream_subject="",
             messages=anthropic_messages.chat_messages(counted.system, counted.messages),
             tools=anthropic_messages.template_tools(counted.tools, None),
+            **anthropic_messages.thinking_switch(counted.thinking),
         )
         return {"input_tokens": await gateway.inference.count_tokens(infer)}
 

@@ -41,6 +41,7 @@ from cortex_wire.messages import (
     ReasoningDelta,
     TokenCount,
     ToolCallBlock,
+    ToolCallFrame,
 )
 
 log = structlog.get_logger("gateway.inference")
@@ -260,7 +261,9 @@ class Inference:
                 async for item in self._attempt(attempt, tried, announce=number == 1):
                     if isinstance(item, Failed) and not started:
                         raise ApiError.from_wire(item.error)  # perhaps retried below
-                    started = started or isinstance(item, Delta | ReasoningDelta | ToolCallBlock)
+                    started = started or isinstance(
+                        item, Delta | ReasoningDelta | ToolCallBlock | ToolCallFrame
+                    )
                     yield item
                 return
             except ApiError as error:

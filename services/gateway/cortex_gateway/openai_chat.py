@@ -18,6 +18,18 @@ from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall, Us
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # reasoning_effort → reasoning tokens before the neuron closes the reasoning itself.
 EFFORT_BUDGETS = {"none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": 8192}
+# reasoning_effort → the effort level a model's template takes (its own words).
+EFFORT_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+def thinking_of(effort: str | None) -> dict[str, Any]:
+    """InferRequest fields for a reasoning effort: the thinking switch and effort level
+    (the neuron sets whichever template variables the model has for them)."""
+    if effort is None:
+        return {}
+    if effort == "none":
+        return {"thinking": False}
+    return {"thinking": True, "reasoning_effort": EFFORT_LEVELS.get(effort, "")}
 
 
 class ContentPart(msgspec.Struct, kw_only=True):
@@ -42,6 +54,8 @@ class Message(msgspec.Struct, kw_only=True):
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
+    # Reasoning an assistant turn wrote (as this API returns it), for the model's template.
+    reasoning_content: str | None = None
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -263,6 +277,7 @@ def chat_messages(request: ChatCompletionRequest) -> list[ChatMessage]:
                 tool_calls=calls,
                 tool_call_id=message.tool_call_id or "",
                 name=message.name or "",
+                reasoning=message.reasoning_content or "" if message.role == "assistant" else "",
             )
         )
     return messages
@@ -466,6 +481,7 @@ def turn(body: bytes) -> Turn:
             "params": sampling_params(chat),
             "chat_template_kwargs": chat.chat_template_kwargs or {},
             "tools": template_tools(chat),
+            **thinking_of(chat.reasoning_effort),
         },
         projection=lambda call: ChatProjection(call, options),
     )

@@ -22,6 +22,7 @@ from cortex_gateway.openai_chat import (
     check_range,
     content_text,
     decode_body,
+    thinking_of,
     unsupported,
 )
 from cortex_gateway.projection import CallInfo, Projection, Turn
@@ -409,6 +410,7 @@ def turn(body: bytes) -> Turn:
             "messages": chat_messages(parsed),
             "params": sampling_params(parsed),
             "tools": template_tools(parsed),
+            **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
         },
         projection=lambda call: ResponsesProjection(call, parsed),
         request_prefix="resp_",

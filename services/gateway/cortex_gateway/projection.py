@@ -19,7 +19,7 @@ import structlog
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import WAITING, Accepted, StreamItem
 from cortex_gateway.metrics import RequestTrace
-from cortex_gateway.tool_calls import ParsedCall, block_as_text, parse_tool_block
+from cortex_gateway.tool_calls import ParsedCall, block_as_text, new_call_id, parse_tool_block
 from cortex_wire.messages import (
     Delta,
     Done,
@@ -27,6 +27,7 @@ from cortex_wire.messages import (
     ReasoningDelta,
     Timings,
     ToolCallBlock,
+    ToolCallFrame,
     Usage,
 )
 
@@ -79,7 +80,14 @@ class Projection:
         # Dialects without tool calls keep the block as text.
         return self.text(block_as_text(call.arguments, self.accepted.tool_call_markers, True))
 
+    def parsed_call(self, frame: ToolCallFrame) -> list[bytes]:
+        """A call the neuron parsed; the gateway gives it this dialect's kind of id."""
+        parsed = ParsedCall(new_call_id(self.call_id_prefix), frame.name, frame.arguments)
+        self.tool_calls.append(parsed)
+        return self.tool_call(parsed)
+
     def tool_block(self, block: ToolCallBlock) -> list[bytes]:
+        # Older neurons send the raw text between tool-call markers.
         parsed = parse_tool_block(block.text, self.call_id_prefix) if block.complete else None
         if parsed is None:
             markers = self.accepted.tool_call_markers
@@ -133,6 +141,9 @@ async def project(
                 elif isinstance(item, ReasoningDelta):
                     call.trace.first_token()
                     chunks = projection.reasoning(item.text) if item.text else []
+                elif isinstance(item, ToolCallFrame):
+                    call.trace.first_token()
+                    chunks = projection.parsed_call(item)
                 elif isinstance(item, ToolCallBlock):
                     call.trace.first_token()
                     chunks = projection.tool_block(item)

@@ -18,18 +18,25 @@ from cortex_wire.messages import FinishReason, Timings, Usage, WireError
 Phase = Literal["queued", "prefill", "decode"]
 
 
-ChunkKind = Literal["text", "reasoning", "tool_call"]
+ChunkKind = Literal["text", "reasoning"]
 
 
 @dataclass(frozen=True, slots=True)
 class TextChunk:
-    """Generated text for one channel; a tool_call chunk is one whole block."""
+    """Generated text for one channel."""
 
     text: str
     tokens: int
     kind: ChunkKind = "text"
-    # tool_call only: False when generation ended before the block's close marker.
-    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CallChunk:
+    """One whole tool call, parsed on the neuron: its name and its arguments (JSON text)."""
+
+    name: str
+    arguments: str
+    tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,7 @@ class Errored:
     error: WireError
 
 
-Event = TextChunk | Finished | Errored
+Event = TextChunk | CallChunk | Finished | Errored
 
 
 class ChannelOverflow(Exception):
@@ -66,7 +73,7 @@ class TokenChannel:
     def push(self, event: Event) -> None:
         """Never blocks. Terminal events always fit; text beyond the limit overflows."""
         with self._lock:
-            if len(self._items) >= self._limit and isinstance(event, TextChunk):
+            if len(self._items) >= self._limit and isinstance(event, TextChunk | CallChunk):
                 raise ChannelOverflow
             self._items.append(event)
             first = len(self._items) == 1

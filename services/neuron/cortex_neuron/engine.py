@@ -12,7 +12,6 @@ request takes the free slot whose cached tokens share the longest prefix with it
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import random
@@ -28,13 +27,15 @@ from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Backend
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
+from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError
 from cortex_neuron.generation import Generation, Job
-from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, MarkerPair, find_marker_pair
+from cortex_neuron.history import template_messages, template_variables
+from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
-from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
+from cortex_wire.messages import InferRequest, Usage, WireError
 
-__all__ = ["Engine", "EngineError", "Job", "template_messages"]
+__all__ = ["Engine", "EngineError", "Job"]
 
 log = structlog.get_logger("engine")
 
@@ -76,9 +77,10 @@ class Engine:
         self.last_used_at = 0.0
         self.n_ctx = profile.n_ctx
         self._backend: Backend | None = None
-        # Marker pairs found in the vocabulary at load time (None: the model has none).
-        self.reasoning: MarkerPair | None = None
-        self.tool_calls: MarkerPair | None = None
+        # How the model writes reasoning and tool calls, read at load time.
+        self.dialect = Dialect()
+        self._marker_ids: frozenset[int] = frozenset()
+        self._close_reasoning: list[int] = []
 
     @property
     def queued(self) -> int:
@@ -132,21 +134,23 @@ class Engine:
         vocabulary, so this may run off the engine thread)."""
         if self._backend is None:
             raise EngineError("model_not_ready", f"model {self.profile.id!r} is not loaded")
-        return len(self._prompt_tokens(self._backend, request))
+        return len(self._prompt_tokens(self._backend, request)[0])
 
-    def _prompt_tokens(self, backend: Backend, request: InferRequest) -> list[int]:
+    def _prompt_tokens(self, backend: Backend, request: InferRequest) -> tuple[list[int], str]:
+        """The prompt's tokens and its text (chat requests: as the template renders it)."""
         if request.messages is not None:
             text = render_chat(
                 backend.chat_template,
-                template_messages(request.messages),
+                template_messages(request.messages, self.dialect),
                 bos_token=backend.bos_text,
                 eos_token=backend.eos_text,
-                template_kwargs=request.chat_template_kwargs,
+                template_kwargs=template_variables(request, self.dialect),
                 tools=request.tools or None,
             )
             # The template writes the BOS text itself when the model wants one.
-            return backend.tokenize(text, add_bos=False, special=True)
-        return backend.tokenize(request.prompt or "", add_bos=True, special=False)
+            return backend.tokenize(text, add_bos=False, special=True), text
+        text = request.prompt or ""
+        return backend.tokenize(text, add_bos=True, special=False), text
 
     # --- everything below runs on the engine thread -----------------------------------
 
@@ -204,8 +208,24 @@ class Engine:
         def tokenize(text: str) -> list[int]:
             return backend.tokenize(text, add_bos=False, special=True)
 
-        self.reasoning = find_marker_pair(tokenize, REASONING_PAIRS)
-        self.tool_calls = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
+        pair = find_marker_pair(tokenize, REASONING_PAIRS)
+        tool_pair = find_marker_pair(tokenize, TOOL_CALL_PAIRS)
+        try:
+            self.dialect = detect_dialect(
+                backend.chat_template,
+                bos=backend.bos_text,
+                eos=backend.eos_text,
+                vocab_pair=(pair.open_text, pair.close_text) if pair else None,
+                vocab_tool_pair=(tool_pair.open_text, tool_pair.close_text) if tool_pair else None,
+            )
+        except TemplateError as error:
+            backend.close()
+            raise EngineError("load_failed", f"{self.profile.path}: {error}") from None
+        self._marker_ids = frozenset(
+            ids[0] for text in marker_texts(self.dialect) if len(ids := tokenize(text)) == 1
+        )
+        self._close_reasoning = tokenize(_reasoning_close(self.dialect))
+        log.info("model_dialect", model=self.profile.id, **self.dialect.summary())
         self._backend = backend
         return backend
 
@@ -238,7 +258,7 @@ class Engine:
             return
         request = job.request
         try:
-            prompt = self._prompt_tokens(backend, request)
+            prompt, prompt_text = self._prompt_tokens(backend, request)
             if len(prompt) >= backend.n_ctx:
                 raise EngineError(
                     "context_length_exceeded",
@@ -270,8 +290,10 @@ class Engine:
             backend,
             prompt,
             sampler,
-            reasoning=self.reasoning,
-            tool_calls=self.tool_calls,
+            dialect=self.dialect,
+            prompt_text=prompt_text,
+            close_reasoning=self._close_reasoning,
+            marker_ids=self._marker_ids,
             cached=reused,
         )
         self._active.append(job)
@@ -356,32 +378,9 @@ class Engine:
         self.last_used_at = time.time()
 
 
-def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Chat messages as chat templates expect them (Hugging Face conventions: assistant
-    `tool_calls` with arguments as an object, `tool` messages with `tool_call_id`)."""
-    rendered: list[dict[str, Any]] = []
-    for message in messages:
-        item: dict[str, Any] = {"role": message.role, "content": message.content}
-        if message.tool_calls:
-            item["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": _arguments(call.arguments)},
-                }
-                for call in message.tool_calls
-            ]
-        if message.tool_call_id:
-            item["tool_call_id"] = message.tool_call_id
-        if message.name:
-            item["name"] = message.name
-        rendered.append(item)
-    return rendered
-
-
-def _arguments(text: str) -> Any:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
+def _reasoning_close(dialect: Dialect) -> str:
+    """What ends the reasoning and begins the answer, written in the model's place when a
+    reasoning budget runs out."""
+    if dialect.channels is not None:
+        return dialect.channels.answer_header
+    return dialect.reasoning.close if dialect.reasoning is not None else ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from cortex_neuron.backend import Backend, Sampler
 from cortex_neuron.channel import Errored, Finished, TokenChannel
-from cortex_neuron.markers import MarkerPair, prompt_opens_reasoning
+from cortex_neuron.dialect import Dialect
 from cortex_neuron.output_channels import OutputChannels
 from cortex_wire.messages import FinishReason, InferRequest, Timings, Usage, WireError
 
@@ -36,8 +36,10 @@ class Generation:
         prompt: Sequence[int],
         sampler: Sampler,
         *,
-        reasoning: MarkerPair | None,
-        tool_calls: MarkerPair | None,
+        dialect: Dialect,
+        prompt_text: str,
+        close_reasoning: Sequence[int],
+        marker_ids: frozenset[int],
         cached: int,
     ) -> None:
         self.job = job
@@ -48,11 +50,18 @@ class Generation:
         room = backend.n_ctx - len(prompt)
         self.limit = min(params.max_tokens, room) if params.max_tokens else room
         self.cached = cached
-        self.output = OutputChannels(
-            reasoning, prompt_opens_reasoning(prompt, reasoning), params.stop, tool_calls
-        )
-        self._close_marker = reasoning.close_id if reasoning else None
-        self._budget = params.reasoning_budget if reasoning else None
+        schemas = {
+            str(f.get("name")): f.get("parameters") or {}
+            for tool in job.request.tools
+            if isinstance(f := tool.get("function"), dict)
+        }
+        self.output = OutputChannels(dialect, prompt_text, params.stop, schemas)
+        # The tokens that close the reasoning (and open the answer) in the model's place.
+        self._close_reasoning = list(close_reasoning)
+        self._forced: list[int] = []
+        self._marker_ids = marker_ids
+        has_reasoning = dialect.reasoning is not None or dialect.channels is not None
+        self._budget = params.reasoning_budget if has_reasoning and close_reasoning else None
         self.started = time.perf_counter()
         self.first_at = self.last_at = 0.0
         job.channel.phase = "prefill"
@@ -63,16 +72,21 @@ class Generation:
         if self._backend.is_end(token):
             return None, "stop"
         output = self.output
-        if self._budget is not None and output.in_reasoning:
+        if self._forced:
+            token = self._forced.pop(0)
+        elif self._budget is not None and output.in_reasoning:
             if output.reasoning_tokens >= self._budget:
                 # Budget spent: write the close marker in the model's place; the model goes
                 # on from there as if it had closed its reasoning itself.
-                token = self._close_marker  # type: ignore[assignment]
+                token, *self._forced = self._close_reasoning
         self.last_at = time.perf_counter()
         if output.tokens == 0:
             self.first_at = self.last_at
             self.job.channel.phase = "decode"
-        for chunk in output.add(token, self._backend.piece(token)):
+        # Marker tokens are rendered as their text (a CONTROL token's piece is empty) so
+        # the dialect parser sees them; other special tokens stay invisible.
+        piece = self._backend.piece(token, token in self._marker_ids)
+        for chunk in output.add(piece):
             self.job.channel.push(chunk)
         if output.stopped:
             return None, "stop"

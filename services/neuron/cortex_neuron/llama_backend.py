@@ -114,6 +114,7 @@ class LlamaBackend:
         template = C.llama_model_chat_template(self._model, None)
         self.chat_template = template.decode() if template else None
         self._pieces = TokenPieces(self._vocab)
+        self._special_pieces = TokenPieces(self._vocab, special=True)
         self.bos_text = self._special_text(C.llama_vocab_bos(self._vocab))
         self.eos_text = self._special_text(C.llama_vocab_eos(self._vocab))
         self._n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
@@ -161,8 +162,8 @@ class LlamaBackend:
             n = C.llama_tokenize(self._vocab, data, len(data), tokens, room, add_bos, special)
         return list(tokens[:n])
 
-    def piece(self, token: int) -> bytes:
-        return self._pieces(token)
+    def piece(self, token: int, special: bool = False) -> bytes:
+        return self._special_pieces(token) if special else self._pieces(token)
 
     def is_end(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))

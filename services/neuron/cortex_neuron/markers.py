@@ -1,16 +1,14 @@
-"""Marker-token pairs found in a model's own vocabulary, and routing by token id (pure).
+"""Marker-token pairs found in a model's own vocabulary (pure).
 
-Reasoning models write their scratchpad between two marker tokens. Which pair a model uses
-is read from its vocabulary at load time — never from its name. Routing then compares token
-ids, not text: a CONTROL-typed marker detokenises to an empty string, so text matching would
-silently miss it.
+Where a chat template says nothing of reasoning or tool calls, a pair of single tokens in
+the vocabulary still tells how the model writes them — never the model's name. (The
+dialect parser then reads them as text: their tokens are rendered as their own text.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 # Probed in this order; the first pair whose markers are each exactly one token wins.
 REASONING_PAIRS: tuple[tuple[str, str], ...] = (
@@ -20,9 +18,6 @@ REASONING_PAIRS: tuple[tuple[str, str], ...] = (
     ("<reasoning>", "</reasoning>"),
 )
 TOOL_CALL_PAIRS: tuple[tuple[str, str], ...] = (("<tool_call>", "</tool_call>"),)
-
-Channel = Literal["text", "reasoning", "tool_call"]
-
 
 @dataclass(frozen=True)
 class MarkerPair:
@@ -48,53 +43,3 @@ def find_marker_pair(
         if len(open_ids) == 1 and len(close_ids) == 1 and open_ids != close_ids:
             return MarkerPair(open_text, close_text, open_ids[0], close_ids[0])
     return None
-
-
-def prompt_opens_reasoning(prompt_ids: Sequence[int], pair: MarkerPair | None) -> bool:
-    """Whether the prompt ends inside an open marker (templates that inject the opener)."""
-    if pair is None:
-        return False
-    for token in reversed(prompt_ids):
-        if token == pair.close_id:
-            return False
-        if token == pair.open_id:
-            return True
-    return False
-
-
-class ReasoningRouter:
-    """Sends each generated token id to the text, reasoning or tool-call channel by state.
-
-    The reasoning pair switches between text and reasoning; the tool-call pair, seen in
-    text, opens and closes a tool-call block. Markers are never emitted: `route` returns
-    None for them. Inside reasoning a tool marker is just reasoning, and inside a tool-call
-    block a reasoning marker is just part of the block.
-    """
-
-    def __init__(
-        self,
-        pair: MarkerPair | None,
-        in_reasoning: bool = False,
-        tool_pair: MarkerPair | None = None,
-    ) -> None:
-        self._pair = pair
-        self._tool_pair = tool_pair
-        self.channel: Channel = "reasoning" if in_reasoning and pair else "text"
-
-    def route(self, token_id: int) -> Channel | None:
-        pair, tools, channel = self._pair, self._tool_pair, self.channel
-        if pair is not None and channel != "tool_call":
-            if token_id == pair.open_id and channel == "text":
-                self.channel = "reasoning"
-                return None
-            if token_id == pair.close_id and channel == "reasoning":
-                self.channel = "text"
-                return None
-        if tools is not None and channel != "reasoning":
-            if token_id == tools.open_id and channel == "text":
-                self.channel = "tool_call"
-                return None
-            if token_id == tools.close_id and channel == "tool_call":
-                self.channel = "text"
-                return None
-        return channel

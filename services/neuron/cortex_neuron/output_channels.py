@@ -1,33 +1,34 @@
-"""What happens to each generated token after sampling (pure): route it by id to the text or
-reasoning channel, decode it incrementally per channel, apply stop sequences to the text,
-and count tokens. The engine thread feeds it and pushes what it returns."""
+"""What happens to each generated token after sampling (pure): decode its bytes
+incrementally, let the model's dialect parser split the text into answer, reasoning and
+tool calls, apply stop sequences to the answer, and count tokens. The engine thread feeds
+it and pushes what it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import codecs
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from cortex_neuron.channel import TextChunk
-from cortex_neuron.markers import Channel, MarkerPair, ReasoningRouter
-from cortex_neuron.text_stream import TextAssembler
+from cortex_neuron.channel import CallChunk, TextChunk
+from cortex_neuron.dialect import Dialect, ParsedCall, new_parser
+from cortex_neuron.text_stream import StopScanner
+
+Chunk = TextChunk | CallChunk
 
 
 class OutputChannels:
     def __init__(
         self,
-        pair: MarkerPair | None,
-        in_reasoning: bool,
+        dialect: Dialect,
+        prompt_text: str,
         stops: Sequence[str],
-        tool_pair: MarkerPair | None = None,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        self._router = ReasoningRouter(pair, in_reasoning, tool_pair)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._parser = new_parser(dialect, prompt_text, schemas)
         # Stop sequences end the answer; reasoning and tool calls never stop generation.
-        self._assemblers: dict[Channel, TextAssembler] = {
-            "text": TextAssembler(stops),
-            "reasoning": TextAssembler(()),
-            "tool_call": TextAssembler(()),
-        }
-        self._tool_block: list[str] = []
-        self._tool_tokens = 0
+        self._stops = StopScanner(stops)
+        self._uncounted = 0  # tokens not yet attributed to a chunk
         self.tokens = 0
         self.reasoning_tokens = 0
         self.tool_calls = 0
@@ -35,57 +36,50 @@ class OutputChannels:
 
     @property
     def stop_sequence(self) -> str:
-        return self._assemblers["text"].matched_stop
+        return self._stops.matched
 
     @property
     def in_reasoning(self) -> bool:
-        return self._router.channel == "reasoning"
+        return self._parser.state == "reasoning"
 
-    def add(self, token_id: int, piece: bytes) -> list[TextChunk]:
-        """One generated token (its id and its bytes) → the chunks to stream."""
+    @property
+    def unparsed(self) -> int:
+        """Tool sections that did not parse (returned as text)."""
+        return self._parser.unparsed
+
+    def add(self, piece: bytes) -> list[Chunk]:
+        """One generated token's bytes → the chunks to stream."""
         self.tokens += 1
-        before = self._router.channel
-        channel = self._router.route(token_id)
-        if channel is None:  # a marker: never emitted
-            after = self._router.channel
-            if "reasoning" in (before, after):
-                self.reasoning_tokens += 1
-            chunks = self._flush(before) if after != before else []
-            if before == "reasoning" or after == "reasoning":
-                chunks.append(TextChunk("", 1, "reasoning"))
-            elif after == "tool_call":
-                self._tool_tokens += 1
-            return chunks
-        text, stopped = self._assemblers[channel].feed(piece)
-        if channel == "reasoning":
+        self._uncounted += 1
+        before = self._parser.state
+        pieces = self._parser.feed(self._decoder.decode(piece))
+        if "reasoning" in (before, self._parser.state):
             self.reasoning_tokens += 1
-            return [TextChunk(text, 1, "reasoning")]
-        if channel == "tool_call":
-            self._tool_block.append(text)
-            self._tool_tokens += 1
-            return []
-        self.stopped = stopped
-        return [TextChunk(text, 1)]
+        return self._chunks(pieces)
 
-    def finish(self) -> list[TextChunk]:
+    def finish(self) -> list[Chunk]:
         """Whatever is still held back, once generation has ended."""
-        chunks = self._flush("reasoning")
-        chunks += self._flush("tool_call", complete=False)
+        pieces = self._parser.feed(self._decoder.decode(b"", final=True))
+        chunks = self._chunks([*pieces, *self._parser.finish()])
         if not self.stopped:
-            chunks += self._flush("text")
+            tail = self._stops.flush()
+            if tail:
+                chunks.append(TextChunk(tail, 0))
         return chunks
 
-    def _flush(self, channel: Channel, complete: bool = True) -> list[TextChunk]:
-        if channel == "text" and self.stopped:
-            return []
-        tail = self._assemblers[channel].finish()
-        if channel == "tool_call":
-            if not self._tool_block and not tail and not self._tool_tokens:
-                return []
-            block = "".join(self._tool_block) + tail
-            # The close marker is counted with the block it ends.
-            tokens = self._tool_tokens + (1 if complete else 0)
-            self._tool_block, self._tool_tokens = [], 0
-            self.tool_calls += complete
-            return [TextChunk(block, tokens, "tool_call", complete)]
-        return [TextChunk(tail, 0, channel)] if tail else []
+    def _chunks(self, pieces: list[Any]) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for piece in pieces:
+            if self.stopped:
+                break
+            tokens, self._uncounted = self._uncounted, 0
+            if isinstance(piece, ParsedCall):
+                self.tool_calls += 1
+                chunks.append(CallChunk(piece.name, piece.arguments, tokens))
+            elif piece[0] == "reasoning":
+                chunks.append(TextChunk(piece[1], tokens, "reasoning"))
+            else:
+                text, self.stopped = self._stops.feed(piece[1])
+                if text or tokens:
+                    chunks.append(TextChunk(text, tokens))
+        return chunks

@@ -26,12 +26,13 @@ def token_piece(vocab: Any, token: int, special: bool = False) -> bytes:
 
 
 class TokenPieces:
-    def __init__(self, vocab: Any) -> None:
+    def __init__(self, vocab: Any, special: bool = False) -> None:
         self._vocab = vocab
+        self._special = special
         self._cache: dict[int, bytes] = {}
 
     def __call__(self, token: int) -> bytes:
         piece = self._cache.get(token)
         if piece is None:
-            piece = self._cache[token] = token_piece(self._vocab, token)
+            piece = self._cache[token] = token_piece(self._vocab, token, self._special)
         return piece

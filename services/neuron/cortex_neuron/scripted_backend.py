@@ -83,8 +83,10 @@ class ScriptedBackend:
                 tokens.extend(part.encode())
         return tokens
 
-    def piece(self, token: int) -> bytes:
-        return bytes([token]) if token < 256 else b""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        if token < 256:
+            return bytes([token])
+        return SPECIALS[token - 256].encode() if special else b""
 
     def is_end(self, token: int) -> bool:
         return token == EOS

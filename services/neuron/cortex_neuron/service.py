@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_core.metrics_server import serve_metrics
-from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChannel
+from cortex_neuron.channel import CallChunk, Errored, Event, Finished, TextChunk, TokenChannel
 from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.engine import Engine, EngineError, Job
@@ -43,7 +43,7 @@ from cortex_wire.messages import (
     ModelState,
     ReasoningDelta,
     TokenCount,
-    ToolCallBlock,
+    ToolCallFrame,
     UnloadModel,
     WireError,
 )
@@ -177,8 +177,8 @@ class Neuron:
             last_used_at=engine.last_used_at if engine else 0.0,
             error=resident.error,
             load_progress=resident.progress,
-            reasoning_markers=engine.reasoning.texts if engine and engine.reasoning else [],
-            tool_call_markers=engine.tool_calls.texts if engine and engine.tool_calls else [],
+            reasoning_markers=engine.dialect.inline_markers() if engine else [],
+            dialect=engine.dialect.summary() if engine else {},
         )
 
     # --- model lifecycle --------------------------------------------------------------
@@ -362,11 +362,7 @@ class Neuron:
             return
         self.jobs[request.request_id] = job
         engine = resident.engine
-        reply = InferReply(
-            accepted=True,
-            reasoning_markers=engine.reasoning.texts if engine.reasoning else [],
-            tool_call_markers=engine.tool_calls.texts if engine.tool_calls else [],
-        )
+        reply = InferReply(accepted=True, reasoning_markers=engine.dialect.inline_markers())
         await _reply(msg, reply)
         # Every line the pump logs for this request carries its id.
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
@@ -426,6 +422,7 @@ class Neuron:
         keepalive = self.settings.neuron.keepalive_interval_s
         interval = self.settings.neuron.frame_interval_s
         seq = 0
+        calls = [0]  # tool calls sent so far (frames number them)
         started = time.perf_counter()
         try:
             while True:
@@ -435,10 +432,10 @@ class Neuron:
                     await self.nc.publish(subject, codec.encode(frame))
                     seq += 1
                     continue
-                for frame in coalesce(events, seq):
+                for frame in coalesce(events, seq, calls):
                     await self.nc.publish(subject, codec.encode(frame))
                     seq += 1
-                end = next((e for e in events if not isinstance(e, TextChunk)), None)
+                end = next((e for e in events if isinstance(e, Finished | Errored)), None)
                 if isinstance(end, Finished):
                     self.metrics.requests.labels(request.model, end.finish_reason).inc()
                     self.metrics.tokens.labels(request.model).inc(end.usage.completion_tokens)
@@ -500,20 +497,28 @@ def frame_pause(interval: float, streams: int) -> float:
     return interval * stretch
 
 
-def coalesce(events: list[Event], first_seq: int) -> list[Delta | ReasoningDelta | ToolCallBlock]:
-    """One frame per run of same-channel text chunks (each tool-call block its own frame),
-    numbered from `first_seq`, in order."""
-    frames: list[Delta | ReasoningDelta | ToolCallBlock] = []
+def coalesce(
+    events: list[Event], first_seq: int, calls: list[int] | None = None
+) -> list[Delta | ReasoningDelta | ToolCallFrame]:
+    """One frame per run of same-channel text chunks (each tool call its own frame),
+    numbered from `first_seq`, in order. `calls[0]` counts the request's tool calls."""
+    calls = calls if calls is not None else [0]
+    frames: list[Delta | ReasoningDelta | ToolCallFrame] = []
     for event in events:
-        if not isinstance(event, TextChunk):
-            continue
         seq = first_seq + len(frames)
-        if event.kind == "tool_call":
+        if isinstance(event, CallChunk):
             frames.append(
-                ToolCallBlock(
-                    seq=seq, text=event.text, tokens=event.tokens, complete=event.complete
+                ToolCallFrame(
+                    seq=seq,
+                    index=calls[0],
+                    name=event.name,
+                    arguments=event.arguments,
+                    tokens=event.tokens,
                 )
             )
+            calls[0] += 1
+            continue
+        if not isinstance(event, TextChunk):
             continue
         kind = ReasoningDelta if event.kind == "reasoning" else Delta
         last = frames[-1] if frames else None

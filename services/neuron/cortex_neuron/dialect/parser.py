@@ -1,0 +1,312 @@
+"""The streaming output parser: generated text in, answer / reasoning / tool calls out.
+
+Text arrives a token at a time; markers may be split across tokens or be several tokens
+long, so text that could be the start of a marker is held back until it is known. Nothing
+the model wrote is lost: a tool section that does not parse comes back as text, markers
+included (and is counted in `unparsed`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from cortex_neuron.dialect.model import ChannelFormat, Dialect, ToolFormat
+from cortex_neuron.dialect.tool_bodies import ParsedCall, parse_json_calls, parse_section
+
+State = Literal["content", "reasoning", "tool"]
+Piece = tuple[Literal["text", "reasoning"], str] | ParsedCall
+
+__all__ = ["OutputParser", "ParsedCall", "Piece", "new_parser", "starts_in_reasoning"]
+
+
+class OutputParser(Protocol):
+    state: State
+    unparsed: int
+
+    def feed(self, text: str) -> list[Piece]: ...
+
+    def finish(self) -> list[Piece]: ...
+
+
+def partial_suffix(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of `text` that is a proper start of a marker."""
+    best = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), best, -1):
+            if text.endswith(marker[:size]):
+                best = size
+                break
+    return best
+
+
+def earliest(text: str, markers: Sequence[str]) -> tuple[int, str]:
+    hits = [(i, m) for m in markers if m and (i := text.find(m)) >= 0]
+    return min(hits, key=lambda hit: (hit[0], -len(hit[1]))) if hits else (-1, "")
+
+
+def starts_in_reasoning(dialect: Dialect, prompt: str) -> bool:
+    """Whether the prompt leaves the model inside its reasoning (the template wrote the
+    opener); a close-only format always starts there."""
+    reasoning = dialect.reasoning
+    if reasoning is None:
+        return False
+    if not reasoning.open:
+        return True
+    return prompt.rstrip().endswith(reasoning.open)
+
+
+class MarkerScanner:
+    """The scanning loop both parsers share: text up to the earliest marker goes to
+    `_take`, each marker to `_switch`; the end of the text that could still become a marker
+    is held back until more text arrives."""
+
+    _held = ""
+
+    def _markers(self) -> list[str]:
+        raise NotImplementedError
+
+    def _take(self, pieces: list[Piece], text: str) -> None:
+        raise NotImplementedError
+
+    def _switch(self, marker: str, pieces: list[Piece]) -> None:
+        raise NotImplementedError
+
+    def _intercept(self) -> bool:
+        """A chance to change state before scanning the held text (True: scan again)."""
+        return False
+
+    def _holdback(self, markers: list[str]) -> int:
+        return partial_suffix(self._held, markers)
+
+    def feed(self, text: str) -> list[Piece]:
+        self._held += text
+        pieces: list[Piece] = []
+        while self._held:
+            if self._intercept():
+                continue
+            markers = self._markers()
+            at, marker = earliest(self._held, markers)
+            if at < 0:
+                keep = self._holdback(markers)
+                self._take(pieces, self._held[: len(self._held) - keep])
+                self._held = self._held[len(self._held) - keep :]
+                break
+            self._take(pieces, self._held[:at])
+            self._held = self._held[at + len(marker) :]
+            self._switch(marker, pieces)
+        return pieces
+
+
+class TagParser(MarkerScanner):
+    """Reasoning between two markers, tool sections between two markers (or to the end),
+    and wrapper markers dropped from the answer."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        in_reasoning: bool,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.state: State = "reasoning" if in_reasoning and dialect.reasoning else "content"
+        self.unparsed = 0
+        self._schemas = schemas or {}
+        self._held = ""
+        self._section: list[str] = []
+        self._section_open = ""
+        self._answered = False  # answer text has been emitted (bare JSON calls start a reply)
+
+    def _markers(self) -> list[str]:
+        d = self.dialect
+        if self.state == "reasoning":
+            return [d.reasoning.close] if d.reasoning else []
+        if self.state == "tool":
+            return [d.tools.section_close] if d.tools and d.tools.section_close else []
+        markers = list(d.content_markers)
+        if d.reasoning is not None and d.reasoning.open:
+            markers.append(d.reasoning.open)
+        if d.tools is not None and d.tools.section_open:
+            markers.append(d.tools.section_open)
+        return markers
+
+    def _intercept(self) -> bool:
+        return self.state == "content" and self._bare_call_starts()
+
+    def _holdback(self, markers: list[str]) -> int:
+        if self.state == "content" and self._waits_for_bare_call():
+            return len(self._held)  # whitespace before what may be a bare JSON call
+        return partial_suffix(self._held, markers)
+
+    def finish(self) -> list[Piece]:
+        pieces: list[Piece] = []
+        held, self._held = self._held, ""
+        if self.state == "tool":
+            self._section.append(held)
+            self._close_section(pieces, complete=False)
+        else:
+            self._take(pieces, held)
+        return pieces
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _tools(self) -> ToolFormat | None:
+        return self.dialect.tools
+
+    def _waits_for_bare_call(self) -> bool:
+        tools = self._tools()
+        return bool(tools and tools.bare and not self._answered and not self._held.strip())
+
+    def _bare_call_starts(self) -> bool:
+        tools = self._tools()
+        if not (tools and tools.bare and not self._answered):
+            return False
+        stripped = self._held.lstrip()
+        if not stripped or stripped[0] not in "{[":
+            return False
+        self.state, self._section_open = "tool", ""
+        self._section, self._held = [stripped], ""
+        return True
+
+    def _take(self, pieces: list[Piece], text: str) -> None:
+        if not text:
+            return
+        if self.state == "tool":
+            self._section.append(text)
+            return
+        kind: Literal["text", "reasoning"] = "reasoning" if self.state == "reasoning" else "text"
+        if kind == "text" and text.strip():
+            self._answered = True
+        if pieces and isinstance(pieces[-1], tuple) and pieces[-1][0] == kind:
+            pieces[-1] = (kind, pieces[-1][1] + text)
+        else:
+            pieces.append((kind, text))
+
+    def _switch(self, marker: str, pieces: list[Piece]) -> None:
+        d = self.dialect
+        if self.state == "reasoning":
+            self.state = "content"
+        elif self.state == "tool":
+            self._close_section(pieces, complete=True)
+        elif d.reasoning is not None and marker == d.reasoning.open:
+            self.state = "reasoning"
+        elif d.tools is not None and marker == d.tools.section_open:
+            self.state, self._section_open, self._section = "tool", marker, []
+        # a content wrapper marker: dropped
+
+    def _close_section(self, pieces: list[Piece], complete: bool) -> None:
+        tools = self._tools()
+        assert tools is not None
+        body = "".join(self._section)
+        self._section, self.state = [], "content"
+        calls = parse_section(tools, body, self._schemas) if body.strip() else None
+        if calls:
+            pieces.extend(calls)
+            return
+        self.unparsed += 1
+        closer = tools.section_close if complete else ""
+        self._take(pieces, self._section_open + body + closer)
+        self._answered = True
+
+
+class ChannelParser(MarkerScanner):
+    """A channel grammar: each message has a header (channel, optional recipient) and a
+    body; the reasoning channel is reasoning, a recipient `functions.NAME` makes a call, any
+    other channel is the answer."""
+
+    def __init__(self, channels: ChannelFormat) -> None:
+        self.fmt = channels
+        self.state: State = "content"
+        self.unparsed = 0
+        self._held = ""
+        self._in_header = False
+        self._header = ""
+        self._body_kind: Literal["text", "reasoning", "call"] = "text"
+        self._recipient = ""
+        self._call: list[str] = []
+
+    def _markers(self) -> list[str]:
+        f = self.fmt
+        if self._in_header:
+            return [f.message]
+        return [f.channel, *f.ends, *([f.start] if f.start else [])]
+
+    def finish(self) -> list[Piece]:
+        pieces: list[Piece] = []
+        held, self._held = self._held, ""
+        self._take(pieces, held)
+        self._end_message(pieces)
+        return pieces
+
+    def _take(self, pieces: list[Piece], text: str) -> None:
+        if not text:
+            return
+        if self._in_header:
+            self._header += text
+        elif self._body_kind == "call":
+            self._call.append(text)
+        elif self._header or self._body_kind == "reasoning" or text.strip() or pieces:
+            kind: Literal["text", "reasoning"] = (
+                "reasoning" if self._body_kind == "reasoning" else "text"
+            )
+            if pieces and isinstance(pieces[-1], tuple) and pieces[-1][0] == kind:
+                pieces[-1] = (kind, pieces[-1][1] + text)
+            else:
+                pieces.append((kind, text))
+
+    def _switch(self, marker: str, pieces: list[Piece]) -> None:
+        f = self.fmt
+        if marker == f.message:
+            self._in_header = False
+            self._open_body()
+        elif marker in (f.channel, f.start):
+            # A new message: its header runs to the message marker (a role name, the
+            # channel, a recipient, a constraint).
+            self._end_message(pieces)
+            self._in_header, self._header = True, marker
+        elif marker in f.ends:
+            self._end_message(pieces)
+
+    def _open_body(self) -> None:
+        header = self._header
+        self._header = ""
+        after_channel = header.rsplit(self.fmt.channel, 1)[-1] if self.fmt.channel in header else ""
+        channel = re.match(r"\s*(\w+)", after_channel)
+        name = channel.group(1) if channel else ""
+        # a recipient may come before the channel (in the role part) or after it
+        recipient = re.search(r"to=([^\s<]+)", header)
+        self._recipient = recipient.group(1) if recipient else ""
+        if self._recipient:
+            self._body_kind, self._call = "call", []
+        elif name == self.fmt.reasoning_channel:
+            self._body_kind = "reasoning"
+        else:
+            self._body_kind = "text"
+        self.state = "reasoning" if self._body_kind == "reasoning" else (
+            "tool" if self._body_kind == "call" else "content"
+        )  # fmt: skip
+
+    def _end_message(self, pieces: list[Piece]) -> None:
+        if self._body_kind == "call":
+            body = "".join(self._call)
+            name = self._recipient.split(".", 1)[-1]
+            calls = parse_json_calls(f'{{"name": {json.dumps(name)}, "arguments": {body or "{}"}}}')
+            if calls:
+                pieces.extend(calls)
+            else:
+                self.unparsed += 1
+                pieces.append(("text", body))
+        self._body_kind, self._call, self._recipient = "text", [], ""
+        self.state = "content"
+
+
+def new_parser(
+    dialect: Dialect,
+    prompt: str,
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> OutputParser:
+    if dialect.channels is not None:
+        return ChannelParser(dialect.channels)
+    return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas)

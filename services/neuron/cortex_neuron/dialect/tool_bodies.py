@@ -1,0 +1,195 @@
+"""Parsing the text of a tool-call section into calls, per tool format (pure).
+
+Each parser takes the section's text (between its markers) and returns the calls, or None
+when the text is not what the format says — the caller then keeps it as text, markers and
+all, so nothing the model wrote is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cortex_neuron.dialect.model import ToolFormat
+
+_DECODER = json.JSONDecoder()
+# Where a call's name may sit in a JSON call object, and its arguments.
+NAME_FIELDS = ("name", "tool_name", "function_name")
+ARGUMENT_FIELDS = ("arguments", "parameters", "args", "input")
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    name: str
+    arguments: str  # JSON text of an object
+
+
+def pattern(marker: str) -> str:
+    """A marker as a regex: whitespace runs match any whitespace, digit runs any digits."""
+    out = []
+    for part in re.split(r"(\s+|\d+)", marker):
+        if part:
+            out.append(r"\s*" if part.isspace() else r"\d+" if part.isdigit() else re.escape(part))
+    return "".join(out)
+
+
+def parse_section(
+    fmt: ToolFormat, body: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[ParsedCall] | None:
+    if fmt.kind == "json":
+        return parse_json_calls(body)
+    if fmt.kind == "tagged_json":
+        return _parse_tagged(fmt, body, None)
+    return _parse_tagged(fmt, body, schemas or {})
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+def _call_of(value: Any) -> ParsedCall | None:
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("function"), dict):  # OpenAI shape: {"function": {...}}
+        value = {**value, **value["function"]}
+    name = next((value[f] for f in NAME_FIELDS if isinstance(value.get(f), str)), "")
+    if not name:
+        return None
+    arguments: Any = next((value[f] for f in ARGUMENT_FIELDS if f in value), {})
+    return _call(name, arguments)
+
+
+def _call(name: str, arguments: Any) -> ParsedCall | None:
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return ParsedCall(name.strip(), json.dumps(arguments, ensure_ascii=False))
+
+
+def parse_json_calls(body: str) -> list[ParsedCall] | None:
+    """One or more JSON call objects (or arrays of them), separated by whitespace or commas."""
+    calls: list[ParsedCall] = []
+    at, body = 0, body.strip()
+    while at < len(body):
+        if body[at] in " \t\r\n,;":
+            at += 1
+            continue
+        try:
+            value, at = _DECODER.raw_decode(body, at)
+        except ValueError:
+            return None
+        for item in value if isinstance(value, list) else [value]:
+            call = _call_of(item)
+            if call is None:
+                return None
+            calls.append(call)
+    return calls or None
+
+
+# --- tagged -----------------------------------------------------------------------------
+
+
+def _parse_tagged(
+    fmt: ToolFormat, body: str, schemas: Mapping[str, Mapping[str, Any]] | None
+) -> list[ParsedCall] | None:
+    """Calls written as `call_open NAME name_close ARGS call_close`, one after another.
+    `schemas` None: ARGS is a JSON object; else KEY/VALUE pairs between arg markers."""
+    calls: list[ParsedCall] = []
+    rest = body.strip()
+    while rest:
+        match = re.match(r"\s*" + pattern(fmt.call_open), rest) if fmt.call_open else None
+        if fmt.call_open and match is None:
+            return None
+        rest = rest[match.end() :] if match else rest
+        name, rest = _name(fmt, rest)
+        if name is None:
+            return None
+        if schemas is None:
+            arguments, rest = _json_arguments(rest)
+        else:
+            arguments, rest = _tagged_arguments(fmt, rest, schemas.get(name, {}))
+        if arguments is None:
+            return None
+        if fmt.call_close:
+            closing = re.match(r"\s*" + pattern(fmt.call_close), rest)
+            if closing is not None:
+                rest = rest[closing.end() :]
+        rest = rest.strip()
+        call = _call(name, arguments)
+        if call is None:
+            return None
+        calls.append(call)
+    return calls or None
+
+
+def _name(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
+    """The call's name (from `prefix.NAME:INDEX` ids too) and the text after it."""
+    ends = [pattern(m) for m in (fmt.id_open, fmt.name_close) if m]
+    if fmt.arg_open:
+        ends.append(pattern(fmt.arg_open))
+    if not ends:
+        ends = [r"(?=[{\s])"]
+    match = re.match(r"\s*(.+?)\s*(?:" + "|".join(ends) + ")", text, re.S)
+    if match is None:
+        return None, text
+    name, rest = match.group(1), text[match.end() :]
+    if fmt.id_open:  # the id sits between name and arguments: skip it
+        closing = re.search(pattern(fmt.id_close), rest)
+        if closing is None:
+            return None, text
+        rest = rest[closing.end() :]
+    elif fmt.arg_open and re.match(pattern(fmt.arg_open), text[match.end(1) :].lstrip()):
+        rest = text[match.end(1) :]  # the arg marker is the next argument's, not consumed
+    if fmt.name_in_id or re.fullmatch(r"[\w\-]+\.[\w\-.]+:\d+", name):
+        name = name.split(":")[0].rsplit(".", 1)[-1] if ":" in name else name
+    return (name if name and "\n" not in name else None), rest
+
+
+def _json_arguments(text: str) -> tuple[Any, str]:
+    start = text.find("{")
+    if start < 0 or text[:start].strip("` \n\tjson"):
+        return None, text
+    try:
+        value, end = _DECODER.raw_decode(text, start)
+    except ValueError:
+        return None, text
+    return value, text[end:]
+
+
+def _tagged_arguments(
+    fmt: ToolFormat, text: str, schema: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    properties = schema.get("properties", {}) if isinstance(schema, Mapping) else {}
+    arguments: dict[str, Any] = {}
+    key_re = re.compile(
+        r"\s*" + pattern(fmt.arg_open) + r"(.*?)" + pattern(fmt.arg_mid) + r"(.*?)"
+        + pattern(fmt.arg_close), re.S,
+    )  # fmt: skip
+    while True:
+        match = key_re.match(text)
+        if match is None:
+            return arguments, text
+        key, raw = match.group(1).strip(), match.group(2)
+        arguments[key] = argument_value(raw, properties.get(key))
+        text = text[match.end() :]
+
+
+def argument_value(raw: str, schema: Any) -> Any:
+    """A tagged argument: a string stays a string (its one surrounding newline dropped);
+    anything else is read as JSON when it parses."""
+    value = raw[1:] if raw.startswith("\n") else raw
+    value = value[:-1] if value.endswith("\n") else value
+    declared = schema.get("type") if isinstance(schema, Mapping) else None
+    if declared == "string":
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return value if isinstance(parsed, str) and declared is None else parsed

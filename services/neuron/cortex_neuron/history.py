@@ -1,0 +1,80 @@
+"""A request's conversation and switches, as the model's chat template expects them (pure).
+
+Hugging Face conventions: assistant `tool_calls` with arguments as an object (or as JSON
+text, for templates that concatenate them), `tool` messages with `tool_call_id`, previous
+reasoning in the field the template reads. Thinking switches and effort go to whichever
+template variables the dialect found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cortex_neuron.dialect import Dialect
+from cortex_wire.messages import ChatMessage, InferRequest
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def template_messages(
+    messages: Sequence[ChatMessage], dialect: Dialect | None = None
+) -> list[dict[str, Any]]:
+    dialect = dialect or Dialect()
+    rendered: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.reasoning and dialect.reasoning_field:
+            item[dialect.reasoning_field] = message.reasoning
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {
+                    "id": call_id(call.id, dialect),
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.arguments
+                        if dialect.arguments_as_text
+                        else _arguments(call.arguments),
+                    },
+                }
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id:
+            item["tool_call_id"] = call_id(message.tool_call_id, dialect)
+        if message.name:
+            item["name"] = message.name
+        rendered.append(item)
+    return rendered
+
+
+def call_id(original: str, dialect: Dialect) -> str:
+    """A call id in the shape the template accepts; the same id always maps the same way,
+    so a call and its result stay paired."""
+    if dialect.call_id_style != "alnum9" or (len(original) == 9 and original.isalnum()):
+        return original
+    digest = hashlib.sha256(original.encode()).digest()
+    return "".join(_ALNUM[b % len(_ALNUM)] for b in digest[:9])
+
+
+def template_variables(request: InferRequest, dialect: Dialect) -> dict[str, Any]:
+    """Template variables: the dialect's thinking switches and effort from the request,
+    then the client's own chat_template_kwargs (which win)."""
+    variables: dict[str, Any] = {}
+    if request.thinking is not None:
+        for name in dialect.thinking_switches:
+            variables[name] = request.thinking
+    if request.reasoning_effort and dialect.effort_variable:
+        variables[dialect.effort_variable] = request.reasoning_effort
+    variables.update(request.chat_template_kwargs)
+    return variables
+
+
+def _arguments(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text

@@ -1,0 +1,343 @@
+"""Every model family end to end: tiny GGUFs carrying each family's real chat template and
+special tokens, served by a real neuron on llama.cpp, asked through the official openai and
+anthropic SDKs, streamed and not. The answer, the reasoning and the tool call come apart
+exactly as each family's model wrote them; no family name steers cortex's code.
+
+A family here is a template (tests/fixtures/chat_templates), the marker tokens its
+vocabulary has (CONTROL tokens, as the real GGUFs ship them), the prompt's last token, and
+two designed replies: one that reasons and answers, one that calls a tool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import write_catalogue
+from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.templates import template
+from tests.support.tiny_gguf import IM_END, IM_START, build_tiny_gguf
+
+THOUGHT, ANSWER = "Ponder", "Paris"
+CITY = {"city": "Paris"}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+ANTHROPIC_TOOLS = [
+    {"name": "get_weather", "description": "The weather in a city",
+     "input_schema": TOOLS[0]["function"]["parameters"]}
+]  # fmt: skip
+USER = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+@dataclass(frozen=True)
+class Family:
+    template: str
+    specials: tuple[str, ...]
+    start: str  # the prompt's last token
+    answer: tuple[str, ...] | None  # a reply that reasons (THOUGHT) and answers (ANSWER)
+    call: tuple[str, ...]  # a reply that calls get_weather(city="Paris")
+    thinks: bool = True  # the answer reply reasons
+    call_start: str = ""  # the prompt's last token for the tool reply, if different
+    thinking: bool | None = None  # the switch the answer reply needs (None: default)
+
+
+FAMILIES = {
+    "hermes": Family(
+        "Qwen-Qwen3-0.6B.jinja", ("<think>", "</think>", "<tool_call>", "</tool_call>"), "\n",
+        ("<think>", THOUGHT, "</think>", ANSWER),
+        ("<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"),
+    ),
+    "xml-function": Family(
+        "Qwen3-Coder.jinja", ("<tool_call>", "</tool_call>"), "\n", (ANSWER,),
+        ("<tool_call>", "\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n", "</tool_call>"),
+        thinks=False,
+    ),
+    "arg-key-value": Family(
+        "GLM-4.6.jinja",
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|observation|>", "<think>", "</think>",
+         "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
+        "<|assistant|>", ("<think>", THOUGHT, "</think>", ANSWER),
+        ("<tool_call>", "get_weather", "<arg_key>", "city", "</arg_key>", "<arg_value>", "Paris", "</arg_value>", "</tool_call>"),
+    ),
+    "invoke": Family(
+        "MiniMax-M2.jinja", ("<think>", "</think>", "<minimax:tool_call>", "</minimax:tool_call>", "]~b]", "[e~["),
+        "\n", (THOUGHT, "</think>", ANSWER),
+        ("</think>", "<minimax:tool_call>", '\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n</invoke>\n', "</minimax:tool_call>"),
+    ),
+    "seed": Family(
+        "ByteDance-Seed-OSS.jinja",
+        ("<seed:bos>", "<seed:eos>", "<seed:think>", "</seed:think>", "<seed:tool_call>", "</seed:tool_call>"),
+        "\n", ("<seed:think>", THOUGHT, "</seed:think>", ANSWER),
+        ("<seed:tool_call>", "\n<function=get_weather>\n<parameter=city>Paris</parameter>\n</function>\n", "</seed:tool_call>"),
+    ),
+    "sentinels": Family(
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        ("<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "<｜tool▁calls▁begin｜>",
+         "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"),
+        # Thinking on, the prompt ends with <think>; off (the default), with </think>.
+        "<think>", (THOUGHT, "</think>", ANSWER),
+        ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "get_weather", "<｜tool▁sep｜>", '{"city": "Paris"}', "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>"),
+        call_start="</think>", thinking=True,
+    ),
+    "indexed-ids": Family(
+        "moonshotai-Kimi-K2.jinja",
+        ("<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>",
+         "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>",
+         "<|tool_call_argument_begin|>", "<|tool_call_end|>"),
+        "<|im_middle|>", (ANSWER,),
+        ("<|tool_calls_section_begin|>", "<|tool_call_begin|>", "functions.get_weather:0", "<|tool_call_argument_begin|>", '{"city": "Paris"}', "<|tool_call_end|>", "<|tool_calls_section_end|>"),
+        thinks=False,
+    ),
+    "bracket-args": Family(
+        "unsloth-mistral-Devstral-Small-2507.jinja",
+        ("[INST]", "[/INST]", "[TOOL_CALLS]", "[ARGS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+         "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
+        "[/INST]", (ANSWER,), ("[TOOL_CALLS]", "get_weather", "[ARGS]", '{"city": "Paris"}'),
+        thinks=False,
+    ),
+    "bracket-array": Family(
+        "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+        ("[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+         "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
+        "[/INST]", (ANSWER,), ("[TOOL_CALLS]", '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'),
+        thinks=False,
+    ),
+    "bracket-think": Family(
+        "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+        ("[INST]", "[/INST]", "[THINK]", "[/THINK]", "[TOOL_CALLS]", "[ARGS]",
+         "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
+        "[/INST]", ("[THINK]", THOUGHT, "[/THINK]", ANSWER),
+        ("[TOOL_CALLS]", "get_weather", "[ARGS]", '{"city": "Paris"}'),
+    ),
+    "bare-json": Family(
+        "meta-llama-Llama-3.1-8B-Instruct.jinja",
+        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+         "<|eom_id|>", "<|python_tag|>"),
+        "\n", (ANSWER,), ('{"name": "get_weather", "parameters": {"city": "Paris"}}',),
+        thinks=False,
+    ),
+    "action-list": Family(
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
+        ("<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>",
+         "<|SYSTEM_TOKEN|>", "<|START_THINKING|>", "<|END_THINKING|>", "<|START_RESPONSE|>",
+         "<|END_RESPONSE|>", "<|START_ACTION|>", "<|END_ACTION|>"),
+        # Thinking on, the prompt ends with the turn header; off, with an empty reasoning.
+        "<|CHATBOT_TOKEN|>",
+        ("<|START_THINKING|>", THOUGHT, "<|END_THINKING|>", "<|START_RESPONSE|>", ANSWER, "<|END_RESPONSE|>"),
+        ("<|START_ACTION|>", '[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}}]', "<|END_ACTION|>"),
+        call_start="<|END_THINKING|>", thinking=True,
+    ),
+    "toolcall-list": Family(
+        "NVIDIA-Nemotron-Nano-v2.jinja",
+        ("<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>", "<think>", "</think>", "<TOOLCALL>", "</TOOLCALL>"),
+        "\n", (THOUGHT, "</think>", ANSWER),
+        ("</think>", "<TOOLCALL>", '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', "</TOOLCALL>"),
+    ),
+    "tool-calls-tag": Family(
+        "unsloth-Apriel-1.5.jinja", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<tool_calls>", "</tool_calls>"),
+        "\n", (ANSWER,), ("<tool_calls>", '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', "</tool_calls>"),
+        thinks=False,
+    ),
+    "role-tags": Family(
+        "ibm-granite-granite-4.0.jinja",
+        ("<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>", "<tool_call>", "</tool_call>"),
+        "<|end_of_role|>", (ANSWER,),
+        ("<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"),
+        thinks=False,
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def family_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    folder: Path = tmp_path_factory.mktemp("families")
+    models: list[dict[str, object]] = []
+    for name, family in FAMILIES.items():
+        specials = (IM_START, IM_END, *family.specials)
+        replies = {
+            "answer": (family.answer, family.start),
+            "call": (family.call, family.call_start or family.start),
+        }
+        for kind, (reply, start) in replies.items():
+            assert reply is not None
+            built = build_tiny_gguf(
+                folder / f"{name}-{kind}.gguf", reply, specials=specials,
+                chat_template=template(family.template), start=start, n_ctx=8192,
+            )  # fmt: skip
+            models.append({"id": f"{name}-{kind}", "path": str(built.path), "n_ctx": 8192})
+    catalogue = write_catalogue(folder / "models.toml", models)
+    settings = stack_settings(nats_server.url, catalogue, node="families-neuron")
+    with running_stack(settings) as stack:
+        yield stack
+
+
+@pytest.fixture
+def oai(family_stack: RunningStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{family_stack.base_url}/v1", api_key="x", max_retries=0)
+
+
+@pytest.fixture
+def claude(family_stack: RunningStack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=family_stack.base_url, api_key="x", max_retries=0)
+
+
+def switch(family: Family) -> dict[str, object]:
+    return {} if family.thinking is None else {"reasoning_effort": "high"}
+
+
+def reasoning_of(message) -> str:
+    return (message.model_extra or {}).get("reasoning_content") or ""
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_chat_answer_and_reasoning_come_apart(oai: openai.OpenAI, name: str) -> None:
+    family = FAMILIES[name]
+    thought = THOUGHT if family.thinks else ""
+    done = oai.chat.completions.create(model=f"{name}-answer", messages=USER, **switch(family))
+    message = done.choices[0].message
+    assert (message.content, reasoning_of(message)) == (ANSWER, thought)
+    assert done.choices[0].finish_reason == "stop"
+    chunks = list(
+        oai.chat.completions.create(
+            model=f"{name}-answer", messages=USER, stream=True, **switch(family)
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == ANSWER
+    assert "".join(reasoning_of(d) for d in deltas) == thought
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_chat_tool_call_is_one_structured_call(oai: openai.OpenAI, name: str) -> None:
+    done = oai.chat.completions.create(model=f"{name}-call", messages=USER, tools=TOOLS)
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", CITY)
+    ]
+    assert not choice.message.content
+    chunks = list(
+        oai.chat.completions.create(model=f"{name}-call", messages=USER, tools=TOOLS, stream=True)
+    )
+    streamed = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert [(t.function.name, json.loads(t.function.arguments)) for t in streamed] == [
+        ("get_weather", CITY)
+    ]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_messages_thinking_and_tool_use(claude: anthropic.Anthropic, name: str) -> None:
+    family = FAMILIES[name]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    reply = claude.messages.create(
+        model=f"{name}-answer",
+        max_tokens=64,
+        messages=USER,
+        thinking=thinking,  # type: ignore[arg-type]
+    )
+    kinds = [
+        (b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in reply.content
+    ]
+    expected = [("thinking", THOUGHT)] if family.thinks else []
+    assert kinds == [*expected, ("text", ANSWER)]
+    with claude.messages.stream(
+        model=f"{name}-answer",
+        max_tokens=64,
+        messages=USER,
+        thinking=thinking,  # type: ignore[arg-type]
+    ) as stream:
+        final = stream.get_final_message()
+    assert [
+        (b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in final.content
+    ] == kinds
+
+    called = claude.messages.create(
+        model=f"{name}-call",
+        max_tokens=64,
+        messages=USER,
+        tools=ANTHROPIC_TOOLS,  # type: ignore[arg-type]
+    )
+    assert called.stop_reason == "tool_use"
+    assert [(b.type, b.name, b.input) for b in called.content if b.type == "tool_use"] == [
+        ("tool_use", "get_weather", CITY)
+    ]
+    assert [b for b in called.content if b.type == "text"] == []
+    with claude.messages.stream(
+        model=f"{name}-call",
+        max_tokens=64,
+        messages=USER,
+        tools=ANTHROPIC_TOOLS,  # type: ignore[arg-type]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == [
+        ("get_weather", CITY)
+    ]
+
+
+def test_thinking_switch_of_the_template_follows_the_request(
+    oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    """A template whose switch is a variable (here `thinking`): off by default, on when the
+    client asks for thinking — through either API."""
+    off = oai.chat.completions.create(model="sentinels-answer", messages=USER)
+    assert (off.choices[0].message.content, reasoning_of(off.choices[0].message)) == (ANSWER, "")
+    on = claude.messages.create(
+        model="sentinels-answer", max_tokens=64, messages=USER,
+        thinking={"type": "enabled", "budget_tokens": 512},
+    )  # fmt: skip
+    assert [b.type for b in on.content] == ["thinking", "text"]
+    disabled = claude.messages.create(
+        model="sentinels-answer", max_tokens=64, messages=USER, thinking={"type": "disabled"}
+    )
+    assert [(b.type, b.text) for b in disabled.content] == [("text", ANSWER)]  # type: ignore[union-attr]
+
+
+def test_history_with_reasoning_and_tool_results_renders_for_every_family(
+    oai: openai.OpenAI,
+) -> None:
+    """A second turn carrying the first turn's reasoning, its call and the tool's result goes
+    back through each family's template (call ids in the shape the template demands)."""
+    for name in FAMILIES:
+        history = [
+            *USER,
+            {"role": "assistant", "content": "", "reasoning_content": THOUGHT,
+             "tool_calls": [{"id": "call_0123456789abcdef", "type": "function",
+                             "function": {"name": "get_weather", "arguments": json.dumps(CITY)}}]},
+            {"role": "tool", "tool_call_id": "call_0123456789abcdef", "content": "sunny"},
+        ]  # fmt: skip
+        done = oai.chat.completions.create(model=f"{name}-call", messages=history, tools=TOOLS)  # type: ignore[arg-type]
+        assert done.choices[0].finish_reason in ("tool_calls", "stop"), name
+
+
+def test_models_lists_what_was_read_of_each_family(
+    oai: openai.OpenAI, family_stack: RunningStack
+) -> None:
+    import httpx
+
+    oai.chat.completions.create(model="bracket-args-call", messages=USER, tools=TOOLS)
+    body = httpx.get(f"{family_stack.base_url}/v1/models").json()
+    entry = next(m for m in body["data"] if m["id"] == "bracket-args-call")
+    assert entry["dialect"]["tools"] == "tagged_json [TOOL_CALLS]"
+    assert "tools" in entry["capabilities"]

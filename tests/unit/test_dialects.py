@@ -1,0 +1,239 @@
+"""Model dialects read from real chat templates, and their output parsed on every split.
+
+Each case is a family's real template (tests/fixtures/chat_templates), what its model
+writes, and what a client must get: the answer, the reasoning and the tool calls, apart.
+The text is fed to the parser as bytes, cut at every byte boundary and one byte at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+
+import pytest
+
+from cortex_neuron.channel import CallChunk, TextChunk
+from cortex_neuron.dialect import Dialect, detect_dialect
+from cortex_neuron.output_channels import OutputChannels
+from tests.support.templates import template
+
+WEATHER = {"name": "get_weather", "arguments": {"city": "Paris"}}
+SCHEMAS = {"get_weather": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}
+
+
+@dataclass(frozen=True)
+class Case:
+    template: str
+    output: str
+    reasoning: str = ""
+    content: str = ""
+    calls: tuple[dict, ...] = ()
+    prompt: str = ""  # the end of the rendered prompt, where it matters
+    facts: dict = field(default_factory=dict)  # expected dialect summary entries
+
+
+CASES = {
+    "hermes-json": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        '<think>\nweigh it\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        reasoning="\nweigh it\n",
+        content="\n\n",
+        calls=(WEATHER,),
+        facts={
+            "reasoning": "<think>…</think>",
+            "tools": "json <tool_call> … </tool_call>",
+            "thinking_switch": "enable_thinking",
+        },
+    ),
+    "xml-function": Case(
+        "Qwen3-Coder.jinja",
+        "On it.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
+        "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+        content="On it.\n",
+        calls=({"name": "get_weather", "arguments": {"city": "Paris", "days": 3}},),
+        facts={"tools": "tagged_args <tool_call> … </tool_call>"},
+    ),
+    "forced-open-xml": Case(
+        "Qwen3.5-4B.jinja",
+        "\nweigh it\n</think>\n\nSunny.",
+        reasoning="\nweigh it\n",
+        content="\n\nSunny.",
+        prompt="<|im_start|>assistant\n<think>\n",
+        facts={"reasoning": "<think>…</think>"},
+    ),
+    "arg-key-value": Case(
+        "GLM-4.6.jinja",
+        "<think>hm</think>Checking.<tool_call>get_weather\n<arg_key>city</arg_key>\n"
+        "<arg_value>Paris</arg_value>\n</tool_call>",
+        reasoning="hm",
+        content="Checking.",
+        calls=(WEATHER,),
+    ),
+    "invoke": Case(
+        "MiniMax-M2.jinja",
+        'hm</think>\n<minimax:tool_call>\n<invoke name="get_weather">\n'
+        '<parameter name="city">Paris</parameter>\n</invoke>\n</minimax:tool_call>',
+        reasoning="hm",
+        content="\n",
+        calls=(WEATHER,),
+        prompt="]~b]ai\n<think>\n",
+    ),
+    "seed": Case(
+        "ByteDance-Seed-OSS.jinja",
+        "<seed:think>hm</seed:think>Sure.<seed:tool_call>\n<function=get_weather>\n"
+        "<parameter=city>Paris</parameter>\n</function>\n</seed:tool_call>",
+        reasoning="hm",
+        content="Sure.",
+        calls=(WEATHER,),
+        facts={"reasoning": "<seed:think>…</seed:think>"},
+    ),
+    "sentinels": Case(
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        'hm</think>Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city": "Paris"}'
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+        reasoning="hm",
+        content="Sure.",
+        calls=(WEATHER,),
+        prompt="<｜Assistant｜><think>",
+        facts={"thinking_switch": "enable_thinking, thinking"},
+    ),
+    "sentinels-fenced": Case(
+        "llama-cpp-deepseek-r1.jinja",
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+        '{"city": "Paris"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+        calls=(WEATHER,),
+    ),
+    "indexed-ids": Case(
+        "moonshotai-Kimi-K2.jinja",
+        "Two.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"
+        '<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|><|tool_call_begin|>'
+        "functions.get_time:1<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_calls_section_end|>",
+        content="Two.",
+        calls=(WEATHER, {"name": "get_time", "arguments": {}}),
+    ),
+    "bracket-args": Case(
+        "unsloth-mistral-Devstral-Small-2507.jinja",
+        'Sure.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
+        content="Sure.",
+        calls=(WEATHER,),
+        facts={"tools": "tagged_json [TOOL_CALLS]"},
+    ),
+    "bracket-call-id": Case(
+        "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+        '[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}',
+        calls=(WEATHER,),
+    ),
+    "bracket-array": Case(
+        "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        calls=(WEATHER,),
+    ),
+    "bracket-think": Case(
+        "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+        '[THINK]hm[/THINK]Sure.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
+        reasoning="hm",
+        content="Sure.",
+        calls=(WEATHER,),
+    ),
+    "bare-json": Case(
+        "meta-llama-Llama-3.1-8B-Instruct.jinja",
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        calls=(WEATHER,),
+        facts={"tools": "json (bare)"},
+    ),
+    "bare-json-text": Case(
+        "meta-llama-Llama-3.1-8B-Instruct.jinja", "Paris {is} nice.", content="Paris {is} nice."
+    ),
+    "action-list": Case(
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
+        '<|START_THINKING|>plan<|END_THINKING|><|START_ACTION|>[\n    {"tool_call_id": "0", '
+        '"tool_name": "get_weather", "parameters": {"city": "Paris"}}\n]<|END_ACTION|>',
+        reasoning="plan",
+        calls=(WEATHER,),
+    ),
+    "response-wrapper": Case(
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
+        "<|START_THINKING|>plan<|END_THINKING|><|START_RESPONSE|>Paris.<|END_RESPONSE|>",
+        reasoning="plan",
+        content="Paris.",
+    ),
+    "toolcall-list": Case(
+        "NVIDIA-Nemotron-Nano-v2.jinja",
+        '<think>hm</think><TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</TOOLCALL>',
+        reasoning="hm",
+        calls=(WEATHER,),
+    ),
+    "tool-calls-tag": Case(
+        "unsloth-Apriel-1.5.jinja",
+        'Sure.<tool_calls>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</tool_calls>',
+        content="Sure.",
+        calls=(WEATHER,),
+    ),
+    "granite": Case(
+        "ibm-granite-granite-4.0.jinja",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        calls=(WEATHER,),
+    ),
+    "channels-answer": Case(
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>analysis<|message|>weigh it<|end|><|start|>assistant<|channel|>final"
+        "<|message|>Paris.<|return|>",
+        reasoning="weigh it",
+        content="Paris.",
+        facts={"reasoning": "channels", "effort_variable": "reasoning_effort"},
+    ),
+    "channels-call": Case(
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>analysis<|message|>weigh it<|end|><|start|>assistant<|channel|>commentary "
+        'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>',
+        reasoning="weigh it",
+        calls=(WEATHER,),
+    ),
+    "broken-block-stays-text": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        '<tool_call>\n{"name": broken\n</tool_call>',
+        content='<tool_call>\n{"name": broken\n</tool_call>',
+    ),
+}
+
+
+@cache
+def dialect_of(name: str) -> Dialect:
+    return detect_dialect(template(name), bos="<s>", eos="</s>")
+
+
+def parse(case: Case, cuts: list[int]) -> tuple[str, str, list[dict]]:
+    dialect = dialect_of(case.template)
+    output = OutputChannels(dialect, case.prompt, (), SCHEMAS)
+    data = case.output.encode()
+    chunks = []
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        chunks += output.add(data[start:end])
+    chunks += output.finish()
+    text = "".join(c.text for c in chunks if isinstance(c, TextChunk) and c.kind == "text")
+    thought = "".join(c.text for c in chunks if isinstance(c, TextChunk) and c.kind == "reasoning")
+    calls = [
+        {"name": c.name, "arguments": json.loads(c.arguments)}
+        for c in chunks
+        if isinstance(c, CallChunk)
+    ]
+    return text, thought, calls
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_output_parses_the_same_at_every_split(name: str) -> None:
+    case = CASES[name]
+    expected = (case.content, case.reasoning, list(case.calls))
+    size = len(case.output.encode())
+    assert parse(case, []) == expected
+    assert parse(case, list(range(1, size))) == expected
+    for cut in range(1, size):
+        assert parse(case, [cut]) == expected, f"split at byte {cut}"
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.facts])
+def test_dialect_facts_come_from_the_template(name: str) -> None:
+    case = CASES[name]
+    summary = dialect_of(case.template).summary()
+    assert {k: summary[k] for k in case.facts} == case.facts
