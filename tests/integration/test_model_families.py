@@ -341,3 +341,39 @@ def test_models_lists_what_was_read_of_each_family(
     entry = next(m for m in body["data"] if m["id"] == "bracket-args-call")
     assert entry["dialect"]["tools"] == "tagged_json [TOOL_CALLS]"
     assert "tools" in entry["capabilities"]
+
+
+RESPONSES_TOOLS = [{"type": "function", **TOOLS[0]["function"]}]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_responses_reasoning_answer_and_function_call(oai: openai.OpenAI, name: str) -> None:
+    family = FAMILIES[name]
+    effort = {} if family.thinking is None else {"reasoning": {"effort": "high"}}
+    answered = oai.responses.create(model=f"{name}-answer", input="Weather in Paris?", **effort)
+    assert answered.output_text == ANSWER
+    thoughts = [
+        part.text
+        for item in answered.output
+        if item.type == "reasoning"
+        for part in item.content or []
+    ]
+    assert "".join(thoughts) == (THOUGHT if family.thinks else "")
+    for stream in (False, True):
+        if stream:
+            events = list(
+                oai.responses.create(
+                    model=f"{name}-call",
+                    input="Weather in Paris?",
+                    tools=RESPONSES_TOOLS,
+                    stream=True,
+                )
+            )
+            output = next(e for e in events if e.type == "response.completed").response.output
+        else:
+            output = oai.responses.create(
+                model=f"{name}-call", input="Weather in Paris?", tools=RESPONSES_TOOLS
+            ).output
+        calls = [(i.name, json.loads(i.arguments)) for i in output if i.type == "function_call"]
+        assert calls == [("get_weather", CITY)]
+        assert [i for i in output if i.type == "message"] == []
