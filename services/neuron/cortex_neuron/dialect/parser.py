@@ -47,6 +47,14 @@ def earliest(text: str, markers: Sequence[str]) -> tuple[int, str]:
     return min(hits, key=lambda hit: (hit[0], -len(hit[1]))) if hits else (-1, "")
 
 
+def append_text(pieces: list[Piece], kind: Literal["text", "reasoning"], text: str) -> None:
+    """Add text to `pieces`, merged into the last piece when it is of the same kind."""
+    if pieces and isinstance(pieces[-1], tuple) and pieces[-1][0] == kind:
+        pieces[-1] = (kind, pieces[-1][1] + text)
+    else:
+        pieces.append((kind, text))
+
+
 def starts_in_reasoning(dialect: Dialect, prompt: str) -> bool:
     """Whether the prompt leaves the model inside its reasoning (the template wrote the
     opener); a close-only format always starts there."""
@@ -118,19 +126,24 @@ class TagParser(MarkerScanner):
         self._section: list[str] = []
         self._section_open = ""
         self._answered = False  # answer text has been emitted (bare JSON calls start a reply)
+        self._watched = self._watch(dialect)
 
     def _markers(self) -> list[str]:
-        d = self.dialect
-        if self.state == "reasoning":
-            return [d.reasoning.close] if d.reasoning else []
-        if self.state == "tool":
-            return [d.tools.section_close] if d.tools and d.tools.section_close else []
-        markers = list(d.content_markers)
+        return self._watched[self.state]
+
+    @staticmethod
+    def _watch(d: Dialect) -> dict[State, list[str]]:
+        """The markers each state looks for (fixed for a dialect: built once)."""
+        content = list(d.content_markers)
         if d.reasoning is not None and d.reasoning.open:
-            markers.append(d.reasoning.open)
+            content.append(d.reasoning.open)
         if d.tools is not None and d.tools.section_open:
-            markers.append(d.tools.section_open)
-        return markers
+            content.append(d.tools.section_open)
+        return {
+            "content": content,
+            "reasoning": [d.reasoning.close] if d.reasoning else [],
+            "tool": [d.tools.section_close] if d.tools and d.tools.section_close else [],
+        }
 
     def _intercept(self) -> bool:
         return self.state == "content" and self._bare_call_starts()
@@ -179,10 +192,7 @@ class TagParser(MarkerScanner):
         kind: Literal["text", "reasoning"] = "reasoning" if self.state == "reasoning" else "text"
         if kind == "text" and text.strip():
             self._answered = True
-        if pieces and isinstance(pieces[-1], tuple) and pieces[-1][0] == kind:
-            pieces[-1] = (kind, pieces[-1][1] + text)
-        else:
-            pieces.append((kind, text))
+        append_text(pieces, kind, text)
 
     def _switch(self, marker: str, pieces: list[Piece]) -> None:
         d = self.dialect
@@ -226,12 +236,15 @@ class ChannelParser(MarkerScanner):
         self._body_kind: Literal["text", "reasoning", "call"] = "text"
         self._recipient = ""
         self._call: list[str] = []
+        self._header_markers = [channels.message]
+        self._body_markers = [
+            channels.channel,
+            *channels.ends,
+            *([channels.start] if channels.start else []),
+        ]
 
     def _markers(self) -> list[str]:
-        f = self.fmt
-        if self._in_header:
-            return [f.message]
-        return [f.channel, *f.ends, *([f.start] if f.start else [])]
+        return self._header_markers if self._in_header else self._body_markers
 
     def finish(self) -> list[Piece]:
         pieces: list[Piece] = []
@@ -251,10 +264,7 @@ class ChannelParser(MarkerScanner):
             kind: Literal["text", "reasoning"] = (
                 "reasoning" if self._body_kind == "reasoning" else "text"
             )
-            if pieces and isinstance(pieces[-1], tuple) and pieces[-1][0] == kind:
-                pieces[-1] = (kind, pieces[-1][1] + text)
-            else:
-                pieces.append((kind, text))
+            append_text(pieces, kind, text)
 
     def _switch(self, marker: str, pieces: list[Piece]) -> None:
         f = self.fmt

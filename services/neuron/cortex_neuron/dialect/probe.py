@@ -16,7 +16,13 @@ from typing import Any
 
 import jinja2.meta
 
-from cortex_neuron.chat_template import TemplateError, compile_template, environment, render_chat
+from cortex_neuron.chat_template import (
+    CHATML,
+    TemplateError,
+    compile_template,
+    environment,
+    render_chat,
+)
 from cortex_neuron.dialect.model import ChannelFormat, Dialect, ReasoningFormat, ToolFormat
 from cortex_neuron.dialect.text import (
     common_prefix,
@@ -112,8 +118,6 @@ def detect_dialect(
     """The dialect of a template (raises TemplateError if it does not compile).
     `vocab_pair`, `vocab_tool_pair`: reasoning and tool-call marker pairs whose markers are
     single tokens of the vocabulary, used where the template writes none."""
-    from cortex_neuron.chat_template import CHATML
-
     source = template or CHATML
     compile_template(source)
     render = Renderer(source, bos, eos)
