@@ -5,7 +5,8 @@ exactly as each family's model wrote them; no family name steers cortex's code.
 
 A family here is a template (tests/fixtures/chat_templates), the marker tokens its
 vocabulary has (CONTROL tokens, as the real GGUFs ship them), the prompt's last token, and
-two designed replies: one that reasons and answers, one that calls a tool.
+two designed replies: one that reasons and answers, one that calls a tool. Harmony (gpt-oss)
+is one of them: its channels come apart into reasoning, answer and call too.
 """
 
 from __future__ import annotations
@@ -162,6 +163,17 @@ FAMILIES = {
         "<|end_of_role|>", (ANSWER,),
         ("<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"),
         thinks=False,
+    ),
+    # A channel grammar. "assistant" ends the prompt, so the reply writes it in two tokens;
+    # a marker written twice is spelled anew the second time (see tiny_gguf).
+    "channels": Family(
+        "openai-gpt-oss-120b.jinja",
+        ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>"),
+        "assistant",
+        ("<|channel|>", "analysis", "<|message|>", THOUGHT, "<|end|>", "<|start|>", "assist", "ant",
+         "<|channel|>", "final", "<|message|>", ANSWER, "<|return|>"),
+        ("<|channel|>", "commentary", " to=functions.get_weather", " ", "<|constrain|>", "json",
+         "<|message|>", '{"city": "Paris"}', "<|call|>"),
     ),
 }  # fmt: skip
 
@@ -377,3 +389,42 @@ def test_responses_reasoning_answer_and_function_call(oai: openai.OpenAI, name: 
         calls = [(i.name, json.loads(i.arguments)) for i in output if i.type == "function_call"]
         assert calls == [("get_weather", CITY)]
         assert [i for i in output if i.type == "message"] == []
+
+
+def test_reasoning_effort_reaches_the_templates_own_variable(
+    oai: openai.OpenAI, tmp_path: Path
+) -> None:
+    """A template with an effort variable (here harmony's `reasoning_effort`, written into
+    the system message) renders the level the client asked for: the prompt the neuron ran
+    is, token for token, the template rendered with that level."""
+    import llama_cpp
+
+    from cortex_neuron.chat_template import render_chat
+
+    family = FAMILIES["channels"]
+    built = build_tiny_gguf(
+        tmp_path / "vocab.gguf", family.answer or (), specials=(IM_START, IM_END, *family.specials),
+        chat_template=template(family.template), start=family.start,
+    )  # fmt: skip
+    vocab = llama_cpp.Llama(model_path=str(built.path), vocab_only=True, verbose=False)
+
+    def prompt_tokens(**variables: str) -> int:
+        text = render_chat(built.chat_template, USER, template_kwargs=variables)
+        return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+    expected = {level: prompt_tokens(reasoning_effort=level) for level in ("low", "high")}
+    assert expected["low"] != prompt_tokens() != expected["high"]  # the level shows
+    for effort, level in (("minimal", "low"), ("low", "low"), ("high", "high")):
+        done = oai.chat.completions.create(
+            model="channels-answer",
+            messages=USER,
+            reasoning_effort=effort,  # type: ignore[arg-type]
+        )
+        assert done.usage is not None
+        assert done.usage.prompt_tokens == expected[level], effort
+    default = oai.chat.completions.create(model="channels-answer", messages=USER)
+    assert default.usage is not None and default.usage.prompt_tokens == prompt_tokens()
+    responded = oai.responses.create(
+        model="channels-answer", input=USER[0]["content"], reasoning={"effort": "high"}
+    )
+    assert responded.usage is not None and responded.usage.input_tokens == expected["high"]

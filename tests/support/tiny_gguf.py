@@ -7,8 +7,10 @@ table "current token -> next token": greedy decoding walks a chain we choose.
 
 The rendered chat prompt ends with ``<|im_start|>assistant\\n``, so its last token is the
 byte token for "\\n". The builder wires "\\n" -> reply[0] -> ... -> reply[-1] -> EOS, and
-every other token -> EOS. A token can have only one successor, so a token may appear only
-once in that chain.
+every other token -> EOS. A token can have only one successor, so a text the reply writes
+again is spelled differently the next time: as two new normal tokens with the same text
+("<|channel|>" becomes "<|cha" + "nnel|>"; llama.cpp refuses two tokens of one text).
+The parser reads text, so the model still wrote what the reply says.
 
 The tokenizer is GPT-2 byte-level BPE: all 256 byte tokens are present (any text
 tokenizes), then the special tokens, then the designed "word" tokens together with the
@@ -54,9 +56,9 @@ LOGIT_GAP = 20.0
 @dataclass(frozen=True)
 class TinyModel:
     path: Path
-    reply: tuple[str, ...]  # the designed chain, as human-text tokens
+    reply: tuple[str, ...]  # the designed chain, as human-text tokens (as asked)
     eos: str
-    reply_ids: tuple[int, ...]  # token ids of `reply`, in order
+    reply_ids: tuple[int, ...]  # token ids of the chain (a repeated text is two), in order
     eos_id: int
     specials: tuple[str, ...]
     chat_template: str
@@ -168,6 +170,34 @@ def build_vocab(
 
 
 # --- the designed chain ---------------------------------------------------------------
+
+
+def spell_repeats(reply: Sequence[str], taken: Iterable[str]) -> list[str]:
+    """`reply` with every occurrence of a text after its first spelled as two fresh
+    tokens whose texts join to it (split near the middle, at the first point where neither
+    piece is a token already), so that each token of the chain occurs once."""
+    used = set(taken)
+    out: list[str] = []
+    for tok in reply:
+        if tok not in used:
+            used.add(tok)
+            out.append(tok)
+            continue
+        middle = len(tok) // 2
+        cuts = sorted(range(1, len(tok)), key=lambda cut: abs(cut - middle))
+        for cut in cuts:
+            left, right = tok[:cut], tok[cut:]
+            if left not in used and right not in used and len(left) > 1 and len(right) > 1:
+                break
+        else:
+            raise ValueError(
+                f"reply token {tok!r} is already in the chain and cannot be spelled again "
+                "as two new tokens: each token has exactly one successor, so a token may "
+                "appear only once"
+            )
+        used.update((left, right))
+        out += [left, right]
+    return out
 
 
 def chain_ids(
@@ -305,10 +335,17 @@ def build_tiny_gguf(
     reply = tuple(reply)
     if any(tok == "" for tok in reply):
         raise ValueError("reply tokens must be non-empty strings")
+    for tok, why in ((start, "also ends the prompt"), (IM_END, "is the EOS token that ends it")):
+        if tok in reply:
+            raise ValueError(
+                f"reply token {tok!r} {why}: the chain {start!r} -> reply -> {IM_END} may "
+                "hold it only once"
+            )
+    spelled = spell_repeats(reply, (start, IM_END))
 
-    words = [tok for tok in (*reply, start) if tok not in specials]
+    words = [tok for tok in (*spelled, start) if tok not in specials]
     vocab = build_vocab(specials, list(dict.fromkeys(words)), user_defined)
-    chain = chain_ids(vocab, reply, specials, IM_END, start)
+    chain = chain_ids(vocab, spelled, specials, IM_END, start)
     n_vocab = len(vocab.tokens)
     # One-hot embeddings need n_embd >= n_vocab; heads are HEAD_DIM wide.
     n_embd = HEAD_DIM * math.ceil(n_vocab / HEAD_DIM)

@@ -95,9 +95,7 @@ def compile_template(source: str) -> jinja2.Template:
         raise TemplateError(f"the model's chat template does not compile: {error}") from None
 
 
-def render_template(
-    template: str | None, variables: Mapping[str, Any]
-) -> str:
+def render_template(template: str | None, variables: Mapping[str, Any]) -> str:
     """Render with exactly `variables`; every failure is a TemplateError saying why."""
     try:
         return compile_template(template or CHATML).render(**variables)
