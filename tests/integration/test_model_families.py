@@ -178,6 +178,20 @@ FAMILIES = {
 }  # fmt: skip
 
 
+def in_pieces(reply: tuple[str, ...]) -> tuple[str, ...]:
+    """The call's argument value written in two tokens ("Par", "is"): the neuron streams
+    arguments as they grow (how many frames they take depends on timing; the parser's own
+    tests pin the pieces down)."""
+    out: list[str] = []
+    for token in reply:
+        if "Paris" in token:
+            head, tail = token.split("Paris", 1)
+            out += [head + "Par", "is" + tail]
+        else:
+            out.append(token)
+    return tuple(out)
+
+
 @pytest.fixture(scope="module")
 def family_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     folder: Path = tmp_path_factory.mktemp("families")
@@ -186,7 +200,7 @@ def family_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
         specials = (IM_START, IM_END, *family.specials)
         replies = {
             "answer": (family.answer, family.start),
-            "call": (family.call, family.call_start or family.start),
+            "call": (in_pieces(family.call), family.call_start or family.start),
         }
         for kind, (reply, start) in replies.items():
             assert reply is not None
@@ -250,10 +264,11 @@ def test_chat_tool_call_is_one_structured_call(oai: openai.OpenAI, name: str) ->
     chunks = list(
         oai.chat.completions.create(model=f"{name}-call", messages=USER, tools=TOOLS, stream=True)
     )
-    streamed = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
-    assert [(t.function.name, json.loads(t.function.arguments)) for t in streamed] == [
-        ("get_weather", CITY)
-    ]
+    deltas = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert {t.index for t in deltas} == {0}
+    assert deltas[0].id and [t.function.name for t in deltas if t.id] == ["get_weather"]
+    pieces = [t.function.arguments for t in deltas if t.function and t.function.arguments]
+    assert json.loads("".join(pieces)) == CITY  # in as many pieces as frames came
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
@@ -301,7 +316,14 @@ def test_messages_thinking_and_tool_use(claude: anthropic.Anthropic, name: str) 
         messages=USER,
         tools=ANTHROPIC_TOOLS,  # type: ignore[arg-type]
     ) as stream:
+        events = list(stream)
         final = stream.get_final_message()
+    partial = [
+        e.delta.partial_json
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]  # type: ignore[union-attr]
+    assert json.loads("".join(partial)) == CITY
     assert final.stop_reason == "tool_use"
     assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == [
         ("get_weather", CITY)
@@ -382,6 +404,8 @@ def test_responses_reasoning_answer_and_function_call(oai: openai.OpenAI, name: 
                 )
             )
             output = next(e for e in events if e.type == "response.completed").response.output
+            grown = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+            assert json.loads("".join(grown)) == CITY
         else:
             output = oai.responses.create(
                 model=f"{name}-call", input="Weather in Paris?", tools=RESPONSES_TOOLS
@@ -428,3 +452,29 @@ def test_reasoning_effort_reaches_the_templates_own_variable(
         model="channels-answer", input=USER[0]["content"], reasoning={"effort": "high"}
     )
     assert responded.usage is not None and responded.usage.input_tokens == expected["high"]
+
+
+def test_responses_reasoning_items_go_back_with_their_turn(oai: openai.OpenAI) -> None:
+    """A Responses client replays the output it got: the reasoning item goes back to the
+    template with the call that followed it (this template keeps it: the prompt grows)."""
+    call = {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+            "arguments": json.dumps(CITY)}  # fmt: skip
+    result = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
+    thought = "A long thought about the weather in Paris"
+    as_text = {"type": "reasoning", "id": "rs_1", "summary": [],
+               "content": [{"type": "reasoning_text", "text": thought}]}  # fmt: skip
+    as_summary = {"type": "reasoning", "id": "rs_2",
+                  "summary": [{"type": "summary_text", "text": thought}]}  # fmt: skip
+
+    def prompt_tokens(*items: dict) -> int:
+        done = oai.responses.create(
+            model="hermes-call",
+            input=[*USER, *items],
+            tools=RESPONSES_TOOLS,  # type: ignore[list-item]
+        )
+        assert done.usage is not None
+        return done.usage.input_tokens
+
+    bare = prompt_tokens(call, result)
+    assert prompt_tokens(as_text, call, result) > bare + 5
+    assert prompt_tokens(as_summary, call, result) == prompt_tokens(as_text, call, result)

@@ -10,7 +10,7 @@ from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Accepted
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
 from cortex_gateway.projection import CallInfo
-from cortex_wire.messages import Done, ToolCallBlock, Usage
+from cortex_wire.messages import Done, ToolCallBlock, ToolCallFrame, Usage
 
 # The shape Claude Code sends: system blocks, tools with input_schema, and a history with
 # thinking, tool_use and tool_result blocks.
@@ -149,3 +149,27 @@ def test_reasoning_is_hidden_unless_thinking_is_enabled() -> None:
     assert body["content"] == [{"type": "text", "text": "answer"}]
     assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "END")
     assert msgspec.json.encode(body)  # serialisable as is
+
+
+def test_a_call_in_several_frames_streams_input_json_deltas_and_ends_whole() -> None:
+    out = projection(show_thinking=False)
+    chunks = out.opening()
+    chunks += out.parsed_call(
+        ToolCallFrame(seq=1, index=0, name="Read", arguments='{"pa', complete=False)
+    )
+    chunks += out.parsed_call(ToolCallFrame(seq=2, index=0, name="", arguments='th": "a"}'))
+    # a stream that ends inside a call (max_tokens) still closes its block
+    chunks += out.parsed_call(
+        ToolCallFrame(seq=3, index=1, name="Ls", arguments='{"dir', complete=False)
+    )
+    done = Done(seq=4, finish_reason="length", usage=Usage())
+    chunks += [*out.close_call(), *out.done(done)]
+    seen = events(chunks)
+    deltas = [p["delta"]["partial_json"] for name, p in seen if name == "content_block_delta"]
+    assert deltas == ['{"pa', 'th": "a"}', '{"dir']
+    assert [name for name, _ in seen].count("content_block_stop") == 2
+    body = out.body()
+    assert [(b["name"], b["input"]) for b in body["content"]] == [
+        ("Read", {"path": "a"}),
+        ("Ls", {}),
+    ]

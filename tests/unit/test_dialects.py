@@ -19,7 +19,10 @@ from cortex_neuron.output_channels import OutputChannels
 from tests.support.templates import template
 
 WEATHER = {"name": "get_weather", "arguments": {"city": "Paris"}}
-SCHEMAS = {"get_weather": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}
+SCHEMAS = {
+    "get_weather": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}},
+    "run": {"properties": {"code": {"type": "string"}}},
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ CASES = {
         content="On it.\n",
         calls=({"name": "get_weather", "arguments": {"city": "Paris", "days": 3}},),
         facts={"tools": "tagged_args <tool_call> … </tool_call>"},
+    ),
+    "xml-function-code": Case(
+        "Qwen3-Coder.jinja",
+        '<tool_call>\n<function=run>\n<parameter=code>\nprint("a\\tb")\n\nx = "</p>"\n\n'
+        "</parameter>\n</function>\n</tool_call>",
+        calls=({"name": "run", "arguments": {"code": 'print("a\\tb")\n\nx = "</p>"\n'}},),
     ),
     "forced-open-xml": Case(
         "Qwen3.5-4B.jinja",
@@ -203,33 +212,65 @@ def dialect_of(name: str) -> Dialect:
     return detect_dialect(template(name), bos="<s>", eos="</s>")
 
 
-def parse(case: Case, cuts: list[int]) -> tuple[str, str, list[dict]]:
+def chunks_of(case: Case, cuts: list[int], stream_calls: bool) -> list[tuple[int, object]]:
+    """Each chunk with the number of bytes fed when it came out."""
     dialect = dialect_of(case.template)
-    output = OutputChannels(dialect, case.prompt, (), SCHEMAS)
+    output = OutputChannels(dialect, case.prompt, (), SCHEMAS, stream_calls)
     data = case.output.encode()
-    chunks = []
+    chunks: list[tuple[int, object]] = []
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
-        chunks += output.add(data[start:end])
-    chunks += output.finish()
+        chunks += [(end, c) for c in output.add(data[start:end])]
+    chunks += [(len(data), c) for c in output.finish()]
+    return chunks
+
+
+def calls_of(chunks: list[CallChunk]) -> list[dict]:
+    """Calls as a client assembles them: a first chunk names one, the others add text."""
+    calls: list[dict] = []
+    for chunk in chunks:
+        if chunk.first:
+            calls.append({"name": chunk.name, "arguments": ""})
+        calls[-1]["arguments"] += chunk.arguments
+    return [{**c, "arguments": json.loads(c["arguments"])} for c in calls]
+
+
+def parse(case: Case, cuts: list[int], stream_calls: bool = False) -> tuple[str, str, list[dict]]:
+    chunks = [c for _, c in chunks_of(case, cuts, stream_calls)]
     text = "".join(c.text for c in chunks if isinstance(c, TextChunk) and c.kind == "text")
     thought = "".join(c.text for c in chunks if isinstance(c, TextChunk) and c.kind == "reasoning")
-    calls = [
-        {"name": c.name, "arguments": json.loads(c.arguments)}
-        for c in chunks
-        if isinstance(c, CallChunk)
-    ]
-    return text, thought, calls
+    return text, thought, calls_of([c for c in chunks if isinstance(c, CallChunk)])
 
 
+@pytest.mark.parametrize("stream_calls", [False, True], ids=["whole-calls", "streamed-calls"])
 @pytest.mark.parametrize("name", CASES)
-def test_output_parses_the_same_at_every_split(name: str) -> None:
+def test_output_parses_the_same_at_every_split(name: str, stream_calls: bool) -> None:
     case = CASES[name]
     expected = (case.content, case.reasoning, list(case.calls))
     size = len(case.output.encode())
-    assert parse(case, []) == expected
-    assert parse(case, list(range(1, size))) == expected
+    assert parse(case, [], stream_calls) == expected
+    assert parse(case, list(range(1, size)), stream_calls) == expected
     for cut in range(1, size):
-        assert parse(case, [cut]) == expected, f"split at byte {cut}"
+        assert parse(case, [cut], stream_calls) == expected, f"split at byte {cut}"
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.calls])
+def test_streamed_call_is_named_first_and_its_arguments_grow(name: str) -> None:
+    """Fed a byte at a time, each call's name comes out before its arguments are whole,
+    and the arguments come out in pieces while the model writes them, not at the end."""
+    case = CASES[name]
+    size = len(case.output.encode())
+    fed = [
+        (at, c) for at, c in chunks_of(case, list(range(1, size)), True) if isinstance(c, CallChunk)
+    ]
+    starts = [i for i, (_, c) in enumerate(fed) if c.first]
+    for begin, end in zip(starts, [*starts[1:], len(fed)], strict=True):
+        call = fed[begin:end]
+        assert call[0][1].name and call[-1][1].last
+        grown = [at for at, c in call if c.arguments]
+        if "".join(c.arguments for _, c in call) == "{}":
+            continue  # nothing to grow
+        assert call[0][0] < grown[-1], "named before the arguments are whole"
+        assert len(set(grown)) >= 2, "the arguments came out as they were written"
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.facts])

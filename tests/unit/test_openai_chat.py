@@ -7,7 +7,7 @@ from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Accepted
 from cortex_gateway.metrics import GatewayMetrics, RequestTrace
 from cortex_gateway.projection import CallInfo
-from cortex_wire.messages import Done, ToolCallBlock, Usage
+from cortex_wire.messages import Done, ToolCallBlock, ToolCallFrame, Usage
 
 
 def parse(body: dict) -> openai_chat.ChatCompletionRequest:
@@ -161,3 +161,31 @@ def test_inline_thinking_wraps_reasoning_in_the_models_markers() -> None:
     chat.text("answer")
     chat.done(Done(seq=3, finish_reason="stop", usage=Usage()))
     assert chat.body()["choices"][0]["message"]["content"] == "<think>ab</think>answer"
+
+
+def test_a_call_in_several_frames_streams_its_arguments_as_deltas() -> None:
+    chat = projection()
+    chunks = chat.text("On it.")
+    chunks += chat.parsed_call(
+        ToolCallFrame(seq=2, index=0, name="Read", arguments="", complete=False)
+    )
+    chunks += chat.parsed_call(
+        ToolCallFrame(seq=3, index=0, name="", arguments='{"path": "a', complete=False)
+    )
+    chunks += chat.parsed_call(ToolCallFrame(seq=4, index=0, name="", arguments='.txt"}'))
+    chunks += chat.parsed_call(ToolCallFrame(seq=5, index=1, name="Ls", arguments="{}"))
+    chunks += chat.done(Done(seq=6, finish_reason="stop", usage=Usage()))
+    deltas = [e["choices"][0]["delta"] for e in sse_payloads(chunks)[:-1] if e["choices"]]
+    calls = [t for d in deltas for t in d.get("tool_calls", [])]
+    assert [(t["index"], t.get("id", "")[:5], t["function"]) for t in calls] == [
+        (0, "call_", {"name": "Read", "arguments": ""}),
+        (0, "", {"arguments": '{"path": "a'}),
+        (0, "", {"arguments": '.txt"}'}),
+        (1, "call_", {"name": "Ls", "arguments": ""}),
+        (1, "", {"arguments": "{}"}),
+    ]
+    message = chat.body()["choices"][0]["message"]
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]] == [
+        ("Read", '{"path": "a.txt"}'), ("Ls", "{}"),
+    ]  # fmt: skip
+    assert chat.body()["choices"][0]["finish_reason"] == "tool_calls"

@@ -155,6 +155,9 @@ class InferRequest(Struct):
     thinking: bool | None = None
     # "low", "medium", "high" (or "" for the default): the dialect's effort variable.
     reasoning_effort: str = ""
+    # Stream tool calls as their arguments grow (the client streams). Otherwise each call
+    # arrives whole, and a tool section that does not parse comes back as text.
+    stream_calls: bool = False
 
 
 class InferReply(Struct):
@@ -244,14 +247,19 @@ class ToolCallBlock(Struct, tag="tool_call", tag_field="type"):
 
 
 class ToolCallFrame(Struct, tag="tool_call_parsed", tag_field="type"):
-    """One tool call, parsed on the neuron by the model's dialect: `index` counts the
-    request's calls from 0; `arguments` is the JSON text of an object."""
+    """A tool call, parsed on the neuron by the model's dialect: `index` counts the
+    request's calls from 0; `arguments` is the JSON text of an object.
+
+    With `InferRequest.stream_calls`, a call may come in several frames of one index as
+    its arguments grow: the first names it, each adds `arguments` text, and the one with
+    `complete` ends it. Otherwise each frame is a whole call."""
 
     seq: int
     index: int
     name: str
     arguments: str = "{}"
     tokens: int = 0
+    complete: bool = True
 
 
 Frame = Delta | ReasoningDelta | ToolCallBlock | ToolCallFrame | KeepAlive | Done | Failed

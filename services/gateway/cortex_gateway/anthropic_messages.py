@@ -301,16 +301,16 @@ class MessagesProjection(Projection):
     def reasoning(self, text: str) -> list[bytes]:
         return self._delta("thinking", "thinking", text) if self.show_thinking else []
 
-    def tool_call(self, call: ParsedCall) -> list[bytes]:
-        chunks = self._open_block(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
-        )
+    def call_opened(self, call: ParsedCall) -> list[bytes]:
+        return self._open_block({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
+
+    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
+        delta = {"type": "input_json_delta", "partial_json": text}
+        return [self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta})]
+
+    def call_closed(self, call: ParsedCall) -> list[bytes]:
         self.blocks[-1]["input"] = call.input
-        delta = {"type": "input_json_delta", "partial_json": call.arguments}
-        chunks.append(
-            self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta})
-        )
-        return [*chunks, *self._close_block()]
+        return self._close_block()
 
     def done(self, done: Done) -> list[bytes]:
         chunks = self._close_block()

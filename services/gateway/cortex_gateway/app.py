@@ -251,6 +251,7 @@ async def answer(
         model=model,
         stream_subject=subjects.stream(request_id),
         gateway=gateway.name,
+        stream_calls=turn.stream,
         **turn.infer,
     )
     call = CallInfo(

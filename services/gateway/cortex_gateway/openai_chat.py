@@ -405,13 +405,20 @@ class ChatProjection(Projection):
     def reasoning(self, text: str) -> list[bytes]:
         return self._emit(self.deltas.reasoning(text))
 
-    def tool_call(self, call: ParsedCall) -> list[bytes]:
+    def call_opened(self, call: ParsedCall) -> list[bytes]:
         chunks = self._emit(self.deltas.finish())
         delta: dict[str, Any] = {"tool_calls": [tool_call_body(call, len(self.tool_calls) - 1)]}
         if not self.started:
             self.started = True
             delta = {"role": "assistant", "content": None, **delta}
         return [*chunks, self._chunk(delta)]
+
+    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
+        part = {"index": len(self.tool_calls) - 1, "function": {"arguments": text}}
+        return [self._chunk({"tool_calls": [part]})]
+
+    def call_closed(self, call: ParsedCall) -> list[bytes]:
+        return []
 
     def done(self, done: Done) -> list[bytes]:
         chunks = self._emit(self.deltas.finish())

@@ -31,6 +31,7 @@ from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
 # Input parts that carry text (earlier assistant output comes back as output_text).
 TEXT_KINDS = ("input_text", "output_text", "text")
+REASONING_KINDS = ("reasoning_text", "summary_text", "text")
 
 
 class Item(msgspec.Struct, kw_only=True):
@@ -41,6 +42,7 @@ class Item(msgspec.Struct, kw_only=True):
     name: str | None = None
     arguments: str | None = None
     output: str | None = None
+    summary: list[ContentPart] | None = None  # a reasoning item's summary parts
 
 
 class FunctionTool(msgspec.Struct, kw_only=True):
@@ -122,31 +124,39 @@ def chat_messages(request: ResponsesRequest) -> list[ChatMessage]:
         return [*messages, ChatMessage(role="user", content=request.input)]
     if not request.input:
         raise ApiError(400, "input must not be empty", param="input")
+    reasoning = ""  # a reasoning item belongs to the assistant output that follows it
     for index, item in enumerate(request.input):
         where = f"input[{index}]"
         if item.type == "message":
             if item.role not in ("user", "assistant", "system", "developer"):
                 raise ApiError(400, f"unknown role {item.role!r}", param=f"{where}.role")
-            messages.append(
-                ChatMessage(
-                    role=item.role,
-                    content=content_text(item.content, f"{where}.content", TEXT_KINDS),
-                )
-            )
+            text = content_text(item.content, f"{where}.content", TEXT_KINDS)
+            message = ChatMessage(role=item.role, content=text)
+            if item.role == "assistant":
+                message.reasoning, reasoning = reasoning, ""
+            messages.append(message)
         elif item.type == "function_call":
             call = ToolCall(
                 id=item.call_id or "", name=item.name or "", arguments=item.arguments or "{}"
             )
             if messages and messages[-1].role == "assistant" and not messages[-1].content:
                 messages[-1].tool_calls.append(call)
+                messages[-1].reasoning += reasoning
             else:
-                messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
+                messages.append(
+                    ChatMessage(
+                        role="assistant", content="", tool_calls=[call], reasoning=reasoning
+                    )
+                )
+            reasoning = ""
         elif item.type == "function_call_output":
             messages.append(
                 ChatMessage(role="tool", content=item.output or "", tool_call_id=item.call_id or "")
             )
         elif item.type == "reasoning":
-            continue  # earlier reasoning is not fed back to the model
+            # Its text, else its summary, goes back with the turn (the template decides).
+            parts = item.content or item.summary
+            reasoning += content_text(parts, f"{where}.content", REASONING_KINDS) if parts else ""
         else:
             raise unsupported(f"{where}.type", f"{item.type!r} input items")
     return messages
@@ -347,44 +357,47 @@ class ResponsesProjection(Projection):
     def reasoning(self, text: str) -> list[bytes]:
         return self._append("reasoning", text)
 
-    def tool_call(self, call: ParsedCall) -> list[bytes]:
+    def call_opened(self, call: ParsedCall) -> list[bytes]:
         chunks = self._close()
         item = {
             "type": "function_call",
             "id": _id("fc_"),
             "call_id": call.id,
             "name": call.name,
-            "arguments": call.arguments,
-            "status": "completed",
+            "arguments": "",
+            "status": "in_progress",
         }
         self.items.append(item)
-        index = len(self.items) - 1
         chunks.append(
-            self._event(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "arguments": "", "status": "in_progress"},
-            )
+            self._event("response.output_item.added", output_index=len(self.items) - 1, item=item)
         )
-        chunks.append(
+        return chunks
+
+    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
+        item, index = self.items[-1], len(self.items) - 1
+        item["arguments"] = call.arguments
+        return [
             self._event(
                 "response.function_call_arguments.delta",
                 item_id=item["id"],
                 output_index=index,
-                delta=call.arguments,
+                delta=text,
             )
-        )
-        chunks.append(
+        ]
+
+    def call_closed(self, call: ParsedCall) -> list[bytes]:
+        item, index = self.items[-1], len(self.items) - 1
+        item.update(arguments=call.arguments, status="completed")
+        return [
             self._event(
                 "response.function_call_arguments.done",
                 item_id=item["id"],
                 output_index=index,
                 arguments=call.arguments,
                 name=call.name,
-            )
-        )
-        chunks.append(self._event("response.output_item.done", output_index=index, item=item))
-        return chunks
+            ),
+            self._event("response.output_item.done", output_index=index, item=item),
+        ]
 
     def done(self, done: Done) -> list[bytes]:
         chunks = self._close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -57,6 +57,7 @@ class Projection:
         self.usage = Usage()
         self.finish_reason = "stop"
         self.tool_calls: list[ParsedCall] = []
+        self._open_call: int | None = None  # the neuron's index of the call being streamed
 
     # --- hooks (each returns the bytes to stream) -------------------------------------
 
@@ -76,15 +77,53 @@ class Projection:
     def reasoning(self, text: str) -> list[bytes]:
         return []
 
-    def tool_call(self, call: ParsedCall) -> list[bytes]:
-        # Dialects without tool calls keep the block as text.
+    # A call: opened (its id and name), its arguments as they grow, closed. The hooks see
+    # `self.tool_calls[-1]` as it stands; a dialect without tool calls writes it as text.
+
+    def call_opened(self, call: ParsedCall) -> list[bytes]:
+        return []
+
+    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
+        return []
+
+    def call_closed(self, call: ParsedCall) -> list[bytes]:
         return self.text(block_as_text(call.arguments, self.accepted.tool_call_markers, True))
 
     def parsed_call(self, frame: ToolCallFrame) -> list[bytes]:
-        """A call the neuron parsed; the gateway gives it this dialect's kind of id."""
-        parsed = ParsedCall(new_call_id(self.call_id_prefix), frame.name, frame.arguments)
-        self.tool_calls.append(parsed)
-        return self.tool_call(parsed)
+        """A call the neuron parsed, whole or a part of it; the gateway gives each call
+        this dialect's kind of id."""
+        chunks: list[bytes] = []
+        if frame.index != self._open_call:
+            chunks += self._open_call_with(
+                ParsedCall(new_call_id(self.call_id_prefix), frame.name, "")
+            )
+            self._open_call = frame.index
+        chunks += self._call_grows(frame.arguments)
+        if frame.complete:
+            chunks += self.close_call()
+        return chunks
+
+    def _open_call_with(self, call: ParsedCall) -> list[bytes]:
+        chunks = self.close_call()
+        self.tool_calls.append(call)
+        return [*chunks, *self.call_opened(call)]
+
+    def _call_grows(self, text: str) -> list[bytes]:
+        if not text:
+            return []
+        call = self.tool_calls[-1]
+        self.tool_calls[-1] = replace(call, arguments=call.arguments + text)
+        return self.call_arguments(self.tool_calls[-1], text)
+
+    def close_call(self) -> list[bytes]:
+        """End the call being streamed (a stream that ended inside one ends it too)."""
+        if self._open_call is None or not self.tool_calls:
+            return []
+        self._open_call = None
+        call = self.tool_calls[-1]
+        if not call.arguments.strip():
+            call = self.tool_calls[-1] = replace(call, arguments="{}")
+        return self.call_closed(call)
 
     def tool_block(self, block: ToolCallBlock) -> list[bytes]:
         # Older neurons send the raw text between tool-call markers.
@@ -92,8 +131,9 @@ class Projection:
         if parsed is None:
             markers = self.accepted.tool_call_markers
             return self.text(block_as_text(block.text, markers, block.complete))
-        self.tool_calls.append(parsed)
-        return self.tool_call(parsed)
+        chunks = self._open_call_with(replace(parsed, arguments=""))
+        self._open_call = -len(self.tool_calls)  # no neuron frame has a negative index
+        return [*chunks, *self._call_grows(parsed.arguments), *self.close_call()]
 
     def done(self, done: Done) -> list[bytes]:
         raise NotImplementedError
@@ -150,7 +190,7 @@ async def project(
                 elif isinstance(item, Done):
                     projection.usage = item.usage
                     timings = item.timings
-                    chunks = projection.done(item)
+                    chunks = [*projection.close_call(), *projection.done(item)]
                     outcome = "ok"
                 elif isinstance(item, Failed):
                     raise ApiError.from_wire(item.error)

@@ -21,7 +21,11 @@ class ParsedCall:
 
     @property
     def input(self) -> dict[str, Any]:
-        value = json.loads(self.arguments)
+        """The arguments as an object ({} if they are not one: a call cut off mid-way)."""
+        try:
+            value = json.loads(self.arguments)
+        except ValueError:
+            return {}
         return value if isinstance(value, dict) else {}
 
 

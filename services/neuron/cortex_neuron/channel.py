@@ -32,11 +32,15 @@ class TextChunk:
 
 @dataclass(frozen=True, slots=True)
 class CallChunk:
-    """One whole tool call, parsed on the neuron: its name and its arguments (JSON text)."""
+    """A tool call parsed on the neuron: its name and its arguments (JSON text). A call
+    streamed as it grows is several chunks: the `first` names it, each adds arguments
+    text, the `last` ends it; a whole call is both."""
 
     name: str
     arguments: str
     tokens: int = 0
+    first: bool = True
+    last: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,9 @@ class Generation:
             for tool in job.request.tools
             if isinstance(f := tool.get("function"), dict)
         }
-        self.output = OutputChannels(dialect, prompt_text, params.stop, schemas)
+        self.output = OutputChannels(
+            dialect, prompt_text, params.stop, schemas, job.request.stream_calls
+        )
         # The tokens that close the reasoning (and open the answer) in the model's place.
         self._close_reasoning = list(close_reasoning)
         self._forced: list[int] = []

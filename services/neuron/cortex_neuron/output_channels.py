@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cortex_neuron.channel import CallChunk, TextChunk
-from cortex_neuron.dialect import Dialect, ParsedCall, new_parser
+from cortex_neuron.dialect import CallDelta, Dialect, ParsedCall, new_parser
 from cortex_neuron.text_stream import StopScanner
 
 Chunk = TextChunk | CallChunk
@@ -23,9 +23,10 @@ class OutputChannels:
         prompt_text: str,
         stops: Sequence[str],
         schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        stream_calls: bool = False,
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._parser = new_parser(dialect, prompt_text, schemas)
+        self._parser = new_parser(dialect, prompt_text, schemas, stream_calls)
         # Stop sequences end the answer; reasoning and tool calls never stop generation.
         self._stops = StopScanner(stops)
         self._uncounted = 0  # tokens not yet attributed to a chunk
@@ -76,6 +77,11 @@ class OutputChannels:
             if isinstance(piece, ParsedCall):
                 self.tool_calls += 1
                 chunks.append(CallChunk(piece.name, piece.arguments, tokens))
+            elif isinstance(piece, CallDelta):
+                self.tool_calls += piece.opened
+                chunks.append(
+                    CallChunk(piece.name, piece.arguments, tokens, piece.opened, piece.closed)
+                )
             elif piece[0] == "reasoning":
                 chunks.append(TextChunk(piece[1], tokens, "reasoning"))
             else:

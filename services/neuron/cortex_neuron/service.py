@@ -500,23 +500,36 @@ def frame_pause(interval: float, streams: int) -> float:
 def coalesce(
     events: list[Event], first_seq: int, calls: list[int] | None = None
 ) -> list[Delta | ReasoningDelta | ToolCallFrame]:
-    """One frame per run of same-channel text chunks (each tool call its own frame),
-    numbered from `first_seq`, in order. `calls[0]` counts the request's tool calls."""
+    """One frame per run of same-channel text chunks (and per run of one call's chunks),
+    numbered from `first_seq`, in order. `calls[0]` counts the request's ended calls: the
+    index of the call being streamed."""
     calls = calls if calls is not None else [0]
     frames: list[Delta | ReasoningDelta | ToolCallFrame] = []
     for event in events:
         seq = first_seq + len(frames)
         if isinstance(event, CallChunk):
-            frames.append(
-                ToolCallFrame(
-                    seq=seq,
-                    index=calls[0],
-                    name=event.name,
-                    arguments=event.arguments,
-                    tokens=event.tokens,
+            last = frames[-1] if frames else None
+            if (
+                not event.first
+                and isinstance(last, ToolCallFrame)
+                and last.index == calls[0]
+                and not last.complete
+            ):
+                last.arguments += event.arguments
+                last.tokens += event.tokens
+                last.complete = event.last
+            else:
+                frames.append(
+                    ToolCallFrame(
+                        seq=seq,
+                        index=calls[0],
+                        name=event.name if event.first else "",
+                        arguments=event.arguments,
+                        tokens=event.tokens,
+                        complete=event.last,
+                    )
                 )
-            )
-            calls[0] += 1
+            calls[0] += event.last
             continue
         if not isinstance(event, TextChunk):
             continue

@@ -13,13 +13,21 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+from cortex_neuron.dialect.call_stream import CallDelta, CallStream
 from cortex_neuron.dialect.model import ChannelFormat, Dialect, ToolFormat
 from cortex_neuron.dialect.tool_bodies import ParsedCall, parse_json_calls, parse_section
 
 State = Literal["content", "reasoning", "tool"]
-Piece = tuple[Literal["text", "reasoning"], str] | ParsedCall
+Piece = tuple[Literal["text", "reasoning"], str] | ParsedCall | CallDelta
 
-__all__ = ["OutputParser", "ParsedCall", "Piece", "new_parser", "starts_in_reasoning"]
+__all__ = [
+    "CallDelta",
+    "OutputParser",
+    "ParsedCall",
+    "Piece",
+    "new_parser",
+    "starts_in_reasoning",
+]
 
 
 class OutputParser(Protocol):
@@ -117,8 +125,11 @@ class TagParser(MarkerScanner):
         dialect: Dialect,
         in_reasoning: bool,
         schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        stream_calls: bool = False,
     ) -> None:
         self.dialect = dialect
+        self._stream_calls = stream_calls
+        self._stream: CallStream | None = None
         self.state: State = "reasoning" if in_reasoning and dialect.reasoning else "content"
         self.unparsed = 0
         self._schemas = schemas or {}
@@ -179,15 +190,22 @@ class TagParser(MarkerScanner):
         stripped = self._held.lstrip()
         if not stripped or stripped[0] not in "{[":
             return False
-        self.state, self._section_open = "tool", ""
-        self._section, self._held = [stripped], ""
+        self._open_section("")
+        self._held = stripped  # read again, now as the section's text
         return True
+
+    def _open_section(self, marker: str) -> None:
+        self.state, self._section_open, self._section = "tool", marker, []
+        tools = self._tools()
+        self._stream = CallStream(tools, self._schemas) if self._stream_calls else None
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         if not text:
             return
         if self.state == "tool":
             self._section.append(text)
+            if self._stream is not None:
+                pieces.extend(self._stream.feed(text))
             return
         kind: Literal["text", "reasoning"] = "reasoning" if self.state == "reasoning" else "text"
         if kind == "text" and text.strip():
@@ -203,7 +221,7 @@ class TagParser(MarkerScanner):
         elif d.reasoning is not None and marker == d.reasoning.open:
             self.state = "reasoning"
         elif d.tools is not None and marker == d.tools.section_open:
-            self.state, self._section_open, self._section = "tool", marker, []
+            self._open_section(marker)
         # a content wrapper marker: dropped
 
     def _close_section(self, pieces: list[Piece], complete: bool) -> None:
@@ -211,6 +229,14 @@ class TagParser(MarkerScanner):
         assert tools is not None
         body = "".join(self._section)
         self._section, self.state = [], "content"
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.started:
+            deltas, rest = stream.finish()
+            pieces.extend(deltas)
+            if rest.strip():  # text after the calls that no call could hold
+                self.unparsed += 1
+                self._take(pieces, rest)
+            return
         calls = parse_section(tools, body, self._schemas) if body.strip() else None
         if calls:
             pieces.extend(calls)
@@ -226,8 +252,10 @@ class ChannelParser(MarkerScanner):
     body; the reasoning channel is reasoning, a recipient `functions.NAME` makes a call, any
     other channel is the answer."""
 
-    def __init__(self, channels: ChannelFormat) -> None:
+    def __init__(self, channels: ChannelFormat, stream_calls: bool = False) -> None:
         self.fmt = channels
+        self._stream_calls = stream_calls
+        self._stream: CallStream | None = None
         self.state: State = "content"
         self.unparsed = 0
         self._held = ""
@@ -260,6 +288,8 @@ class ChannelParser(MarkerScanner):
             self._header += text
         elif self._body_kind == "call":
             self._call.append(text)
+            if self._stream is not None:
+                pieces.extend(self._stream.feed(text))
         elif self._header or self._body_kind == "reasoning" or text.strip() or pieces:
             kind: Literal["text", "reasoning"] = (
                 "reasoning" if self._body_kind == "reasoning" else "text"
@@ -290,6 +320,8 @@ class ChannelParser(MarkerScanner):
         self._recipient = recipient.group(1) if recipient else ""
         if self._recipient:
             self._body_kind, self._call = "call", []
+            name = self._recipient.split(".", 1)[-1]
+            self._stream = CallStream(None, name=name) if self._stream_calls else None
         elif name == self.fmt.reasoning_channel:
             self._body_kind = "reasoning"
         else:
@@ -299,7 +331,14 @@ class ChannelParser(MarkerScanner):
         )  # fmt: skip
 
     def _end_message(self, pieces: list[Piece]) -> None:
-        if self._body_kind == "call":
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.started:
+            deltas, rest = stream.finish()
+            pieces.extend(deltas)
+            if rest.strip():
+                self.unparsed += 1
+                append_text(pieces, "text", rest)
+        elif self._body_kind == "call":
             body = "".join(self._call)
             name = self._recipient.split(".", 1)[-1]
             calls = parse_json_calls(f'{{"name": {json.dumps(name)}, "arguments": {body or "{}"}}}')
@@ -316,7 +355,11 @@ def new_parser(
     dialect: Dialect,
     prompt: str,
     schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    stream_calls: bool = False,
 ) -> OutputParser:
+    """The parser for one generation. `stream_calls`: calls come as `CallDelta`s while
+    their arguments grow; otherwise each call comes whole (`ParsedCall`), once its section
+    has ended and parsed."""
     if dialect.channels is not None:
-        return ChannelParser(dialect.channels)
-    return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas)
+        return ChannelParser(dialect.channels, stream_calls)
+    return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas, stream_calls)

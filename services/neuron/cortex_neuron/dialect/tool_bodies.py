@@ -107,7 +107,7 @@ def _parse_tagged(
         if fmt.call_open and match is None:
             return None
         rest = rest[match.end() :] if match else rest
-        name, rest = _name(fmt, rest)
+        name, rest = name_of(fmt, rest)
         if name is None:
             return None
         if schemas is None:
@@ -128,7 +128,7 @@ def _parse_tagged(
     return calls or None
 
 
-def _name(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
+def name_of(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
     """The call's name (from `prefix.NAME:INDEX` ids too) and the text after it."""
     ends = [pattern(m) for m in (fmt.id_open, fmt.name_close) if m]
     if fmt.arg_open:
