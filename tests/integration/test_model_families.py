@@ -146,6 +146,19 @@ FAMILIES = {
         ("<|START_ACTION|>", '[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}}]', "<|END_ACTION|>"),
         call_start="<|END_THINKING|>", thinking=True,
     ),
+    "action-list-forced-open": Family(
+        "Cohere2MoE.jinja",
+        ("<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>",
+         "<|SYSTEM_TOKEN|>", "<|START_THINKING|>", "<|END_THINKING|>", "<|START_TEXT|>",
+         "<|END_TEXT|>", "<|START_ACTION|>", "<|END_ACTION|>", "<|START_TOOL_RESULT|>",
+         "<|END_TOOL_RESULT|>"),
+        # Its switch defaults to on: the prompt ends inside the reasoning.
+        "<|START_THINKING|>",
+        (THOUGHT, "<|END_THINKING|>", "<|START_TEXT|>", ANSWER, "<|END_TEXT|>"),
+        ("plan", "<|END_THINKING|>", "<|START_ACTION|>",
+         '[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}}]',
+         "<|END_ACTION|>"),
+    ),
     "toolcall-list": Family(
         "NVIDIA-Nemotron-Nano-v2.jinja",
         ("<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>", "<think>", "</think>", "<TOOLCALL>", "</TOOLCALL>"),
