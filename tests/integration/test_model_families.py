@@ -177,6 +177,30 @@ FAMILIES = {
         ("<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"),
         thinks=False,
     ),
+    "id-before-name": Family(
+        "upstage-Solar-Open-100B.jinja",
+        ("<|begin|>", "<|end|>", "<|content|>", "<|think|>", "<|flush|>", "<|tool_calls|>",
+         "<|calls|>", "<|tool_call:begin|>", "<|tool_call:name|>", "<|tool_call:args|>",
+         "<|tool_call:end|>"),
+        # After its reasoning the model opens a new header, as the template writes it.
+        "assistant", ("<|think|>", THOUGHT, "<|end|>", "<|begin|>", "assist", "ant", "<|content|>", ANSWER),
+        ("<|tool_calls|>", "<|tool_call:begin|>", "x7Yq2", "<|tool_call:name|>", "get_weather",
+         "<|tool_call:args|>", '{"city": "Paris"}', "<|tool_call:end|>", "<|calls|>"),
+    ),
+    "python-calls": Family(
+        "LFM2.5-8B-A1B.jinja", ("<think>", "</think>", "<|tool_call_start|>", "<|tool_call_end|>"),
+        "\n", ("<think>", THOUGHT, "</think>", ANSWER),
+        ("<|tool_call_start|>", "[get_weather(city='Paris')]", "<|tool_call_end|>"),
+    ),
+    "name-as-key": Family(
+        "Apertus-8B-Instruct.jinja",
+        ("<|system_start|>", "<|system_end|>", "<|developer_start|>", "<|developer_end|>",
+         "<|user_start|>", "<|user_end|>", "<|assistant_start|>", "<|assistant_end|>",
+         "<|tools_prefix|>", "<|tools_suffix|>"),
+        "<|assistant_start|>", (ANSWER,),
+        ("<|tools_prefix|>", '[{"get_weather": {"city": "Paris"}}]', "<|tools_suffix|>"),
+        thinks=False,
+    ),
     # A channel grammar. "assistant" ends the prompt, so the reply writes it in two tokens;
     # a marker written twice is spelled anew the second time (see tiny_gguf).
     "channels": Family(

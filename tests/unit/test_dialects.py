@@ -199,6 +199,53 @@ CASES = {
         reasoning="weigh it",
         calls=(WEATHER,),
     ),
+    "channels-recipient-first": Case(
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}<|call|>',
+        calls=(WEATHER,),
+        prompt="<|start|>user<|message|>Weather?<|end|><|start|>assistant",
+    ),
+    "channels-after-the-role": Case(
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>analysis<|message|>weigh it<|end|><|start|>assistant<|channel|>final"
+        "<|message|>Paris.<|return|>",
+        reasoning="weigh it",
+        content="Paris.",
+        prompt="<|start|>user<|message|>Weather?<|end|><|start|>assistant",
+    ),
+    "id-before-name": Case(
+        "upstage-Solar-Open-100B.jinja",
+        "<|think|>hm<|end|>Sure.<|tool_calls|><|tool_call:begin|>x7Yq2<|tool_call:name|>get_weather"
+        '<|tool_call:args|>{"city": "Paris"}<|tool_call:end|><|calls|>',
+        reasoning="hm",
+        content="Sure.",
+        calls=(WEATHER,),
+    ),
+    "answer-header": Case(
+        "upstage-Solar-Open-100B.jinja",
+        "<|think|>hm<|end|><|begin|>assistant<|content|>Paris.",
+        reasoning="hm",
+        content="Paris.",
+    ),
+    "python-calls": Case(
+        "LFM2.5-8B-A1B.jinja",
+        "<think>hm</think>Sure.<|tool_call_start|>[get_weather(city='Paris'), "
+        'get_time(zone="UTC", exact=True)]<|tool_call_end|>',
+        reasoning="hm",
+        content="Sure.",
+        calls=(WEATHER, {"name": "get_time", "arguments": {"zone": "UTC", "exact": True}}),
+        facts={"tools": "python <|tool_call_start|> … <|tool_call_end|>"},
+    ),
+    "name-as-key": Case(
+        "Apertus-8B-Instruct.jinja",
+        '<|tools_prefix|>[{"get_weather": {"city": "Paris"}}]<|tools_suffix|>',
+        calls=(WEATHER,),
+    ),
+    "name-as-key-needs-a-tool-of-that-name": Case(
+        "Apertus-8B-Instruct.jinja",
+        '<|tools_prefix|>[{"answer": {"city": "Paris"}}]<|tools_suffix|>',
+        content='<|tools_prefix|>[{"answer": {"city": "Paris"}}]<|tools_suffix|>',
+    ),
     "broken-block-stays-text": Case(
         "Qwen-Qwen3-0.6B.jinja",
         '<tool_call>\n{"name": broken\n</tool_call>',
@@ -253,7 +300,13 @@ def test_output_parses_the_same_at_every_split(name: str, stream_calls: bool) ->
         assert parse(case, [cut], stream_calls) == expected, f"split at byte {cut}"
 
 
-@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.calls])
+def streams_calls(case: Case) -> bool:
+    """Every format but call expressions (read whole, once the section ends)."""
+    tools = dialect_of(case.template).tools
+    return bool(case.calls) and (tools is None or tools.kind != "python")
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if streams_calls(c)])
 def test_streamed_call_is_named_first_and_its_arguments_grow(name: str) -> None:
     """Fed a byte at a time, each call's name comes out before its arguments are whole,
     and the arguments come out in pieces while the model writes them, not at the end."""

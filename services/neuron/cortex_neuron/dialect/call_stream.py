@@ -168,6 +168,8 @@ class CallStream:
         rest = self._rest()
         if fmt is None or not rest.strip():
             return False
+        if fmt.kind == "python":
+            return self._fail()  # read whole when the section ends
         if fmt.kind == "json":
             lead = re.match(r"[\s,;\[\]]*", rest)
             assert lead is not None
@@ -264,7 +266,10 @@ class CallStream:
         value_at = at + member.end()
         if value_at == len(rest):
             return False
-        if key in ARGUMENT_FIELDS and rest[value_at] == "{" and not self._open:
+        by_name = key in self._schemas and not self._name  # {"NAME": {arguments}}
+        if (key in ARGUMENT_FIELDS or by_name) and rest[value_at] == "{" and not self._open:
+            if by_name:
+                self._name = key
             if not self._name:
                 return self._fail()  # arguments before the name: parse it whole
             self._at += value_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ToolKind = Literal["json", "tagged_json", "tagged_args"]
+ToolKind = Literal["json", "tagged_json", "tagged_args", "python"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,9 @@ class ToolFormat:
     - tagged_json: ARGS is a JSON object after the name (`id_open ID id_close` may sit
       between name and arguments)
     - tagged_args: ARGS are `arg_open KEY arg_mid VALUE arg_close` pairs
-    `name_in_id`: the name is written inside a call id (`prefix.NAME:INDEX`)."""
+    - python: the section holds call expressions, `[name(key=value, …), …]`
+    `name_in_id`: the name is written inside a call id (`prefix.NAME:INDEX`).
+    `id_before`: the call's id comes first, ended by this marker, then the name."""
 
     kind: ToolKind
     section_open: str
@@ -42,6 +44,7 @@ class ToolFormat:
     arg_mid: str = ""
     arg_close: str = ""
     name_in_id: bool = False
+    id_before: str = ""
 
     @property
     def bare(self) -> bool:
@@ -94,7 +97,8 @@ class Dialect:
         if self.tools is not None:
             t = self.tools
             found += [t.section_open, t.section_close, t.call_open, t.name_close, t.call_close,
-                      t.id_open, t.id_close, t.arg_open, t.arg_mid, t.arg_close]  # fmt: skip
+                      t.id_open, t.id_close, t.arg_open, t.arg_mid, t.arg_close,
+                      t.id_before]  # fmt: skip
         if self.channels is not None:
             c = self.channels
             found += [c.start, c.channel, c.message, c.constrain, *c.ends]

@@ -74,6 +74,14 @@ def starts_in_reasoning(dialect: Dialect, prompt: str) -> bool:
     return prompt.rstrip().endswith(reasoning.open)
 
 
+def starts_in_header(channels: ChannelFormat, prompt: str) -> bool:
+    """Whether the prompt ends inside a message header (its last message was started, by
+    role, and not yet given its message marker)."""
+    if not channels.start:
+        return False
+    return prompt.rfind(channels.start) > prompt.rfind(channels.message)
+
+
 class MarkerScanner:
     """The scanning loop both parsers share: text up to the earliest marker goes to
     `_take`, each marker to `_switch`; the end of the text that could still become a marker
@@ -252,14 +260,18 @@ class ChannelParser(MarkerScanner):
     body; the reasoning channel is reasoning, a recipient `functions.NAME` makes a call, any
     other channel is the answer."""
 
-    def __init__(self, channels: ChannelFormat, stream_calls: bool = False) -> None:
+    def __init__(
+        self, channels: ChannelFormat, stream_calls: bool = False, in_header: bool = False
+    ) -> None:
         self.fmt = channels
         self._stream_calls = stream_calls
         self._stream: CallStream | None = None
         self.state: State = "content"
         self.unparsed = 0
         self._held = ""
-        self._in_header = False
+        # The prompt may end inside a message's header (after its role): the model writes
+        # the rest of it (channel, recipient) before its first message marker.
+        self._in_header = in_header
         self._header = ""
         self._body_kind: Literal["text", "reasoning", "call"] = "text"
         self._recipient = ""
@@ -278,6 +290,9 @@ class ChannelParser(MarkerScanner):
         pieces: list[Piece] = []
         held, self._held = self._held, ""
         self._take(pieces, held)
+        if self._in_header and self._header.strip():  # a header never ended: keep it
+            self.unparsed += 1
+            append_text(pieces, "text", self._header)
         self._end_message(pieces)
         return pieces
 
@@ -361,5 +376,6 @@ def new_parser(
     their arguments grow; otherwise each call comes whole (`ParsedCall`), once its section
     has ended and parsed."""
     if dialect.channels is not None:
-        return ChannelParser(dialect.channels, stream_calls)
+        in_header = starts_in_header(dialect.channels, prompt)
+        return ChannelParser(dialect.channels, stream_calls, in_header)
     return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas, stream_calls)

@@ -25,6 +25,7 @@ from cortex_neuron.chat_template import (
 )
 from cortex_neuron.dialect.model import ChannelFormat, Dialect, ReasoningFormat, ToolFormat
 from cortex_neuron.dialect.text import (
+    MARKER,
     common_prefix,
     common_suffix,
     first_marker,
@@ -154,7 +155,12 @@ def detect_dialect(
         reasoning=reasoning,
         tools=tools,
         channels=channels,
-        content_markers=() if channels else _content_markers(plain, turn_end, reasoning),
+        content_markers=()
+        if channels
+        else (
+            *_content_markers(plain, turn_end, reasoning),
+            *_answer_header(render, prompt, field, reasoning),
+        ),
         thinking_switches=switches,
         effort_variable=effort,
         reasoning_field=field,
@@ -270,6 +276,22 @@ def _channel_names(
 # --- content wrappers -------------------------------------------------------------------
 
 
+def _answer_header(
+    render: Renderer, prompt: str, field: str, reasoning: ReasoningFormat | None
+) -> tuple[str, ...]:
+    """What the template writes between the reasoning's close and the answer when it is
+    more than wrapper markers: a new message header (`<|begin|>assistant<|content|>`) that
+    the model writes too, and that is no part of the answer."""
+    if reasoning is None or not field:
+        return ()
+    message = {"role": "assistant", "content": ANSWER, field: THOUGHT}
+    reply = _reply(render([_user(), message]), prompt)
+    after = reply.partition(THOUGHT)[2].partition(reasoning.close)[2]
+    header = after.partition(ANSWER)[0].strip() if ANSWER in after else ""
+    words = MARKER.sub("", header).strip()
+    return (header,) if header and words and markers_in(header) else ()
+
+
 def _content_markers(
     plain: str, turn_end: str, reasoning: ReasoningFormat | None
 ) -> tuple[str, ...]:
@@ -377,6 +399,11 @@ def _tool_format(region: str, call_id: str, two_args: str) -> ToolFormat | None:
     if name_in_id:
         at = region.find(call_id)
     name_len = len(call_id) if name_in_id else len(NAME)
+    python = re.search(r"[\[(\s]*" + re.escape(NAME) + r"\(\s*" + re.escape(KEY) + r"\s*=", region)
+    if python is not None and not name_in_id:
+        before, after = region[: python.start()], region[python.end() :]
+        tail = after[after.rfind(")") + 1 :].lstrip("]) \n")
+        return ToolFormat("python", last_marker(before) or before.strip(), first_marker(tail))
     span = _json_span(region, at)
     if span is not None and KEY in region[span[0] : span[1]]:
         section_open = last_marker(region[: span[0]]) or region[: span[0]].strip()
@@ -386,14 +413,16 @@ def _tool_format(region: str, call_id: str, two_args: str) -> ToolFormat | None:
     if args is not None:
         mid, post = after_name[: args[0]], after_name[args[1] :]
         section_open, call_open, call_close, section_close = _split_markers(before, post)
-        id_open = id_close = ""
+        id_open = id_close = id_before = ""
+        if not name_in_id and call_id in call_open:  # the id comes before the name
+            call_open, _, id_before = (part.strip() for part in call_open.partition(call_id))
         name_close = mid.strip()
         if not name_in_id and call_id in mid:
             id_open, _, id_close = (part.strip() for part in mid.partition(call_id))
             name_close = ""
         return ToolFormat(
             "tagged_json", section_open, section_close, call_open, name_close, call_close,
-            id_open=id_open, id_close=id_close, name_in_id=name_in_id,
+            id_open=id_open, id_close=id_close, name_in_id=name_in_id, id_before=id_before,
         )  # fmt: skip
     return _tagged_args(before, two_args)
 

@@ -7,6 +7,7 @@ all, so nothing the model wrote is lost.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
@@ -40,7 +41,9 @@ def parse_section(
     fmt: ToolFormat, body: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
 ) -> list[ParsedCall] | None:
     if fmt.kind == "json":
-        return parse_json_calls(body)
+        return parse_json_calls(body, tuple(schemas or ()))
+    if fmt.kind == "python":
+        return parse_python_calls(body)
     if fmt.kind == "tagged_json":
         return _parse_tagged(fmt, body, None)
     return _parse_tagged(fmt, body, schemas or {})
@@ -49,12 +52,15 @@ def parse_section(
 # --- JSON -------------------------------------------------------------------------------
 
 
-def _call_of(value: Any) -> ParsedCall | None:
+def _call_of(value: Any, tool_names: tuple[str, ...] = ()) -> ParsedCall | None:
     if not isinstance(value, dict):
         return None
     if isinstance(value.get("function"), dict):  # OpenAI shape: {"function": {...}}
         value = {**value, **value["function"]}
     name = next((value[f] for f in NAME_FIELDS if isinstance(value.get(f), str)), "")
+    if not name and len(value) == 1 and next(iter(value)) in tool_names:
+        ((name, by_name),) = value.items()  # {"NAME": {arguments}}
+        return _call(name, by_name)
     if not name:
         return None
     arguments: Any = next((value[f] for f in ARGUMENT_FIELDS if f in value), {})
@@ -72,8 +78,10 @@ def _call(name: str, arguments: Any) -> ParsedCall | None:
     return ParsedCall(name.strip(), json.dumps(arguments, ensure_ascii=False))
 
 
-def parse_json_calls(body: str) -> list[ParsedCall] | None:
-    """One or more JSON call objects (or arrays of them), separated by whitespace or commas."""
+def parse_json_calls(body: str, tool_names: tuple[str, ...] = ()) -> list[ParsedCall] | None:
+    """One or more JSON call objects (or arrays of them), separated by whitespace or commas.
+    A call is `{"name": …, "arguments": {…}}` (or the other field names), or `{"NAME":
+    {…}}` for one of the request's `tool_names`."""
     calls: list[ParsedCall] = []
     at, body = 0, body.strip()
     while at < len(body):
@@ -85,10 +93,42 @@ def parse_json_calls(body: str) -> list[ParsedCall] | None:
         except ValueError:
             return None
         for item in value if isinstance(value, list) else [value]:
-            call = _call_of(item)
+            call = _call_of(item, tool_names)
             if call is None:
                 return None
             calls.append(call)
+    return calls or None
+
+
+# --- python -----------------------------------------------------------------------------
+
+
+def parse_python_calls(body: str) -> list[ParsedCall] | None:
+    """Call expressions with keyword arguments of literal values: `name(k="v")`, a list of
+    them, or `name.call(k="v")`."""
+    try:
+        tree = ast.parse(body.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    nodes = tree.elts if isinstance(tree, ast.List | ast.Tuple) else [tree]
+    calls: list[ParsedCall] = []
+    for node in nodes:
+        if not isinstance(node, ast.Call) or node.args:
+            return None
+        function = node.func
+        if isinstance(function, ast.Attribute) and function.attr == "call":
+            function = function.value  # name.call(...)
+        if not isinstance(function, ast.Name) or any(k.arg is None for k in node.keywords):
+            return None
+        try:
+            arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+            json.dumps(arguments)  # literals JSON cannot hold (sets, bytes) are not a call
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            return None
+        call = _call(function.id, arguments)
+        if call is None:
+            return None
+        calls.append(call)
     return calls or None
 
 
@@ -130,6 +170,11 @@ def _parse_tagged(
 
 def name_of(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
     """The call's name (from `prefix.NAME:INDEX` ids too) and the text after it."""
+    if fmt.id_before:  # skip the id written before the name
+        after_id = re.search(pattern(fmt.id_before), text)
+        if after_id is None:
+            return None, text
+        text = text[after_id.end() :]
     ends = [pattern(m) for m in (fmt.id_open, fmt.name_close) if m]
     if fmt.arg_open:
         ends.append(pattern(fmt.arg_open))
