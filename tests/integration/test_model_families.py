@@ -201,6 +201,15 @@ FAMILIES = {
         ("<|tools_prefix|>", '[{"get_weather": {"city": "Paris"}}]', "<|tools_suffix|>"),
         thinks=False,
     ),
+    "quoted-strings": Family(
+        "google-gemma-4-31B-it.jinja",
+        ("<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|think|>", "<|tool>", "<tool|>",
+         "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", '<|"|>'),
+        # Thinking on, the prompt ends with the model's turn; off, with an empty thought.
+        "\n", ("<|channel>", "thought", THOUGHT, "<channel|>", ANSWER),
+        ("<|tool_call>", "call:get_weather", "{city:", '<|"|>', "Paris", '<|"|>', "}", "<tool_call|>"),
+        call_start="<channel|>", thinking=True,
+    ),
     # A channel grammar. "assistant" ends the prompt, so the reply writes it in two tokens;
     # a marker written twice is spelled anew the second time (see tiny_gguf).
     "channels": Family(

@@ -246,6 +246,33 @@ CASES = {
         '<|tools_prefix|>[{"answer": {"city": "Paris"}}]<|tools_suffix|>',
         content='<|tools_prefix|>[{"answer": {"city": "Paris"}}]<|tools_suffix|>',
     ),
+    "attribute-typed-args": Case(
+        "deepseek-ai-DeepSeek-V3.2.jinja",
+        'hm</think>Sure.<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+        '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n'
+        '<｜DSML｜parameter name="days" string="false">3</｜DSML｜parameter>\n'
+        "</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+        reasoning="hm",
+        content="Sure.",
+        calls=({"name": "get_weather", "arguments": {"city": "Paris", "days": 3}},),
+        prompt="<｜Assistant｜><think>",
+    ),
+    "quoted-strings": Case(
+        "google-gemma-4-31B-it.jinja",
+        '<|channel>thought\nhm\n<channel|>Sure.<|tool_call>call:get_weather{city:<|"|>Pa"ris, '
+        '{x}<|"|>,days:3}<tool_call|>',
+        reasoning="\nhm\n",
+        content="Sure.",
+        calls=({"name": "get_weather", "arguments": {"city": 'Pa"ris, {x}', "days": 3}},),
+        prompt="<|turn>model\n",
+        facts={"reasoning": "<|channel>thought…<channel|>"},
+    ),
+    "quoted-strings-thinking-off": Case(
+        "google-gemma-4-31B-it.jinja",
+        "Paris.",
+        content="Paris.",
+        prompt="<|turn>model\n<|channel>thought\n<channel|>",
+    ),
     "broken-block-stays-text": Case(
         "Qwen-Qwen3-0.6B.jinja",
         '<tool_call>\n{"name": broken\n</tool_call>',
@@ -301,9 +328,12 @@ def test_output_parses_the_same_at_every_split(name: str, stream_calls: bool) ->
 
 
 def streams_calls(case: Case) -> bool:
-    """Every format but call expressions (read whole, once the section ends)."""
+    """Every format but call expressions and quoted-string objects (read whole, once the
+    section ends: their text is not the JSON a client gets)."""
     tools = dialect_of(case.template).tools
-    return bool(case.calls) and (tools is None or tools.kind != "python")
+    return bool(case.calls) and (
+        tools is None or (tools.kind != "python" and not tools.string_quote)
+    )
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if streams_calls(c)])

@@ -168,7 +168,7 @@ class CallStream:
         rest = self._rest()
         if fmt is None or not rest.strip():
             return False
-        if fmt.kind == "python":
+        if fmt.kind == "python" or fmt.string_quote:
             return self._fail()  # read whole when the section ends
         if fmt.kind == "json":
             lead = re.match(r"[\s,;\[\]]*", rest)

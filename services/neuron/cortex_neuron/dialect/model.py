@@ -30,7 +30,8 @@ class ToolFormat:
     - tagged_args: ARGS are `arg_open KEY arg_mid VALUE arg_close` pairs
     - python: the section holds call expressions, `[name(key=value, …), …]`
     `name_in_id`: the name is written inside a call id (`prefix.NAME:INDEX`).
-    `id_before`: the call's id comes first, ended by this marker, then the name."""
+    `id_before`: the call's id comes first, ended by this marker, then the name.
+    `string_quote`: tagged_json arguments have bare keys and this marker around strings."""
 
     kind: ToolKind
     section_open: str
@@ -45,6 +46,7 @@ class ToolFormat:
     arg_close: str = ""
     name_in_id: bool = False
     id_before: str = ""
+    string_quote: str = ""
 
     @property
     def bare(self) -> bool:
@@ -98,7 +100,7 @@ class Dialect:
             t = self.tools
             found += [t.section_open, t.section_close, t.call_open, t.name_close, t.call_close,
                       t.id_open, t.id_close, t.arg_open, t.arg_mid, t.arg_close,
-                      t.id_before]  # fmt: skip
+                      t.id_before, t.string_quote]  # fmt: skip
         if self.channels is not None:
             c = self.channels
             found += [c.start, c.channel, c.message, c.constrain, *c.ends]

@@ -70,7 +70,7 @@ def starts_in_reasoning(dialect: Dialect, prompt: str) -> bool:
     if reasoning is None:
         return False
     if not reasoning.open:
-        return True
+        return not prompt.rstrip().endswith(reasoning.close)  # unless the prompt closed it
     return prompt.rstrip().endswith(reasoning.open)
 
 

@@ -34,6 +34,7 @@ from cortex_neuron.dialect.text import (
     whole_markers_prefix,
     whole_markers_suffix,
 )
+from cortex_neuron.dialect.tool_bodies import relaxed_object
 
 USER = "PROBE_USER_TEXT"
 ANSWER = "PROBE_ANSWER_TEXT"
@@ -129,8 +130,11 @@ def detect_dialect(
     switches, effort = _switches(render, names)
     field, channels = "", _channels(source)
     reasoning = None
+    # Reasoning is read against the prompt with thinking on (off, some templates write an
+    # empty reasoning block into the prompt, which hides the opener).
+    thinking_prompt = render([_user()], gen=True, **dict.fromkeys(switches, True)) or prompt
     for name in REASONING_FIELDS:
-        found = _rendered_reasoning(render, prompt, name)
+        found = _rendered_reasoning(render, thinking_prompt, name)
         if found is not None:
             field, reasoning = name, found
             break
@@ -223,8 +227,18 @@ def _rendered_reasoning(render: Renderer, prompt: str, field: str) -> ReasoningF
         before, _, after = reply.partition(THOUGHT)
         close = first_marker(after)
         if close:
-            return ReasoningFormat(last_marker(before), close)
+            return ReasoningFormat(_opener(before), close)
     return None
+
+
+def _opener(before: str) -> str:
+    """The marker the reasoning follows, with the one word it may name after it
+    (`<|channel>thought`); "" when the template writes none."""
+    marker = last_marker(before)
+    if marker:
+        return marker
+    named = re.search(r"(?:" + MARKER.pattern + r")[ \t]*\w+\s*$", before)
+    return named.group(0).strip() if named else ""
 
 
 def _mentioned_pair(source: str, vocab_pair: tuple[str, str] | None) -> ReasoningFormat | None:
@@ -424,7 +438,30 @@ def _tool_format(region: str, call_id: str, two_args: str) -> ToolFormat | None:
             "tagged_json", section_open, section_close, call_open, name_close, call_close,
             id_open=id_open, id_close=id_close, name_in_id=name_in_id, id_before=id_before,
         )  # fmt: skip
+    quote = _string_quote(after_name)
+    brace = after_name.find("{")
+    relaxed = relaxed_object(after_name[brace:], quote) if quote and brace >= 0 else None
+    if relaxed is not None and KEY in relaxed[0]:
+        post = after_name[brace + relaxed[1] :]
+        section_open, call_open, call_close, section_close = _split_markers(before, post)
+        return ToolFormat(
+            "tagged_json", section_open, section_close, call_open, after_name[:brace].strip(),
+            call_close, string_quote=quote,
+        )  # fmt: skip
     return _tagged_args(before, two_args)
+
+
+def _string_quote(text: str) -> str:
+    """The marker written on both sides of a string value, if the template quotes strings
+    with one (`<|"|>VALUE<|"|>`)."""
+    at = text.find(VALUE)
+    if at < 0:
+        return ""
+    before, after = text[:at], text[at + len(VALUE) :]
+    opener = last_marker(before)
+    if opener and before.endswith(opener) and after.startswith(opener):
+        return opener
+    return ""
 
 
 def _tagged_args(before: str, region: str) -> ToolFormat | None:

@@ -29,11 +29,20 @@ class ParsedCall:
 
 
 def pattern(marker: str) -> str:
-    """A marker as a regex: whitespace runs match any whitespace, digit runs any digits."""
+    """A marker as a regex: whitespace runs match any whitespace, digit runs any digits,
+    and an attribute's value any value (`string="true"` is `string="false"` too)."""
     out = []
-    for part in re.split(r"(\s+|\d+)", marker):
-        if part:
-            out.append(r"\s*" if part.isspace() else r"\d+" if part.isdigit() else re.escape(part))
+    for part in re.split(r'(\s+|\d+|="[^"]*")', marker):
+        if not part:
+            continue
+        if part.isspace():
+            out.append(r"\s*")
+        elif part.isdigit():
+            out.append(r"\d+")
+        elif part.startswith('="'):
+            out.append(r'="[^"]*"')
+        else:
+            out.append(re.escape(part))
     return "".join(out)
 
 
@@ -151,7 +160,7 @@ def _parse_tagged(
         if name is None:
             return None
         if schemas is None:
-            arguments, rest = _json_arguments(rest)
+            arguments, rest = _json_arguments(rest, fmt.string_quote)
         else:
             arguments, rest = _tagged_arguments(fmt, rest, schemas.get(name, {}))
         if arguments is None:
@@ -196,15 +205,68 @@ def name_of(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
     return (name if name and "\n" not in name else None), rest
 
 
-def _json_arguments(text: str) -> tuple[Any, str]:
+def _json_arguments(text: str, quote: str = "") -> tuple[Any, str]:
     start = text.find("{")
     if start < 0 or text[:start].strip("` \n\tjson"):
         return None, text
+    if quote:
+        found = relaxed_object(text[start:], quote)
+        return (None, text) if found is None else (found[0], text[start + found[1] :])
     try:
         value, end = _DECODER.raw_decode(text, start)
     except ValueError:
         return None, text
     return value, text[end:]
+
+
+def relaxed_object(text: str, quote: str) -> tuple[Any, int] | None:
+    """An object written with bare keys and a `quote` marker around its strings
+    (`{city:<|"|>Paris<|"|>,days:3}`) read as JSON: (its value, where it ends in `text`),
+    or None."""
+    out: list[str] = []
+    stack: list[str] = []
+    at, expect_key = 0, False
+    while at < len(text):
+        char = text[at]
+        if text.startswith(quote, at):
+            end = text.find(quote, at + len(quote))
+            if end < 0:
+                return None
+            out.append(json.dumps(text[at + len(quote) : end], ensure_ascii=False))
+            at, expect_key = end + len(quote), False
+            continue
+        if char == '"':
+            try:
+                _, end = _DECODER.raw_decode(text, at)  # a JSON string, whole
+            except ValueError:
+                return None
+            out.append(text[at:end])
+            at, expect_key = end, False
+            continue
+        bare = re.match(r"[A-Za-z_][\w\-]*", text[at:]) if expect_key else None
+        if bare is not None:
+            out.append(json.dumps(bare.group(0)))
+            at, expect_key = at + bare.end(), False
+            continue
+        if char in "{[":
+            stack.append(char)
+            expect_key = char == "{"
+        elif char in "}]":
+            if not stack:
+                return None
+            stack.pop()
+        elif char == ",":
+            expect_key = bool(stack) and stack[-1] == "{"
+        out.append(char)
+        at += 1
+        if not stack:
+            break
+    if stack or not out or out[0] != "{":
+        return None
+    try:
+        return json.loads("".join(out)), at
+    except ValueError:
+        return None
 
 
 def _tagged_arguments(
