@@ -12,7 +12,7 @@ is one of them: its channels come apart into reasoning, answer and call too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -461,27 +461,38 @@ def test_responses_reasoning_answer_and_function_call(oai: openai.OpenAI, name: 
         assert [i for i in output if i.type == "message"] == []
 
 
+def prompt_counter(name: str, folder: Path) -> Callable[..., int]:
+    """How many tokens the neuron's prompt for USER has, for a family's template rendered
+    with the given variables (bos and eos as the tiny models have them)."""
+    import llama_cpp
+
+    from cortex_neuron.chat_template import render_chat
+
+    family = FAMILIES[name]
+    built = build_tiny_gguf(
+        folder / f"{name}-vocab.gguf", family.answer or (),
+        specials=(IM_START, IM_END, *family.specials),
+        chat_template=template(family.template), start=family.start,
+    )  # fmt: skip
+    vocab = llama_cpp.Llama(model_path=str(built.path), vocab_only=True, verbose=False)
+
+    def prompt_tokens(**variables: object) -> int:
+        text = render_chat(
+            built.chat_template, USER, bos_token=IM_START, eos_token=IM_END,
+            template_kwargs=variables,
+        )  # fmt: skip
+        return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+    return prompt_tokens
+
+
 def test_reasoning_effort_reaches_the_templates_own_variable(
     oai: openai.OpenAI, tmp_path: Path
 ) -> None:
     """A template with an effort variable (here harmony's `reasoning_effort`, written into
     the system message) renders the level the client asked for: the prompt the neuron ran
     is, token for token, the template rendered with that level."""
-    import llama_cpp
-
-    from cortex_neuron.chat_template import render_chat
-
-    family = FAMILIES["channels"]
-    built = build_tiny_gguf(
-        tmp_path / "vocab.gguf", family.answer or (), specials=(IM_START, IM_END, *family.specials),
-        chat_template=template(family.template), start=family.start,
-    )  # fmt: skip
-    vocab = llama_cpp.Llama(model_path=str(built.path), vocab_only=True, verbose=False)
-
-    def prompt_tokens(**variables: str) -> int:
-        text = render_chat(built.chat_template, USER, template_kwargs=variables)
-        return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
-
+    prompt_tokens = prompt_counter("channels", tmp_path)
     expected = {level: prompt_tokens(reasoning_effort=level) for level in ("low", "high")}
     assert expected["low"] != prompt_tokens() != expected["high"]  # the level shows
     for effort, level in (("minimal", "low"), ("low", "low"), ("high", "high")):
@@ -498,6 +509,31 @@ def test_reasoning_effort_reaches_the_templates_own_variable(
         model="channels-answer", input=USER[0]["content"], reasoning={"effort": "high"}
     )
     assert responded.usage is not None and responded.usage.input_tokens == expected["high"]
+
+
+def test_reasoning_budget_reaches_the_templates_own_variable(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    """A template with a budget variable (here Seed-OSS's `thinking_budget`) is told the
+    Anthropic budget_tokens, the budget of an OpenAI effort, and 0 when thinking is off."""
+    prompt_tokens = prompt_counter("seed", tmp_path)
+    assert (
+        len({prompt_tokens(), prompt_tokens(thinking_budget=512), prompt_tokens(thinking_budget=0)})
+        == 3
+    )
+    told = claude.messages.create(
+        model="seed-answer", max_tokens=64, messages=USER,
+        thinking={"type": "enabled", "budget_tokens": 512},
+    )  # fmt: skip
+    assert told.usage.input_tokens == prompt_tokens(thinking_budget=512)
+    off = claude.messages.create(
+        model="seed-answer", max_tokens=64, messages=USER, thinking={"type": "disabled"}
+    )
+    assert off.usage.input_tokens == prompt_tokens(thinking_budget=0)
+    low = oai.chat.completions.create(model="seed-answer", messages=USER, reasoning_effort="low")
+    assert low.usage is not None and low.usage.prompt_tokens == prompt_tokens(thinking_budget=512)
+    default = oai.chat.completions.create(model="seed-answer", messages=USER)
+    assert default.usage is not None and default.usage.prompt_tokens == prompt_tokens()
 
 
 def test_responses_reasoning_items_go_back_with_their_turn(oai: openai.OpenAI) -> None:

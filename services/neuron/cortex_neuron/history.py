@@ -60,14 +60,18 @@ def call_id(original: str, dialect: Dialect) -> str:
 
 
 def template_variables(request: InferRequest, dialect: Dialect) -> dict[str, Any]:
-    """Template variables: the dialect's thinking switches and effort from the request,
-    then the client's own chat_template_kwargs (which win)."""
+    """Template variables: the dialect's thinking switches, effort and budget from the
+    request, then the client's own chat_template_kwargs (which win)."""
     variables: dict[str, Any] = {}
     if request.thinking is not None:
         for name in dialect.thinking_switches:
             variables[name] = request.thinking
     if request.reasoning_effort and dialect.effort_variable:
         variables[dialect.effort_variable] = request.reasoning_effort
+    if dialect.budget_variable:
+        budget = 0 if request.thinking is False else request.params.reasoning_budget
+        if budget is not None:
+            variables[dialect.budget_variable] = budget
     variables.update(request.chat_template_kwargs)
     return variables
 

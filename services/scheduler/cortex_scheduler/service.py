@@ -94,6 +94,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subs: list[Subscription] = []
         self._started = time.monotonic()
+        self._heard = asyncio.Event()  # set by each neuron heartbeat taken in
         self.log = log.bind(instance=self.instance)
         self.metrics = SchedulerMetrics()
 
@@ -199,6 +200,7 @@ class Scheduler:
             if not known:
                 self.log.warning("neuron_not_allowed", node=heartbeat.node)
             return
+        self._heard.set()
         if not known:
             self.log.info("neuron_joined", node=heartbeat.node)
             if self.active:
@@ -251,6 +253,7 @@ class Scheduler:
 
     async def _place(self, model: str, node: str) -> str | EnsureReply:
         """Decide where `model` goes and make room there; return the node (or the failure)."""
+        await self._hear_a_neuron()
         for _ in range(3):  # an eviction refused (a request arrived meanwhile): plan again
             plan = plan_load(model, self.snapshot(), self.settings.eviction.strategy, node or None)
             if plan.node is None:
@@ -288,6 +291,18 @@ class Scheduler:
         return EnsureReply(
             ok=False, error=WireError(code="no_capacity", message=message, retryable=True)
         )
+
+    async def _hear_a_neuron(self) -> None:
+        """With no live neuron in view (a scheduler just started, a bus just back), wait a
+        warm-up's time for a heartbeat before deciding that none can hold the model: the
+        neurons may simply not have been heard from yet."""
+        if self.fleet.live(time.monotonic()):
+            return
+        self._heard.clear()
+        try:
+            await asyncio.wait_for(self._heard.wait(), self.settings.scheduler.warmup_s)
+        except TimeoutError:
+            pass
 
     async def _command_load(self, model: str, node: str) -> EnsureReply:
         started = time.perf_counter()

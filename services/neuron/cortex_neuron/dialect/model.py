@@ -83,6 +83,8 @@ class Dialect:
     # Template variables: the thinking switch (bool) and the effort level ("low"…"high").
     thinking_switches: tuple[str, ...] = ()
     effort_variable: str = ""
+    # Template variable: the reasoning budget in tokens (0: no thinking).
+    budget_variable: str = ""
     # History: the field an assistant message's reasoning goes back in ("" = not kept).
     reasoning_field: str = ""
     # History: tool-call arguments as a JSON string rather than an object.
@@ -128,4 +130,5 @@ class Dialect:
             "tools": tools,
             "thinking_switch": ", ".join(self.thinking_switches),
             "effort_variable": self.effort_variable,
+            "budget_variable": self.budget_variable,
         }

@@ -128,6 +128,7 @@ def detect_dialect(
     plain = _reply(render([_user(), {"role": "assistant", "content": ANSWER}]), prompt)
     turn_end = _turn_end(prompt, plain)
     switches, effort = _switches(render, names)
+    budget = _budget_variable(render, names)
     field, channels = "", _channels(source)
     reasoning = None
     # Reasoning is read against the prompt with thinking on (off, some templates write an
@@ -167,6 +168,7 @@ def detect_dialect(
         ),
         thinking_switches=switches,
         effort_variable=effort,
+        budget_variable=budget,
         reasoning_field=field,
         arguments_as_text=as_text,
         call_id_style=id_style,  # type: ignore[arg-type]
@@ -209,6 +211,18 @@ def _switches(render: Renderer, names: set[str]) -> tuple[tuple[str, ...], str]:
                 effort = name
                 break
     return tuple(switches), effort
+
+
+def _budget_variable(render: Renderer, names: set[str]) -> str:
+    """A template variable that takes the reasoning budget in tokens (the prompt tells the
+    model how much it may think)."""
+    for name in sorted(names):
+        if re.search("budget", name, re.I) and re.search("think|reason", name, re.I):
+            small = render([_user()], gen=True, **{name: 512})  # type: ignore[arg-type]
+            large = render([_user()], gen=True, **{name: 8192})  # type: ignore[arg-type]
+            if small is not None and large is not None and small != large:
+                return name
+    return ""
 
 
 # --- reasoning --------------------------------------------------------------------------
