@@ -560,3 +560,26 @@ def test_responses_reasoning_items_go_back_with_their_turn(oai: openai.OpenAI) -
     bare = prompt_tokens(call, result)
     assert prompt_tokens(as_text, call, result) > bare + 5
     assert prompt_tokens(as_summary, call, result) == prompt_tokens(as_text, call, result)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_completions_of_the_rendered_prompt_answer_without_reasoning(
+    oai: openai.OpenAI, name: str
+) -> None:
+    """The fourth surface: a raw prompt (the family's own rendered chat prompt) on
+    /v1/completions gets the answer alone, streamed and not; the reasoning stays out."""
+    from cortex_neuron.chat_template import render_chat
+
+    family = FAMILIES[name]
+    switches = {"enable_thinking": True, "thinking": True} if family.thinking else {}
+    prompt = render_chat(
+        template(family.template), USER, bos_token=IM_START, eos_token=IM_END,
+        template_kwargs=switches,
+    )  # fmt: skip
+    done = oai.completions.create(model=f"{name}-answer", prompt=prompt, max_tokens=64)
+    assert done.choices[0].text == ANSWER
+    assert done.choices[0].finish_reason == "stop"
+    streamed = oai.completions.create(
+        model=f"{name}-answer", prompt=prompt, max_tokens=64, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == ANSWER

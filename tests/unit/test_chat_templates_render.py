@@ -49,7 +49,13 @@ def test_every_template_renders_a_conversation(path: Path) -> None:
 @pytest.mark.parametrize("path", all_templates(), ids=lambda p: p.name)
 def test_every_template_yields_a_dialect(path: Path) -> None:
     dialect = detect_dialect(path.read_text(), bos="<s>", eos="</s>")
-    assert set(dialect.summary()) == {"reasoning", "tools", "thinking_switch", "effort_variable"}
+    assert set(dialect.summary()) == {
+        "reasoning",
+        "tools",
+        "thinking_switch",
+        "effort_variable",
+        "budget_variable",
+    }
 
 
 def test_loop_controls_and_generation_blocks_compile() -> None:

@@ -149,8 +149,10 @@ class Engine:
             )
             # The template writes the BOS text itself when the model wants one.
             return backend.tokenize(text, add_bos=False, special=True), text
+        # A raw prompt is the client's own rendering: its special-token texts are those
+        # tokens (as llama-server reads prompts), so a hand-rendered chat prompt works.
         text = request.prompt or ""
-        return backend.tokenize(text, add_bos=True, special=False), text
+        return backend.tokenize(text, add_bos=True, special=True), text
 
     # --- everything below runs on the engine thread -----------------------------------
 
