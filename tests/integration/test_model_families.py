@@ -98,6 +98,15 @@ FAMILIES = {
         ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "get_weather", "<｜tool▁sep｜>", '{"city": "Paris"}', "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>"),
         call_start="</think>", thinking=True,
     ),
+    "attribute-typed-args": Family(
+        "deepseek-ai-DeepSeek-V3.2.jinja",
+        ("<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"),
+        # Thinking on, the prompt ends with <think>; off (the default), with </think>.
+        "<think>", (THOUGHT, "</think>", ANSWER),
+        ("<｜DSML｜function_calls>", '\n<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" string="true">',
+         "Paris", "</｜DSML｜parameter>\n</｜DSML｜invoke>\n", "</｜DSML｜function_calls>"),
+        call_start="</think>", thinking=True,
+    ),
     "indexed-ids": Family(
         "moonshotai-Kimi-K2.jinja",
         ("<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>",
@@ -132,7 +141,7 @@ FAMILIES = {
         "meta-llama-Llama-3.1-8B-Instruct.jinja",
         ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
          "<|eom_id|>", "<|python_tag|>"),
-        "\n", (ANSWER,), ('{"name": "get_weather", "parameters": {"city": "Paris"}}',),
+        "\n", (ANSWER,), ("<|python_tag|>", '{"name": "get_weather", "parameters": {"city": "Paris"}}'),
         thinks=False,
     ),
     "action-list": Family(
