@@ -592,3 +592,35 @@ def test_completions_of_the_rendered_prompt_answer_without_reasoning(
         model=f"{name}-answer", prompt=prompt, max_tokens=64, stream=True
     )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == ANSWER
+
+
+@pytest.fixture
+def llama(family_stack: RunningStack):
+    import ollama
+
+    return ollama.Client(host=family_stack.base_url)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_ollama_chat_thinking_and_tool_calls(llama, name: str) -> None:
+    """The Ollama surface: reasoning in message.thinking, the answer alone in content, and
+    one tool call with its arguments as an object, streamed (NDJSON) and not."""
+    family = FAMILIES[name]
+    think = {"think": True} if family.thinking else {}
+    done = llama.chat(model=f"{name}-answer", messages=USER, **think)
+    assert (done.message.content, done.message.thinking or "") == (
+        ANSWER, THOUGHT if family.thinks else ""
+    )  # fmt: skip
+    assert done.done and done.done_reason == "stop" and done.eval_count
+    parts = list(llama.chat(model=f"{name}-answer", messages=USER, stream=True, **think))
+    assert "".join(p.message.content or "" for p in parts) == ANSWER
+    assert "".join(p.message.thinking or "" for p in parts) == (THOUGHT if family.thinks else "")
+    assert parts[-1].done and not any(p.done for p in parts[:-1])
+    for stream in (False, True):
+        replies = llama.chat(model=f"{name}-call", messages=USER, tools=TOOLS, stream=stream)
+        calls = [
+            (c.function.name, dict(c.function.arguments))
+            for r in (replies if stream else [replies])
+            for c in r.message.tool_calls or []
+        ]
+        assert calls == [("get_weather", CITY)], stream

@@ -25,7 +25,13 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
-from cortex_gateway import anthropic_messages, openai_chat, openai_completions, openai_responses
+from cortex_gateway import (
+    anthropic_messages,
+    ollama_api,
+    openai_chat,
+    openai_completions,
+    openai_responses,
+)
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import RecentRequests, dashboard_data
 from cortex_gateway.errors import ApiError
@@ -182,7 +188,11 @@ def _is_anthropic(path: str) -> bool:
 
 
 def _error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
-    body = error.anthropic_body() if _is_anthropic(request.url.path) else error.openai_body()
+    path = request.url.path
+    if path.startswith("/api/"):
+        body = ollama_api.error_body(error)
+    else:
+        body = error.anthropic_body() if _is_anthropic(path) else error.openai_body()
     return Response(body, status_code=error.status, headers=error.headers())
 
 
@@ -273,7 +283,7 @@ async def answer(
         # The neuron starts meanwhile, while the response is being set up.
         first = await anext(items)
         body = project(resumed(first, items), projection)
-        return Stream(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        return Stream(body, media_type=turn.media_type, headers={**SSE_HEADERS, **headers})
     result = await _collect_while_connected(request, collect(items, projection))
     if result is None:
         return Response(b"", status_code=499)
@@ -425,6 +435,36 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return {"input_tokens": await gateway.inference.count_tokens(infer)}
 
+    # --- Ollama ---------------------------------------------------------------------
+
+    @post("/api/chat", status_code=200)
+    async def ollama_chat(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        return await answer(gateway, request, ollama_api.chat_turn(await request.body()))
+
+    @post("/api/generate", status_code=200)
+    async def ollama_generate(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        return await answer(gateway, request, ollama_api.generate_turn(await request.body()))
+
+    @get("/api/tags", sync_to_thread=False)
+    def ollama_tags() -> dict[str, Any]:
+        now = time.monotonic()
+        return ollama_api.tags_body(gateway.fleet.catalogue(now), gateway.fleet.aliases(now))
+
+    @get("/api/ps", sync_to_thread=False)
+    def ollama_ps() -> dict[str, Any]:
+        return ollama_api.ps_body(gateway.fleet.catalogue(time.monotonic()))
+
+    @post("/api/show", status_code=200)
+    async def ollama_show(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        asked = openai_chat.decode_body(await request.body(), ollama_api.ShowRequest)
+        name = asked.model or asked.name
+        model = gateway.resolve_model(name)
+        return ollama_api.show_body(name, gateway.fleet.catalogue(time.monotonic())[model])
+
+    @get("/api/version", sync_to_thread=False)
+    def ollama_version() -> dict[str, Any]:
+        return {"version": ollama_api.VERSION}
+
     @get("/openapi.json", sync_to_thread=False)
     def openapi() -> dict[str, Any]:
         return openapi_document()
@@ -440,6 +480,12 @@ def create_app(gateway: Gateway) -> Litestar:
             responses,
             messages,
             count_tokens,
+            ollama_chat,
+            ollama_generate,
+            ollama_tags,
+            ollama_ps,
+            ollama_show,
+            ollama_version,
             admin_models,
             admin_status,
             dashboard,

@@ -155,6 +155,7 @@ class Turn:
     infer: dict[str, Any]  # InferRequest fields besides ids and model
     projection: Callable[[CallInfo], Projection]
     request_prefix: str = "chatcmpl-"
+    media_type: str = "text/event-stream"  # of a streamed answer
 
 
 async def project(
