@@ -354,8 +354,8 @@ class Engine:
     def _end(self, slot: Slot, reason: Any) -> None:
         generation = slot.generation
         assert generation is not None
+        self._release(slot)  # first: whoever sees the end sees the slot free
         generation.finish(reason)
-        self._release(slot)
         rate = generation.decode_rate()
         if rate is not None:
             self.tokens_per_s = (
@@ -363,12 +363,13 @@ class Engine:
             )
 
     def _fail(self, slot: Slot, error: WireError, backend: Backend) -> None:
-        if slot.generation is None:
+        generation = slot.generation
+        if generation is None:
             return
-        slot.generation.fail(error)
         backend.forget(slot.seq, 0)  # what the failed step left in the cache is unknown
         slot.cached.clear()
         self._release(slot)
+        generation.fail(error)
 
     def _release(self, slot: Slot) -> None:
         assert slot.generation is not None
