@@ -268,8 +268,11 @@ def write_gguf(
     bos_id: int,
     eos_id: int,
     chat_template: str,
+    pooling: gguf.PoolingType | None = None,
 ) -> None:
     writer = gguf.GGUFWriter(str(path), "llama")
+    if pooling is not None:
+        writer.add_pooling_type(pooling)
     writer.add_name(name)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_context_length(n_ctx)
@@ -316,6 +319,7 @@ def build_tiny_gguf(
     endless: bool = False,
     user_defined: Sequence[str] = (),
     start: str = "\n",
+    pooling: gguf.PoolingType | None = None,
 ) -> TinyModel:
     """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
 
@@ -327,6 +331,8 @@ def build_tiny_gguf(
     leads back to the first, so generation only ends at a limit or a cancellation.
     `start` is the prompt's last token (a special, or a word that tokenizes alone): the chain
     begins there, so templates whose prompt does not end in "\\n" can be served too.
+    `pooling` marks the model as an embedding model pooled that way (the hidden state of a
+    token is its one-hot embedding, so a mean-pooled vector counts the input's tokens).
     """
     specials = tuple(dict.fromkeys(specials))
     for required in (IM_START, IM_END):
@@ -365,6 +371,7 @@ def build_tiny_gguf(
         bos_id=vocab.id_of(IM_START),
         eos_id=eos_id,
         chat_template=template,
+        pooling=pooling,
     )
     return TinyModel(
         path=path,

@@ -172,6 +172,9 @@ class ModelProfile(Section):
     max_queue_depth: int = -1
     # Set: serve this model with the scripted engine instead of llama.cpp.
     script: ScriptProfile | None = None
+    # An embedding model (its GGUF names a pooling type): served on /v1/embeddings and
+    # /api/embed, refused for chat.
+    embedding: bool = False
 
 
 class Catalogue(Section):

@@ -53,6 +53,8 @@ class CatalogueEntry(Struct):
     pinned_on: list[str] = msgspec.field(default_factory=list)
     residency_priority: int = 0
     parallel: int = 1
+    # An embedding model: it answers embedding requests, never chat.
+    embedding: bool = False
 
 
 class LoadedModel(Struct):
@@ -168,6 +170,22 @@ class InferReply(Struct):
     # The model's [open, close] reasoning markers (for clients that want them inline).
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
     tool_call_markers: list[str] = msgspec.field(default_factory=list)
+
+
+class EmbedRequest(Struct):
+    """Gateway → neuron (cortex.neuron.<node>.embed): vectors for each input text."""
+
+    request_id: str
+    model: str
+    input: list[str]
+
+
+class EmbedReply(Struct):
+    """One L2-normalised vector per input, in order, and the tokens the inputs took."""
+
+    vectors: list[list[float]] = msgspec.field(default_factory=list)
+    tokens: int = 0
+    error: WireError | None = None
 
 
 class TokenCount(Struct):

@@ -81,6 +81,11 @@ def infer(node: str) -> str:
     return f"{ROOT}.neuron.{encode_token(node)}.infer"
 
 
+def embed(node: str) -> str:
+    """Embedding requests for one neuron (request/reply: the vectors come back at once)."""
+    return f"{ROOT}.neuron.{encode_token(node)}.embed"
+
+
 def tokenize(node: str) -> str:
     """Prompt token counts with a loaded model's own tokenizer and chat template."""
     return f"{ROOT}.neuron.{encode_token(node)}.tokenize"

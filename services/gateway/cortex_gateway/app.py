@@ -27,6 +27,7 @@ from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
 from cortex_gateway import (
     anthropic_messages,
+    embeddings,
     ollama_api,
     openai_chat,
     openai_completions,
@@ -42,6 +43,8 @@ from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
+    EmbedReply,
+    EmbedRequest,
     EnsureModel,
     EnsureReply,
     FleetStatus,
@@ -49,6 +52,7 @@ from cortex_wire.messages import (
     ModelRef,
     RequestRecord,
     SchedulerReply,
+    Usage,
 )
 
 log = structlog.get_logger("gateway")
@@ -140,6 +144,18 @@ class Gateway:
             )  # fmt: skip
         return model
 
+    def check_kind(self, model: str, embedding: bool) -> None:
+        """Refuse an embedding model asked to chat, and a chat model asked to embed."""
+        view = self.fleet.catalogue(time.monotonic()).get(model)
+        if view is None or view.entry.embedding == embedding:
+            return
+        what = (
+            "a chat model, not an embedding model"
+            if embedding
+            else "an embedding model: ask /v1/embeddings or /api/embed"
+        )
+        raise ApiError(400, f"model {model!r} is {what}", code="wrong_model_kind", param="model")
+
     def models_body(self) -> dict[str, Any]:
         now = time.monotonic()
         catalogue = self.fleet.catalogue(now)
@@ -161,6 +177,7 @@ class Gateway:
             )
             dialect: dict[str, str] = next((m.dialect for m in states if m.dialect), {})
             entry["capabilities"] = [
+                *(["embeddings"] if view.entry.embedding else []),
                 *(["reasoning"] if reasoning else []),
                 *(["tools"] if dialect.get("tools") else []),
             ]
@@ -255,6 +272,7 @@ async def answer(
     gateway: Gateway, request: Request[Any, Any, Any], turn: Turn
 ) -> Response[Any] | Stream:
     model = gateway.resolve_model(turn.model)
+    gateway.check_kind(model, embedding=False)
     request_id = f"{turn.request_prefix}{next_request_id()}"
     infer = InferRequest(
         request_id=request_id,
@@ -435,6 +453,37 @@ def create_app(gateway: Gateway) -> Litestar:
         )
         return {"input_tokens": await gateway.inference.count_tokens(infer)}
 
+    async def embed(name: str, texts: list[str], route: str) -> tuple[EmbedReply, RequestTrace]:
+        model = gateway.resolve_model(name)
+        gateway.check_kind(model, embedding=True)
+        request_id = f"emb-{next_request_id()}"
+        trace = RequestTrace(
+            gateway.metrics, model, route, gateway.publish_record, request_id, gateway.name
+        )
+        try:
+            node, reply = await gateway.inference.embed(
+                EmbedRequest(request_id=request_id, model=model, input=texts)
+            )
+        except ApiError as error:
+            trace.finish(error.code or "error")
+            raise
+        trace.accepted(node, False, 0.0)
+        trace.finish("ok", Usage(prompt_tokens=reply.tokens))
+        return reply, trace
+
+    @post("/v1/embeddings", status_code=200)
+    async def openai_embeddings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        name, texts, fmt = embeddings.openai_request(await request.body())
+        reply, _ = await embed(name, texts, "embeddings")
+        return embeddings.openai_body(name, reply.vectors, reply.tokens, fmt)
+
+    @post("/api/embed", status_code=200)
+    async def ollama_embed(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        name, texts = embeddings.ollama_request(await request.body())
+        reply, trace = await embed(name, texts, "ollama_embed")
+        return embeddings.ollama_body(name, reply.vectors, reply.tokens, started, trace.load_s)
+
     # --- Ollama ---------------------------------------------------------------------
 
     @post("/api/chat", status_code=200)
@@ -480,6 +529,8 @@ def create_app(gateway: Gateway) -> Litestar:
             responses,
             messages,
             count_tokens,
+            openai_embeddings,
+            ollama_embed,
             ollama_chat,
             ollama_generate,
             ollama_tags,

@@ -11,6 +11,7 @@ _WIRE_STATUS: dict[str, tuple[int, str]] = {
     "model_not_found": (404, "invalid_request_error"),
     "context_length_exceeded": (400, "invalid_request_error"),
     "invalid_request": (400, "invalid_request_error"),
+    "wrong_model_kind": (400, "invalid_request_error"),
     "bad_request": (400, "invalid_request_error"),
     "overloaded": (429, "rate_limit_error"),
     "no_capacity": (503, "service_unavailable"),

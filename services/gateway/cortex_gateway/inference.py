@@ -30,6 +30,8 @@ from cortex_wire.messages import (
     Cancel,
     Delta,
     Done,
+    EmbedReply,
+    EmbedRequest,
     EnsureModel,
     EnsureReply,
     Failed,
@@ -76,6 +78,8 @@ class Routed:
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
+# An embedding request is answered whole: many inputs on a busy model take a while.
+EMBED_TIMEOUT_S = 120.0
 # One ensure round trip; the scheduler answers "still loading" well within it.
 ENSURE_ROUND_S = 10.0
 
@@ -233,6 +237,22 @@ class Inference:
         if reply.error is not None:
             raise ApiError.from_wire(reply.error)
         return reply.tokens
+
+    async def embed(self, request: EmbedRequest) -> tuple[str, EmbedReply]:
+        """Vectors from a neuron where the model is ready (loading it if cold)."""
+        node = least_busy(self.fleet.ready_replicas(request.model, time.monotonic()))
+        if node is None:
+            node = await self._ensure(request.model, request.request_id)
+        try:
+            raw = await self.nc.request(
+                subjects.embed(node), codec.encode(request), timeout=EMBED_TIMEOUT_S
+            )
+        except (NoRespondersError, NatsTimeout):
+            raise _unavailable(f"neuron {node!r} did not answer", "neuron_unavailable") from None
+        reply = codec.decode(raw.data, EmbedReply)
+        if reply.error is not None:
+            raise ApiError.from_wire(reply.error)
+        return node, reply
 
     async def _submit(self, node: str, request: InferRequest) -> InferReply:
         try:

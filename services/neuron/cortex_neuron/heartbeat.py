@@ -19,6 +19,7 @@ def catalogue_entries(catalogue: Catalogue, footprints: dict[str, int]) -> list[
             pinned_on=list(m.pinned_on),
             residency_priority=m.residency_priority,
             parallel=m.parallel,
+            embedding=m.embedding,
         )
         for m in catalogue.models
     ]

@@ -19,6 +19,7 @@ REASONING_PAIRS: tuple[tuple[str, str], ...] = (
 )
 TOOL_CALL_PAIRS: tuple[tuple[str, str], ...] = (("<tool_call>", "</tool_call>"),)
 
+
 @dataclass(frozen=True)
 class MarkerPair:
     open_text: str

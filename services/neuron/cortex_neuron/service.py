@@ -20,6 +20,7 @@ from cortex_core.metrics_server import serve_metrics
 from cortex_neuron.channel import CallChunk, Errored, Event, Finished, TextChunk, TokenChannel
 from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
+from cortex_neuron.embedding_engine import EmbeddingEngine
 from cortex_neuron.engine import Engine, EngineError, Job
 from cortex_neuron.footprint import footprint_mb
 from cortex_neuron.gateway_watch import GatewayWatch
@@ -32,6 +33,8 @@ from cortex_wire.messages import (
     ControlReply,
     Delta,
     Done,
+    EmbedReply,
+    EmbedRequest,
     Failed,
     GatewayHeartbeat,
     InferReply,
@@ -58,7 +61,7 @@ class Resident:
     profile: ModelProfile
     footprint_mb: int
     state: ModelState = "loading"
-    engine: Engine | None = None
+    engine: Engine | EmbeddingEngine | None = None
     error: str = ""
     progress: float = 0.0
     ready: asyncio.Future[None] = field(
@@ -90,6 +93,7 @@ class Neuron:
         subs = [
             await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer),
             await self.nc.subscribe(subjects.tokenize(self.node), cb=self._on_tokenize),
+            await self.nc.subscribe(subjects.embed(self.node), cb=self._on_embed_msg),
             # Loads are slow: their own subscription, so inference is never stuck behind one.
             await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
             await self.nc.subscribe(subjects.CANCEL, cb=self._on_cancel),
@@ -202,13 +206,19 @@ class Neuron:
         self.log.info("model_loading", model=model_id, path=profile.path)
         await self._announce(model_id, "loading")
         running, waiting = self._limits(profile)
-        engine = Engine(
-            profile,
-            n_threads=self.settings.neuron.n_threads,
-            # Admission is decided here; the engine's own queue must hold all it admits.
-            queue_depth=running + waiting,
-            on_progress=lambda progress: self._load_progress(resident, progress),
-        )
+        engine: Engine | EmbeddingEngine
+        if profile.embedding:
+            engine = EmbeddingEngine(
+                profile, n_threads=self.settings.neuron.n_threads, queue_depth=running + waiting
+            )
+        else:
+            engine = Engine(
+                profile,
+                n_threads=self.settings.neuron.n_threads,
+                # Admission is decided here; the engine's own queue must hold all it admits.
+                queue_depth=running + waiting,
+                on_progress=lambda progress: self._load_progress(resident, progress),
+            )
         started = time.perf_counter()
         try:
             await engine.start()
@@ -350,10 +360,13 @@ class Neuron:
             await _reply(msg, InferReply(accepted=False, error=not_ready))
             return
         refusal = self._admission(resident)
+        if isinstance(resident.engine, EmbeddingEngine):
+            refusal = _wrong_kind(request.model, "an embedding model: ask /v1/embeddings")
         if refusal is not None:
             self.metrics.refused.labels(request.model, refusal.code).inc()
             await _reply(msg, InferReply(accepted=False, error=refusal))
             return
+        assert isinstance(resident.engine, Engine)
         job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
         try:
             resident.engine.submit(job)
@@ -413,7 +426,40 @@ class Neuron:
                 msg, TokenCount(error=WireError(code="invalid_request", message=str(error)))
             )
             return
+        except EngineError as error:
+            await _reply(msg, TokenCount(error=error.wire))
+            return
         await _reply(msg, TokenCount(tokens=count))
+
+    async def _on_embed_msg(self, msg: Msg) -> None:
+        self._spawn(self._on_embed(msg))  # each in its own task: one model never waits on another
+
+    async def _on_embed(self, msg: Msg) -> None:
+        try:
+            request = codec.decode(msg.data, EmbedRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            await _reply(msg, EmbedReply(error=WireError(code="bad_request", message=str(error))))
+            return
+        resident = self.residents.get(request.model)
+        if resident is None or resident.engine is None or resident.state != "ready":
+            not_ready = WireError(
+                code="model_not_ready",
+                message=f"model {request.model!r} is not ready on neuron {self.node!r}",
+                retryable=True,
+            )
+            await _reply(msg, EmbedReply(error=not_ready))
+            return
+        if not isinstance(resident.engine, EmbeddingEngine):
+            await _reply(
+                msg, EmbedReply(error=_wrong_kind(request.model, "not an embedding model"))
+            )
+            return
+        try:
+            vectors, tokens = await resident.engine.embed(request.input)
+        except EngineError as error:
+            await _reply(msg, EmbedReply(error=error.wire))
+            return
+        await _reply(msg, EmbedReply(vectors=vectors, tokens=tokens))
 
     async def _pump(self, job: Job) -> None:
         """Carry one request's events to its stream subject as numbered frames."""
@@ -541,6 +587,10 @@ def coalesce(
         else:
             frames.append(kind(seq=seq, text=event.text, tokens=event.tokens))
     return frames
+
+
+def _wrong_kind(model: str, what: str) -> WireError:
+    return WireError(code="wrong_model_kind", message=f"model {model!r} is {what}")
 
 
 async def _reply(msg: Msg, message: object) -> None:

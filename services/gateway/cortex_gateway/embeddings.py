@@ -1,0 +1,105 @@
+"""Embeddings: OpenAI's `/v1/embeddings` and Ollama's `/api/embed`, for models whose
+profile marks them as embedding models (the neuron pools as the GGUF says, and
+normalises). A chat model asked for embeddings, or an embedding model asked to chat, gets a
+clear 400."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any
+
+import msgspec
+
+from cortex_gateway.errors import ApiError
+from cortex_gateway.openai_chat import decode_body
+
+# Inputs in one request at most (OpenAI's own limit).
+MAX_INPUTS = 2048
+
+
+class OpenAIEmbeddingsRequest(msgspec.Struct, kw_only=True):
+    model: str
+    input: str | list[Any]  # text, texts (token-id lists are refused)
+    encoding_format: str | None = None
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class OllamaEmbedRequest(msgspec.Struct, kw_only=True):
+    model: str
+    input: str | list[str]
+    truncate: bool = True
+    dimensions: int | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: str | float | None = None
+
+
+def texts_of(value: str | list[Any]) -> list[str]:
+    """The input texts; token-id inputs are refused (the neuron tokenizes itself)."""
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise ApiError(400, "input must not be empty", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise ApiError(400, f"input has {len(texts)} items; at most {MAX_INPUTS}", param="input")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ApiError(
+                400, "token-id inputs are not supported: send text", param=f"input[{index}]"
+            )
+        if not text:
+            raise ApiError(400, "an input must not be empty", param=f"input[{index}]")
+    return texts
+
+
+def openai_request(body: bytes) -> tuple[str, list[str], str]:
+    request = decode_body(body, OpenAIEmbeddingsRequest)
+    if request.dimensions is not None:
+        raise ApiError(
+            400, "dimensions is not supported (the model's size is used)", param="dimensions"
+        )
+    fmt = request.encoding_format or "float"
+    if fmt not in ("float", "base64"):
+        raise ApiError(400, "encoding_format must be float or base64", param="encoding_format")
+    return request.model, texts_of(request.input), fmt
+
+
+def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -> dict[str, Any]:
+    def encoded(vector: list[float]) -> list[float] | str:
+        if fmt == "float":
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encoded(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def ollama_request(body: bytes) -> tuple[str, list[str]]:
+    request = decode_body(body, OllamaEmbedRequest)
+    if request.keep_alive is not None:
+        raise ApiError(400, "keep_alive: setting it is not supported", param="keep_alive")
+    if request.dimensions is not None:
+        raise ApiError(
+            400, "dimensions is not supported (the model's size is used)", param="dimensions"
+        )
+    return request.model, texts_of(request.input)
+
+
+def ollama_body(
+    model: str, vectors: list[list[float]], tokens: int, started: float, load_s: float
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "embeddings": vectors,
+        "total_duration": int((time.perf_counter() - started) * 1e9),
+        "load_duration": int(load_s * 1e9),
+        "prompt_eval_count": tokens,
+    }

@@ -1,0 +1,115 @@
+"""Embeddings end to end: a tiny embedding GGUF (mean pooling, in its metadata) built by the
+tests, served by a real neuron, asked through the official openai and ollama packages; every
+vector checked against llama-cpp-python called directly on the same file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import httpx
+import llama_cpp
+import ollama
+import openai
+import pytest
+
+from tests.conftest import write_catalogue
+from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.tiny_gguf import TinyModel, build_tiny_gguf
+
+TEXTS = ["Hello there", "a b c a", "x", "Hello, world! How are you today?"]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    folder = tmp_path_factory.mktemp("embedder")
+    return build_tiny_gguf(folder / "embed.gguf", ("Hello",), pooling=gguf.PoolingType.MEAN)
+
+
+@pytest.fixture(scope="module")
+def reference(embedder: TinyModel) -> llama_cpp.Llama:
+    return llama_cpp.Llama(model_path=str(embedder.path), embedding=True, n_ctx=512, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def embed_stack(
+    nats_server, embedder: TinyModel, hello_model: TinyModel, tmp_path_factory
+) -> Iterator[RunningStack]:
+    folder: Path = tmp_path_factory.mktemp("embed-stack")
+    catalogue = write_catalogue(
+        folder / "models.toml",
+        [
+            {"id": "embed", "path": str(embedder.path), "n_ctx": 512, "embedding": True},
+            {"id": "chat", "path": str(hello_model.path), "n_ctx": 256},
+        ],
+    )
+    with running_stack(stack_settings(nats_server.url, catalogue, node="embed-neuron")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def oai(embed_stack: RunningStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{embed_stack.base_url}/v1", api_key="x", max_retries=0)
+
+
+def expected(reference: llama_cpp.Llama, text: str) -> list[float]:
+    return reference.embed(text, normalize=True)  # type: ignore[return-value]
+
+
+def close(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+
+
+def test_openai_embeddings_match_llama_cpp(oai: openai.OpenAI, reference) -> None:
+    # Unasked, the SDK asks for base64 and decodes it; asked, floats come as they are.
+    for fmt in ({}, {"encoding_format": "float"}):
+        done = oai.embeddings.create(model="embed", input=TEXTS, **fmt)  # type: ignore[arg-type]
+        assert [d.index for d in done.data] == list(range(len(TEXTS)))
+        for text, item in zip(TEXTS, done.data, strict=True):
+            assert close(item.embedding, expected(reference, text)), (fmt, text)
+        tokens = sum(len(reference.tokenize(t.encode(), add_bos=False)) for t in TEXTS)
+        assert done.usage.prompt_tokens == done.usage.total_tokens == tokens
+    one = oai.embeddings.create(model="embed", input="x")
+    assert close(one.data[0].embedding, expected(reference, "x"))
+
+
+def test_many_inputs_are_batched_and_stay_in_order(oai: openai.OpenAI, reference) -> None:
+    texts = [f"word {n} " * (1 + n % 5) for n in range(40)]
+    done = oai.embeddings.create(model="embed", input=texts)
+    for text, item in zip(texts, done.data, strict=True):
+        assert close(item.embedding, expected(reference, text)), text
+
+
+def test_ollama_embed_matches_llama_cpp(embed_stack: RunningStack, reference) -> None:
+    client = ollama.Client(host=embed_stack.base_url)
+    done = client.embed(model="embed", input=TEXTS[:2])
+    assert len(done.embeddings) == 2
+    for text, vector in zip(TEXTS, done.embeddings, strict=False):
+        assert close(list(vector), expected(reference, text))
+    assert done.prompt_eval_count
+
+
+def test_the_wrong_kind_of_model_gets_a_clear_400(
+    oai: openai.OpenAI, embed_stack: RunningStack
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="not an embedding model"):
+        oai.embeddings.create(model="chat", input="x")
+    with pytest.raises(openai.BadRequestError, match="is an embedding model"):
+        oai.chat.completions.create(model="embed", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(ollama.ResponseError, match="is an embedding model") as raised:
+        ollama.Client(host=embed_stack.base_url).chat(
+            model="embed", messages=[{"role": "user", "content": "x"}]
+        )
+    assert raised.value.status_code == 400
+    with pytest.raises(openai.BadRequestError, match="token-id"):
+        oai.embeddings.create(model="embed", input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError, match="must not be empty"):
+        oai.embeddings.create(model="embed", input=[])
+
+
+def test_models_list_says_which_models_embed(embed_stack: RunningStack) -> None:
+    body = httpx.get(f"{embed_stack.base_url}/v1/models").json()
+    capabilities = {m["id"]: m.get("capabilities", []) for m in body["data"]}
+    assert "embeddings" in capabilities["embed"]
+    assert "embeddings" not in capabilities["chat"]
