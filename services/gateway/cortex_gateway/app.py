@@ -132,16 +132,14 @@ class Gateway:
     def resolve_model(self, name: str) -> str:
         now = time.monotonic()
         if not self.fleet.live(now):
-            raise ApiError(
-                503, "no neuron is connected, so no model can be served",
-                code="no_neurons", type="service_unavailable", retry_after=1,
-            )  # fmt: skip
+            raise ApiError.of("no_neurons", "no neuron is connected, so no model can be served")
         model = self.fleet.resolve(name, now)
         if model not in self.fleet.catalogue(now):
-            raise ApiError(
-                404, f"The model `{name}` does not exist or is not served by any neuron.",
-                code="model_not_found", param="model",
-            )  # fmt: skip
+            raise ApiError.of(
+                "model_not_found",
+                f"The model `{name}` does not exist or is not served by any neuron.",
+                param="model",
+            )
         return model
 
     def check_kind(self, model: str, embedding: bool) -> None:
@@ -154,7 +152,7 @@ class Gateway:
             if embedding
             else "an embedding model: ask /v1/embeddings or /api/embed"
         )
-        raise ApiError(400, f"model {model!r} is {what}", code="wrong_model_kind", param="model")
+        raise ApiError.of("wrong_model_kind", f"model {model!r} is {what}", param="model")
 
     def models_body(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -321,13 +319,11 @@ async def resumed(
 async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
     # As on the cold path: a standby may be taking over, so give one a moment to answer.
     if not await gateway.wait_for_scheduler(gateway.settings.scheduler_grace_s):
-        raise ApiError(503, "no scheduler is running", code="no_scheduler",
-                       type="service_unavailable", retry_after=5)  # fmt: skip
+        raise ApiError.of("no_scheduler", "no scheduler is running")
     try:
         raw = await gateway.nc.request(subject, codec.encode(message), timeout=600)
     except NoRespondersError:
-        raise ApiError(503, "no scheduler is running", code="no_scheduler",
-                       type="service_unavailable", retry_after=5) from None  # fmt: skip
+        raise ApiError.of("no_scheduler", "no scheduler is running") from None
     except NatsTimeout:
         raise ApiError(504, "the scheduler did not answer in time", type="server_error") from None
     return codec.decode(raw.data, reply_type)
@@ -367,7 +363,7 @@ def create_app(gateway: Gateway) -> Litestar:
         subject = {"unload": subjects.SCHED_UNLOAD, "pin": subjects.SCHED_PIN,
                    "unpin": subjects.SCHED_UNPIN}.get(operation)  # fmt: skip
         if subject is None:
-            raise ApiError(404, f"unknown admin operation {operation!r}", code="not_found")
+            raise ApiError.of("not_found", f"unknown admin operation {operation!r}")
         reply = await _scheduler(gateway, subject, ModelRef(model=model, node=node), SchedulerReply)
         if reply.error is not None:
             raise ApiError.from_wire(reply.error)
@@ -418,9 +414,7 @@ def create_app(gateway: Gateway) -> Litestar:
         for entry in gateway.models_body()["data"]:
             if entry["id"] == name:
                 return dict(entry)
-        raise ApiError(
-            404, f"The model `{name}` does not exist.", code="model_not_found", param="model"
-        )
+        raise ApiError.of("model_not_found", f"The model `{name}` does not exist.", param="model")
 
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:

@@ -53,4 +53,4 @@ def check_access(
         return
     if require_auth and not _known(key, [*api_keys, *admin_keys]):
         message = "an API key is required" if not key else "the API key is not valid"
-        raise ApiError(401, message, code="invalid_api_key", type="authentication_error")
+        raise ApiError.of("invalid_api_key", message)

@@ -5,24 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from cortex_wire.messages import WireError
+from cortex_wire.outcomes import OUTCOMES, outcome
 
-# Wire error codes from neurons/scheduler → (HTTP status, OpenAI error type).
-_WIRE_STATUS: dict[str, tuple[int, str]] = {
-    "model_not_found": (404, "invalid_request_error"),
-    "context_length_exceeded": (400, "invalid_request_error"),
-    "invalid_request": (400, "invalid_request_error"),
-    "wrong_model_kind": (400, "invalid_request_error"),
-    "bad_request": (400, "invalid_request_error"),
-    "overloaded": (429, "rate_limit_error"),
-    "no_capacity": (503, "service_unavailable"),
-    "load_failed": (503, "service_unavailable"),
-    "load_timeout": (503, "service_unavailable"),
-    "neuron_unavailable": (503, "service_unavailable"),
-    "unloading": (503, "service_unavailable"),
-    "model_not_ready": (503, "service_unavailable"),
-}
-
-
+# Anthropic error types by status, for errors raised without a code of the outcome table.
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -54,11 +39,22 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
     @classmethod
+    def of(cls, code: str, message: str, param: str | None = None) -> ApiError:
+        """An error as the outcome table says `code` looks to a client."""
+        row = outcome(code)
+        return cls(
+            row.status, message, code=code, type=row.openai_type, param=param,
+            retry_after=row.retry_after,
+        )  # fmt: skip
+
+    @classmethod
     def from_wire(cls, error: WireError) -> ApiError:
-        status, kind = _WIRE_STATUS.get(error.code, (500, "server_error"))
-        # Capacity frees up: tell clients when to try again.
-        retry = {429: 1, 503: 5}.get(status)
-        return cls(status, error.message, code=error.code, type=kind, retry_after=retry)
+        return cls.of(error.code, error.message)
+
+    @property
+    def retry_elsewhere(self) -> bool:
+        """The failure was a neuron's: another replica may serve the request."""
+        return outcome(self.code).retry_elsewhere
 
     def openai_body(self) -> dict[str, Any]:
         return {
@@ -71,9 +67,12 @@ class ApiError(Exception):
         }
 
     def anthropic_body(self) -> dict[str, Any]:
-        kind = _ANTHROPIC_TYPES.get(
-            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
-        )
+        if self.code in OUTCOMES:
+            kind = outcome(self.code).anthropic_type
+        else:
+            kind = _ANTHROPIC_TYPES.get(
+                self.status, "api_error" if self.status >= 500 else "invalid_request_error"
+            )
         return {"type": "error", "error": {"type": kind, "message": self.message}}
 
     def headers(self) -> dict[str, str]:

@@ -145,14 +145,10 @@ class FrameInbox:
 
 # A request may run on this many neurons in turn while none has produced a token.
 ATTEMPTS = 2
-# Failures of the neuron rather than of the request: worth trying another replica.
-NODE_FAILURES = frozenset(
-    {"stream_timeout", "stream_gap", "neuron_unavailable", "unloading", "decode_failed"}
-)
 
 
 def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
-    return ApiError(503, message, code=code, type="service_unavailable", retry_after=1)
+    return ApiError.of(code, message)
 
 
 class Inference:
@@ -290,7 +286,7 @@ class Inference:
                 if (
                     started
                     or number == ATTEMPTS
-                    or error.code not in NODE_FAILURES
+                    or not error.retry_elsewhere  # the request's own failure
                     or not self._replicas(request.model, tried)
                 ):
                     raise
@@ -384,8 +380,8 @@ class Inference:
             try:
                 msg = await frames.get(min(tick, max(limit - silent, 0.0)))
             except ClientTooSlow:
-                raise ApiError(
-                    408, "the client stopped reading its stream", code="client_too_slow"
+                raise ApiError.of(
+                    "client_too_slow", "the client stopped reading its stream"
                 ) from None
             if msg is None:
                 silent = time.monotonic() - heard_at
@@ -405,11 +401,8 @@ class Inference:
                     502, f"bad frame from neuron: {error}", type="server_error"
                 ) from None
             if frame.seq != expected:
-                raise ApiError(
-                    502,
-                    f"stream broken: frame {frame.seq} arrived, {expected} expected",
-                    code="stream_gap",
-                    type="server_error",
+                raise ApiError.of(
+                    "stream_gap", f"stream broken: frame {frame.seq} arrived, {expected} expected"
                 )
             expected += 1
             if isinstance(frame, KeepAlive):

@@ -143,10 +143,8 @@ def decode_body(body: bytes, kind: type[Any]) -> Any:
 
 
 def unsupported(name: str, why: str = "") -> ApiError:
-    return ApiError(
-        400, f"parameter {name!r} is not supported" + (f": {why}" if why else ""), param=name,
-        code="unsupported_parameter",
-    )  # fmt: skip
+    message = f"parameter {name!r} is not supported" + (f": {why}" if why else "")
+    return ApiError.of("unsupported_parameter", message, param=name)
 
 
 def check_range(name: str, value: float | None, low: float, high: float) -> None:

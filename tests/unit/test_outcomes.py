@@ -1,0 +1,48 @@
+"""The outcome table is complete: every error code raised anywhere in the services is in
+it, and it says what each looks like to a client and whether another node may serve it."""
+
+import re
+from pathlib import Path
+
+from cortex_gateway.errors import ApiError
+from cortex_wire.messages import WireError
+from cortex_wire.outcomes import OUTCOMES, outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where a code is written: code="…", ApiError.of("…", EngineError("…", WireError("…",
+# _unavailable(…, "…").
+RAISED = re.compile(
+    r'(?:code\s*=\s*|\.of\(\s*|EngineError\(\s*|WireError\(\s*|_unavailable\([^()]*?,\s*)"([a-z_]+)"',
+    re.S,
+)
+
+
+def codes_in_sources() -> set[str]:
+    found: set[str] = set()
+    for folder in ("services", "libs"):
+        for path in (ROOT / folder).rglob("*.py"):
+            found |= set(RAISED.findall(path.read_text()))
+    return found
+
+
+def test_every_code_raised_is_in_the_table() -> None:
+    found = codes_in_sources()
+    assert len(found) > 20  # the scan sees the sources
+    assert found - set(OUTCOMES) == set()
+
+
+def test_an_unknown_code_is_an_internal_error_never_retried() -> None:
+    error = ApiError.from_wire(WireError(code="from_a_newer_peer", message="?"))
+    assert (error.status, error.type, error.retry_elsewhere) == (500, "server_error", False)
+    assert error.anthropic_body()["error"]["type"] == "api_error"
+
+
+def test_node_failures_are_retried_elsewhere_and_request_failures_are_not() -> None:
+    retried = {code for code, row in OUTCOMES.items() if row.retry_elsewhere}
+    assert {"neuron_unavailable", "stream_timeout", "stream_gap", "unloading"} <= retried
+    for code in ("invalid_request", "context_length_exceeded", "overloaded", "model_not_found"):
+        assert not outcome(code).retry_elsewhere, code
+    busy = ApiError.of("overloaded", "full")
+    assert (busy.status, busy.headers(), busy.anthropic_body()["error"]["type"]) == (
+        429, {"Retry-After": "1"}, "rate_limit_error"
+    )  # fmt: skip
