@@ -1,5 +1,4 @@
 from cortex_core.fleet import FleetState, least_busy
-from cortex_scheduler.placement import place
 from cortex_wire.messages import CatalogueEntry, Device, Heartbeat, LoadedModel
 
 
@@ -57,33 +56,3 @@ def test_least_busy_ready_replica_wins() -> None:
     fleet.observe(beat("c", models=[LoadedModel(id="m", state="loading")]), 0.0)
     assert least_busy(fleet.ready_replicas("m", 0.0)) == "b"
     assert least_busy([]) is None
-
-
-def test_placement_prefers_fit_then_most_free_then_name() -> None:
-    neurons = [beat("small", free=50), beat("big", free=900), beat("also-big", free=900)]
-    fleet = FleetState()
-    for n in neurons:
-        fleet.observe(n, 0.0)
-    decision = place("m", fleet.live(0.0))
-    assert decision.node == "also-big"
-    assert "fits" in decision.reason
-
-
-def test_placement_respects_pins_and_device_constraints() -> None:
-    fleet = FleetState()
-    fleet.observe(beat("a", free=900, pinned_on=["b"]), 0.0)
-    fleet.observe(beat("b", free=100, pinned_on=["b"]), 0.0)
-    assert place("m", fleet.live(0.0)).node == "b"
-    fleet = FleetState()
-    fleet.observe(beat("a", min_device_vram_mb=2000), 0.0)
-    decision = place("m", fleet.live(0.0))
-    assert decision.node is None
-    assert "a: needs 1 device(s) with >= 2000 MiB" in decision.reason
-
-
-def test_placement_without_any_server_of_the_model_explains() -> None:
-    fleet = FleetState()
-    fleet.observe(beat("a", catalogue=("other",)), 0.0)
-    decision = place("m", fleet.live(0.0))
-    assert decision.node is None
-    assert "no live neuron serves it" in decision.reason

@@ -29,10 +29,13 @@ def test_encoded_token_is_one_safe_token_and_round_trips(text: str) -> None:
 
 @pytest.mark.parametrize("node", HOSTILE)
 def test_node_names_never_change_subject_shape(node: str) -> None:
-    for subject in (subjects.heartbeat(node), subjects.infer(node), subjects.control(node)):
+    for subject in (
+        subjects.heartbeat(node), subjects.infer(node), subjects.control(node),
+        subjects.embed(node), subjects.tokenize(node),
+    ):  # fmt: skip
         assert subject.startswith("cortex.neuron.")
         assert len(subject.split(".")) == 4
-    assert subjects.node_from_heartbeat_subject(subjects.heartbeat(node)) == node
+        assert subjects.decode_token(subject.split(".")[2]) == node
 
 
 def test_stream_and_event_subjects_have_fixed_depth() -> None:

@@ -23,7 +23,6 @@ SCHED_PIN = f"{ROOT}.sched.pin"
 SCHED_UNPIN = f"{ROOT}.sched.unpin"
 SCHED_EXPLAIN = f"{ROOT}.sched.explain"
 SCHED_STATUS = f"{ROOT}.sched.status"
-EVENTS = f"{ROOT}.event.>"
 REQUEST_RECORDS = f"{ROOT}.metrics.request"
 
 # JetStream KV buckets (durable scheduler state).
@@ -113,10 +112,3 @@ def scheduler_event(kind: str) -> str:
 def kv_key(text: str) -> str:
     """A JetStream KV key for arbitrary text (KV keys allow only [-_=./a-zA-Z0-9])."""
     return "k" + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def node_from_heartbeat_subject(subject: str) -> str:
-    parts = subject.split(".")
-    if len(parts) != 4 or parts[0] != ROOT or parts[1] != "neuron" or parts[3] != "heartbeat":
-        raise ValueError(f"not a heartbeat subject: {subject!r}")
-    return decode_token(parts[2])

@@ -75,7 +75,6 @@ class Engine:
         self.busy = 0
         self.tokens_per_s = 0.0
         self.last_used_at = 0.0
-        self.n_ctx = profile.n_ctx
         self._backend: Backend | None = None
         # How the model writes reasoning and tool calls, read at load time.
         self.dialect = Dialect()
@@ -205,7 +204,6 @@ class Engine:
                         "load_cancelled", f"loading {self.profile.path} was cancelled"
                     ) from None
                 raise
-        self.n_ctx = backend.n_ctx
 
         def tokenize(text: str) -> list[int]:
             return backend.tokenize(text, add_bos=False, special=True)
