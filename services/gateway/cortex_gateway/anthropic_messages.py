@@ -17,6 +17,7 @@ from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
 from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.sampling_defaults import ANTHROPIC
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
@@ -217,10 +218,11 @@ def parse_request(body: bytes) -> MessagesRequest:
 def sampling_params(request: MessagesRequest) -> SamplingParams:
     return SamplingParams(
         max_tokens=request.max_tokens,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=request.top_k or 0,
-        min_p=0.0,
+        temperature=ANTHROPIC.temperature if request.temperature is None else request.temperature,
+        top_p=ANTHROPIC.top_p if request.top_p is None else request.top_p,
+        top_k=request.top_k or ANTHROPIC.top_k,
+        min_p=ANTHROPIC.min_p,
+        repeat_penalty=ANTHROPIC.repeat_penalty,
         stop=list(request.stop_sequences or []),
         reasoning_budget=thinking_budget(request.thinking),
     )

@@ -21,13 +21,12 @@ from cortex_core.fleet import CatalogueView
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.sampling_defaults import OLLAMA
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
 NDJSON = "application/x-ndjson"
-# Ollama's documented defaults (its Modelfile parameters).
-DEFAULTS = {"temperature": 0.8, "top_p": 0.9, "top_k": 40, "min_p": 0.0, "repeat_penalty": 1.1}
 # Options that tune the runtime, not the output: accepted, left to the neuron's settings.
 RUNTIME_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap", "use_mlock",
@@ -120,7 +119,7 @@ def sampling_params(
 
     def pick(name: str) -> Any:
         value = getattr(opts, name)
-        return DEFAULTS[name] if value is None else value
+        return getattr(OLLAMA, name) if value is None else value
 
     return SamplingParams(
         max_tokens=limit,

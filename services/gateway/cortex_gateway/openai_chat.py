@@ -12,6 +12,7 @@ from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.projection import Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall, Usage
 
@@ -297,7 +298,7 @@ def json_schema_of(fmt: ResponseFormat | None) -> dict[str, Any] | None:
 
 
 def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
-    defaults = SamplingParams()
+    defaults = OPENAI
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     temperature = defaults.temperature if request.temperature is None else request.temperature
     repeat = request.repeat_penalty or request.repetition_penalty
@@ -305,13 +306,11 @@ def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
         max_tokens=request.max_completion_tokens or request.max_tokens,
         temperature=temperature,
         top_p=defaults.top_p if request.top_p is None else request.top_p,
-        # OpenAI clients never send top_k/min_p: llama.cpp's defaults would silently narrow
-        # their sampling, so only apply them when asked for.
-        top_k=0 if request.top_k is None else request.top_k,
-        min_p=0.0 if request.min_p is None else request.min_p,
+        top_k=defaults.top_k if request.top_k is None else request.top_k,
+        min_p=defaults.min_p if request.min_p is None else request.min_p,
         seed=request.seed,
         stop=stops,
-        repeat_penalty=1.0 if repeat is None else repeat,
+        repeat_penalty=defaults.repeat_penalty if repeat is None else repeat,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         reasoning_budget=EFFORT_BUDGETS.get(request.reasoning_effort or ""),

@@ -23,6 +23,7 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import CallInfo, Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_gateway.sampling_defaults import OPENAI
 from cortex_wire.messages import Done, SamplingParams
 
 # OpenAI's own default for this endpoint.
@@ -89,13 +90,13 @@ def sampling_params(request: CompletionRequest) -> SamplingParams:
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     return SamplingParams(
         max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=request.top_k or 0,
-        min_p=request.min_p or 0.0,
+        temperature=OPENAI.temperature if request.temperature is None else request.temperature,
+        top_p=OPENAI.top_p if request.top_p is None else request.top_p,
+        top_k=request.top_k or OPENAI.top_k,
+        min_p=request.min_p or OPENAI.min_p,
         seed=request.seed,
         stop=stops,
-        repeat_penalty=request.repeat_penalty or 1.0,
+        repeat_penalty=request.repeat_penalty or OPENAI.repeat_penalty,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
     )

@@ -26,6 +26,7 @@ from cortex_gateway.openai_chat import (
     unsupported,
 )
 from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
 
@@ -188,10 +189,11 @@ def sampling_params(request: ResponsesRequest) -> SamplingParams:
     effort = request.reasoning.effort if request.reasoning else None
     return SamplingParams(
         max_tokens=request.max_output_tokens,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=0,
-        min_p=0.0,
+        temperature=OPENAI.temperature if request.temperature is None else request.temperature,
+        top_p=OPENAI.top_p if request.top_p is None else request.top_p,
+        top_k=OPENAI.top_k,
+        min_p=OPENAI.min_p,
+        repeat_penalty=OPENAI.repeat_penalty,
         reasoning_budget=EFFORT_BUDGETS.get(effort or ""),
         json_schema=schema,
     )
