@@ -30,8 +30,6 @@ from cortex_gateway import (
     embeddings,
     ollama_api,
     openai_chat,
-    openai_completions,
-    openai_responses,
 )
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import RecentRequests, dashboard_data
@@ -41,6 +39,7 @@ from cortex_gateway.metrics import GatewayMetrics, RequestTrace
 from cortex_gateway.openapi import openapi_document
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
+from cortex_gateway.routes import ROUTES, Route, api_of
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     EmbedReply,
@@ -198,16 +197,13 @@ class Gateway:
         return {"object": "list", "data": data}
 
 
-def _is_anthropic(path: str) -> bool:
-    return path.startswith("/v1/messages")
-
-
 def _error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
-    path = request.url.path
-    if path.startswith("/api/"):
-        body = ollama_api.error_body(error)
-    else:
-        body = error.anthropic_body() if _is_anthropic(path) else error.openai_body()
+    api = api_of(request.url.path)
+    body = {
+        "ollama": ollama_api.error_body,
+        "anthropic": ApiError.anthropic_body,
+        "openai": ApiError.openai_body,
+    }[api](error)
     return Response(body, status_code=error.status, headers=error.headers())
 
 
@@ -416,21 +412,17 @@ def create_app(gateway: Gateway) -> Litestar:
                 return dict(entry)
         raise ApiError.of("model_not_found", f"The model `{name}` does not exist.", param="model")
 
-    @post("/v1/chat/completions", status_code=200)
-    async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, openai_chat.turn(await request.body()))
+    def answering(route: Route) -> Any:
+        """The handler of a route that answers through the projection core."""
+        assert route.turn is not None
+        to_turn = route.turn
 
-    @post("/v1/completions", status_code=200)
-    async def completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, openai_completions.turn(await request.body()))
+        async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+            return await answer(gateway, request, to_turn(await request.body()))
 
-    @post("/v1/responses", status_code=200)
-    async def responses(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, openai_responses.turn(await request.body()))
+        return post(route.path, status_code=200, name=route.path)(handler)
 
-    @post("/v1/messages", status_code=200)
-    async def messages(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, anthropic_messages.turn(await request.body()))
+    answering_routes = [answering(route) for route in ROUTES if route.turn is not None]
 
     @post("/v1/messages/count_tokens", status_code=200)
     async def count_tokens(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -480,14 +472,6 @@ def create_app(gateway: Gateway) -> Litestar:
 
     # --- Ollama ---------------------------------------------------------------------
 
-    @post("/api/chat", status_code=200)
-    async def ollama_chat(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, ollama_api.chat_turn(await request.body()))
-
-    @post("/api/generate", status_code=200)
-    async def ollama_generate(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-        return await answer(gateway, request, ollama_api.generate_turn(await request.body()))
-
     @get("/api/tags", sync_to_thread=False)
     def ollama_tags() -> dict[str, Any]:
         now = time.monotonic()
@@ -518,15 +502,10 @@ def create_app(gateway: Gateway) -> Litestar:
             health,
             list_models,
             get_model,
-            chat_completions,
-            completions,
-            responses,
-            messages,
+            *answering_routes,
             count_tokens,
             openai_embeddings,
             ollama_embed,
-            ollama_chat,
-            ollama_generate,
             ollama_tags,
             ollama_ps,
             ollama_show,

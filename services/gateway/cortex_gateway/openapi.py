@@ -12,10 +12,7 @@ from typing import Any
 
 import msgspec
 
-from cortex_gateway.anthropic_messages import CountTokensRequest, MessagesRequest
-from cortex_gateway.openai_chat import ChatCompletionRequest
-from cortex_gateway.openai_completions import CompletionRequest
-from cortex_gateway.openai_responses import ResponsesRequest
+from cortex_gateway.routes import ROUTES
 
 OPENAI_ERROR = {
     "type": "object",
@@ -45,16 +42,14 @@ ANTHROPIC_ERROR = {
         },
     },
 }
+OLLAMA_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
 ERROR_STATUSES = ("400", "401", "403", "404", "408", "413", "429", "503")
-
-# (path, request Struct, dialect, summary)
-INFERENCE_ROUTES: tuple[tuple[str, type[msgspec.Struct], str, str], ...] = (
-    ("/v1/chat/completions", ChatCompletionRequest, "openai", "OpenAI chat completion"),
-    ("/v1/completions", CompletionRequest, "openai", "OpenAI text completion"),
-    ("/v1/responses", ResponsesRequest, "openai", "OpenAI response"),
-    ("/v1/messages", MessagesRequest, "anthropic", "Anthropic message"),
-    ("/v1/messages/count_tokens", CountTokensRequest, "anthropic", "Anthropic token count"),
-)
+STREAM_TYPES = {"openai": "text/event-stream", "anthropic": "text/event-stream",
+                "ollama": "application/x-ndjson"}  # fmt: skip
 
 
 def _errors(dialect: str) -> dict[str, Any]:
@@ -71,21 +66,24 @@ def _json(description: str) -> dict[str, Any]:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    structs = [route[1] for route in INFERENCE_ROUTES]
+    structs = [route.request for route in ROUTES]
     (refs, components) = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
     )
-    components = {**components, "OpenaiError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR}
+    components = {
+        **components, "OpenaiError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR,
+        "OllamaError": OLLAMA_ERROR,
+    }  # fmt: skip
     paths: dict[str, Any] = {}
-    for (path, _, dialect, summary), ref in zip(INFERENCE_ROUTES, refs, strict=True):
-        ok = _json(summary)
-        if not path.endswith("count_tokens"):
-            ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
-        paths[path] = {
+    for route, ref in zip(ROUTES, refs, strict=True):
+        ok = _json(route.summary)
+        if route.streams:
+            ok["content"][STREAM_TYPES[route.api]] = {"schema": {"type": "string"}}
+        paths[route.path] = {
             "post": {
-                "summary": summary,
+                "summary": route.summary,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
-                "responses": {"200": ok, **_errors(dialect)},
+                "responses": {"200": ok, **_errors(route.api)},
             }
         }
     paths["/v1/models"] = {

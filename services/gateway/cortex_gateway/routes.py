@@ -1,0 +1,61 @@
+"""Every inference route, once: its path, its API, what its body decodes into, and (for the
+routes that answer through the projection core) how a body becomes a turn. The app's
+handlers, the OpenAPI description and the error envelope all read this table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from cortex_gateway import (
+    anthropic_messages,
+    embeddings,
+    ollama_api,
+    openai_chat,
+    openai_completions,
+    openai_responses,
+)
+from cortex_gateway.projection import Turn
+
+Api = Literal["openai", "anthropic", "ollama"]
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    api: Api
+    request: type[msgspec.Struct]
+    summary: str
+    turn: Callable[[bytes], Turn] | None = None  # None: the route has its own handler
+    streams: bool = True
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/v1/chat/completions", "openai", openai_chat.ChatCompletionRequest,
+          "OpenAI chat completion", openai_chat.turn),
+    Route("/v1/completions", "openai", openai_completions.CompletionRequest,
+          "OpenAI text completion", openai_completions.turn),
+    Route("/v1/responses", "openai", openai_responses.ResponsesRequest, "OpenAI response",
+          openai_responses.turn),
+    Route("/v1/messages", "anthropic", anthropic_messages.MessagesRequest, "Anthropic message",
+          anthropic_messages.turn),
+    Route("/v1/messages/count_tokens", "anthropic", anthropic_messages.CountTokensRequest,
+          "Anthropic token count", streams=False),
+    Route("/v1/embeddings", "openai", embeddings.OpenAIEmbeddingsRequest, "OpenAI embeddings",
+          streams=False),
+    Route("/api/chat", "ollama", ollama_api.ChatRequest, "Ollama chat", ollama_api.chat_turn),
+    Route("/api/generate", "ollama", ollama_api.GenerateRequest, "Ollama generate",
+          ollama_api.generate_turn),
+    Route("/api/embed", "ollama", embeddings.OllamaEmbedRequest, "Ollama embeddings",
+          streams=False),
+)  # fmt: skip
+
+
+def api_of(path: str) -> Api:
+    """Whose error envelope a path answers in (anything outside the table: OpenAI's)."""
+    if path.startswith("/api/"):
+        return "ollama"
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
