@@ -12,8 +12,6 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -21,6 +19,7 @@ from rich.table import Table
 
 from cortex_core.bus import DEFAULT_URL, connect_options
 from cortex_core.config import Settings
+from cortex_core.scheduler_client import NoScheduler, SchedulerClient, SchedulerSilent
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     EnsureModel,
@@ -33,6 +32,8 @@ from cortex_wire.messages import (
     WireError,
 )
 
+# A command waits this long for a standby to take over when no scheduler answers.
+FAILOVER_GRACE_S = 4.0
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 
@@ -68,12 +69,13 @@ async def _ask(
     timeout: float = REQUEST_TIMEOUT_S,
 ) -> Any:
     try:
-        raw = await nc.request(subject, codec.encode(message), timeout=timeout)
-    except NoRespondersError:
+        return await SchedulerClient(nc, FAILOVER_GRACE_S).ask(
+            subject, message, reply_type, timeout
+        )
+    except NoScheduler:
         raise CommandError(f"no scheduler is running (nothing answers {subject})") from None
-    except NatsTimeout:
-        raise CommandError(f"the scheduler did not answer {subject} within {timeout:g}s") from None
-    return codec.decode(raw.data, reply_type)
+    except SchedulerSilent as silent:
+        raise CommandError(str(silent)) from None
 
 
 def _fail(error: WireError | None) -> CommandError:

@@ -20,11 +20,10 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
+from cortex_core.scheduler_client import NoScheduler, SchedulerSilent
 from cortex_gateway import (
     anthropic_messages,
     embeddings,
@@ -45,7 +44,6 @@ from cortex_wire.messages import (
     EmbedReply,
     EmbedRequest,
     EnsureModel,
-    EnsureReply,
     FleetStatus,
     InferRequest,
     ModelRef,
@@ -92,23 +90,7 @@ class Gateway:
 
     async def wait_for_scheduler(self, timeout: float) -> bool:
         """True once an active scheduler answers on the bus; False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        ask = codec.encode(ModelRef(model=""))
-        while True:
-            remaining = deadline - loop.time()
-            try:
-                await self.nc.request(
-                    subjects.SCHED_STATUS, ask, timeout=max(0.05, min(1.0, remaining))
-                )
-                return True
-            except NatsTimeout:
-                pass
-            except NoRespondersError:
-                # A scheduler listens for heartbeats a moment before it may lead.
-                await asyncio.sleep(min(0.2, max(remaining, 0.0)))
-            if deadline - loop.time() <= 0:
-                return False
+        return await self.inference.scheduler.alive(timeout)
 
     def has_neurons(self, count: int, node: str) -> bool:
         live = self.fleet.live(time.monotonic())
@@ -313,16 +295,13 @@ async def resumed(
 
 
 async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
-    # As on the cold path: a standby may be taking over, so give one a moment to answer.
-    if not await gateway.wait_for_scheduler(gateway.settings.scheduler_grace_s):
-        raise ApiError.of("no_scheduler", "no scheduler is running")
+    """An operator's request to the scheduler (a failover's gap is waited out)."""
     try:
-        raw = await gateway.nc.request(subject, codec.encode(message), timeout=600)
-    except NoRespondersError:
+        return await gateway.inference.scheduler.ask(subject, message, reply_type, timeout=600)
+    except NoScheduler:
         raise ApiError.of("no_scheduler", "no scheduler is running") from None
-    except NatsTimeout:
+    except SchedulerSilent:
         raise ApiError(504, "the scheduler did not answer in time", type="server_error") from None
-    return codec.decode(raw.data, reply_type)
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -348,11 +327,15 @@ def create_app(gateway: Gateway) -> Litestar:
         ref = openai_chat.decode_body(await request.body(), ModelRef)
         model, node = gateway.resolve_model(ref.model), ref.node
         if operation == "load":
-            while True:
-                ask = EnsureModel(model=model, node=node)
-                ensured = await _scheduler(gateway, subjects.SCHED_ENSURE, ask, EnsureReply)
-                if not ensured.loading:
-                    break
+            limit = gateway.settings.load_timeout_s
+            try:
+                ensured = await gateway.inference.scheduler.ensure(
+                    EnsureModel(model=model, node=node), limit
+                )
+            except NoScheduler:
+                raise ApiError.of("no_scheduler", "no scheduler is running") from None
+            if ensured is None:
+                raise ApiError.of("load_timeout", f"{model!r} did not load within {limit:g}s")
             if ensured.error is not None:
                 raise ApiError.from_wire(ensured.error)
             return {"ok": True, "model": model, "node": ensured.node}

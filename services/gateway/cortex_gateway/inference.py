@@ -24,6 +24,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState, NeuronView, least_busy
+from cortex_core.scheduler_client import NoScheduler, SchedulerClient
 from cortex_gateway.errors import ApiError
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -33,7 +34,6 @@ from cortex_wire.messages import (
     EmbedReply,
     EmbedRequest,
     EnsureModel,
-    EnsureReply,
     Failed,
     Frame,
     InferReply,
@@ -44,6 +44,7 @@ from cortex_wire.messages import (
     TokenCount,
     ToolCallBlock,
     ToolCallFrame,
+    WireError,
 )
 
 log = structlog.get_logger("gateway.inference")
@@ -81,7 +82,6 @@ ACCEPT_TIMEOUT_S = 5.0
 # An embedding request is answered whole: many inputs on a busy model take a while.
 EMBED_TIMEOUT_S = 120.0
 # One ensure round trip; the scheduler answers "still loading" well within it.
-ENSURE_ROUND_S = 10.0
 
 
 class ClientTooSlow(Exception):
@@ -156,46 +156,28 @@ class Inference:
         self.nc = nc
         self.fleet = fleet
         self.settings = settings
+        self.scheduler = SchedulerClient(nc, settings.scheduler_grace_s)
         self.following = 0  # streams being followed right now
 
     async def _ensure(self, model: str, request_id: str) -> str:
-        """Ask the scheduler to make `model` ready; return the node that has it.
-
-        The scheduler answers within seconds ("still loading" at worst), so we ask again
-        until the load timeout: a scheduler failover mid-load only costs one round.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.load_timeout_s
-        ask = codec.encode(EnsureModel(model=model, request_id=request_id))
-        orphaned_since: float | None = None
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                limit = self.settings.load_timeout_s
-                raise _unavailable(
-                    f"model {model!r} did not become ready within {limit:g}s", "load_timeout"
-                )
-            try:
-                raw = await self.nc.request(
-                    subjects.SCHED_ENSURE, ask, timeout=min(ENSURE_ROUND_S, remaining)
-                )
-            except NoRespondersError:
-                # A standby takes over within its lease TTL; give it that long to appear.
-                orphaned_since = orphaned_since or loop.time()
-                if loop.time() - orphaned_since > self.settings.scheduler_grace_s:
-                    raise _unavailable(
-                        "no scheduler is running to load the model", "no_scheduler"
-                    ) from None
-                await asyncio.sleep(0.25)
-                continue
-            except NatsTimeout:
-                continue  # the scheduler went away mid-answer: the standby answers the next ask
-            orphaned_since = None
-            reply = codec.decode(raw.data, EnsureReply)
-            if reply.ok:
-                return reply.node
-            if reply.error is not None:
-                raise ApiError.from_wire(reply.error)
+        """Ask the scheduler to make `model` ready; return the node that has it."""
+        ask = EnsureModel(model=model, request_id=request_id)
+        limit = self.settings.load_timeout_s
+        try:
+            reply = await self.scheduler.ensure(ask, limit)
+        except NoScheduler:
+            raise _unavailable(
+                "no scheduler is running to load the model", "no_scheduler"
+            ) from None
+        if reply is None:
+            raise _unavailable(
+                f"model {model!r} did not become ready within {limit:g}s", "load_timeout"
+            )
+        if reply.ok:
+            return reply.node
+        raise ApiError.from_wire(
+            reply.error or WireError(code="internal", message="the scheduler gave no reason")
+        )
 
     async def _route(
         self, model: str, request_id: str, cold: bool, avoid: Collection[str] = ()
