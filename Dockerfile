@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
+COPY cli ./cli
 RUN pip install .
 WORKDIR /
 ENTRYPOINT ["cortex"]

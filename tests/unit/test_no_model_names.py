@@ -14,7 +14,8 @@ FORBIDDEN = re.compile(
 
 
 def code_files() -> list[Path]:
-    return sorted(p for folder in ("services", "libs") for p in (ROOT / folder).rglob("*.py"))
+    folders = ("services", "libs", "cli")
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
 
 
 def test_there_is_code_to_check() -> None:
