@@ -1,0 +1,150 @@
+"""The gateway's state: the fleet it sees, its bus, its metrics, and the questions every
+route asks of them (which model a name means, what /v1/models lists)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+
+from cortex_core.config import GatewaySettings
+from cortex_core.fleet import FleetState
+from cortex_gateway.dashboard import RecentRequests
+from cortex_gateway.errors import ApiError
+from cortex_gateway.inference import Inference
+from cortex_gateway.metrics import GatewayMetrics
+from cortex_wire import codec, subjects
+from cortex_wire.messages import (
+    RequestRecord,
+)
+
+log = structlog.get_logger("gateway")
+
+
+@dataclass
+class Gateway:
+    nc: Client
+    fleet: FleetState
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+
+    def __post_init__(self) -> None:
+        self.inference = Inference(self.nc, self.fleet, self.settings)
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._records: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self.metrics.watch_fleet(self.fleet)
+        # Every replica's request records (from the bus), for the dashboard.
+        self.recent = RecentRequests()
+
+    def publish_record(self, record: RequestRecord) -> None:
+        """Every finished request also goes on the bus (cortex.metrics.request); this
+        replica's own records reach its dashboard at once, not via the bus."""
+        self.recent.add(record)
+        if not self.nc.is_connected:
+            return
+        task = asyncio.create_task(self.nc.publish(subjects.REQUEST_RECORDS, codec.encode(record)))
+        self._records.add(task)
+        task.add_done_callback(self._records.discard)
+
+    def fleet_changed(self) -> None:
+        """Wake readiness waiters (called for every accepted heartbeat)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_scheduler(self, timeout: float) -> bool:
+        """True once an active scheduler answers on the bus; False on timeout."""
+        return await self.inference.scheduler.alive(timeout)
+
+    def has_neurons(self, count: int, node: str) -> bool:
+        live = self.fleet.live(time.monotonic())
+        return len(live) >= count and (not node or any(v.node == node for v in live))
+
+    async def wait_for_neurons(self, count: int, node: str, timeout: float) -> bool:
+        """True once `count` neurons (and `node`, if named) are live; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.has_neurons(count, node):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def resolve_model(self, name: str) -> str:
+        now = time.monotonic()
+        if not self.fleet.live(now):
+            raise ApiError.of("no_neurons", "no neuron is connected, so no model can be served")
+        model = self.fleet.resolve(name, now)
+        if model not in self.fleet.catalogue(now):
+            raise ApiError.of(
+                "model_not_found",
+                f"The model `{name}` does not exist or is not served by any neuron.",
+                param="model",
+            )
+        return model
+
+    def check_kind(self, model: str, embedding: bool) -> None:
+        """Refuse an embedding model asked to chat, and a chat model asked to embed."""
+        view = self.fleet.catalogue(time.monotonic()).get(model)
+        if view is None or view.entry.embedding == embedding:
+            return
+        what = (
+            "a chat model, not an embedding model"
+            if embedding
+            else "an embedding model: ask /v1/embeddings or /api/embed"
+        )
+        raise ApiError.of("wrong_model_kind", f"model {model!r} is {what}", param="model")
+
+    def models_body(self) -> dict[str, Any]:
+        now = time.monotonic()
+        catalogue = self.fleet.catalogue(now)
+        data: list[dict[str, Any]] = []
+        for model_id, view in sorted(catalogue.items()):
+            entry: dict[str, Any] = {
+                "id": model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "cortex",
+                "context_length": view.entry.n_ctx,
+                "served_by": sorted(view.served_by),
+                "state": {node: m.state for node, m in sorted(view.states.items())},
+            }
+            # How a model reasons and calls tools is read from its GGUF when it loads.
+            states = view.states.values()
+            reasoning: list[str] = next(
+                (m.reasoning_markers for m in states if m.reasoning_markers), []
+            )
+            dialect: dict[str, str] = next((m.dialect for m in states if m.dialect), {})
+            entry["capabilities"] = [
+                *(["embeddings"] if view.entry.embedding else []),
+                *(["reasoning"] if reasoning else []),
+                *(["tools"] if dialect.get("tools") else []),
+            ]
+            if reasoning:
+                entry["reasoning_markers"] = reasoning
+            if dialect:
+                entry["dialect"] = dialect
+            data.append(entry)
+        for alias, target in sorted(self.fleet.aliases(now).items()):
+            if target in catalogue:
+                data.append(
+                    {
+                        "id": alias,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "cortex",
+                        "alias_for": target,
+                    }
+                )
+        return {"object": "list", "data": data}
