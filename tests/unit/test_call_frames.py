@@ -2,7 +2,7 @@
 of one call's chunks, numbered by call, whole or in parts across batches."""
 
 from cortex_neuron.channel import CallChunk, TextChunk
-from cortex_neuron.service import coalesce
+from cortex_neuron.frames import coalesce
 from cortex_wire.messages import Delta, ToolCallFrame
 
 

@@ -72,7 +72,7 @@ def test_not_a_gguf_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_each_parallel_slot_adds_its_own_kv_cache(tmp_path: Path) -> None:
     from cortex_core.config import ModelProfile
-    from cortex_neuron.service import _footprint
+    from cortex_neuron.model_footprint import profile_footprint as _footprint
 
     tiny = build_tiny_gguf(tmp_path / "t.gguf", ("Hi",), n_ctx=8192)
     one = _footprint(ModelProfile(id="m", path=str(tiny.path), n_ctx=8192))

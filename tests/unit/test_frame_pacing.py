@@ -1,6 +1,6 @@
 """How the neuron paces a stream's frames as its load grows."""
 
-from cortex_neuron.service import frame_pause
+from cortex_neuron.frames import frame_pause
 
 
 def test_frames_are_paced_only_under_load_and_more_as_streams_pile_up() -> None:

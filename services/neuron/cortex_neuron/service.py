@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,21 +16,21 @@ from nats.aio.msg import Msg
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_core.metrics_server import serve_metrics
-from cortex_neuron.channel import CallChunk, Errored, Event, Finished, TextChunk, TokenChannel
+from cortex_neuron.admission import limits, refusal
+from cortex_neuron.channel import Errored, Finished, TokenChannel
 from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.embedding_engine import EmbeddingEngine
 from cortex_neuron.engine import Engine, EngineError, Job
-from cortex_neuron.footprint import footprint_mb
+from cortex_neuron.frames import coalesce, frame_pause
 from cortex_neuron.gateway_watch import GatewayWatch
-from cortex_neuron.gguf_header import GGUFError, read_metadata
 from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
 from cortex_neuron.metrics import NeuronMetrics
+from cortex_neuron.model_footprint import profile_footprint
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
     ControlReply,
-    Delta,
     Done,
     EmbedReply,
     EmbedRequest,
@@ -44,9 +43,7 @@ from cortex_wire.messages import (
     LoadModel,
     ModelEvent,
     ModelState,
-    ReasoningDelta,
     TokenCount,
-    ToolCallFrame,
     UnloadModel,
     WireError,
 )
@@ -82,7 +79,7 @@ class Neuron:
         self._seq = 0
         self.cycles = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._footprints = {m.id: _footprint(m) for m in catalogue.models}
+        self._footprints = {m.id: profile_footprint(m) for m in catalogue.models}
         self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
         self.log = log.bind(node=self.node)
         self.metrics = NeuronMetrics()
@@ -382,27 +379,12 @@ class Neuron:
             self._spawn(self._pump(job))
 
     def _limits(self, profile: ModelProfile) -> tuple[int, int]:
-        """(requests generating at once, requests waiting behind them) for a model."""
-        running = profile.max_in_flight or profile.parallel
-        waiting = (
-            profile.max_queue_depth
-            if profile.max_queue_depth >= 0
-            else self.settings.neuron.queue_depth
-        )
-        return running, waiting
+        return limits(profile, self.settings.neuron.queue_depth)
 
     def _admission(self, resident: Resident) -> WireError | None:
-        """Refuse at once (with a reason) what would wait beyond the model's limits."""
         profile = resident.profile
-        running, waiting = self._limits(profile)
         in_flight = self.in_flight(profile.id)
-        if in_flight < running + waiting:
-            return None
-        message = (
-            f"model {profile.id!r} on {self.node!r} is at capacity: {min(in_flight, running)} "
-            f"running, {max(in_flight - running, 0)} queued (limits {running} and {waiting})"
-        )
-        return WireError(code="overloaded", message=message, retryable=True)
+        return refusal(profile, in_flight, self.node, self.settings.neuron.queue_depth)
 
     async def _on_tokenize(self, msg: Msg) -> None:
         try:
@@ -528,67 +510,6 @@ class Neuron:
             self.jobs.pop(request.request_id, None)
 
 
-# Streams per neuron that one frame interval serves; beyond, the interval stretches.
-STREAMS_PER_INTERVAL = 16
-MAX_INTERVAL_STRETCH = 4
-
-
-def frame_pause(interval: float, streams: int) -> float:
-    """How long a stream waits before its next frame (pure): nothing for a lone stream;
-    `interval` under load; longer as streams pile up (up to 4x), so the messages a neuron
-    sends per second stop growing with its stream count."""
-    if streams <= 1:
-        return 0.0
-    stretch = min(MAX_INTERVAL_STRETCH, -(-streams // STREAMS_PER_INTERVAL))
-    return interval * stretch
-
-
-def coalesce(
-    events: list[Event], first_seq: int, calls: list[int] | None = None
-) -> list[Delta | ReasoningDelta | ToolCallFrame]:
-    """One frame per run of same-channel text chunks (and per run of one call's chunks),
-    numbered from `first_seq`, in order. `calls[0]` counts the request's ended calls: the
-    index of the call being streamed."""
-    calls = calls if calls is not None else [0]
-    frames: list[Delta | ReasoningDelta | ToolCallFrame] = []
-    for event in events:
-        seq = first_seq + len(frames)
-        if isinstance(event, CallChunk):
-            last = frames[-1] if frames else None
-            if (
-                not event.first
-                and isinstance(last, ToolCallFrame)
-                and last.index == calls[0]
-                and not last.complete
-            ):
-                last.arguments += event.arguments
-                last.tokens += event.tokens
-                last.complete = event.last
-            else:
-                frames.append(
-                    ToolCallFrame(
-                        seq=seq,
-                        index=calls[0],
-                        name=event.name if event.first else "",
-                        arguments=event.arguments,
-                        tokens=event.tokens,
-                        complete=event.last,
-                    )
-                )
-            calls[0] += event.last
-            continue
-        if not isinstance(event, TextChunk):
-            continue
-        kind = ReasoningDelta if event.kind == "reasoning" else Delta
-        last = frames[-1] if frames else None
-        if isinstance(last, Delta | ReasoningDelta) and type(last) is kind:
-            last.text += event.text
-            last.tokens += event.tokens
-        else:
-            frames.append(kind(seq=seq, text=event.text, tokens=event.tokens))
-    return frames
-
-
 def _wrong_kind(model: str, what: str) -> WireError:
     return WireError(code="wrong_model_kind", message=f"model {model!r} is {what}")
 
@@ -596,17 +517,3 @@ def _wrong_kind(model: str, what: str) -> WireError:
 async def _reply(msg: Msg, message: object) -> None:
     if msg.reply:
         await msg.respond(codec.encode(message))
-
-
-def _footprint(profile: ModelProfile) -> int:
-    """The catalogue's vram_mb, else an estimate from the GGUF (0 if it cannot be read:
-    the load will fail and say why)."""
-    if profile.vram_mb > 0 or profile.script is not None:
-        return profile.vram_mb
-    try:
-        size = Path(profile.path).stat().st_size
-        metadata = read_metadata(profile.path)
-    except (OSError, GGUFError) as error:
-        log.warning("footprint_unknown", model=profile.id, error=str(error))
-        return 0
-    return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)

@@ -1,0 +1,28 @@
+"""A catalogue model's footprint: what the catalogue says, else an estimate from its GGUF
+header (read from disk; the arithmetic is `footprint.footprint_mb`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+
+from cortex_core.config import ModelProfile
+from cortex_neuron.footprint import footprint_mb
+from cortex_neuron.gguf_header import GGUFError, read_metadata
+
+log = structlog.get_logger("neuron")
+
+
+def profile_footprint(profile: ModelProfile) -> int:
+    """The catalogue's vram_mb, else an estimate from the GGUF (0 if it cannot be read:
+    the load will fail and say why)."""
+    if profile.vram_mb > 0 or profile.script is not None:
+        return profile.vram_mb
+    try:
+        size = Path(profile.path).stat().st_size
+        metadata = read_metadata(profile.path)
+    except (OSError, GGUFError) as error:
+        log.warning("footprint_unknown", model=profile.id, error=str(error))
+        return 0
+    return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)
