@@ -75,7 +75,13 @@ async def answer(
         stream_subject=subjects.stream(request_id),
         gateway=gateway.name,
         stream_calls=turn.stream,
-        **turn.infer,
+        messages=turn.ask.messages,
+        prompt=turn.ask.prompt,
+        params=turn.ask.params,
+        tools=turn.ask.tools,
+        chat_template_kwargs=turn.ask.chat_template_kwargs,
+        thinking=turn.ask.thinking,
+        reasoning_effort=turn.ask.reasoning_effort,
     )
     call = CallInfo(
         request_id=request_id,

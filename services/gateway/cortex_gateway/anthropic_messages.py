@@ -16,7 +16,7 @@ import msgspec
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
-from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
 from cortex_gateway.sampling_defaults import ANTHROPIC
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
@@ -350,12 +350,12 @@ def turn(body: bytes) -> Turn:
         route="messages",
         model=request.model,
         stream=request.stream,
-        infer={
-            "messages": chat_messages(request.system, request.messages),
-            "params": sampling_params(request),
-            "tools": template_tools(request.tools, request.tool_choice),
+        ask=Ask(
+            messages=chat_messages(request.system, request.messages),
+            params=sampling_params(request),
+            tools=template_tools(request.tools, request.tool_choice),
             **thinking_switch(request.thinking),
-        },
+        ),
         projection=lambda call: MessagesProjection(call, show_thinking),
         request_prefix="msg_",
     )

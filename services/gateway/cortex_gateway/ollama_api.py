@@ -20,7 +20,7 @@ import msgspec
 from cortex_core.fleet import CatalogueView
 from cortex_gateway.errors import ApiError
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
-from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
@@ -237,12 +237,12 @@ def chat_turn(body: bytes) -> Turn:
         route="ollama_chat",
         model=request.model,
         stream=request.stream,
-        infer={
-            "messages": chat_messages(request.messages),
-            "params": params,
-            "tools": _tools(request.tools),
+        ask=Ask(
+            messages=chat_messages(request.messages),
+            params=params,
+            tools=_tools(request.tools),
             **thinking_of(request.think),
-        },
+        ),
         projection=lambda call: OllamaProjection(call, "chat"),
         request_prefix="ollama-",
         media_type=NDJSON,
@@ -259,17 +259,17 @@ def generate_turn(body: bytes) -> Turn:
         raise ApiError(400, "prompt must not be empty", param="prompt")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
-    infer: dict[str, Any] = {"params": params, **thinking_of(request.think)}
     if request.raw:
-        infer["prompt"] = request.prompt
+        ask = Ask(params=params, prompt=request.prompt, **thinking_of(request.think))
     else:
         system = [ChatMessage(role="system", content=request.system)] if request.system else []
-        infer["messages"] = [*system, ChatMessage(role="user", content=request.prompt)]
+        messages = [*system, ChatMessage(role="user", content=request.prompt)]
+        ask = Ask(params=params, messages=messages, **thinking_of(request.think))
     return Turn(
         route="ollama_generate",
         model=request.model,
         stream=request.stream,
-        infer=infer,
+        ask=ask,
         projection=lambda call: OllamaProjection(call, "generate"),
         request_prefix="ollama-",
         media_type=NDJSON,

@@ -10,7 +10,7 @@ import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
-from cortex_gateway.projection import Projection, Turn
+from cortex_gateway.projection import Ask, Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
@@ -480,12 +480,12 @@ def turn(body: bytes) -> Turn:
         route="chat",
         model=chat.model,
         stream=chat.stream,
-        infer={
-            "messages": chat_messages(chat),
-            "params": sampling_params(chat),
-            "chat_template_kwargs": chat.chat_template_kwargs or {},
-            "tools": template_tools(chat),
+        ask=Ask(
+            messages=chat_messages(chat),
+            params=sampling_params(chat),
+            chat_template_kwargs=chat.chat_template_kwargs or {},
+            tools=template_tools(chat),
             **thinking_of(chat.reasoning_effort),
-        },
+        ),
         projection=lambda call: ChatProjection(call, options),
     )

@@ -21,7 +21,7 @@ from cortex_gateway.openai_chat import (
     unsupported,
     usage_body,
 )
-from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
 from cortex_gateway.reasoning_view import ChatDeltas
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_wire.messages import Done, SamplingParams
@@ -174,7 +174,7 @@ def turn(body: bytes) -> Turn:
         route="completions",
         model=legacy.model,
         stream=legacy.stream,
-        infer={"prompt": prompt_text(legacy), "params": sampling_params(legacy)},
+        ask=Ask(prompt=prompt_text(legacy), params=sampling_params(legacy)),
         projection=lambda call: CompletionProjection(call, include_usage),
         request_prefix="cmpl-",
     )

@@ -25,7 +25,7 @@ from cortex_gateway.openai_chat import (
     thinking_of,
     unsupported,
 )
-from cortex_gateway.projection import CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
@@ -421,12 +421,12 @@ def turn(body: bytes) -> Turn:
         route="responses",
         model=parsed.model,
         stream=parsed.stream,
-        infer={
-            "messages": chat_messages(parsed),
-            "params": sampling_params(parsed),
-            "tools": template_tools(parsed),
+        ask=Ask(
+            messages=chat_messages(parsed),
+            params=sampling_params(parsed),
+            tools=template_tools(parsed),
             **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
-        },
+        ),
         projection=lambda call: ResponsesProjection(call, parsed),
         request_prefix="resp_",
     )

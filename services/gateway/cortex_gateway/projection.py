@@ -21,10 +21,12 @@ from cortex_gateway.inference import WAITING, Accepted, StreamItem
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.tool_calls import ParsedCall, block_as_text, new_call_id, parse_tool_block
 from cortex_wire.messages import (
+    ChatMessage,
     Delta,
     Done,
     Failed,
     ReasoningDelta,
+    SamplingParams,
     Timings,
     ToolCallBlock,
     ToolCallFrame,
@@ -145,6 +147,20 @@ class Projection:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks a neuron to run, whichever API it came in (a chat or a raw
+    prompt, how to sample, the tools and switches for the model's template)."""
+
+    params: SamplingParams
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI function format
+    chat_template_kwargs: dict[str, object] = field(default_factory=dict)
+    thinking: bool | None = None
+    reasoning_effort: str = ""
+
+
 @dataclass
 class Turn:
     """One request, translated by its dialect: what to run and how to answer."""
@@ -152,7 +168,7 @@ class Turn:
     route: str
     model: str  # as the client named it
     stream: bool
-    infer: dict[str, Any]  # InferRequest fields besides ids and model
+    ask: Ask
     projection: Callable[[CallInfo], Projection]
     request_prefix: str = "chatcmpl-"
     media_type: str = "text/event-stream"  # of a streamed answer
