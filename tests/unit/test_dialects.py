@@ -128,6 +128,11 @@ CASES = {
         calls=(WEATHER,),
         facts={"tools": "tagged_json [TOOL_CALLS]"},
     ),
+    "bracket-args-parallel": Case(
+        "unsloth-mistral-Devstral-Small-2507.jinja",
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}',
+        calls=(WEATHER, {"name": "get_time", "arguments": {}}),
+    ),
     "bracket-call-id": Case(
         "Mistral-Small-3.2-24B-Instruct-2506.jinja",
         '[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}',

@@ -26,6 +26,7 @@ from cortex_neuron.dialect.tool_bodies import (
     argument_value,
     name_of,
     pattern,
+    repeated_opener,
 )
 
 _DECODER = json.JSONDecoder()
@@ -181,6 +182,13 @@ class CallStream:
             self._at += lead.end() + 1
             self._name, self._step = "", "json_members"
             return True
+        again = repeated_opener(fmt, rest)
+        if again:
+            self._at += len(again)
+            return True
+        opener = fmt.section_open if not fmt.section_close else ""
+        if opener and pattern_may_start(rest.lstrip(), opener) and len(rest.lstrip()) < len(opener):
+            return False  # it may be the opener written again: wait for it
         if fmt.call_close:  # the previous call's end, if it arrived after its arguments
             closing = re.match(r"\s*" + pattern(fmt.call_close), rest)
             if closing is not None:

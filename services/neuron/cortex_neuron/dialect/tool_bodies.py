@@ -152,6 +152,7 @@ def _parse_tagged(
     calls: list[ParsedCall] = []
     rest = body.strip()
     while rest:
+        rest = rest[len(repeated_opener(fmt, rest)) :]
         match = re.match(r"\s*" + pattern(fmt.call_open), rest) if fmt.call_open else None
         if fmt.call_open and match is None:
             return None
@@ -175,6 +176,16 @@ def _parse_tagged(
             return None
         calls.append(call)
     return calls or None
+
+
+def repeated_opener(fmt: ToolFormat, text: str) -> str:
+    """A section that runs to the end of the generation has its opener written again
+    before each further call (`[TOOL_CALLS]a[ARGS]{…}[TOOL_CALLS]b[ARGS]{…}`): that
+    opener at the start of `text`, or ""."""
+    if not fmt.section_open or fmt.section_close:
+        return ""
+    again = re.match(r"\s*" + pattern(fmt.section_open), text)
+    return again.group(0) if again else ""
 
 
 def name_of(fmt: ToolFormat, text: str) -> tuple[str | None, str]:
