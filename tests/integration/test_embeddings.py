@@ -88,6 +88,8 @@ def test_ollama_embed_matches_llama_cpp(embed_stack: RunningStack, reference) ->
     for text, vector in zip(TEXTS, done.embeddings, strict=False):
         assert close(list(vector), expected(reference, text))
     assert done.prompt_eval_count
+    older = client.embeddings(model="embed", prompt=TEXTS[0])  # the one-prompt form
+    assert close(list(older.embedding), expected(reference, TEXTS[0]))
 
 
 def test_the_wrong_kind_of_model_gets_a_clear_400(

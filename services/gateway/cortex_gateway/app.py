@@ -203,6 +203,12 @@ def create_app(gateway: Gateway) -> Litestar:
         reply, trace = await embed(name, texts, "ollama_embed")
         return embeddings.ollama_body(name, reply.vectors, reply.tokens, started, trace.load_s)
 
+    @post("/api/embeddings", status_code=200)
+    async def ollama_embeddings_legacy(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        name, text = embeddings.ollama_legacy_request(await request.body())
+        reply, _ = await embed(name, [text], "ollama_embed")
+        return {"embedding": reply.vectors[0]}
+
     # --- Ollama ---------------------------------------------------------------------
 
     @get("/api/tags", sync_to_thread=False)
@@ -239,6 +245,7 @@ def create_app(gateway: Gateway) -> Litestar:
             count_tokens,
             openai_embeddings,
             ollama_embed,
+            ollama_embeddings_legacy,
             ollama_tags,
             ollama_ps,
             ollama_show,

@@ -93,6 +93,22 @@ def ollama_request(body: bytes) -> tuple[str, list[str]]:
     return request.model, texts_of(request.input)
 
 
+class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
+    """The older /api/embeddings: one `prompt`, one `embedding` back."""
+
+    model: str
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: str | float | None = None
+
+
+def ollama_legacy_request(body: bytes) -> tuple[str, str]:
+    request = decode_body(body, OllamaLegacyRequest)
+    if request.keep_alive is not None:
+        raise ApiError(400, "keep_alive: setting it is not supported", param="keep_alive")
+    return request.model, texts_of(request.prompt)[0]
+
+
 def ollama_body(
     model: str, vectors: list[list[float]], tokens: int, started: float, load_s: float
 ) -> dict[str, Any]:

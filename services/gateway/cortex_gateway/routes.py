@@ -51,6 +51,8 @@ ROUTES: tuple[Route, ...] = (
           ollama_api.generate_turn),
     Route("/api/embed", "ollama", embeddings.OllamaEmbedRequest, "Ollama embeddings",
           streams=False),
+    Route("/api/embeddings", "ollama", embeddings.OllamaLegacyRequest,
+          "Ollama embeddings (the older, one-prompt form)", streams=False),
 )  # fmt: skip
 
 
