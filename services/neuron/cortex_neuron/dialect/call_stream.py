@@ -107,6 +107,8 @@ class CallStream:
         out: list[CallDelta] = []
         while self._step != "failed" and self._advance(out):
             pass
+        if self._at and self.started:  # what was read is gone: a long call stays O(n)
+            self._text, self._at = self._text[self._at :], 0
         return out
 
     def finish(self) -> tuple[list[CallDelta], str]:
