@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 import msgspec
 import structlog
@@ -79,6 +79,8 @@ class Routed:
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
+# A neuron's reply that may carry an error (TokenCount, EmbedReply).
+Answer = TypeVar("Answer", TokenCount, EmbedReply)
 # An embedding request is answered whole: many inputs on a busy model take a while.
 EMBED_TIMEOUT_S = 120.0
 # One ensure round trip; the scheduler answers "still loading" well within it.
@@ -202,32 +204,38 @@ class Inference:
 
     async def count_tokens(self, request: InferRequest) -> int:
         """The prompt's length with the model's own tokenizer and template (loads it if cold)."""
-        node = least_busy(self.fleet.ready_replicas(request.model, time.monotonic()))
-        if node is None:
-            node = await self._ensure(request.model, request.request_id)
-        try:
-            raw = await self.nc.request(
-                subjects.tokenize(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
-            )
-        except (NoRespondersError, NatsTimeout):
-            raise _unavailable(f"neuron {node!r} did not answer", "neuron_unavailable") from None
-        reply = codec.decode(raw.data, TokenCount)
-        if reply.error is not None:
-            raise ApiError.from_wire(reply.error)
+        _, reply = await self._ask_ready(
+            request.model, request.request_id, subjects.tokenize, request, TokenCount,
+            ACCEPT_TIMEOUT_S,
+        )  # fmt: skip
         return reply.tokens
 
     async def embed(self, request: EmbedRequest) -> tuple[str, EmbedReply]:
         """Vectors from a neuron where the model is ready (loading it if cold)."""
-        node = least_busy(self.fleet.ready_replicas(request.model, time.monotonic()))
+        return await self._ask_ready(
+            request.model, request.request_id, subjects.embed, request, EmbedReply,
+            EMBED_TIMEOUT_S,
+        )  # fmt: skip
+
+    async def _ask_ready(
+        self,
+        model: str,
+        request_id: str,
+        subject: Callable[[str], str],
+        request: object,
+        reply_type: type[Answer],
+        timeout: float,
+    ) -> tuple[str, Answer]:
+        """One request/reply with a neuron where `model` is ready (loading it if cold);
+        the reply's own error is raised as an ApiError."""
+        node = least_busy(self.fleet.ready_replicas(model, time.monotonic()))
         if node is None:
-            node = await self._ensure(request.model, request.request_id)
+            node = await self._ensure(model, request_id)
         try:
-            raw = await self.nc.request(
-                subjects.embed(node), codec.encode(request), timeout=EMBED_TIMEOUT_S
-            )
+            raw = await self.nc.request(subject(node), codec.encode(request), timeout=timeout)
         except (NoRespondersError, NatsTimeout):
             raise _unavailable(f"neuron {node!r} did not answer", "neuron_unavailable") from None
-        reply = codec.decode(raw.data, EmbedReply)
+        reply = codec.decode(raw.data, reply_type)
         if reply.error is not None:
             raise ApiError.from_wire(reply.error)
         return node, reply

@@ -73,6 +73,19 @@ class LlamaSampler:
             self._chain = None
 
 
+def load_model(profile: ModelProfile, on_progress: Callable[[float], bool] | None = None) -> Any:
+    """llama.cpp's backend (initialised once per process), then the profile's GGUF; an
+    EngineError says why it cannot load."""
+    global _backend_ready
+    if not _backend_ready:
+        C.llama_backend_init()
+        _backend_ready = True
+    path = Path(profile.path)
+    if not path.is_file():
+        raise EngineError("load_failed", f"model file not found: {path}")
+    return LlamaBackend._load_model(path, profile, on_progress)
+
+
 class LlamaBackend:
     def __init__(
         self,
@@ -81,14 +94,8 @@ class LlamaBackend:
         n_threads: int,
         on_progress: Callable[[float], bool] | None = None,
     ) -> None:
-        global _backend_ready
-        if not _backend_ready:
-            C.llama_backend_init()
-            _backend_ready = True
         path = Path(profile.path)
-        if not path.is_file():
-            raise EngineError("load_failed", f"model file not found: {path}")
-        self._model = self._load_model(path, profile, on_progress)
+        self._model = load_model(profile, on_progress)
         self._vocab = C.llama_model_get_vocab(self._model)
         self.parallel = max(1, profile.parallel)
         params = C.llama_context_default_params()

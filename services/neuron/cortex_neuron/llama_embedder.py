@@ -44,13 +44,8 @@ def normalized(vector: Sequence[float]) -> list[float]:
 
 class LlamaEmbedder:
     def __init__(self, profile: ModelProfile, *, n_threads: int) -> None:
-        if not llama_backend._backend_ready:
-            C.llama_backend_init()
-            llama_backend._backend_ready = True
         path = Path(profile.path)
-        if not path.is_file():
-            raise EngineError("load_failed", f"model file not found: {path}")
-        self._model = llama_backend.LlamaBackend._load_model(path, profile, None)
+        self._model = llama_backend.load_model(profile)
         self._vocab = C.llama_model_get_vocab(self._model)
         params = C.llama_context_default_params()
         # Non-causal models need a whole input in one micro-batch.

@@ -347,14 +347,9 @@ class Neuron:
                 InferReply(accepted=False, error=WireError(code="bad_request", message=str(error))),
             )
             return
-        resident = self.residents.get(request.model)
-        if resident is None or resident.state != "ready" or resident.engine is None:
-            not_ready = WireError(
-                code="model_not_ready",
-                message=f"model {request.model!r} is not ready on neuron {self.node!r}",
-                retryable=True,
-            )
-            await _reply(msg, InferReply(accepted=False, error=not_ready))
+        resident = self._ready(request.model)
+        if isinstance(resident, WireError):
+            await _reply(msg, InferReply(accepted=False, error=resident))
             return
         refusal = self._admission(resident)
         if isinstance(resident.engine, EmbeddingEngine):
@@ -378,6 +373,17 @@ class Neuron:
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
             self._spawn(self._pump(job))
 
+    def _ready(self, model: str) -> Resident | WireError:
+        """The model's resident with its engine, or why a request for it cannot run here."""
+        resident = self.residents.get(model)
+        if resident is None or resident.state != "ready" or resident.engine is None:
+            return WireError(
+                code="model_not_ready",
+                message=f"model {model!r} is not ready on neuron {self.node!r}",
+                retryable=True,
+            )
+        return resident
+
     def _limits(self, profile: ModelProfile) -> tuple[int, int]:
         return limits(profile, self.settings.neuron.queue_depth)
 
@@ -392,15 +398,11 @@ class Neuron:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(msg, TokenCount(error=WireError(code="bad_request", message=str(error))))
             return
-        resident = self.residents.get(request.model)
-        if resident is None or resident.engine is None or resident.state != "ready":
-            not_ready = WireError(
-                code="model_not_ready",
-                message=f"model {request.model!r} is not ready",
-                retryable=True,
-            )
-            await _reply(msg, TokenCount(error=not_ready))
+        resident = self._ready(request.model)
+        if isinstance(resident, WireError):
+            await _reply(msg, TokenCount(error=resident))
             return
+        assert resident.engine is not None  # a ready resident has one
         try:
             count = resident.engine.count_tokens(request)
         except TemplateError as error:
@@ -422,14 +424,9 @@ class Neuron:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(msg, EmbedReply(error=WireError(code="bad_request", message=str(error))))
             return
-        resident = self.residents.get(request.model)
-        if resident is None or resident.engine is None or resident.state != "ready":
-            not_ready = WireError(
-                code="model_not_ready",
-                message=f"model {request.model!r} is not ready on neuron {self.node!r}",
-                retryable=True,
-            )
-            await _reply(msg, EmbedReply(error=not_ready))
+        resident = self._ready(request.model)
+        if isinstance(resident, WireError):
+            await _reply(msg, EmbedReply(error=resident))
             return
         if not isinstance(resident.engine, EmbeddingEngine):
             await _reply(
