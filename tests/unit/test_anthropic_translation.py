@@ -1,16 +1,16 @@
 """Anthropic → the model's chat history, and the model's events → Anthropic (pure)."""
 
 import json
+from typing import Any
 
 import msgspec
 import pytest
 
 from cortex_gateway import anthropic_messages as am
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import Accepted
-from cortex_gateway.metrics import GatewayMetrics, RequestTrace
-from cortex_gateway.projection import CallInfo
-from cortex_wire.messages import Done, ToolCallBlock, ToolCallFrame, Usage
+from cortex_gateway.inference import WAITING, Accepted
+from cortex_wire.messages import Delta, Done, ReasoningDelta, ToolCallBlock, ToolCallFrame, Usage
+from tests.support.replies import answer_of, chunks_of
 
 # The shape Claude Code sends: system blocks, tools with input_schema, and a history with
 # thinking, tool_use and tool_result blocks.
@@ -97,32 +97,34 @@ def test_bad_requests_are_named(change: dict, message: str) -> None:
     assert caught.value.anthropic_body()["error"]["type"] == "invalid_request_error"
 
 
+ACCEPTED = Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"])
+
+
 def events(chunks: list[bytes]) -> list[tuple[str, dict]]:
     out = []
-    for chunk in chunks:
-        head, data = chunk.decode().strip().split("\n", 1)
-        out.append((head.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    for block in b"".join(chunks).decode().split("\n\n"):
+        if block.strip():
+            head, data = block.strip().split("\n", 1)
+            out.append((head.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
     return out
 
 
-def projection(show_thinking: bool) -> am.MessagesProjection:
-    call = CallInfo(
-        request_id="msg_1", model="m", trace=RequestTrace(GatewayMetrics(), "m", "messages")
-    )
-    out = am.MessagesProjection(call, show_thinking)
-    out.on_accepted(Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"]))
-    return out
+def streamed(items: list[Any], show_thinking: bool) -> list[bytes]:
+    return chunks_of(am.messages_reply(show_thinking), [ACCEPTED, *items])
+
+
+def whole(items: list[Any], show_thinking: bool) -> dict[str, Any]:
+    body: dict[str, Any] = answer_of(am.messages_reply(show_thinking), [ACCEPTED, *items], False)
+    return body
 
 
 def test_blocks_in_order_with_stop_reason_and_usage() -> None:
-    out = projection(show_thinking=True)
-    chunks = out.opening() + out.reasoning("hm") + out.text("Hi") + out.keepalive()
-    chunks += out.tool_block(
-        ToolCallBlock(seq=3, text='{"name": "Read", "arguments": {"path": "a"}}')
-    )
-    done = Done(seq=4, finish_reason="stop", usage=Usage(prompt_tokens=5, completion_tokens=7))
-    out.usage = done.usage
-    chunks += out.done(done)
+    items = [
+        ReasoningDelta(seq=0, text="hm"), Delta(seq=1, text="Hi"), WAITING,
+        ToolCallBlock(seq=3, text='{"name": "Read", "arguments": {"path": "a"}}'),
+        Done(seq=4, finish_reason="stop", usage=Usage(prompt_tokens=5, completion_tokens=7)),
+    ]  # fmt: skip
+    chunks = streamed(items, show_thinking=True)
     names = [name for name, _ in events(chunks)]
     assert names == [
         "message_start",
@@ -131,7 +133,7 @@ def test_blocks_in_order_with_stop_reason_and_usage() -> None:
         "content_block_stop", "content_block_start", "content_block_delta", "content_block_stop",
         "message_delta", "message_stop",
     ]  # fmt: skip
-    body = out.body()
+    body = whole(items, show_thinking=True)
     assert [b["type"] for b in body["content"]] == ["thinking", "text", "tool_use"]
     assert body["content"][2]["input"] == {"path": "a"}
     assert body["stop_reason"] == "tool_use"
@@ -141,35 +143,34 @@ def test_blocks_in_order_with_stop_reason_and_usage() -> None:
 
 
 def test_reasoning_is_hidden_unless_thinking_is_enabled() -> None:
-    out = projection(show_thinking=False)
-    assert out.reasoning("secret") == []
-    out.text("answer")
-    out.done(Done(seq=2, finish_reason="stop", usage=Usage(), stop_sequence="END"))
-    body = out.body()
+    items = [
+        Delta(seq=0, text="ans"), ReasoningDelta(seq=1, text="secret"), Delta(seq=2, text="wer"),
+        Done(seq=3, finish_reason="stop", usage=Usage(), stop_sequence="END"),
+    ]  # fmt: skip
+    assert b"secret" not in b"".join(streamed(items, show_thinking=False))
+    body = whole(items, show_thinking=False)
     assert body["content"] == [{"type": "text", "text": "answer"}]
     assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "END")
     assert msgspec.json.encode(body)  # serialisable as is
+    starts = [n for n, _ in events(streamed(items, False)) if n == "content_block_start"]
+    assert len(starts) == 1  # one text block, as in the whole body
 
 
 def test_a_call_in_several_frames_streams_input_json_deltas_and_ends_whole() -> None:
-    out = projection(show_thinking=False)
-    chunks = out.opening()
-    chunks += out.parsed_call(
-        ToolCallFrame(seq=1, index=0, name="Read", arguments='{"pa', complete=False)
-    )
-    chunks += out.parsed_call(ToolCallFrame(seq=2, index=0, name="", arguments='th": "a"}'))
-    # a stream that ends inside a call (max_tokens) still closes its block
-    chunks += out.parsed_call(
-        ToolCallFrame(seq=3, index=1, name="Ls", arguments='{"dir', complete=False)
-    )
-    done = Done(seq=4, finish_reason="length", usage=Usage())
-    chunks += [*out.close_call(), *out.done(done)]
-    seen = events(chunks)
+    items = [
+        ToolCallFrame(seq=1, index=0, name="Read", arguments='{"pa', complete=False),
+        ToolCallFrame(seq=2, index=0, name="", arguments='th": "a"}'),
+        # a stream that ends inside a call (max_tokens) still closes its block
+        ToolCallFrame(seq=3, index=1, name="Ls", arguments='{"dir', complete=False),
+        Done(seq=4, finish_reason="length", usage=Usage()),
+    ]
+    seen = events(streamed(items, show_thinking=False))
     deltas = [p["delta"]["partial_json"] for name, p in seen if name == "content_block_delta"]
     assert deltas == ['{"pa', 'th": "a"}', '{"dir']
     assert [name for name, _ in seen].count("content_block_stop") == 2
-    body = out.body()
+    body = whole(items, show_thinking=False)
     assert [(b["name"], b["input"]) for b in body["content"]] == [
         ("Read", {"path": "a"}),
         ("Ls", {}),
     ]
+    assert body["stop_reason"] == "max_tokens"

@@ -4,9 +4,7 @@ projection once streamed and once not, and what the client ends up with is the s
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
@@ -14,9 +12,9 @@ import pytest
 from cortex_gateway import anthropic_messages, ollama_api, openai_chat, openai_completions
 from cortex_gateway import openai_responses as responses
 from cortex_gateway.inference import Accepted, StreamItem
-from cortex_gateway.metrics import GatewayMetrics, RequestTrace
-from cortex_gateway.projection import CallInfo, Projection, collect, project
+from cortex_gateway.projection import Reply
 from cortex_wire.messages import Delta, Done, ReasoningDelta, ToolCallFrame, Usage
+from tests.support.replies import answer_of
 
 USAGE = Usage(prompt_tokens=5, completion_tokens=9, reasoning_tokens=3)
 EVENTS: list[StreamItem] = [
@@ -33,22 +31,8 @@ EVENTS: list[StreamItem] = [
 CALLS = [("get_weather", {"city": "Paris"}), ("now", {})]
 
 
-async def items() -> AsyncGenerator[StreamItem, None]:
-    for item in EVENTS:
-        yield item
-
-
-def run(make: Callable[[CallInfo], Projection], stream: bool) -> Any:
-    trace = RequestTrace(GatewayMetrics(), "m", "test")
-    call = CallInfo(request_id="r1", model="m", trace=trace, stream=stream)
-    projection = make(call)
-
-    async def go() -> Any:
-        if not stream:
-            return await collect(items(), projection)
-        return b"".join([chunk async for chunk in project(items(), projection)])
-
-    return asyncio.run(go())
+def run(reply: Reply, stream: bool) -> Any:
+    return answer_of(reply, EVENTS, stream)
 
 
 def sse_data(raw: bytes) -> list[Any]:
@@ -188,24 +172,22 @@ def whole_completion(body: dict[str, Any]) -> dict[str, Any]:
 
 
 DIALECTS = {
-    "chat": (lambda c: openai_chat.ChatProjection(c, openai_chat.ChatOptions(include_usage=True)),
-             fold_chat, whole_chat),
-    "messages": (lambda c: anthropic_messages.MessagesProjection(c, show_thinking=True),
-                 fold_messages, whole_messages),
-    "responses": (lambda c: responses.ResponsesProjection(
-                      c, responses.ResponsesRequest(model="m", input="hi")),
+    "chat": (openai_chat.chat_reply(include_usage=True), fold_chat, whole_chat),
+    "messages": (anthropic_messages.messages_reply(show_thinking=True), fold_messages,
+                 whole_messages),
+    "responses": (responses.responses_reply(responses.ResponsesRequest(model="m", input="hi")),
                   fold_responses, whole_responses),
-    "ollama-chat": (lambda c: ollama_api.OllamaProjection(c, "chat"), fold_ollama, whole_ollama),
-    "completions": (lambda c: openai_completions.CompletionProjection(c, include_usage=True),
-                    fold_completion, whole_completion),
+    "ollama-chat": (ollama_api.ollama_reply("chat"), fold_ollama, whole_ollama),
+    "completions": (openai_completions.completion_reply(include_usage=True), fold_completion,
+                    whole_completion),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", DIALECTS)
 def test_folding_the_stream_gives_the_whole_answer(name: str) -> None:
-    make, fold, whole = DIALECTS[name]
-    folded = fold(run(make, stream=True))
-    assert folded == whole(run(make, stream=False))
+    reply, fold, whole = DIALECTS[name]
+    folded = fold(run(reply, stream=True))
+    assert folded == whole(run(reply, stream=False))
     if name != "completions":  # text completions carry no calls (they stay text)
         assert CALLS == (
             folded.get("calls") or [v for k, v in folded.get("content", []) if k == "tool_use"]

@@ -1,13 +1,13 @@
 import json
+from typing import Any
 
 import pytest
 
 from cortex_gateway import openai_chat
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Accepted
-from cortex_gateway.metrics import GatewayMetrics, RequestTrace
-from cortex_gateway.projection import CallInfo
-from cortex_wire.messages import Done, ToolCallBlock, ToolCallFrame, Usage
+from cortex_wire.messages import Delta, Done, ReasoningDelta, ToolCallBlock, ToolCallFrame, Usage
+from tests.support.replies import answer_of, chunks_of
 
 
 def parse(body: dict) -> openai_chat.ChatCompletionRequest:
@@ -88,12 +88,26 @@ def test_image_content_is_rejected_clearly() -> None:
     assert "image_url" in error.message
 
 
-def projection(inline: bool = False, include_usage: bool = False) -> openai_chat.ChatProjection:
-    trace = RequestTrace(GatewayMetrics(), "m", "chat")
-    call = CallInfo(request_id="c1", model="m", trace=trace, created=1, inline_thinking=inline)
-    chat = openai_chat.ChatProjection(call, openai_chat.ChatOptions(include_usage=include_usage))
-    chat.on_accepted(Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"]))
-    return chat
+ACCEPTED = Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"])
+
+
+def streamed(items: list[Any], include_usage: bool = False, inline: bool = False) -> list[bytes]:
+    """Each event's bytes on their own, as separate chunks."""
+    reply = openai_chat.chat_reply(include_usage)
+    return [
+        chunk for write in chunks_of(reply, [ACCEPTED, *items], inline)
+        for chunk in split_sse(write)
+    ]  # fmt: skip
+
+
+def whole(items: list[Any], inline: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = answer_of(openai_chat.chat_reply(False), [ACCEPTED, *items], False,
+                                     inline)  # fmt: skip
+    return body
+
+
+def split_sse(write: bytes) -> list[bytes]:
+    return [block + b"\n\n" for block in write.split(b"\n\n") if block]
 
 
 def sse_payloads(chunks: list[bytes]) -> list[object]:
@@ -107,15 +121,12 @@ def sse_payloads(chunks: list[bytes]) -> list[object]:
 
 
 def test_response_shapes_and_usage() -> None:
-    chat = projection(include_usage=True)
     usage = Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1, reasoning_tokens=1)
-    chunks = (
-        chat.reasoning("hmm")
-        + chat.text("hi")
-        + chat.done(Done(seq=2, finish_reason="length", usage=usage))
-    )
-    chat.usage = usage
-    body = chat.body()
+    items = [
+        ReasoningDelta(seq=0, text="hmm"), Delta(seq=1, text="hi"),
+        Done(seq=2, finish_reason="length", usage=usage),
+    ]  # fmt: skip
+    body = whole(items)
     assert body["choices"][0]["message"] == {
         "role": "assistant",
         "content": "hi",
@@ -127,7 +138,7 @@ def test_response_shapes_and_usage() -> None:
         "prompt_tokens_details": {"cached_tokens": 1},
         "completion_tokens_details": {"reasoning_tokens": 1},
     }  # fmt: skip
-    events = sse_payloads(chunks)
+    events = sse_payloads(streamed(items, include_usage=True))
     assert [e["choices"][0]["delta"] for e in events[:3]] == [
         {"role": "assistant", "content": ""}, {"reasoning_content": "hmm"}, {"content": "hi"},
     ]  # fmt: skip
@@ -137,12 +148,10 @@ def test_response_shapes_and_usage() -> None:
 
 
 def test_tool_block_becomes_tool_calls_and_bad_block_stays_text() -> None:
-    chat = projection()
     good = ToolCallBlock(seq=0, text='{"name": "get_weather", "arguments": {"city": "Paris"}}')
     bad = ToolCallBlock(seq=1, text="not json")
-    chunks = chat.tool_block(good) + chat.tool_block(bad)
-    chunks += chat.done(Done(seq=2, finish_reason="stop", usage=Usage()))
-    body = chat.body()
+    items = [good, bad, Done(seq=2, finish_reason="stop", usage=Usage())]
+    body = whole(items)
     message = body["choices"][0]["message"]
     assert message["content"] == "<tool_call>not json</tool_call>"
     assert [
@@ -150,32 +159,37 @@ def test_tool_block_becomes_tool_calls_and_bad_block_stays_text() -> None:
         for c in message["tool_calls"]
     ] == [("get_weather", {"city": "Paris"})]
     assert body["choices"][0]["finish_reason"] == "tool_calls"
-    first = sse_payloads(chunks)[0]["choices"][0]["delta"]
+    first = sse_payloads(streamed(items))[0]["choices"][0]["delta"]
     assert first["role"] == "assistant" and first["tool_calls"][0]["index"] == 0
 
 
 def test_inline_thinking_wraps_reasoning_in_the_models_markers() -> None:
-    chat = projection(inline=True)
-    chat.reasoning("a")
-    chat.reasoning("b")
-    chat.text("answer")
-    chat.done(Done(seq=3, finish_reason="stop", usage=Usage()))
-    assert chat.body()["choices"][0]["message"]["content"] == "<think>ab</think>answer"
+    items = [
+        ReasoningDelta(seq=0, text="a"), ReasoningDelta(seq=1, text="b"),
+        Delta(seq=2, text="answer"), Done(seq=3, finish_reason="stop", usage=Usage()),
+    ]  # fmt: skip
+    body = whole(items, inline=True)
+    assert body["choices"][0]["message"]["content"] == "<think>ab</think>answer"
+    assert "reasoning_content" not in body["choices"][0]["message"]
+    deltas = [e["choices"][0]["delta"] for e in sse_payloads(streamed(items, inline=True))[:-1]]
+    assert "".join(d.get("content") or "" for d in deltas) == "<think>ab</think>answer"
+
+
+def test_inline_thinking_that_never_closes_is_closed_at_the_finish() -> None:
+    items = [ReasoningDelta(seq=0, text="a"), Done(seq=1, finish_reason="length", usage=Usage())]
+    assert whole(items, inline=True)["choices"][0]["message"]["content"] == "<think>a</think>"
 
 
 def test_a_call_in_several_frames_streams_its_arguments_as_deltas() -> None:
-    chat = projection()
-    chunks = chat.text("On it.")
-    chunks += chat.parsed_call(
-        ToolCallFrame(seq=2, index=0, name="Read", arguments="", complete=False)
-    )
-    chunks += chat.parsed_call(
-        ToolCallFrame(seq=3, index=0, name="", arguments='{"path": "a', complete=False)
-    )
-    chunks += chat.parsed_call(ToolCallFrame(seq=4, index=0, name="", arguments='.txt"}'))
-    chunks += chat.parsed_call(ToolCallFrame(seq=5, index=1, name="Ls", arguments="{}"))
-    chunks += chat.done(Done(seq=6, finish_reason="stop", usage=Usage()))
-    deltas = [e["choices"][0]["delta"] for e in sse_payloads(chunks)[:-1] if e["choices"]]
+    items = [
+        Delta(seq=1, text="On it."),
+        ToolCallFrame(seq=2, index=0, name="Read", arguments="", complete=False),
+        ToolCallFrame(seq=3, index=0, name="", arguments='{"path": "a', complete=False),
+        ToolCallFrame(seq=4, index=0, name="", arguments='.txt"}'),
+        ToolCallFrame(seq=5, index=1, name="Ls", arguments="{}"),
+        Done(seq=6, finish_reason="stop", usage=Usage()),
+    ]
+    deltas = [e["choices"][0]["delta"] for e in sse_payloads(streamed(items))[:-1] if e["choices"]]
     calls = [t for d in deltas for t in d.get("tool_calls", [])]
     assert [(t["index"], t.get("id", "")[:5], t["function"]) for t in calls] == [
         (0, "call_", {"name": "Read", "arguments": ""}),
@@ -184,8 +198,9 @@ def test_a_call_in_several_frames_streams_its_arguments_as_deltas() -> None:
         (1, "call_", {"name": "Ls", "arguments": ""}),
         (1, "", {"arguments": "{}"}),
     ]
-    message = chat.body()["choices"][0]["message"]
+    body = whole(items)
+    message = body["choices"][0]["message"]
     assert [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]] == [
         ("Read", '{"path": "a.txt"}'), ("Ls", "{}"),
     ]  # fmt: skip
-    assert chat.body()["choices"][0]["finish_reason"] == "tool_calls"
+    assert body["choices"][0]["finish_reason"] == "tool_calls"

@@ -14,15 +14,15 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.response import Stream
 
+from cortex_gateway.errors import ApiError
+from cortex_gateway.events import Answer
 from cortex_gateway.gateway_state import Gateway
 from cortex_gateway.inference import StreamItem
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import subjects
-from cortex_wire.messages import (
-    InferRequest,
-)
+from cortex_wire.messages import Failed, InferRequest
 
 log = structlog.get_logger("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -92,7 +92,6 @@ async def answer(
         stream=turn.stream,
         inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
     )
-    projection = turn.projection(call)
     structlog.contextvars.bind_contextvars(request_id=request_id)
     items = gateway.inference.stream(infer)
     headers = {"x-request-id": request_id}
@@ -101,9 +100,12 @@ async def answer(
         # refusal before that (unknown model, 429 overloaded, 503) is a real HTTP status.
         # The neuron starts meanwhile, while the response is being set up.
         first = await anext(items)
-        body = project(resumed(first, items), projection)
+        if isinstance(first, Failed):
+            await items.aclose()
+            raise ApiError.from_wire(first.error)
+        body = project(resumed(first, items), turn.reply, call, Answer())
         return Stream(body, media_type=turn.media_type, headers={**SSE_HEADERS, **headers})
-    result = await _collect_while_connected(request, collect(items, projection))
+    result = await _collect_while_connected(request, collect(items, turn.reply, call))
     if result is None:
         return Response(b"", status_code=499)
     return Response(result, media_type=MediaType.JSON, headers=headers)

@@ -9,17 +9,29 @@ so the model's chat template sees one history whichever dialect sent it. Reasoni
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
+from cortex_gateway.events import (
+    Answer,
+    CallArguments,
+    CallClosed,
+    CallOpened,
+    Event,
+    Finished,
+    Part,
+    Reasoning,
+    Stop,
+    Text,
+    Waiting,
+)
 from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
-from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import ANTHROPIC
-from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
+from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall, Usage
 
 
 class Block(msgspec.Struct, kw_only=True):
@@ -228,119 +240,120 @@ def sampling_params(request: MessagesRequest) -> SamplingParams:
     )
 
 
-def stop_reason(done: Done, tool_calls: bool) -> str:
-    if done.finish_reason == "length":
-        return "max_tokens"
-    if tool_calls:
-        return "tool_use"
-    return "stop_sequence" if done.stop_sequence else "end_turn"
+STOP_REASONS = {
+    Stop.END: "end_turn", Stop.CANCELLED: "end_turn", Stop.STOP_SEQUENCE: "stop_sequence",
+    Stop.LENGTH: "max_tokens", Stop.TOOL_CALLS: "tool_use",
+}  # fmt: skip
 
 
-class MessagesProjection(Projection):
-    call_id_prefix = "toolu_"
+def _message(call: CallInfo) -> dict[str, Any]:
+    return {
+        "id": call.request_id, "type": "message", "role": "assistant", "model": call.model,
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }  # fmt: skip
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+
+
+def _stop(answer: Answer) -> dict[str, Any]:
+    finished = answer.finished
+    if finished is None:
+        return {"stop_reason": None, "stop_sequence": None}
+    return {"stop_reason": STOP_REASONS[finished.stop],
+            "stop_sequence": finished.stop_sequence or None}  # fmt: skip
+
+
+def block_of(part: Part) -> dict[str, Any]:
+    """A content block as it stands (an open one too)."""
+    if part.call is not None:
+        call = part.call
+        return {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
+    if part.kind == "reasoning":
+        return {"type": "thinking", "thinking": part.text, "signature": ""}
+    return {"type": "text", "text": part.text}
+
+
+class MessagesStream:
+    """message_start, then each content block started, grown and stopped in turn, then
+    message_delta (why it stopped, usage) and message_stop; pings while nothing comes."""
 
     def __init__(self, call: CallInfo, show_thinking: bool) -> None:
-        super().__init__(call)
+        self.call = call
         self.show_thinking = show_thinking
-        self.blocks: list[dict[str, Any]] = []
-        self.open_block: str | None = None
-        self.stop_reason = "end_turn"
-        self.stop_sequence: str | None = None
+        self.blocks = 0  # blocks started
+        self.open: str | None = None  # the kind of the block being written
 
-    def _event(self, name: str, payload: dict[str, Any]) -> bytes:
+    def _event(self, name: str, **payload: Any) -> bytes:
         return sse.event(name, {"type": name, **payload})
 
-    def _message(self) -> dict[str, Any]:
-        return {
-            "id": self.call.request_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.call.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
+    def _close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        index, chunks = self.blocks - 1, []
+        if self.open == "thinking":
+            delta = {"type": "signature_delta", "signature": ""}
+            chunks.append(self._event("content_block_delta", index=index, delta=delta))
+        self.open = None
+        return [*chunks, self._event("content_block_stop", index=index)]
+
+    def _start(self, block: dict[str, Any]) -> list[bytes]:
+        chunks = self._close()
+        self.blocks += 1
+        self.open = block["type"]
+        return [*chunks, self._event("content_block_start", index=self.blocks - 1,
+                                     content_block=block)]  # fmt: skip
+
+    def _delta(self, part: Literal["text", "reasoning"], text: str) -> list[bytes]:
+        empty = block_of(Part(part))
+        kind = empty["type"]  # "text" or "thinking"
+        chunks = [] if self.open == kind else self._start(empty)
+        delta = {"type": f"{kind}_delta", kind: text}
+        return [*chunks, self._event("content_block_delta", index=self.blocks - 1, delta=delta)]
 
     def opening(self) -> list[bytes]:
-        return [self._event("message_start", {"message": self._message()})]
+        return [self._event("message_start", message=_message(self.call))]
 
-    def keepalive(self) -> list[bytes]:
-        return [self._event("ping", {})]
+    def encode(self, event: Event, answer: Answer) -> list[bytes]:
+        if isinstance(event, Waiting):
+            return [self._event("ping")]
+        if isinstance(event, Text):
+            return self._delta("text", event.text)
+        if isinstance(event, Reasoning):
+            return self._delta("reasoning", event.text) if self.show_thinking else []
+        if isinstance(event, CallOpened):
+            call = event.call
+            return self._start({"type": "tool_use", "id": call.id, "name": call.name,
+                                "input": {}})  # fmt: skip
+        if isinstance(event, CallArguments):
+            delta = {"type": "input_json_delta", "partial_json": event.text}
+            return [self._event("content_block_delta", index=self.blocks - 1, delta=delta)]
+        if isinstance(event, CallClosed):
+            return self._close()
+        if isinstance(event, Finished):
+            end = self._event("message_delta", delta=_stop(answer), usage=_usage(event.usage))
+            return [*self._close(), end, self._event("message_stop")]
+        return []
 
-    def _close_block(self) -> list[bytes]:
-        if self.open_block is None:
-            return []
-        chunks = []
-        index = len(self.blocks) - 1
-        if self.open_block == "thinking":
-            delta = {"type": "signature_delta", "signature": ""}
-            chunks.append(self._event("content_block_delta", {"index": index, "delta": delta}))
-        self.open_block = None
-        return [*chunks, self._event("content_block_stop", {"index": index})]
-
-    def _open_block(self, block: dict[str, Any]) -> list[bytes]:
-        chunks = self._close_block()
-        self.blocks.append(block)
-        self.open_block = block["type"]
-        start = {"index": len(self.blocks) - 1, "content_block": dict(block)}
-        return [*chunks, self._event("content_block_start", start)]
-
-    def _delta(self, kind: str, field: str, text: str) -> list[bytes]:
-        chunks = [] if self.open_block == kind else self._open_block(
-            {"type": kind, field: "", **({"signature": ""} if kind == "thinking" else {})}
-        )  # fmt: skip
-        self.blocks[-1][field] += text
-        delta = {"type": f"{kind}_delta", field: text}
-        return [
-            *chunks,
-            self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta}),
-        ]
-
-    def text(self, text: str) -> list[bytes]:
-        return self._delta("text", "text", text)
-
-    def reasoning(self, text: str) -> list[bytes]:
-        return self._delta("thinking", "thinking", text) if self.show_thinking else []
-
-    def call_opened(self, call: ParsedCall) -> list[bytes]:
-        return self._open_block({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
-
-    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
-        delta = {"type": "input_json_delta", "partial_json": text}
-        return [self._event("content_block_delta", {"index": len(self.blocks) - 1, "delta": delta})]
-
-    def call_closed(self, call: ParsedCall) -> list[bytes]:
-        self.blocks[-1]["input"] = call.input
-        return self._close_block()
-
-    def done(self, done: Done) -> list[bytes]:
-        chunks = self._close_block()
-        self.stop_reason = stop_reason(done, bool(self.tool_calls))
-        self.stop_sequence = done.stop_sequence or None
-        usage = {
-            "input_tokens": done.usage.prompt_tokens,
-            "output_tokens": done.usage.completion_tokens,
-        }
-        delta = {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence}
-        chunks.append(self._event("message_delta", {"delta": delta, "usage": usage}))
-        return [*chunks, self._event("message_stop", {})]
-
-    def error(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError) -> list[bytes]:
         return [sse.event("error", error.anthropic_body())]
 
-    def body(self) -> dict[str, Any]:
-        message = self._message()
-        message.update(
-            content=self.blocks,
-            stop_reason=self.stop_reason,
-            stop_sequence=self.stop_sequence,
-            usage={
-                "input_tokens": self.usage.prompt_tokens,
-                "output_tokens": self.usage.completion_tokens,
-            },
-        )
-        return message
+
+def message_body(answer: Answer, call: CallInfo, show_thinking: bool) -> dict[str, Any]:
+    return {
+        **_message(call), **_stop(answer), "usage": _usage(answer.usage),
+        "content": [block_of(part) for part in answer.visible(reasoning=show_thinking)],
+    }  # fmt: skip
+
+
+def messages_reply(show_thinking: bool) -> Reply:
+    return Reply(
+        encoder=lambda call: MessagesStream(call, show_thinking),
+        body=lambda answer, call: message_body(answer, call, show_thinking),
+        call_id_prefix="toolu_",
+    )
 
 
 def turn(body: bytes) -> Turn:
@@ -356,6 +369,6 @@ def turn(body: bytes) -> Turn:
             tools=template_tools(request.tools, request.tool_choice),
             **thinking_switch(request.thinking),
         ),
-        projection=lambda call: MessagesProjection(call, show_thinking),
+        reply=messages_reply(show_thinking),
         request_prefix="msg_",
     )

@@ -19,11 +19,12 @@ import msgspec
 
 from cortex_core.fleet import CatalogueView
 from cortex_gateway.errors import ApiError
+from cortex_gateway.events import Answer, CallClosed, Event, Finished, Reasoning, Stop, Text
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
-from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
 from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
+from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
 NDJSON = "application/x-ndjson"
@@ -243,7 +244,7 @@ def chat_turn(body: bytes) -> Turn:
             tools=_tools(request.tools),
             **thinking_of(request.think),
         ),
-        projection=lambda call: OllamaProjection(call, "chat"),
+        reply=ollama_reply("chat"),
         request_prefix="ollama-",
         media_type=NDJSON,
     )
@@ -270,7 +271,7 @@ def generate_turn(body: bytes) -> Turn:
         model=request.model,
         stream=request.stream,
         ask=ask,
-        projection=lambda call: OllamaProjection(call, "generate"),
+        reply=ollama_reply("generate"),
         request_prefix="ollama-",
         media_type=NDJSON,
     )
@@ -287,72 +288,86 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-class OllamaProjection(Projection):
-    """One projection for /api/chat and /api/generate: they differ in where text goes."""
+def _calls(calls: list[ParsedCall], first: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "function": {"index": first + i, "name": c.name, "arguments": c.input}}
+        for i, c in enumerate(calls)
+    ]
+
+
+def _message(
+    kind: str, content: str = "", thinking: str = "", calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """What one line (or the whole answer) says: `response` for generate, `message` for chat."""
+    if kind == "generate":
+        return {"response": content, **({"thinking": thinking} if thinking else {})}
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if calls:
+        message["tool_calls"] = calls
+    return {"message": message}
+
+
+def _counts(answer: Answer, call: CallInfo) -> dict[str, Any]:
+    if answer.finished is None:
+        return {}
+    timings, usage = answer.finished.timings, answer.finished.usage
+    return {
+        "done": True,
+        "done_reason": "length" if answer.finished.stop is Stop.LENGTH else "stop",
+        "total_duration": _ns(time.perf_counter() - call.started_at),
+        "load_duration": _ns(call.trace.load_s),
+        "prompt_eval_count": usage.prompt_tokens,
+        "prompt_eval_duration": _ns(timings.prefill_s),
+        "eval_count": usage.completion_tokens,
+        "eval_duration": _ns(timings.decode_s),
+    }
+
+
+class OllamaStream:
+    """NDJSON lines: a line per piece of the answer (done: false), then the counts."""
 
     def __init__(self, call: CallInfo, kind: str) -> None:
-        super().__init__(call)
+        self.call = call
         self.kind = kind
-        self.content: list[str] = []
-        self.thinking: list[str] = []
-        self.started = time.perf_counter()
-        self.final: dict[str, Any] = {}
 
     def _line(self, **fields: Any) -> bytes:
         body: dict[str, Any] = {"model": self.call.model, "created_at": now_iso(), **fields}
         return msgspec.json.encode(body) + b"\n"
 
-    def _message(
-        self, content: str = "", thinking: str = "", calls: list[ParsedCall] | None = None
-    ) -> dict[str, Any]:
-        if self.kind == "generate":
-            return {"response": content, **({"thinking": thinking} if thinking else {})}
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if thinking:
-            message["thinking"] = thinking
-        if calls:
-            message["tool_calls"] = [
-                {"id": c.id, "function": {"index": i, "name": c.name, "arguments": c.input}}
-                for i, c in enumerate(calls)
-            ]
-        return {"message": message}
+    def opening(self) -> list[bytes]:
+        return []
 
-    def text(self, text: str) -> list[bytes]:
-        self.content.append(text)
-        return [self._line(**self._message(content=text), done=False)]
+    def encode(self, event: Event, answer: Answer) -> list[bytes]:
+        if isinstance(event, Text):
+            return [self._line(**_message(self.kind, content=event.text), done=False)]
+        if isinstance(event, Reasoning):
+            return [self._line(**_message(self.kind, thinking=event.text), done=False)]
+        if isinstance(event, CallClosed):  # Ollama sends each call whole
+            calls = _calls([event.call], len(answer.calls) - 1)
+            return [self._line(**_message(self.kind, calls=calls), done=False)]
+        if isinstance(event, Finished):
+            return [self._line(**_message(self.kind), **_counts(answer, self.call))]
+        return []
 
-    def reasoning(self, text: str) -> list[bytes]:
-        self.thinking.append(text)
-        return [self._line(**self._message(thinking=text), done=False)]
+    def failure(self, error: ApiError) -> list[bytes]:
+        return [msgspec.json.encode(error_body(error)) + b"\n"]
 
-    def call_closed(self, call: ParsedCall) -> list[bytes]:
-        if self.kind == "generate":
-            return super().call_closed(call)
-        return [self._line(**self._message(calls=[call]), done=False)]
 
-    def _counts(self, done: Done) -> dict[str, Any]:
-        t = done.timings
-        return {
-            "done": True,
-            "done_reason": "length" if done.finish_reason == "length" else "stop",
-            "total_duration": _ns(time.perf_counter() - self.started),
-            "load_duration": _ns(self.call.trace.load_s),
-            "prompt_eval_count": done.usage.prompt_tokens,
-            "prompt_eval_duration": _ns(t.prefill_s),
-            "eval_count": done.usage.completion_tokens,
-            "eval_duration": _ns(t.decode_s),
-        }
+def ollama_body(answer: Answer, call: CallInfo, kind: str) -> dict[str, Any]:
+    message = _message(kind, answer.text, answer.reasoning, _calls(answer.calls))
+    return {"model": call.model, "created_at": now_iso(), **message, **_counts(answer, call)}
 
-    def done(self, done: Done) -> list[bytes]:
-        self.final = self._counts(done)
-        return [self._line(**self._message(), **self.final)]
 
-    def error(self, error: ApiError) -> list[bytes]:
-        return [msgspec.json.encode({"error": error.message}) + b"\n"]
-
-    def body(self) -> dict[str, Any]:
-        message = self._message("".join(self.content), "".join(self.thinking), self.tool_calls)
-        return {"model": self.call.model, "created_at": now_iso(), **message, **self.final}
+def ollama_reply(kind: str) -> Reply:
+    """/api/chat and /api/generate: they differ in where text goes (and generate has no
+    calls: they are written back as text)."""
+    return Reply(
+        encoder=lambda call: OllamaStream(call, kind),
+        body=lambda answer, call: ollama_body(answer, call, kind),
+        calls_as_text=kind == "generate",
+    )
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
@@ -370,7 +385,7 @@ def _details(view: CatalogueView) -> dict[str, Any]:
 
 
 def _capabilities(view: CatalogueView) -> list[str]:
-    dialect = next((m.dialect for m in view.states.values() if m.dialect), {})
+    dialect: dict[str, str] = next((m.dialect for m in view.states.values() if m.dialect), {})
     return [
         "completion",
         *(["tools"] if dialect.get("tools") else []),
@@ -419,7 +434,7 @@ class ShowRequest(msgspec.Struct, kw_only=True):
 
 
 def show_body(name: str, view: CatalogueView) -> dict[str, Any]:
-    dialect = next((m.dialect for m in view.states.values() if m.dialect), {})
+    dialect: dict[str, str] = next((m.dialect for m in view.states.values() if m.dialect), {})
     return {
         "modelfile": "", "parameters": "", "template": "", "details": _details(view),
         "model_info": {"general.architecture": "", "context_length": view.entry.n_ctx},

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
-from cortex_gateway.projection import Ask, Projection, Turn
-from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_gateway.events import (
+    Answer,
+    CallArguments,
+    CallOpened,
+    Event,
+    Finished,
+    Reasoning,
+    Stop,
+    Text,
+    Waiting,
+)
+from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall, Usage
+from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall, Usage
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # reasoning_effort → reasoning tokens before the neuron closes the reasoning itself.
@@ -332,13 +341,15 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]
+# A cancelled request has no client left to read it; "stop" keeps the shape valid.
+FINISH_REASONS: dict[Stop, FinishReason] = {
+    Stop.END: "stop", Stop.STOP_SEQUENCE: "stop", Stop.CANCELLED: "stop",
+    Stop.LENGTH: "length", Stop.TOOL_CALLS: "tool_calls",
+}  # fmt: skip
 
 
-def finish_reason(reason: str, tool_calls: bool) -> FinishReason:
-    if reason == "length":
-        return "length"
-    # A cancelled request has no client left to read it; "stop" keeps the shape valid.
-    return "tool_calls" if tool_calls else "stop"
+def finish_reason(answer: Answer) -> FinishReason:
+    return FINISH_REASONS[answer.finished.stop] if answer.finished else "stop"
 
 
 def tool_call_body(call: ParsedCall, index: int) -> dict[str, Any]:
@@ -350,132 +361,88 @@ def tool_call_body(call: ParsedCall, index: int) -> dict[str, Any]:
     }
 
 
-@dataclass
-class ChatOptions:
-    include_usage: bool = False
+def _envelope(call: CallInfo, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": call.request_id, "object": kind, "created": call.created, "model": call.model,
+        "choices": choices,
+    }  # fmt: skip
 
 
-class ChatProjection(Projection):
-    def __init__(self, call: Any, options: ChatOptions) -> None:
-        super().__init__(call)
-        self.options = options
-        self.deltas = ChatDeltas(None)
-        self.content: list[str] = []
-        self.reasoning_parts: list[str] = []
+class ChatStream:
+    """Chat completion chunks: the role first, then deltas, the finish, usage, [DONE]."""
+
+    def __init__(self, call: CallInfo, include_usage: bool) -> None:
+        self.call = call
+        self.include_usage = include_usage
         self.started = False
 
     def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
-        return sse.data(
-            {
-                "id": self.call.request_id,
-                "object": "chat.completion.chunk",
-                "created": self.call.created,
-                "model": self.call.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-                ],
-            }
-        )
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return sse.data(_envelope(self.call, "chat.completion.chunk", [choice]))
 
-    def _emit(self, delta: dict[str, Any] | None) -> list[bytes]:
-        if not delta:
-            return []
-        self.content.append(delta.get("content", ""))
-        self.reasoning_parts.append(delta.get("reasoning_content", ""))
-        chunks = []
-        if not self.started:
-            self.started = True
-            chunks.append(self._chunk({"role": "assistant", "content": ""}))
-        return [*chunks, self._chunk(delta)]
+    def _delta(self, delta: dict[str, Any], role_content: str | None = "") -> list[bytes]:
+        if self.started:
+            return [self._chunk(delta)]
+        self.started = True
+        if "tool_calls" in delta:  # the first chunk carries the call
+            return [self._chunk({"role": "assistant", "content": role_content, **delta})]
+        return [self._chunk({"role": "assistant", "content": role_content}), self._chunk(delta)]
 
-    def keepalive(self) -> list[bytes]:
-        return [sse.KEEPALIVE]
-
-    def on_accepted(self, accepted: Any) -> list[bytes]:
-        super().on_accepted(accepted)
-        self.deltas = ChatDeltas(accepted.reasoning_markers if self.call.inline_thinking else None)
+    def opening(self) -> list[bytes]:
         return []
 
-    def text(self, text: str) -> list[bytes]:
-        return self._emit(self.deltas.text(text))
-
-    def reasoning(self, text: str) -> list[bytes]:
-        return self._emit(self.deltas.reasoning(text))
-
-    def call_opened(self, call: ParsedCall) -> list[bytes]:
-        chunks = self._emit(self.deltas.finish())
-        delta: dict[str, Any] = {"tool_calls": [tool_call_body(call, len(self.tool_calls) - 1)]}
-        if not self.started:
-            self.started = True
-            delta = {"role": "assistant", "content": None, **delta}
-        return [*chunks, self._chunk(delta)]
-
-    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
-        part = {"index": len(self.tool_calls) - 1, "function": {"arguments": text}}
-        return [self._chunk({"tool_calls": [part]})]
-
-    def call_closed(self, call: ParsedCall) -> list[bytes]:
+    def encode(self, event: Event, answer: Answer) -> list[bytes]:
+        if isinstance(event, Waiting):
+            return [sse.KEEPALIVE]
+        if isinstance(event, Text):
+            return self._delta({"content": event.text})
+        if isinstance(event, Reasoning):
+            return self._delta({"reasoning_content": event.text})
+        if isinstance(event, CallOpened):
+            index = len(answer.calls) - 1
+            return self._delta({"tool_calls": [tool_call_body(event.call, index)]}, None)
+        if isinstance(event, CallArguments):
+            part = {"index": len(answer.calls) - 1, "function": {"arguments": event.text}}
+            return [self._chunk({"tool_calls": [part]})]
+        if isinstance(event, Finished):
+            chunks = [] if self.started else [self._chunk({"role": "assistant", "content": ""})]
+            chunks.append(self._chunk({}, finish_reason(answer)))
+            if self.include_usage:
+                usage = {"usage": usage_body(event.usage)}
+                chunks.append(sse.data({**_envelope(self.call, "chat.completion.chunk", []),
+                                        **usage}))  # fmt: skip
+            return [*chunks, sse.DONE]
         return []
 
-    def done(self, done: Done) -> list[bytes]:
-        chunks = self._emit(self.deltas.finish())
-        if not self.started:
-            self.started = True
-            chunks.append(self._chunk({"role": "assistant", "content": ""}))
-        self.finish_reason = finish_reason(done.finish_reason, bool(self.tool_calls))
-        chunks.append(self._chunk({}, self.finish_reason))
-        if self.options.include_usage:
-            chunks.append(
-                sse.data(
-                    {
-                        "id": self.call.request_id,
-                        "object": "chat.completion.chunk",
-                        "created": self.call.created,
-                        "model": self.call.model,
-                        "choices": [],
-                        "usage": usage_body(done.usage),
-                    }
-                )
-            )
-        return [*chunks, sse.DONE]
-
-    def error(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError) -> list[bytes]:
         return [sse.data(error.openai_body()), sse.DONE]
 
-    def body(self) -> dict[str, Any]:
-        content = "".join(self.content)
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        reasoning = "".join(self.reasoning_parts)
-        if reasoning:
-            message["reasoning_content"] = reasoning
-        if self.tool_calls:
-            message["content"] = content or None
-            message["tool_calls"] = [
-                {k: v for k, v in tool_call_body(c, i).items() if k != "index"}
-                for i, c in enumerate(self.tool_calls)
-            ]
-        return {
-            "id": self.call.request_id,
-            "object": "chat.completion",
-            "created": self.call.created,
-            "model": self.call.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-            ],
-            "usage": usage_body(self.usage),
-        }
+
+def chat_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
+    content = answer.text
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    if answer.calls:
+        message["content"] = content or None
+        message["tool_calls"] = [
+            {k: v for k, v in tool_call_body(c, i).items() if k != "index"}
+            for i, c in enumerate(answer.calls)
+        ]
+    choice = {"index": 0, "message": message, "logprobs": None,
+              "finish_reason": finish_reason(answer)}  # fmt: skip
+    return {**_envelope(call, "chat.completion", [choice]), "usage": usage_body(answer.usage)}
+
+
+def chat_reply(include_usage: bool) -> Reply:
+    return Reply(
+        encoder=lambda call: ChatStream(call, include_usage), body=chat_body, inline_thinking=True
+    )
 
 
 def turn(body: bytes) -> Turn:
     chat = parse_request(body)
-    options = ChatOptions(
-        include_usage=bool(chat.stream_options and chat.stream_options.include_usage)
-    )
+    include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     return Turn(
         route="chat",
         model=chat.model,
@@ -487,5 +454,5 @@ def turn(body: bytes) -> Turn:
             tools=template_tools(chat),
             **thinking_of(chat.reasoning_effort),
         ),
-        projection=lambda call: ChatProjection(call, options),
+        reply=chat_reply(include_usage),
     )

@@ -12,6 +12,7 @@ import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
+from cortex_gateway.events import Answer, Event, Finished, Text, Waiting
 from cortex_gateway.openai_chat import (
     StreamOptions,
     check_positive,
@@ -21,10 +22,9 @@ from cortex_gateway.openai_chat import (
     unsupported,
     usage_body,
 )
-from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
-from cortex_gateway.reasoning_view import ChatDeltas
+from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_wire.messages import Done, SamplingParams
+from cortex_wire.messages import SamplingParams
 
 # OpenAI's own default for this endpoint.
 DEFAULT_MAX_TOKENS = 16
@@ -102,69 +102,57 @@ def sampling_params(request: CompletionRequest) -> SamplingParams:
     )
 
 
-class CompletionProjection(Projection):
+class CompletionStream:
+    """Text completion chunks; reasoning shows only inline, on request (this API has no
+    field of its own for it), and a call is written back as the model's text."""
+
     def __init__(self, call: CallInfo, include_usage: bool) -> None:
-        super().__init__(call)
+        self.call = call
         self.include_usage = include_usage
-        self.deltas = ChatDeltas(None)
-        self.parts: list[str] = []
 
-    def _chunk(self, text: str, reason: str | None = None) -> bytes:
-        return sse.data(
-            self._body([{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}])
-        )
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return sse.data({**_envelope(self.call, choices), **extra})
 
-    def _body(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "id": self.call.request_id,
-            "object": "text_completion",
-            "created": self.call.created,
-            "model": self.call.model,
-            "choices": choices,
-        }
-
-    def _emit(self, delta: dict[str, Any] | None) -> list[bytes]:
-        text = (delta or {}).get("content", "")
-        if not text:
-            return []
-        self.parts.append(text)
-        return [self._chunk(text)]
-
-    def keepalive(self) -> list[bytes]:
-        return [sse.KEEPALIVE]
-
-    def on_accepted(self, accepted: Any) -> list[bytes]:
-        super().on_accepted(accepted)
-        if self.call.inline_thinking:
-            self.deltas = ChatDeltas(accepted.reasoning_markers)
+    def opening(self) -> list[bytes]:
         return []
 
-    def text(self, text: str) -> list[bytes]:
-        return self._emit(self.deltas.text(text))
+    def encode(self, event: Event, answer: Answer) -> list[bytes]:
+        if isinstance(event, Waiting):
+            return [sse.KEEPALIVE]
+        if isinstance(event, Text):
+            return [self._chunk([_choice(event.text, None)])]
+        if isinstance(event, Finished):
+            chunks = [self._chunk([_choice("", finish_reason(answer))])]
+            if self.include_usage:
+                chunks.append(self._chunk([], usage=usage_body(event.usage)))
+            return [*chunks, sse.DONE]
+        return []
 
-    def reasoning(self, text: str) -> list[bytes]:
-        # Shown only inline, on request: completions has no field of its own for it.
-        return self._emit(self.deltas.reasoning(text)) if self.call.inline_thinking else []
-
-    def done(self, done: Done) -> list[bytes]:
-        chunks = self._emit(self.deltas.finish())
-        self.finish_reason = finish_reason(done.finish_reason, False)
-        chunks.append(self._chunk("", self.finish_reason))
-        if self.include_usage:
-            chunks.append(sse.data({**self._body([]), "usage": usage_body(done.usage)}))
-        return [*chunks, sse.DONE]
-
-    def error(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError) -> list[bytes]:
         return [sse.data(error.openai_body()), sse.DONE]
 
-    def body(self) -> dict[str, Any]:
-        choice = {
-            "text": "".join(self.parts),
-            "index": 0,
-            "logprobs": None,
-            "finish_reason": self.finish_reason,
-        }
-        return {**self._body([choice]), "usage": usage_body(self.usage)}
+
+def _choice(text: str, reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+
+
+def _envelope(call: CallInfo, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": call.request_id, "object": "text_completion", "created": call.created,
+        "model": call.model, "choices": choices,
+    }  # fmt: skip
+
+
+def completion_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
+    choice = _choice(answer.text, finish_reason(answer))
+    return {**_envelope(call, [choice]), "usage": usage_body(answer.usage)}
+
+
+def completion_reply(include_usage: bool) -> Reply:
+    return Reply(
+        encoder=lambda call: CompletionStream(call, include_usage), body=completion_body,
+        inline_thinking=True, calls_as_text=True,
+    )  # fmt: skip
 
 
 def turn(body: bytes) -> Turn:
@@ -175,6 +163,6 @@ def turn(body: bytes) -> Turn:
         model=legacy.model,
         stream=legacy.stream,
         ask=Ask(prompt=prompt_text(legacy), params=sampling_params(legacy)),
-        projection=lambda call: CompletionProjection(call, include_usage),
+        reply=completion_reply(include_usage),
         request_prefix="cmpl-",
     )

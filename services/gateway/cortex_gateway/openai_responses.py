@@ -8,13 +8,26 @@ a `reasoning` item (its text as `reasoning_text`), a `message` with `output_text
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
+from cortex_gateway.events import (
+    Answer,
+    CallArguments,
+    CallClosed,
+    CallOpened,
+    Event,
+    Finished,
+    Part,
+    Stop,
+    Text,
+    Waiting,
+)
+from cortex_gateway.events import Reasoning as ReasoningEvent
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
     ContentPart,
@@ -25,10 +38,9 @@ from cortex_gateway.openai_chat import (
     thinking_of,
     unsupported,
 )
-from cortex_gateway.projection import Ask, CallInfo, Projection, Turn
+from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, Done, SamplingParams, ToolCall
+from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall
 
 # Input parts that carry text (earlier assistant output comes back as output_text).
 TEXT_KINDS = ("input_text", "output_text", "text")
@@ -199,220 +211,157 @@ def sampling_params(request: ResponsesRequest) -> SamplingParams:
     )
 
 
-def _id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:24]
+def item_of(part: Part, status: str) -> dict[str, Any]:
+    """An output item as it stands; its id follows from the part's."""
+    if part.call is not None:
+        call = part.call
+        return {"type": "function_call", "id": "fc_" + part.id, "call_id": call.id,
+                "name": call.name, "arguments": call.arguments, "status": status}  # fmt: skip
+    if part.kind == "reasoning":
+        content = [{"type": "reasoning_text", "text": part.text}]
+        return {"type": "reasoning", "id": "rs_" + part.id, "summary": [], "content": content,
+                "status": status}  # fmt: skip
+    return {
+        "type": "message", "id": "msg_" + part.id, "status": status, "role": "assistant",
+        "content": [_output_text(part.text)],
+    }  # fmt: skip
 
 
-class ResponsesProjection(Projection):
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> dict[str, Any]:
+    usage, finished = answer.usage, answer.finished
+    status = "in_progress" if finished is None else (
+        "incomplete" if finished.stop is Stop.LENGTH else "completed"
+    )  # fmt: skip
+    done = "in_progress" if finished is None else "completed"
+    return {
+        "id": call.request_id,
+        "object": "response",
+        "created_at": call.created,
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": request.instructions,
+        "model": call.model,
+        "output": [item_of(part, done) for part in answer.parts],
+        "parallel_tool_calls": True,
+        "tool_choice": request.tool_choice or "auto",
+        "tools": [msgspec.to_builtins(t) for t in request.tools or []],
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_output_tokens": request.max_output_tokens,
+        "metadata": request.metadata or {},
+        "usage": {
+            "input_tokens": usage.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "output_tokens": usage.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        },
+    }
+
+
+class ResponsesStream:
+    """Numbered events: the response created, each output item added, grown and done,
+    then the response completed (or incomplete) whole."""
+
     def __init__(self, call: CallInfo, request: ResponsesRequest) -> None:
-        super().__init__(call)
+        self.call = call
         self.request = request
-        self.items: list[dict[str, Any]] = []
-        self.open_kind: str | None = None
         self.sequence = 0
-        self.status = "in_progress"
-
-    # --- events ---------------------------------------------------------------------
+        self.open: Part | None = None  # the text or reasoning item being written
 
     def _event(self, kind: str, **payload: Any) -> bytes:
         body = {"type": kind, "sequence_number": self.sequence, **payload}
         self.sequence += 1
         return sse.event(kind, body)
 
-    def _response(self) -> dict[str, Any]:
-        usage = self.usage
-        incomplete = {"reason": "max_output_tokens"} if self.status == "incomplete" else None
-        return {
-            "id": self.call.request_id,
-            "object": "response",
-            "created_at": self.call.created,
-            "status": self.status,
-            "error": None,
-            "incomplete_details": incomplete,
-            "instructions": self.request.instructions,
-            "model": self.call.model,
-            "output": self.items,
-            "parallel_tool_calls": True,
-            "tool_choice": self.request.tool_choice or "auto",
-            "tools": [msgspec.to_builtins(t) for t in self.request.tools or []],
-            "temperature": self.request.temperature,
-            "top_p": self.request.top_p,
-            "max_output_tokens": self.request.max_output_tokens,
-            "metadata": self.request.metadata or {},
-            "usage": {
-                "input_tokens": usage.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": usage.cached_tokens},
-                "output_tokens": usage.completion_tokens,
-                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            },
-        }
-
     def opening(self) -> list[bytes]:
-        snapshot = self._response()
+        snapshot = response_body(Answer(), self.call, self.request)
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
         ]
 
-    def keepalive(self) -> list[bytes]:
-        return [sse.KEEPALIVE]
-
-    # --- items ----------------------------------------------------------------------
-
-    def _close(self) -> list[bytes]:
-        if self.open_kind is None:
+    def _close(self, index: int) -> list[bytes]:
+        part, self.open = self.open, None
+        if part is None:
             return []
-        item, index = self.items[-1], len(self.items) - 1
-        chunks = []
-        if self.open_kind == "reasoning":
-            text = item["content"][0]["text"]
-            chunks.append(
-                self._event(
-                    "response.reasoning_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=text,
-                )
-            )
+        item = item_of(part, "completed")
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        if part.kind == "reasoning":
+            chunks = [self._event("response.reasoning_text.done", **where, text=part.text)]
         else:
-            part = item["content"][0]
-            chunks.append(
-                self._event(
-                    "response.output_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    text=part["text"],
-                    logprobs=[],
-                )
-            )
-            chunks.append(
-                self._event(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=part,
-                )
-            )
-        item["status"] = "completed"
-        chunks.append(self._event("response.output_item.done", output_index=index, item=item))
-        self.open_kind = None
+            chunks = [
+                self._event("response.output_text.done", **where, text=part.text, logprobs=[]),
+                self._event("response.content_part.done", **where, part=item["content"][0]),
+            ]
+        return [*chunks, self._event("response.output_item.done", output_index=index, item=item)]
+
+    def _added(self, part: Part, index: int) -> list[bytes]:
+        item = item_of(part, "in_progress")
+        if part.kind != "call":
+            item["content"] = []
+        chunks = [self._event("response.output_item.added", output_index=index, item=item)]
+        if part.kind == "text":
+            chunks.append(self._event(
+                "response.content_part.added", item_id=item["id"], output_index=index,
+                content_index=0, part={"type": "output_text", "text": "", "annotations": []},
+            ))  # fmt: skip
         return chunks
 
-    def _open(self, kind: str) -> list[bytes]:
-        chunks = self._close()
+    def _text(self, kind: str, text: str, answer: Answer) -> list[bytes]:
+        part, index = answer.parts[-1], len(answer.parts) - 1
+        chunks: list[bytes] = []
+        if self.open is not part:
+            chunks += self._close(index - 1)
+            self.open = part
+            chunks += self._added(replace(part, text=""), index)
+        where = {"item_id": item_of(part, "")["id"], "output_index": index, "content_index": 0}
         if kind == "reasoning":
-            item = {
-                "type": "reasoning",
-                "id": _id("rs_"),
-                "summary": [],
-                "content": [{"type": "reasoning_text", "text": ""}],
-                "status": "in_progress",
-            }
-        else:
-            item = {
-                "type": "message",
-                "id": _id("msg_"),
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}],
-            }
-        self.items.append(item)
-        self.open_kind = kind
-        index = len(self.items) - 1
-        added = {**item, "content": []}
-        chunks.append(self._event("response.output_item.added", output_index=index, item=added))
-        if kind == "message":
-            part = {"type": "output_text", "text": "", "annotations": []}
-            chunks.append(
-                self._event(
-                    "response.content_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=part,
-                )
-            )
-        return chunks
+            return [*chunks, self._event("response.reasoning_text.delta", **where, delta=text)]
+        return [*chunks, self._event("response.output_text.delta", **where, delta=text,
+                                     logprobs=[])]  # fmt: skip
 
-    def _append(self, kind: str, text: str) -> list[bytes]:
-        chunks = [] if self.open_kind == kind else self._open(kind)
-        item, index = self.items[-1], len(self.items) - 1
-        item["content"][0]["text"] += text
-        event = (
-            "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
-        )
-        extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
-        chunks.append(
-            self._event(
-                event, item_id=item["id"], output_index=index, content_index=0, delta=text, **extra
-            )
-        )
-        return chunks
+    def encode(self, event: Event, answer: Answer) -> list[bytes]:
+        index = len(answer.parts) - 1
+        if isinstance(event, Waiting):
+            return [sse.KEEPALIVE]
+        if isinstance(event, Text):
+            return self._text("text", event.text, answer)
+        if isinstance(event, ReasoningEvent):
+            return self._text("reasoning", event.text, answer)
+        if isinstance(event, CallOpened):
+            return [*self._close(index - 1), *self._added(answer.parts[-1], index)]
+        if isinstance(event, CallArguments):
+            item_id = item_of(answer.parts[-1], "")["id"]
+            return [self._event("response.function_call_arguments.delta", item_id=item_id,
+                                output_index=index, delta=event.text)]  # fmt: skip
+        if isinstance(event, CallClosed):
+            item = item_of(answer.parts[-1], "completed")
+            done = self._event(
+                "response.function_call_arguments.done", item_id=item["id"],
+                output_index=index, arguments=event.call.arguments, name=event.call.name,
+            )  # fmt: skip
+            return [done, self._event("response.output_item.done", output_index=index, item=item)]
+        if isinstance(event, Finished):
+            body = response_body(answer, self.call, self.request)
+            kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
+            return [*self._close(index), self._event(kind, response=body)]
+        return []
 
-    def text(self, text: str) -> list[bytes]:
-        return self._append("message", text)
-
-    def reasoning(self, text: str) -> list[bytes]:
-        return self._append("reasoning", text)
-
-    def call_opened(self, call: ParsedCall) -> list[bytes]:
-        chunks = self._close()
-        item = {
-            "type": "function_call",
-            "id": _id("fc_"),
-            "call_id": call.id,
-            "name": call.name,
-            "arguments": "",
-            "status": "in_progress",
-        }
-        self.items.append(item)
-        chunks.append(
-            self._event("response.output_item.added", output_index=len(self.items) - 1, item=item)
-        )
-        return chunks
-
-    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
-        item, index = self.items[-1], len(self.items) - 1
-        item["arguments"] = call.arguments
-        return [
-            self._event(
-                "response.function_call_arguments.delta",
-                item_id=item["id"],
-                output_index=index,
-                delta=text,
-            )
-        ]
-
-    def call_closed(self, call: ParsedCall) -> list[bytes]:
-        item, index = self.items[-1], len(self.items) - 1
-        item.update(arguments=call.arguments, status="completed")
-        return [
-            self._event(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=index,
-                arguments=call.arguments,
-                name=call.name,
-            ),
-            self._event("response.output_item.done", output_index=index, item=item),
-        ]
-
-    def done(self, done: Done) -> list[bytes]:
-        chunks = self._close()
-        self.usage = done.usage
-        self.status = "incomplete" if done.finish_reason == "length" else "completed"
-        event = "response.incomplete" if self.status == "incomplete" else "response.completed"
-        return [*chunks, self._event(event, response=self._response())]
-
-    def error(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError) -> list[bytes]:
         return [self._event("error", code=error.code, message=error.message, param=error.param)]
 
-    def body(self) -> dict[str, Any]:
-        return self._response()
+
+def responses_reply(request: ResponsesRequest) -> Reply:
+    return Reply(
+        encoder=lambda call: ResponsesStream(call, request),
+        body=lambda answer, call: response_body(answer, call, request),
+    )
 
 
 def turn(body: bytes) -> Turn:
@@ -427,6 +376,6 @@ def turn(body: bytes) -> Turn:
             tools=template_tools(parsed),
             **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
         ),
-        projection=lambda call: ResponsesProjection(call, parsed),
+        reply=responses_reply(parsed),
         request_prefix="resp_",
     )

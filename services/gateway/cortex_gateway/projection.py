@@ -1,9 +1,9 @@
-"""From the neuron's events to one dialect's response, streamed or whole.
+"""From the neuron's frames to one dialect's answer, streamed or whole.
 
-Each dialect subclasses Projection: its hooks receive the events in order and return the
-SSE bytes to send (a streaming client gets them; for a non-streaming client they are
-dropped) while the projection accumulates the whole response for `body()`. One code path
-serves both modes, so they cannot drift apart.
+The frames become the gateway's one event stream (`translate.py`), and the events add up
+to an `Answer` (`events.py`). A dialect's `Reply` is two pieces on that core: an encoder
+that turns each event into the bytes a streaming client gets, and a body builder that
+turns the whole Answer into the response a non-streaming client gets.
 """
 
 from __future__ import annotations
@@ -11,140 +11,55 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import WAITING, Accepted, StreamItem
+from cortex_gateway.events import Answer, Event, Failure, Finished, Started, Text, Waiting
+from cortex_gateway.inference import StreamItem
 from cortex_gateway.metrics import RequestTrace
-from cortex_gateway.tool_calls import ParsedCall, block_as_text, new_call_id, parse_tool_block
-from cortex_wire.messages import (
-    ChatMessage,
-    Delta,
-    Done,
-    Failed,
-    ReasoningDelta,
-    SamplingParams,
-    Timings,
-    ToolCallBlock,
-    ToolCallFrame,
-    Usage,
-)
+from cortex_gateway.translate import Translator
+from cortex_wire.messages import ChatMessage, SamplingParams
 
 log = structlog.get_logger("gateway")
 
 
 @dataclass
 class CallInfo:
-    """What every projection needs to know about the request it answers."""
+    """What every dialect needs to know about the request it answers."""
 
     request_id: str
     model: str  # as the client named it (an alias stays an alias)
     trace: RequestTrace
     created: int = field(default_factory=lambda: int(time.time()))
     stream: bool = False
+    inline_thinking: bool = False  # the client asked for reasoning inline
+    started_at: float = field(default_factory=time.perf_counter)
+
+
+class Encoder(Protocol):
+    """A dialect's stream: the bytes for each event (called after `answer` took it in)."""
+
+    def opening(self) -> list[bytes]: ...
+
+    def encode(self, event: Event, answer: Answer) -> list[bytes]: ...
+
+    def failure(self, error: ApiError) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How a dialect answers (see the module docstring)."""
+
+    encoder: Callable[[CallInfo], Encoder]
+    body: Callable[[Answer, CallInfo], dict[str, Any]]
+    call_id_prefix: str = "call_"
+    # It may write reasoning inline between the model's markers (x-include-thinking).
     inline_thinking: bool = False
-
-
-class Projection:
-    """Base of every dialect's response projection (see the module docstring)."""
-
-    call_id_prefix = "call_"
-
-    def __init__(self, call: CallInfo) -> None:
-        self.call = call
-        self.accepted = Accepted(node="", reasoning_markers=[])
-        self.usage = Usage()
-        self.finish_reason = "stop"
-        self.tool_calls: list[ParsedCall] = []
-        self._open_call: int | None = None  # the neuron's index of the call being streamed
-
-    # --- hooks (each returns the bytes to stream) -------------------------------------
-
-    def opening(self) -> list[bytes]:
-        return []
-
-    def keepalive(self) -> list[bytes]:
-        return []
-
-    def on_accepted(self, accepted: Accepted) -> list[bytes]:
-        self.accepted = accepted
-        return []
-
-    def text(self, text: str) -> list[bytes]:
-        raise NotImplementedError
-
-    def reasoning(self, text: str) -> list[bytes]:
-        return []
-
-    # A call: opened (its id and name), its arguments as they grow, closed. The hooks see
-    # `self.tool_calls[-1]` as it stands; a dialect without tool calls writes it as text.
-
-    def call_opened(self, call: ParsedCall) -> list[bytes]:
-        return []
-
-    def call_arguments(self, call: ParsedCall, text: str) -> list[bytes]:
-        return []
-
-    def call_closed(self, call: ParsedCall) -> list[bytes]:
-        return self.text(block_as_text(call.arguments, self.accepted.tool_call_markers, True))
-
-    def parsed_call(self, frame: ToolCallFrame) -> list[bytes]:
-        """A call the neuron parsed, whole or a part of it; the gateway gives each call
-        this dialect's kind of id."""
-        chunks: list[bytes] = []
-        if frame.index != self._open_call:
-            chunks += self._open_call_with(
-                ParsedCall(new_call_id(self.call_id_prefix), frame.name, "")
-            )
-            self._open_call = frame.index
-        chunks += self._call_grows(frame.arguments)
-        if frame.complete:
-            chunks += self.close_call()
-        return chunks
-
-    def _open_call_with(self, call: ParsedCall) -> list[bytes]:
-        chunks = self.close_call()
-        self.tool_calls.append(call)
-        return [*chunks, *self.call_opened(call)]
-
-    def _call_grows(self, text: str) -> list[bytes]:
-        if not text:
-            return []
-        call = self.tool_calls[-1]
-        self.tool_calls[-1] = replace(call, arguments=call.arguments + text)
-        return self.call_arguments(self.tool_calls[-1], text)
-
-    def close_call(self) -> list[bytes]:
-        """End the call being streamed (a stream that ended inside one ends it too)."""
-        if self._open_call is None or not self.tool_calls:
-            return []
-        self._open_call = None
-        call = self.tool_calls[-1]
-        if not call.arguments.strip():
-            call = self.tool_calls[-1] = replace(call, arguments="{}")
-        return self.call_closed(call)
-
-    def tool_block(self, block: ToolCallBlock) -> list[bytes]:
-        # Older neurons send the raw text between tool-call markers.
-        parsed = parse_tool_block(block.text, self.call_id_prefix) if block.complete else None
-        if parsed is None:
-            markers = self.accepted.tool_call_markers
-            return self.text(block_as_text(block.text, markers, block.complete))
-        chunks = self._open_call_with(replace(parsed, arguments=""))
-        self._open_call = -len(self.tool_calls)  # no neuron frame has a negative index
-        return [*chunks, *self._call_grows(parsed.arguments), *self.close_call()]
-
-    def done(self, done: Done) -> list[bytes]:
-        raise NotImplementedError
-
-    def error(self, error: ApiError) -> list[bytes]:
-        raise NotImplementedError
-
-    def body(self) -> dict[str, Any]:
-        raise NotImplementedError
+    # It has no tool calls: they are written back as the model's text.
+    calls_as_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,68 +84,70 @@ class Turn:
     model: str  # as the client named it
     stream: bool
     ask: Ask
-    projection: Callable[[CallInfo], Projection]
+    reply: Reply
     request_prefix: str = "chatcmpl-"
     media_type: str = "text/event-stream"  # of a streamed answer
 
 
+def translator(reply: Reply, call: CallInfo) -> Translator:
+    inline = reply.inline_thinking and call.inline_thinking
+    return Translator(reply.call_id_prefix, inline, reply.calls_as_text)
+
+
+def _trace(call: CallInfo, event: Event) -> None:
+    if isinstance(event, Started):
+        call.trace.accepted(event.node, event.cold_start, event.load_s)
+    elif not isinstance(event, Waiting | Finished | Failure):
+        call.trace.first_token()
+
+
 async def project(
-    items: AsyncGenerator[StreamItem, None], projection: Projection
+    items: AsyncGenerator[StreamItem, None], reply: Reply, call: CallInfo, answer: Answer
 ) -> AsyncIterator[bytes]:
-    """Drive `projection` over the neuron's events. Streaming: failures after the headers
-    are reported in-band and the stream ends cleanly. Not streaming: ApiError propagates."""
-    call = projection.call
+    """Drive the events of `items` into `answer`, yielding what a streaming client gets.
+    Streaming: failures after the headers are reported in-band and the stream ends cleanly.
+    Not streaming: nothing is encoded, and an ApiError propagates."""
+    events = translator(reply, call)
+    encoder = reply.encoder(call) if call.stream else None
     outcome = "cancelled"
-    timings = Timings()
     try:
-        for chunk in projection.opening():
-            yield chunk
+        if encoder is not None:
+            for chunk in encoder.opening():
+                yield chunk
         async with aclosing(items):
             async for item in items:
-                if item is WAITING:
-                    chunks = projection.keepalive()
-                elif isinstance(item, Accepted):
-                    call.trace.accepted(item.node, item.cold_start, item.load_s)
-                    chunks = projection.on_accepted(item)
-                elif isinstance(item, Delta):
-                    call.trace.first_token()
-                    chunks = projection.text(item.text) if item.text else []
-                elif isinstance(item, ReasoningDelta):
-                    call.trace.first_token()
-                    chunks = projection.reasoning(item.text) if item.text else []
-                elif isinstance(item, ToolCallFrame):
-                    call.trace.first_token()
-                    chunks = projection.parsed_call(item)
-                elif isinstance(item, ToolCallBlock):
-                    call.trace.first_token()
-                    chunks = projection.tool_block(item)
-                elif isinstance(item, Done):
-                    projection.usage = item.usage
-                    timings = item.timings
-                    chunks = [*projection.close_call(), *projection.done(item)]
-                    outcome = "ok"
-                elif isinstance(item, Failed):
-                    raise ApiError.from_wire(item.error)
-                else:
-                    chunks = []
+                chunks: list[bytes] = []
+                for event in events.feed(item):
+                    if isinstance(event, Failure):
+                        raise ApiError.of(event.code, event.message)
+                    if isinstance(event, Text) and not event.text:
+                        continue
+                    _trace(call, event)
+                    answer.add(event)
+                    if encoder is not None:
+                        chunks += encoder.encode(event, answer)
+                    if isinstance(event, Finished):
+                        outcome = "ok"
                 if chunks:  # one write per frame, however many events it makes
                     yield b"".join(chunks)
     except ApiError as error:
         outcome = error.code or "error"
-        if not call.stream:
+        if encoder is None:
             raise
         log.warning("stream_failed", request_id=call.request_id, error=error.message)
-        for chunk in projection.error(error):
+        for chunk in encoder.failure(error):
             yield chunk
     finally:
-        call.trace.finish(outcome, projection.usage, timings)
+        finished = answer.finished
+        call.trace.finish(outcome, answer.usage, finished.timings if finished else None)
 
 
 async def collect(
-    items: AsyncGenerator[StreamItem, None], projection: Projection
+    items: AsyncGenerator[StreamItem, None], reply: Reply, call: CallInfo
 ) -> dict[str, Any]:
-    async for _ in project(items, projection):
+    answer = Answer()
+    async for _ in project(items, reply, call, answer):
         pass
-    if projection.call.trace.outcome != "ok":
+    if answer.finished is None:
         raise ApiError(502, "the stream ended without a result", type="server_error")
-    return projection.body()
+    return reply.body(answer, call)
