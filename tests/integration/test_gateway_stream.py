@@ -16,7 +16,7 @@ from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState
 from cortex_core.nats_server import EmbeddedNats
 from cortex_gateway.errors import ApiError
-from cortex_gateway.inference import WAITING, Inference
+from cortex_gateway.inference import WAITING, Inference, StreamItem
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
@@ -82,6 +82,13 @@ async def send(bus: Client, request: InferRequest, *frames: object) -> None:
         await bus.publish(request.stream_subject, codec.encode(frame))
 
 
+
+async def until_failed(stream: AsyncIterator[StreamItem]) -> tuple[list[StreamItem], WireError]:
+    """Everything the stream yields, and the failure it must end with."""
+    seen = [item async for item in stream]
+    assert isinstance(seen[-1], Failed), seen[-1]
+    return seen[:-1], seen[-1].error
+
 async def test_in_order_frames_pass_through(bus: Client) -> None:
     async def script(bus: Client, req: InferRequest) -> None:
         await send(bus, req, Delta(seq=0, text="a", tokens=1),
@@ -98,11 +105,9 @@ async def test_a_gap_in_sequence_numbers_is_a_failure(bus: Client) -> None:
         await send(bus, req, Delta(seq=0, text="a"), Delta(seq=2, text="c"))
 
     await scripted_neuron(bus, script)
-    with pytest.raises(ApiError) as caught:
-        async for _ in inference(bus).stream(request("gap")):
-            pass
-    assert caught.value.code == "stream_gap"
-    assert "frame 2 arrived, 1 expected" in caught.value.message
+    _, failed = await until_failed(inference(bus).stream(request("gap")))
+    assert failed.code == "stream_gap"
+    assert "frame 2 arrived, 1 expected" in failed.message
 
 
 async def test_silence_past_the_deadline_is_a_failure_not_a_hang(bus: Client) -> None:
@@ -110,12 +115,9 @@ async def test_silence_past_the_deadline_is_a_failure_not_a_hang(bus: Client) ->
         return None
 
     await scripted_neuron(bus, script)
-    waits = 0
-    with pytest.raises(ApiError) as caught:
-        async for item in inference(bus).stream(request("silent")):
-            waits += item is WAITING
-    assert caught.value.code == "stream_timeout"
-    assert waits >= 1  # the HTTP layer got to send keep-alives meanwhile
+    seen, failed = await until_failed(inference(bus).stream(request("silent")))
+    assert failed.code == "stream_timeout"
+    assert WAITING in seen  # the HTTP layer got to send keep-alives meanwhile
 
 
 async def test_a_reader_that_leaves_cancels_the_request(bus: Client) -> None:
@@ -147,14 +149,13 @@ async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -
     cold = request("cold")
     cold.model = "not-loaded"
     try:
-        with pytest.raises(ApiError) as caught:
-            async for _ in Inference(nc, fleet, settings).stream(cold):
-                pass
+        _, failed = await until_failed(Inference(nc, fleet, settings).stream(cold))
     finally:
         await nc.close()
         server.stop()
-    assert (caught.value.status, caught.value.code) == (503, "no_scheduler")
-    assert "no scheduler is running" in caught.value.message
+    error = ApiError.from_wire(failed)
+    assert (error.status, error.code) == (503, "no_scheduler")
+    assert "no scheduler is running" in error.message
 
 
 async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) -> None:
@@ -163,16 +164,11 @@ async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) ->
         await msg.respond(codec.encode(InferReply(accepted=False, error=full)))
 
     await bus.subscribe(subjects.infer(NODE), cb=on_infer)
-    with pytest.raises(ApiError) as caught:
-        async for _ in inference(bus).stream(request("full")):
-            pass
-    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
-        429,
-        "overloaded",
-        1,
-    )
-    assert caught.value.headers() == {"Retry-After": "1"}
-    assert caught.value.openai_body()["error"]["type"] == "rate_limit_error"
+    _, failed = await until_failed(inference(bus).stream(request("full")))
+    error = ApiError.from_wire(failed)  # as the HTTP edge answers it
+    assert (error.status, error.code, error.retry_after) == (429, "overloaded", 1)
+    assert error.headers() == {"Retry-After": "1"}
+    assert error.openai_body()["error"]["type"] == "rate_limit_error"
 
 
 async def silent(bus: Client, req: InferRequest) -> None:
@@ -209,9 +205,6 @@ async def test_a_neuron_lost_mid_answer_is_a_failure_not_a_replay(bus: Client) -
 
     await scripted_neuron(bus, half, node="a")
     await scripted_neuron(bus, answers, node="b")
-    seen = []
-    with pytest.raises(ApiError) as caught:
-        async for item in inference(bus, "a", "b").stream(request("half")):
-            seen.append(item)
-    assert caught.value.code == "stream_timeout"
+    seen, failed = await until_failed(inference(bus, "a", "b").stream(request("half")))
+    assert failed.code == "stream_timeout"
     assert [i.text for i in seen if isinstance(i, Delta)] == ["half"]

@@ -29,8 +29,8 @@ from cortex_wire.messages import (
     Heartbeat,
     ModelRef,
     SchedulerReply,
-    WireError,
 )
+from cortex_wire.verdicts import Ready, Refused, readiness, refusal
 
 # A command waits this long for a standby to take over when no scheduler answers.
 FAILOVER_GRACE_S = 4.0
@@ -78,8 +78,8 @@ async def _ask(
         raise CommandError(str(silent)) from None
 
 
-def _fail(error: WireError | None) -> CommandError:
-    return CommandError(f"{error.code}: {error.message}" if error else "failed")
+def _fail(refused: Refused) -> CommandError:
+    return CommandError(f"{refused.code}: {refused.message}")
 
 
 async def load(nc: Client, console: Console, model: str, node: str) -> None:
@@ -105,23 +105,24 @@ async def load(nc: Client, console: Console, model: str, node: str) -> None:
         try:
             while True:
                 ask = EnsureModel(model=model, node=node)
-                reply: EnsureReply = await _ask(nc, subjects.SCHED_ENSURE, ask, EnsureReply)
-                if reply.ok:
+                verdict = readiness(await _ask(nc, subjects.SCHED_ENSURE, ask, EnsureReply))
+                if isinstance(verdict, Refused):
+                    raise _fail(verdict)
+                if isinstance(verdict, Ready):
                     progress.update(bar, completed=1.0)
                     break
-                if not reply.loading:
-                    raise _fail(reply.error)
         finally:
             await beats.unsubscribe()
-    console.print(f"{model} is ready on {reply.node} ({time.monotonic() - started:.1f}s)")
+    console.print(f"{model} is ready on {verdict.node} ({time.monotonic() - started:.1f}s)")
 
 
 async def simple(nc: Client, console: Console, subject: str, model: str, node: str) -> None:
     reply: SchedulerReply = await _ask(
         nc, subject, ModelRef(model=model, node=node), SchedulerReply, timeout=600
     )
-    if not reply.ok:
-        raise _fail(reply.error)
+    refused = refusal(reply.ok, reply.error)
+    if refused is not None:
+        raise _fail(refused)
     console.print(reply.detail)
 
 

@@ -19,6 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_wire import codec, subjects
 from cortex_wire.messages import EnsureModel, EnsureReply, FleetStatus, ModelRef
+from cortex_wire.verdicts import Loading, Ready, Refused, readiness
 
 Reply = TypeVar("Reply")
 # A pause between two asks while no scheduler answers.
@@ -80,20 +81,26 @@ class SchedulerClient:
                 return False
             await asyncio.sleep(min(RETRY_PAUSE_S, max(deadline - loop.time(), 0.0)))
 
-    async def ensure(self, ask: EnsureModel, timeout: float) -> EnsureReply | None:
-        """Ask until the model is ready or failed; None if `timeout` passes first (still
-        loading). A scheduler that fails over mid-load costs one round."""
+    async def ensure(self, ask: EnsureModel, timeout: float) -> Ready | Refused:
+        """Ask until the model is ready or failed (or `timeout` passes: a refusal coded
+        load_timeout; no scheduler at all: no_scheduler). A scheduler that fails over
+        mid-load costs one round."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return None
+                return Refused.of(
+                    "load_timeout", f"model {ask.model!r} did not become ready within {timeout:g}s"
+                )
             try:
                 reply = await self.ask(
                     subjects.SCHED_ENSURE, ask, EnsureReply, min(ENSURE_ROUND_S, remaining)
                 )
             except SchedulerSilent:
                 continue  # the old leader died mid-answer: the new one answers the next ask
-            if not reply.loading:
-                return reply
+            except NoScheduler:
+                return Refused.of("no_scheduler", "no scheduler is running to load the model")
+            verdict = readiness(reply)
+            if not isinstance(verdict, Loading):
+                return verdict

@@ -63,6 +63,7 @@ OUTCOMES: dict[str, Outcome] = {
     "stream_timeout": _NODE,
     "stream_gap": _NODE,
     "decode_failed": _NODE,
+    "bad_frame": Outcome(502, "server_error", "api_error", True),  # a neuron of another version?
     # the engine's own trouble
     "stream_overflow": _INTERNAL,
     "embedding_failed": _INTERNAL,

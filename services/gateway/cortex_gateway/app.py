@@ -39,6 +39,7 @@ from cortex_wire.messages import (
     SchedulerReply,
     Usage,
 )
+from cortex_wire.verdicts import Refused, refusal
 
 log = structlog.get_logger("gateway")
 DASHBOARD_PAGE = (Path(__file__).parent / "dashboard.html").read_text()
@@ -77,25 +78,20 @@ def create_app(gateway: Gateway) -> Litestar:
         ref = openai_chat.decode_body(await request.body(), ModelRef)
         model, node = gateway.resolve_model(ref.model), ref.node
         if operation == "load":
-            limit = gateway.settings.load_timeout_s
-            try:
-                ensured = await gateway.inference.scheduler.ensure(
-                    EnsureModel(model=model, node=node), limit
-                )
-            except NoScheduler:
-                raise ApiError.of("no_scheduler", "no scheduler is running") from None
-            if ensured is None:
-                raise ApiError.of("load_timeout", f"{model!r} did not load within {limit:g}s")
-            if ensured.error is not None:
-                raise ApiError.from_wire(ensured.error)
+            ensured = await gateway.inference.scheduler.ensure(
+                EnsureModel(model=model, node=node), gateway.settings.load_timeout_s
+            )
+            if isinstance(ensured, Refused):
+                raise ApiError.refused(ensured)
             return {"ok": True, "model": model, "node": ensured.node}
         subject = {"unload": subjects.SCHED_UNLOAD, "pin": subjects.SCHED_PIN,
                    "unpin": subjects.SCHED_UNPIN}.get(operation)  # fmt: skip
         if subject is None:
             raise ApiError.of("not_found", f"unknown admin operation {operation!r}")
         reply = await _scheduler(gateway, subject, ModelRef(model=model, node=node), SchedulerReply)
-        if reply.error is not None:
-            raise ApiError.from_wire(reply.error)
+        refused = refusal(reply.ok, reply.error)
+        if refused is not None:
+            raise ApiError.refused(refused)
         return {"ok": True, "model": model, "detail": reply.detail}
 
     @get("/dashboard", media_type=MediaType.HTML, sync_to_thread=False)
@@ -170,7 +166,10 @@ def create_app(gateway: Gateway) -> Litestar:
             tools=anthropic_messages.template_tools(counted.tools, None),
             **anthropic_messages.thinking_switch(counted.thinking),
         )
-        return {"input_tokens": await gateway.inference.count_tokens(infer)}
+        tokens = await gateway.inference.count_tokens(infer)
+        if isinstance(tokens, Refused):
+            raise ApiError.refused(tokens)
+        return {"input_tokens": tokens}
 
     async def embed(name: str, texts: list[str], route: str) -> tuple[EmbedReply, RequestTrace]:
         model = gateway.resolve_model(name)
@@ -179,13 +178,13 @@ def create_app(gateway: Gateway) -> Litestar:
         trace = RequestTrace(
             gateway.metrics, model, route, gateway.publish_record, request_id, gateway.name
         )
-        try:
-            node, reply = await gateway.inference.embed(
-                EmbedRequest(request_id=request_id, model=model, input=texts)
-            )
-        except ApiError as error:
-            trace.finish(error.code or "error")
-            raise
+        embedded = await gateway.inference.embed(
+            EmbedRequest(request_id=request_id, model=model, input=texts)
+        )
+        if isinstance(embedded, Refused):
+            trace.finish(embedded.code)
+            raise ApiError.refused(embedded)
+        node, reply = embedded
         trace.accepted(node, False, 0.0)
         trace.finish("ok", Usage(prompt_tokens=reply.tokens))
         return reply, trace

@@ -6,6 +6,7 @@ from typing import Any
 
 from cortex_wire.messages import WireError
 from cortex_wire.outcomes import OUTCOMES, outcome
+from cortex_wire.verdicts import Refused
 
 # Anthropic error types by status, for errors raised without a code of the outcome table.
 _ANTHROPIC_TYPES = {
@@ -50,6 +51,15 @@ class ApiError(Exception):
     @classmethod
     def from_wire(cls, error: WireError) -> ApiError:
         return cls.of(error.code, error.message)
+
+    @classmethod
+    def refused(cls, refused: Refused) -> ApiError:
+        return cls.from_wire(refused.error)
+
+    @classmethod
+    def invalid(cls, message: str, param: str | None = None) -> ApiError:
+        """The request itself is wrong (a 400 in every dialect's shape)."""
+        return cls.of("invalid_request", message, param)
 
     @property
     def retry_elsewhere(self) -> bool:

@@ -4,6 +4,9 @@ Fast path: a model ready somewhere goes to the least-busy ready replica, decided
 from heartbeats. Cold path: ask the scheduler to make it ready, yielding `WAITING` while it
 loads so the HTTP layer can keep the client's connection alive. A gap in the frames'
 sequence numbers or silence past the idle deadline is a failure, never a hang.
+
+Failures are values here: a stream ends with a `Failed` item, a request/reply returns a
+`Refused`; only the HTTP edge turns them into errors a client sees (from the outcome table).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias, TypeVar
 
@@ -24,8 +28,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState, NeuronView, least_busy
-from cortex_core.scheduler_client import NoScheduler, SchedulerClient
-from cortex_gateway.errors import ApiError
+from cortex_core.scheduler_client import SchedulerClient
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
@@ -46,6 +49,8 @@ from cortex_wire.messages import (
     ToolCallFrame,
     WireError,
 )
+from cortex_wire.outcomes import outcome
+from cortex_wire.verdicts import Admitted, Ready, Refused, admission, refusal
 
 log = structlog.get_logger("gateway.inference")
 
@@ -149,8 +154,9 @@ class FrameInbox:
 ATTEMPTS = 2
 
 
-def _unavailable(message: str, code: str = "service_unavailable") -> ApiError:
-    return ApiError.of(code, message)
+def _failed(code: str, message: str) -> Failed:
+    """A failure the gateway saw itself (no neuron numbered it)."""
+    return Failed(seq=-1, error=WireError(code=code, message=message))
 
 
 class Inference:
@@ -161,31 +167,16 @@ class Inference:
         self.scheduler = SchedulerClient(nc, settings.scheduler_grace_s)
         self.following = 0  # streams being followed right now
 
-    async def _ensure(self, model: str, request_id: str) -> str:
-        """Ask the scheduler to make `model` ready; return the node that has it."""
+    async def _ensure(self, model: str, request_id: str) -> Ready | Refused:
+        """Ask the scheduler to make `model` ready: where it is, or why it is not."""
         ask = EnsureModel(model=model, request_id=request_id)
-        limit = self.settings.load_timeout_s
-        try:
-            reply = await self.scheduler.ensure(ask, limit)
-        except NoScheduler:
-            raise _unavailable(
-                "no scheduler is running to load the model", "no_scheduler"
-            ) from None
-        if reply is None:
-            raise _unavailable(
-                f"model {model!r} did not become ready within {limit:g}s", "load_timeout"
-            )
-        if reply.ok:
-            return reply.node
-        raise ApiError.from_wire(
-            reply.error or WireError(code="internal", message="the scheduler gave no reason")
-        )
+        return await self.scheduler.ensure(ask, self.settings.load_timeout_s)
 
     async def _route(
         self, model: str, request_id: str, cold: bool, avoid: Collection[str] = ()
-    ) -> AsyncIterator[Routed | _Waiting]:
+    ) -> AsyncIterator[Routed | Refused | _Waiting]:
         """Yield WAITING while a cold model loads, then where the request goes (a ready
-        replica not in `avoid` if there is one)."""
+        replica not in `avoid` if there is one), or why it cannot go anywhere."""
         node = None if cold else least_busy(self._replicas(model, avoid))
         if node is not None:
             yield Routed(node)
@@ -198,19 +189,23 @@ class Inference:
                 await asyncio.wait({ensure}, timeout=self.settings.keepalive_interval_s)
                 if not ensure.done():
                     yield WAITING
-            yield Routed(ensure.result(), cold_start=True, load_s=time.perf_counter() - started)
+            ready = ensure.result()
+            if isinstance(ready, Refused):
+                yield ready
+            else:
+                yield Routed(ready.node, cold_start=True, load_s=time.perf_counter() - started)
         finally:
             ensure.cancel()
 
-    async def count_tokens(self, request: InferRequest) -> int:
+    async def count_tokens(self, request: InferRequest) -> int | Refused:
         """The prompt's length with the model's own tokenizer and template (loads it if cold)."""
-        _, reply = await self._ask_ready(
+        answer = await self._ask_ready(
             request.model, request.request_id, subjects.tokenize, request, TokenCount,
             ACCEPT_TIMEOUT_S,
         )  # fmt: skip
-        return reply.tokens
+        return answer if isinstance(answer, Refused) else answer[1].tokens
 
-    async def embed(self, request: EmbedRequest) -> tuple[str, EmbedReply]:
+    async def embed(self, request: EmbedRequest) -> tuple[str, EmbedReply] | Refused:
         """Vectors from a neuron where the model is ready (loading it if cold)."""
         return await self._ask_ready(
             request.model, request.request_id, subjects.embed, request, EmbedReply,
@@ -225,69 +220,71 @@ class Inference:
         request: object,
         reply_type: type[Answer],
         timeout: float,
-    ) -> tuple[str, Answer]:
-        """One request/reply with a neuron where `model` is ready (loading it if cold);
-        the reply's own error is raised as an ApiError."""
+    ) -> tuple[str, Answer] | Refused:
+        """One request/reply with a neuron where `model` is ready (loading it if cold):
+        the node and its reply, or why there is none (the reply's own error included)."""
         node = least_busy(self.fleet.ready_replicas(model, time.monotonic()))
         if node is None:
-            node = await self._ensure(model, request_id)
+            ready = await self._ensure(model, request_id)
+            if isinstance(ready, Refused):
+                return ready
+            node = ready.node
         try:
             raw = await self.nc.request(subject(node), codec.encode(request), timeout=timeout)
         except (NoRespondersError, NatsTimeout):
-            raise _unavailable(f"neuron {node!r} did not answer", "neuron_unavailable") from None
+            return Refused.of("neuron_unavailable", f"neuron {node!r} did not answer")
         reply = codec.decode(raw.data, reply_type)
-        if reply.error is not None:
-            raise ApiError.from_wire(reply.error)
-        return node, reply
+        refused = refusal(True, reply.error)
+        return (node, reply) if refused is None else refused
 
-    async def _submit(self, node: str, request: InferRequest) -> InferReply:
+    async def _submit(self, node: str, request: InferRequest) -> Admitted | Refused:
         try:
             raw = await self.nc.request(
                 subjects.infer(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
             )
         except (NoRespondersError, NatsTimeout):
-            raise _unavailable(
-                f"neuron {node!r} did not accept the request", "neuron_unavailable"
-            ) from None
-        return codec.decode(raw.data, InferReply)
+            return Refused.of("neuron_unavailable", f"neuron {node!r} did not accept the request")
+        return admission(codec.decode(raw.data, InferReply))
 
     async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
 
-        Ends after a Done or Failed frame. Raises ApiError when it cannot start or the stream
-        breaks. Closing the iterator early cancels the request on the neuron. A request whose
-        neuron fails before the first token is sent to another ready replica, unseen by the
-        client.
+        Ends after a Done or a Failed item (a failure to start, a broken stream: the
+        gateway's own failures come as Failed items too, numbered -1). Closing the iterator
+        early cancels the request on the neuron. A request whose neuron fails before the
+        first token is sent to another ready replica, unseen by the client.
         """
         tried: set[str] = set()
         attempt = request
         for number in range(1, ATTEMPTS + 1):
             started = False  # has anything of the answer reached the client?
-            try:
-                async for item in self._attempt(attempt, tried, announce=number == 1):
+            failure: Failed | None = None
+            async with aclosing(self._attempt(attempt, tried, announce=number == 1)) as items:
+                async for item in items:
                     if isinstance(item, Failed) and not started:
-                        raise ApiError.from_wire(item.error)  # perhaps retried below
+                        failure = item  # perhaps retried below
+                        break
                     started = started or isinstance(
                         item, Delta | ReasoningDelta | ToolCallBlock | ToolCallFrame
                     )
                     yield item
+            if failure is None:
                 return
-            except ApiError as error:
-                if (
-                    started
-                    or number == ATTEMPTS
-                    or not error.retry_elsewhere  # the request's own failure
-                    or not self._replicas(request.model, tried)
-                ):
-                    raise
-                log.warning(
-                    "request_retried", request_id=request.request_id, model=request.model,
-                    failed_on=sorted(tried), reason=error.message,
-                )  # fmt: skip
-                request_id = f"{request.request_id}-retry{number}"
-                attempt = msgspec.structs.replace(
-                    request, request_id=request_id, stream_subject=subjects.stream(request_id)
-                )
+            if (
+                number == ATTEMPTS
+                or not outcome(failure.error.code).retry_elsewhere  # the request's own failure
+                or not self._replicas(request.model, tried)
+            ):
+                yield failure
+                return
+            log.warning(
+                "request_retried", request_id=request.request_id, model=request.model,
+                failed_on=sorted(tried), reason=failure.error.message,
+            )  # fmt: skip
+            request_id = f"{request.request_id}-retry{number}"
+            attempt = msgspec.structs.replace(
+                request, request_id=request_id, stream_subject=subjects.stream(request_id)
+            )
 
     def _replicas(self, model: str, avoid: Collection[str]) -> list[tuple[NeuronView, LoadedModel]]:
         """The ready replicas of `model` on nodes not in `avoid`."""
@@ -316,41 +313,42 @@ class Inference:
         finished = False
         self.following += 1
         try:
-            accepted = False
+            admitted: Admitted | Refused = Refused.of(
+                "model_not_ready", f"model {request.model!r} is not ready anywhere"
+            )
             routed = Routed("")
             for cold in (False, True):
                 async for step in self._route(request.model, request.request_id, cold, tried):
+                    if isinstance(step, Refused):
+                        yield Failed(seq=-1, error=step.error)
+                        return
                     if isinstance(step, _Waiting):
                         yield WAITING
                     else:
                         routed = step
                 node = routed.node
                 tried.add(node)
-                reply = await self._submit(node, request)
-                if reply.accepted:
-                    accepted = True
+                admitted = await self._submit(node, request)
+                # Refused as not ready: the model went away between a heartbeat and our
+                # request, so load it again.
+                if not isinstance(admitted, Refused) or admitted.code != "model_not_ready":
                     break
-                assert reply.error is not None
-                # The model went away between a heartbeat and our request: load it again.
-                if reply.error.code != "model_not_ready":
-                    raise ApiError.from_wire(reply.error)
-            if not accepted:
-                raise _unavailable(
-                    f"model {request.model!r} is not ready anywhere", "model_not_ready"
-                )
+            if isinstance(admitted, Refused):
+                yield Failed(seq=-1, error=admitted.error)
+                return
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )
             if announce:
                 yield Accepted(
                     node=node,
-                    reasoning_markers=reply.reasoning_markers,
-                    tool_call_markers=reply.tool_call_markers,
+                    reasoning_markers=admitted.reasoning_markers,
+                    tool_call_markers=admitted.tool_call_markers,
                     cold_start=routed.cold_start,
                     load_s=routed.load_s,
                 )
             async for item in self._frames(frames, request.request_id):
-                if isinstance(item, Done | Failed):
+                if isinstance(item, Done | Failed) and item.seq >= 0:
                     finished = True  # the neuron is done with it: nothing to cancel
                 yield item
         finally:
@@ -370,30 +368,28 @@ class Inference:
             try:
                 msg = await frames.get(min(tick, max(limit - silent, 0.0)))
             except ClientTooSlow:
-                raise ApiError.of(
-                    "client_too_slow", "the client stopped reading its stream"
-                ) from None
+                yield _failed("client_too_slow", "the client stopped reading its stream")
+                return
             if msg is None:
                 silent = time.monotonic() - heard_at
                 if silent >= limit:
                     # Neurons send a frame at least every keepalive interval: this one is
                     # gone (killed, partitioned) or stuck.
-                    raise _unavailable(
-                        f"the neuron went silent for {silent:.1f}s", "stream_timeout"
-                    ) from None
+                    yield _failed("stream_timeout", f"the neuron went silent for {silent:.1f}s")
+                    return
                 yield WAITING
                 continue
             heard_at = time.monotonic()
             try:
                 frame = codec.decode_frame(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                raise ApiError(
-                    502, f"bad frame from neuron: {error}", type="server_error"
-                ) from None
+                yield _failed("bad_frame", f"bad frame from neuron: {error}")
+                return
             if frame.seq != expected:
-                raise ApiError.of(
+                yield _failed(
                     "stream_gap", f"stream broken: frame {frame.seq} arrived, {expected} expected"
                 )
+                return
             expected += 1
             if isinstance(frame, KeepAlive):
                 yield WAITING
