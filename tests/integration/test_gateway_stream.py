@@ -160,7 +160,7 @@ async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -
 
 async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) -> None:
     async def on_infer(msg) -> None:
-        full = WireError(code="overloaded", message="model 'm' is at capacity", retryable=True)
+        full = WireError(code="overloaded", message="model 'm' is at capacity")
         await msg.respond(codec.encode(InferReply(accepted=False, error=full)))
 
     await bus.subscribe(subjects.infer(NODE), cb=on_infer)
@@ -190,7 +190,7 @@ async def test_a_neuron_lost_before_the_first_token_hands_over_to_another(bus: C
 
 async def test_a_retryable_failure_before_the_first_token_hands_over_too(bus: Client) -> None:
     async def unloading(bus: Client, req: InferRequest) -> None:
-        gone = WireError(code="unloading", message="model is being unloaded", retryable=True)
+        gone = WireError(code="unloading", message="model is being unloaded")
         await send(bus, req, Failed(seq=0, error=gone))
 
     await scripted_neuron(bus, unloading, node="a")

@@ -6,29 +6,42 @@ from pathlib import Path
 
 from cortex_gateway.errors import ApiError
 from cortex_wire.messages import WireError
-from cortex_wire.outcomes import OUTCOMES, outcome
+from cortex_wire.outcomes import OUTCOMES, Code, outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where a code is written: code="…", ApiError.of("…", EngineError("…", WireError("…",
 # _unavailable(…, "…").
 RAISED = re.compile(
-    r'(?:code\s*=\s*|\.of\(\s*|EngineError\(\s*|WireError\(\s*|_unavailable\([^()]*?,\s*)"([a-z_]+)"',
+    r'(?:code\s*=\s*|\.of\(\s*|EngineError\(\s*|WireError\(\s*|_failed\(\s*)(?:Code\.(\w+)|"([a-z_]+)")',
     re.S,
+)
+QUOTED = re.compile(r'(?:code\s*=\s*|\.of\(\s*|EngineError\(\s*|_failed\(\s*)"[a-z_]+"', re.S)
+
+
+SOURCES = "\n".join(
+    path.read_text()
+    for folder in ("services", "libs", "cli")
+    for path in (ROOT / folder).rglob("*.py")
 )
 
 
 def codes_in_sources() -> set[str]:
-    found: set[str] = set()
-    for folder in ("services", "libs", "cli"):
-        for path in (ROOT / folder).rglob("*.py"):
-            found |= set(RAISED.findall(path.read_text()))
-    return found
+    return {member.lower() or quoted for member, quoted in RAISED.findall(SOURCES)}
+
+
+def test_every_code_has_a_row() -> None:
+    assert set(Code) == set(OUTCOMES)
 
 
 def test_every_code_raised_is_in_the_table() -> None:
     found = codes_in_sources()
     assert len(found) > 20  # the scan sees the sources
-    assert found - set(OUTCOMES) == set()
+    assert found - {code.value for code in OUTCOMES} == set()
+
+
+def test_codes_are_raised_as_members_of_the_table_not_as_strings() -> None:
+    # A code written as a bare string escapes the type check that keeps the table whole.
+    assert QUOTED.findall(SOURCES) == []
 
 
 def test_an_unknown_code_is_an_internal_error_never_retried() -> None:

@@ -19,6 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_wire import codec, subjects
 from cortex_wire.messages import EnsureModel, EnsureReply, FleetStatus, ModelRef
+from cortex_wire.outcomes import Code
 from cortex_wire.verdicts import Loading, Ready, Refused, readiness
 
 Reply = TypeVar("Reply")
@@ -91,7 +92,8 @@ class SchedulerClient:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return Refused.of(
-                    "load_timeout", f"model {ask.model!r} did not become ready within {timeout:g}s"
+                    Code.LOAD_TIMEOUT,
+                    f"model {ask.model!r} did not become ready within {timeout:g}s",
                 )
             try:
                 reply = await self.ask(
@@ -100,7 +102,7 @@ class SchedulerClient:
             except SchedulerSilent:
                 continue  # the old leader died mid-answer: the new one answers the next ask
             except NoScheduler:
-                return Refused.of("no_scheduler", "no scheduler is running to load the model")
+                return Refused.of(Code.NO_SCHEDULER, "no scheduler is running to load the model")
             verdict = readiness(reply)
             if not isinstance(verdict, Loading):
                 return verdict

@@ -23,11 +23,12 @@ class Struct(msgspec.Struct, kw_only=True, omit_defaults=False):
 
 
 class WireError(Struct):
-    """An error that travels on the bus; `code` is stable and machine-readable."""
+    """An error that travels on the bus; `code` is stable and machine-readable, and the
+    outcome table (`outcomes.py`) says what it means: status, types, retry."""
 
     code: str
     message: str
-    retryable: bool = False
+    retryable: bool = False  # unused: kept so older peers still decode (the table decides)
 
 
 # ---------------------------------------------------------------------------------------

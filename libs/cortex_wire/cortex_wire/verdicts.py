@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cortex_wire.messages import EnsureReply, InferReply, WireError
+from cortex_wire.outcomes import Code
 
 NO_REASON = "the peer refused without saying why"
 
@@ -21,7 +22,7 @@ class Refused:
     error: WireError
 
     @classmethod
-    def of(cls, code: str, message: str) -> Refused:
+    def of(cls, code: Code, message: str) -> Refused:
         return cls(WireError(code=code, message=message))
 
     @property
@@ -37,7 +38,7 @@ def refusal(ok: bool, error: WireError | None) -> Refused | None:
     """None when the peer did it; else why not (an error with no ok is still a refusal)."""
     if ok and error is None:
         return None
-    return Refused(error or WireError(code="internal", message=NO_REASON))
+    return Refused(error or WireError(code=Code.INTERNAL, message=NO_REASON))
 
 
 @dataclass(frozen=True)

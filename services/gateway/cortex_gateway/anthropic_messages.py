@@ -114,16 +114,16 @@ def _block_error(block: Block, where: str) -> ApiError:
         message = f"{block.type} blocks are not supported: the models served here read text only"
     else:
         message = f"unexpected content block type {block.type!r} here"
-    return ApiError(400, message, param=f"{where}.type")
+    return ApiError.invalid(message, param=f"{where}.type")
 
 
 def _validate_messages(messages: list[Message]) -> None:
     if not messages:
-        raise ApiError(400, "messages: at least one message is required", param="messages")
+        raise ApiError.invalid("messages: at least one message is required", param="messages")
     for index, message in enumerate(messages):
         if message.role not in ("user", "assistant"):
-            raise ApiError(
-                400, f"messages[{index}].role must be 'user' or 'assistant', got {message.role!r}",
+            raise ApiError.invalid(
+                f"messages[{index}].role must be 'user' or 'assistant', got {message.role!r}",
                 param=f"messages[{index}].role",
             )  # fmt: skip
 
@@ -200,7 +200,7 @@ def thinking_budget(thinking: Thinking | None) -> int | None:
     if thinking is None or thinking.type != "enabled":
         return None
     if thinking.budget_tokens is None or thinking.budget_tokens < 0:
-        raise ApiError(400, "thinking.budget_tokens is required when thinking is enabled",
+        raise ApiError.invalid("thinking.budget_tokens is required when thinking is enabled",
                        param="thinking.budget_tokens")  # fmt: skip
     return thinking.budget_tokens
 
@@ -208,19 +208,18 @@ def thinking_budget(thinking: Thinking | None) -> int | None:
 def parse_request(body: bytes) -> MessagesRequest:
     request: MessagesRequest = decode_body(body, MessagesRequest)
     if not request.model:
-        raise ApiError(400, "model: field required", param="model")
+        raise ApiError.invalid("model: field required", param="model")
     if request.max_tokens is None:
-        raise ApiError(400, "max_tokens: field required", param="max_tokens")
+        raise ApiError.invalid("max_tokens: field required", param="max_tokens")
     check_positive("max_tokens", request.max_tokens)
     check_range("temperature", request.temperature, 0.0, 1.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
     if request.top_k is not None and request.top_k < 0:
-        raise ApiError(400, f"top_k must be >= 0, got {request.top_k}", param="top_k")
+        raise ApiError.invalid(f"top_k must be >= 0, got {request.top_k}", param="top_k")
     if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
         raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
     if request.thinking is not None and request.thinking.type not in THINKING_TYPES:
-        raise ApiError(
-            400, f"thinking.type must be one of {', '.join(THINKING_TYPES)}",
+        raise ApiError.invalid(f"thinking.type must be one of {', '.join(THINKING_TYPES)}",
             param="thinking.type",
         )  # fmt: skip
     thinking_budget(request.thinking)

@@ -39,6 +39,7 @@ from cortex_wire.messages import (
     SchedulerReply,
     Usage,
 )
+from cortex_wire.outcomes import Code
 from cortex_wire.verdicts import Refused, refusal
 
 log = structlog.get_logger("gateway")
@@ -50,9 +51,9 @@ async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: t
     try:
         return await gateway.inference.scheduler.ask(subject, message, reply_type, timeout=600)
     except NoScheduler:
-        raise ApiError.of("no_scheduler", "no scheduler is running") from None
+        raise ApiError.of(Code.NO_SCHEDULER, "no scheduler is running") from None
     except SchedulerSilent:
-        raise ApiError(504, "the scheduler did not answer in time", type="server_error") from None
+        raise ApiError.of(Code.SCHEDULER_TIMEOUT, "the scheduler did not answer in time") from None
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -87,7 +88,7 @@ def create_app(gateway: Gateway) -> Litestar:
         subject = {"unload": subjects.SCHED_UNLOAD, "pin": subjects.SCHED_PIN,
                    "unpin": subjects.SCHED_UNPIN}.get(operation)  # fmt: skip
         if subject is None:
-            raise ApiError.of("not_found", f"unknown admin operation {operation!r}")
+            raise ApiError.of(Code.NOT_FOUND, f"unknown admin operation {operation!r}")
         reply = await _scheduler(gateway, subject, ModelRef(model=model, node=node), SchedulerReply)
         refused = refusal(reply.ok, reply.error)
         if refused is not None:
@@ -139,7 +140,9 @@ def create_app(gateway: Gateway) -> Litestar:
         for entry in gateway.models_body()["data"]:
             if entry["id"] == name:
                 return dict(entry)
-        raise ApiError.of("model_not_found", f"The model `{name}` does not exist.", param="model")
+        raise ApiError.of(
+            Code.MODEL_NOT_FOUND, f"The model `{name}` does not exist.", param="model"
+        )
 
     def answering(route: Route) -> Any:
         """The handler of a route that answers through the projection core."""

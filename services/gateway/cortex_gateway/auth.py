@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 
 from cortex_gateway.errors import ApiError
+from cortex_wire.outcomes import Code
 
 PUBLIC_PATHS = frozenset({"/health"})
 
@@ -36,21 +37,13 @@ def check_access(
         return
     if path.startswith("/admin/"):
         if not admin_keys:
-            raise ApiError(
-                403,
-                "admin operations are disabled: no admin_keys are configured",
-                code="admin_disabled",
-                type="permission_error",
-            )
+            message = "admin operations are disabled: no admin_keys are configured"
+            raise ApiError.of(Code.ADMIN_DISABLED, message)
         if not _known(key, admin_keys):
-            status = 403 if _known(key, api_keys) else 401
-            raise ApiError(
-                status,
-                "admin operations need an admin key",
-                code="admin_key_required",
-                type="permission_error" if status == 403 else "authentication_error",
-            )
+            # A client key is known but not enough (403); no key or a wrong one is 401.
+            code = Code.ADMIN_KEY_REQUIRED if _known(key, api_keys) else Code.INVALID_API_KEY
+            raise ApiError.of(code, "admin operations need an admin key")
         return
     if require_auth and not _known(key, [*api_keys, *admin_keys]):
         message = "an API key is required" if not key else "the API key is not valid"
-        raise ApiError.of("invalid_api_key", message)
+        raise ApiError.of(Code.INVALID_API_KEY, message)

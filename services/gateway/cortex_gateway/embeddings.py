@@ -40,28 +40,28 @@ def texts_of(value: str | list[Any]) -> list[str]:
     """The input texts; token-id inputs are refused (the neuron tokenizes itself)."""
     texts = [value] if isinstance(value, str) else value
     if not texts:
-        raise ApiError(400, "input must not be empty", param="input")
+        raise ApiError.invalid("input must not be empty", param="input")
     if len(texts) > MAX_INPUTS:
-        raise ApiError(400, f"input has {len(texts)} items; at most {MAX_INPUTS}", param="input")
+        raise ApiError.invalid(f"input has {len(texts)} items; at most {MAX_INPUTS}", param="input")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ApiError(
-                400, "token-id inputs are not supported: send text", param=f"input[{index}]"
+            raise ApiError.invalid(
+                "token-id inputs are not supported: send text", param=f"input[{index}]"
             )
         if not text:
-            raise ApiError(400, "an input must not be empty", param=f"input[{index}]")
+            raise ApiError.invalid("an input must not be empty", param=f"input[{index}]")
     return texts
 
 
 def openai_request(body: bytes) -> tuple[str, list[str], str]:
     request = decode_body(body, OpenAIEmbeddingsRequest)
     if request.dimensions is not None:
-        raise ApiError(
-            400, "dimensions is not supported (the model's size is used)", param="dimensions"
+        raise ApiError.invalid(
+            "dimensions is not supported (the model's size is used)", param="dimensions"
         )
     fmt = request.encoding_format or "float"
     if fmt not in ("float", "base64"):
-        raise ApiError(400, "encoding_format must be float or base64", param="encoding_format")
+        raise ApiError.invalid("encoding_format must be float or base64", param="encoding_format")
     return request.model, texts_of(request.input), fmt
 
 
@@ -85,10 +85,10 @@ def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -
 def ollama_request(body: bytes) -> tuple[str, list[str]]:
     request = decode_body(body, OllamaEmbedRequest)
     if request.keep_alive is not None:
-        raise ApiError(400, "keep_alive: setting it is not supported", param="keep_alive")
+        raise ApiError.invalid("keep_alive: setting it is not supported", param="keep_alive")
     if request.dimensions is not None:
-        raise ApiError(
-            400, "dimensions is not supported (the model's size is used)", param="dimensions"
+        raise ApiError.invalid(
+            "dimensions is not supported (the model's size is used)", param="dimensions"
         )
     return request.model, texts_of(request.input)
 
@@ -105,7 +105,7 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
 def ollama_legacy_request(body: bytes) -> tuple[str, str]:
     request = decode_body(body, OllamaLegacyRequest)
     if request.keep_alive is not None:
-        raise ApiError(400, "keep_alive: setting it is not supported", param="keep_alive")
+        raise ApiError.invalid("keep_alive: setting it is not supported", param="keep_alive")
     return request.model, texts_of(request.prompt)[0]
 
 

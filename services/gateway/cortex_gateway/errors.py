@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cortex_wire.messages import WireError
-from cortex_wire.outcomes import OUTCOMES, outcome
+from cortex_wire.outcomes import OUTCOMES, UNKNOWN, Code, known, outcome
 from cortex_wire.verdicts import Refused
 
 # Anthropic error types by status, for errors raised without a code of the outcome table.
@@ -40,7 +40,7 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
     @classmethod
-    def of(cls, code: str, message: str, param: str | None = None) -> ApiError:
+    def of(cls, code: Code, message: str, param: str | None = None) -> ApiError:
         """An error as the outcome table says `code` looks to a client."""
         row = outcome(code)
         return cls(
@@ -50,7 +50,12 @@ class ApiError(Exception):
 
     @classmethod
     def from_wire(cls, error: WireError) -> ApiError:
-        return cls.of(error.code, error.message)
+        """A peer's error; a code this gateway does not know (a newer peer's) is a 500
+        that keeps its code, and is never retried."""
+        code = known(error.code)
+        if code is None:
+            return cls(500, error.message, code=error.code, type=UNKNOWN.openai_type)
+        return cls.of(code, error.message)
 
     @classmethod
     def refused(cls, refused: Refused) -> ApiError:
@@ -59,7 +64,7 @@ class ApiError(Exception):
     @classmethod
     def invalid(cls, message: str, param: str | None = None) -> ApiError:
         """The request itself is wrong (a 400 in every dialect's shape)."""
-        return cls.of("invalid_request", message, param)
+        return cls.of(Code.INVALID_REQUEST, message, param)
 
     @property
     def retry_elsewhere(self) -> bool:

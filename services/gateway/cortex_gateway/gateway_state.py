@@ -24,6 +24,7 @@ from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     RequestRecord,
 )
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
 
@@ -84,11 +85,11 @@ class Gateway:
     def resolve_model(self, name: str) -> str:
         now = time.monotonic()
         if not self.fleet.live(now):
-            raise ApiError.of("no_neurons", "no neuron is connected, so no model can be served")
+            raise ApiError.of(Code.NO_NEURONS, "no neuron is connected, so no model can be served")
         model = self.fleet.resolve(name, now)
         if model not in self.fleet.catalogue(now):
             raise ApiError.of(
-                "model_not_found",
+                Code.MODEL_NOT_FOUND,
                 f"The model `{name}` does not exist or is not served by any neuron.",
                 param="model",
             )
@@ -104,7 +105,7 @@ class Gateway:
             if embedding
             else "an embedding model: ask /v1/embeddings or /api/embed"
         )
-        raise ApiError.of("wrong_model_kind", f"model {model!r} is {what}", param="model")
+        raise ApiError.of(Code.WRONG_MODEL_KIND, f"model {model!r} is {what}", param="model")
 
     def models_body(self) -> dict[str, Any]:
         now = time.monotonic()

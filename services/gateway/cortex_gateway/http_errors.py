@@ -14,6 +14,7 @@ from cortex_gateway import (
 )
 from cortex_gateway.errors import ApiError
 from cortex_gateway.routes import api_of
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
 
@@ -32,19 +33,26 @@ def api_error_handler(request: Request[Any, Any, Any], error: ApiError) -> Respo
     return _error_response(request, error)
 
 
+# The framework's own refusals (a path it has no route for, a body past its limit), as codes.
+HTTP_CODES = {
+    400: Code.BAD_REQUEST, 401: Code.INVALID_API_KEY, 404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED, 413: Code.REQUEST_TOO_LARGE,
+}  # fmt: skip
+
+
 def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
-    kind = "invalid_request_error" if error.status_code < 500 else "server_error"
-    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-        error.status_code
-    )
-    return _error_response(
-        request, ApiError(error.status_code, str(error.detail), code=code, type=kind)
-    )
+    code = HTTP_CODES.get(error.status_code)
+    if code is None:  # a status the table has no code for keeps its status
+        kind = "invalid_request_error" if error.status_code < 500 else "server_error"
+        failure = ApiError(error.status_code, str(error.detail), type=kind)
+    else:
+        failure = ApiError.of(code, str(error.detail))
+    return _error_response(request, failure)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path)
-    failure = ApiError(500, f"internal error: {type(error).__name__}", type="server_error")
+    failure = ApiError.of(Code.INTERNAL, f"internal error: {type(error).__name__}")
     return _error_response(request, failure)
 
 

@@ -49,7 +49,7 @@ from cortex_wire.messages import (
     ToolCallFrame,
     WireError,
 )
-from cortex_wire.outcomes import outcome
+from cortex_wire.outcomes import Code, outcome
 from cortex_wire.verdicts import Admitted, Ready, Refused, admission, refusal
 
 log = structlog.get_logger("gateway.inference")
@@ -154,7 +154,7 @@ class FrameInbox:
 ATTEMPTS = 2
 
 
-def _failed(code: str, message: str) -> Failed:
+def _failed(code: Code, message: str) -> Failed:
     """A failure the gateway saw itself (no neuron numbered it)."""
     return Failed(seq=-1, error=WireError(code=code, message=message))
 
@@ -232,7 +232,7 @@ class Inference:
         try:
             raw = await self.nc.request(subject(node), codec.encode(request), timeout=timeout)
         except (NoRespondersError, NatsTimeout):
-            return Refused.of("neuron_unavailable", f"neuron {node!r} did not answer")
+            return Refused.of(Code.NEURON_UNAVAILABLE, f"neuron {node!r} did not answer")
         reply = codec.decode(raw.data, reply_type)
         refused = refusal(True, reply.error)
         return (node, reply) if refused is None else refused
@@ -243,7 +243,9 @@ class Inference:
                 subjects.infer(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
             )
         except (NoRespondersError, NatsTimeout):
-            return Refused.of("neuron_unavailable", f"neuron {node!r} did not accept the request")
+            return Refused.of(
+                Code.NEURON_UNAVAILABLE, f"neuron {node!r} did not accept the request"
+            )
         return admission(codec.decode(raw.data, InferReply))
 
     async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
@@ -314,7 +316,7 @@ class Inference:
         self.following += 1
         try:
             admitted: Admitted | Refused = Refused.of(
-                "model_not_ready", f"model {request.model!r} is not ready anywhere"
+                Code.MODEL_NOT_READY, f"model {request.model!r} is not ready anywhere"
             )
             routed = Routed("")
             for cold in (False, True):
@@ -331,7 +333,7 @@ class Inference:
                 admitted = await self._submit(node, request)
                 # Refused as not ready: the model went away between a heartbeat and our
                 # request, so load it again.
-                if not isinstance(admitted, Refused) or admitted.code != "model_not_ready":
+                if not isinstance(admitted, Refused) or admitted.code != Code.MODEL_NOT_READY:
                     break
             if isinstance(admitted, Refused):
                 yield Failed(seq=-1, error=admitted.error)
@@ -368,14 +370,14 @@ class Inference:
             try:
                 msg = await frames.get(min(tick, max(limit - silent, 0.0)))
             except ClientTooSlow:
-                yield _failed("client_too_slow", "the client stopped reading its stream")
+                yield _failed(Code.CLIENT_TOO_SLOW, "the client stopped reading its stream")
                 return
             if msg is None:
                 silent = time.monotonic() - heard_at
                 if silent >= limit:
                     # Neurons send a frame at least every keepalive interval: this one is
                     # gone (killed, partitioned) or stuck.
-                    yield _failed("stream_timeout", f"the neuron went silent for {silent:.1f}s")
+                    yield _failed(Code.STREAM_TIMEOUT, f"the neuron went silent for {silent:.1f}s")
                     return
                 yield WAITING
                 continue
@@ -383,11 +385,12 @@ class Inference:
             try:
                 frame = codec.decode_frame(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                yield _failed("bad_frame", f"bad frame from neuron: {error}")
+                yield _failed(Code.BAD_FRAME, f"bad frame from neuron: {error}")
                 return
             if frame.seq != expected:
                 yield _failed(
-                    "stream_gap", f"stream broken: frame {frame.seq} arrived, {expected} expected"
+                    Code.STREAM_GAP,
+                    f"stream broken: frame {frame.seq} arrived, {expected} expected",
                 )
                 return
             expected += 1

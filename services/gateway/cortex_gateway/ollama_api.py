@@ -99,7 +99,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
 
 
 def _refuse(param: str, what: str) -> ApiError:
-    return ApiError(400, f"{param}: {what} is not supported", param=param)
+    return ApiError.invalid(f"{param}: {what} is not supported", param=param)
 
 
 def sampling_params(
@@ -114,7 +114,7 @@ def sampling_params(
     try:
         opts = msgspec.convert(raw, Options)
     except msgspec.ValidationError as error:
-        raise ApiError(400, f"options: {error}", param="options") from None
+        raise ApiError.invalid(f"options: {error}", param="options") from None
     stops = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop or [])
     limit = opts.num_predict if opts.num_predict is not None and opts.num_predict >= 0 else None
 
@@ -144,7 +144,7 @@ def _schema_of(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return {"type": "object"}
     if isinstance(fmt, dict):
         return fmt
-    raise ApiError(400, f'format must be "json" or a JSON schema, not {fmt!r}', param="format")
+    raise ApiError.invalid(f'format must be "json" or a JSON schema, not {fmt!r}', param="format")
 
 
 def thinking_of(think: bool | str | None) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def thinking_of(think: bool | str | None) -> dict[str, Any]:
     if isinstance(think, bool):
         return {"thinking": think}
     if think not in EFFORT_LEVELS:
-        raise ApiError(400, "think must be true, false, low, medium or high", param="think")
+        raise ApiError.invalid("think must be true, false, low, medium or high", param="think")
     return {"thinking": True, "reasoning_effort": EFFORT_LEVELS[think]}
 
 
@@ -179,7 +179,7 @@ def chat_messages(messages: list[Message]) -> list[ChatMessage]:
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if message.role not in ("system", "user", "assistant", "tool"):
-            raise ApiError(400, f"unknown role {message.role!r}", param=f"{where}.role")
+            raise ApiError.invalid(f"unknown role {message.role!r}", param=f"{where}.role")
         if message.images:
             raise _refuse(f"{where}.images", "an image (text models only)")
         calls = [
@@ -222,7 +222,7 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     for index, tool in enumerate(tools or []):
         function = tool.get("function")
         if tool.get("type", "function") != "function" or not isinstance(function, dict):
-            raise ApiError(400, "a tool must be a function", param=f"tools[{index}]")
+            raise ApiError.invalid("a tool must be a function", param=f"tools[{index}]")
         out.append({"type": "function", "function": function})
     return out
 
@@ -231,7 +231,7 @@ def chat_turn(body: bytes) -> Turn:
     request = decode_body(body, ChatRequest)
     _check_keep_alive(request.keep_alive)
     if not request.messages:
-        raise ApiError(400, "messages must not be empty", param="messages")
+        raise ApiError.invalid("messages must not be empty", param="messages")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     return Turn(
@@ -257,7 +257,7 @@ def generate_turn(body: bytes) -> Turn:
         if getattr(request, name):
             raise _refuse(name, f"{name} on generate")
     if not request.prompt:
-        raise ApiError(400, "prompt must not be empty", param="prompt")
+        raise ApiError.invalid("prompt must not be empty", param="prompt")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     if request.raw:

@@ -24,6 +24,7 @@ from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall, Usage
+from cortex_wire.outcomes import Code
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # reasoning_effort → reasoning tokens before the neuron closes the reasoning itself.
@@ -135,9 +136,9 @@ def decode_error(error: msgspec.MsgspecError) -> ApiError:
         text, _, where = text.partition(" - at `$.")
         param = where.rstrip("`")
     if isinstance(error, msgspec.DecodeError) and param is None:
-        return ApiError(400, f"request body is not valid JSON: {text}")
-    return ApiError(
-        400, f"invalid request: {text}" + (f" (at {param})" if param else ""), param=param
+        return ApiError.invalid(f"request body is not valid JSON: {text}")
+    return ApiError.invalid(
+        f"invalid request: {text}" + (f" (at {param})" if param else ""), param=param
     )
 
 
@@ -147,28 +148,27 @@ def decode_body(body: bytes, kind: type[Any]) -> Any:
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise decode_error(error) from None
     except UnicodeDecodeError as error:  # msgspec checks UTF-8 only where a str is decoded
-        raise ApiError(
-            400, f"request body is not valid UTF-8 (byte {error.start} of a string)"
+        raise ApiError.invalid(f"request body is not valid UTF-8 (byte {error.start} of a string)"
         ) from None
 
 
 def unsupported(name: str, why: str = "") -> ApiError:
     message = f"parameter {name!r} is not supported" + (f": {why}" if why else "")
-    return ApiError.of("unsupported_parameter", message, param=name)
+    return ApiError.of(Code.UNSUPPORTED_PARAMETER, message, param=name)
 
 
 def check_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is None:
         return
     if not math.isfinite(value) or not low <= value <= high:
-        raise ApiError(
-            400, f"{name} must be between {low:g} and {high:g}, got {value!r}", param=name
+        raise ApiError.invalid(
+            f"{name} must be between {low:g} and {high:g}, got {value!r}", param=name
         )
 
 
 def check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
-        raise ApiError(400, f"{name} must be at least 1, got {value}", param=name)
+        raise ApiError.invalid(f"{name} must be at least 1, got {value}", param=name)
 
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
@@ -187,8 +187,7 @@ def content_text(
     texts = []
     for index, part in enumerate(content):
         if part.type not in kinds or part.text is None:
-            raise ApiError(
-                400,
+            raise ApiError.invalid(
                 f"content part type {part.type!r} is not supported by text models",
                 param=f"{where}[{index}].type",
             )
@@ -216,24 +215,22 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
     if isinstance(choice, dict) or choice == "required":
         raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
     if choice not in (None, "auto", "none", "required") and not isinstance(choice, dict):
-        raise ApiError(400, f"unknown tool_choice {choice!r}", param="tool_choice")
+        raise ApiError.invalid(f"unknown tool_choice {choice!r}", param="tool_choice")
     fmt = request.response_format
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
-        raise ApiError(
-            400, f"unknown response_format type {fmt.type!r}", param="response_format.type"
+        raise ApiError.invalid(
+            f"unknown response_format type {fmt.type!r}", param="response_format.type"
         )
     if (
         fmt is not None
         and fmt.type == "json_schema"
         and not (fmt.json_schema and fmt.json_schema.schema)
     ):
-        raise ApiError(
-            400, "response_format json_schema needs a schema", param="response_format.json_schema"
+        raise ApiError.invalid(
+            "response_format json_schema needs a schema", param="response_format.json_schema"
         )
     if request.reasoning_effort is not None and request.reasoning_effort not in EFFORT_BUDGETS:
-        raise ApiError(
-            400,
-            f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}",
+        raise ApiError.invalid(f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}",
             param="reasoning_effort",
         )
     for index, tool in enumerate(request.tools or []):
@@ -243,13 +240,12 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
 
 def validate(request: ChatCompletionRequest) -> None:
     if not request.model:
-        raise ApiError(400, "model must not be empty", param="model")
+        raise ApiError.invalid("model must not be empty", param="model")
     if not request.messages:
-        raise ApiError(400, "messages must contain at least one message", param="messages")
+        raise ApiError.invalid("messages must contain at least one message", param="messages")
     for index, message in enumerate(request.messages):
         if message.role not in ROLES:
-            raise ApiError(
-                400,
+            raise ApiError.invalid(
                 f"unknown role {message.role!r}; expected one of {', '.join(sorted(ROLES))}",
                 param=f"messages[{index}].role",
             )
@@ -265,10 +261,10 @@ def validate(request: ChatCompletionRequest) -> None:
     check_range("repeat_penalty", request.repeat_penalty, 0.0, 10.0)
     check_range("repetition_penalty", request.repetition_penalty, 0.0, 10.0)
     if request.top_k is not None and request.top_k < 0:
-        raise ApiError(400, f"top_k must be >= 0, got {request.top_k}", param="top_k")
+        raise ApiError.invalid(f"top_k must be >= 0, got {request.top_k}", param="top_k")
     stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     if len(stops) > 4:
-        raise ApiError(400, "at most 4 stop sequences are supported", param="stop")
+        raise ApiError.invalid("at most 4 stop sequences are supported", param="stop")
 
 
 def chat_messages(request: ChatCompletionRequest) -> list[ChatMessage]:

@@ -57,7 +57,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
 def parse_request(body: bytes) -> CompletionRequest:
     request: CompletionRequest = decode_body(body, CompletionRequest)
     if not request.model:
-        raise ApiError(400, "model must not be empty", param="model")
+        raise ApiError.invalid("model must not be empty", param="model")
     if isinstance(request.prompt, list) and len(request.prompt) != 1:
         raise unsupported("prompt", "exactly one prompt per request")
     for name, value, allowed in (
@@ -78,7 +78,7 @@ def parse_request(body: bytes) -> CompletionRequest:
     check_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)
     stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     if len(stops) > 4:
-        raise ApiError(400, "at most 4 stop sequences are supported", param="stop")
+        raise ApiError.invalid("at most 4 stop sequences are supported", param="stop")
     return request
 
 

@@ -104,7 +104,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
 def parse_request(body: bytes) -> ResponsesRequest:
     request: ResponsesRequest = decode_body(body, ResponsesRequest)
     if not request.model:
-        raise ApiError(400, "model must not be empty", param="model")
+        raise ApiError.invalid("model must not be empty", param="model")
     if request.previous_response_id:
         raise unsupported("previous_response_id", "responses are not stored; send the input")
     if isinstance(request.tool_choice, dict) or request.tool_choice == "required":
@@ -114,14 +114,12 @@ def parse_request(body: bytes) -> ResponsesRequest:
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only named function tools")
     effort = request.reasoning.effort if request.reasoning else None
     if effort is not None and effort not in EFFORT_BUDGETS:
-        raise ApiError(
-            400,
-            f"reasoning.effort must be one of {', '.join(EFFORT_BUDGETS)}",
+        raise ApiError.invalid(f"reasoning.effort must be one of {', '.join(EFFORT_BUDGETS)}",
             param="reasoning.effort",
         )
     fmt = request.text.format if request.text else None
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
-        raise ApiError(400, f"unknown text.format type {fmt.type!r}", param="text.format.type")
+        raise ApiError.invalid(f"unknown text.format type {fmt.type!r}", param="text.format.type")
     check_positive("max_output_tokens", request.max_output_tokens)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
@@ -136,13 +134,13 @@ def chat_messages(request: ResponsesRequest) -> list[ChatMessage]:
     if isinstance(request.input, str):
         return [*messages, ChatMessage(role="user", content=request.input)]
     if not request.input:
-        raise ApiError(400, "input must not be empty", param="input")
+        raise ApiError.invalid("input must not be empty", param="input")
     reasoning = ""  # a reasoning item belongs to the assistant output that follows it
     for index, item in enumerate(request.input):
         where = f"input[{index}]"
         if item.type == "message":
             if item.role not in ("user", "assistant", "system", "developer"):
-                raise ApiError(400, f"unknown role {item.role!r}", param=f"{where}.role")
+                raise ApiError.invalid(f"unknown role {item.role!r}", param=f"{where}.role")
             text = content_text(item.content, f"{where}.content", TEXT_KINDS)
             message = ChatMessage(role=item.role, content=text)
             if item.role == "assistant":

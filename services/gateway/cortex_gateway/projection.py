@@ -21,7 +21,8 @@ from cortex_gateway.events import Answer, Event, Failure, Finished, Started, Tex
 from cortex_gateway.inference import StreamItem
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.translate import Translator
-from cortex_wire.messages import ChatMessage, SamplingParams
+from cortex_wire.messages import ChatMessage, SamplingParams, WireError
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
 
@@ -119,7 +120,7 @@ async def project(
                 chunks: list[bytes] = []
                 for event in events.feed(item):
                     if isinstance(event, Failure):
-                        raise ApiError.of(event.code, event.message)
+                        raise ApiError.from_wire(WireError(code=event.code, message=event.message))
                     if isinstance(event, Text) and not event.text:
                         continue
                     _trace(call, event)
@@ -149,5 +150,5 @@ async def collect(
     async for _ in project(items, reply, call, answer):
         pass
     if answer.finished is None:
-        raise ApiError(502, "the stream ended without a result", type="server_error")
+        raise ApiError.of(Code.STREAM_INCOMPLETE, "the stream ended without a result")
     return reply.body(answer, call)

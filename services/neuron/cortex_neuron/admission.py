@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cortex_core.config import ModelProfile
 from cortex_wire.messages import WireError
+from cortex_wire.outcomes import Code
 
 
 def limits(profile: ModelProfile, queue_depth: int) -> tuple[int, int]:
@@ -24,4 +25,4 @@ def refusal(profile: ModelProfile, in_flight: int, node: str, queue_depth: int) 
         f"model {profile.id!r} on {node!r} is at capacity: {min(in_flight, running)} "
         f"running, {max(in_flight - running, 0)} queued (limits {running} and {waiting})"
     )
-    return WireError(code="overloaded", message=message, retryable=True)
+    return WireError(code=Code.OVERLOADED, message=message)

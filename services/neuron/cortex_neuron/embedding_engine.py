@@ -14,6 +14,7 @@ from typing import Any
 from cortex_core.config import ModelProfile
 from cortex_neuron.dialect import Dialect
 from cortex_neuron.errors import EngineError
+from cortex_wire.outcomes import Code
 
 _STOP = object()
 
@@ -63,8 +64,7 @@ class EmbeddingEngine:
             self._jobs.put_nowait(job)
         except queue.Full:
             raise EngineError(
-                "overloaded", f"model {self.profile.id!r} has {self.queued} requests queued",
-                retryable=True,
+                Code.OVERLOADED, f"model {self.profile.id!r} has {self.queued} requests queued",
             ) from None  # fmt: skip
         return await job.future
 
@@ -76,7 +76,8 @@ class EmbeddingEngine:
 
     def count_tokens(self, request: Any) -> int:
         raise EngineError(
-            "invalid_request", f"model {self.profile.id!r} is an embedding model: it has no prompt"
+            Code.INVALID_REQUEST,
+            f"model {self.profile.id!r} is an embedding model: it has no prompt",
         )
 
     # --- the engine thread ----------------------------------------------------------------
@@ -112,7 +113,7 @@ class EmbeddingEngine:
             while not self._jobs.empty():
                 leftover = self._jobs.get_nowait()
                 if isinstance(leftover, EmbedJob):
-                    gone = EngineError("unloading", "model is being unloaded", retryable=True)
+                    gone = EngineError(Code.UNLOADING, "model is being unloaded")
                     self._settle(leftover.future, None, gone)
             embedder.close()
             self._settle(self._exited, None, None)
@@ -125,12 +126,12 @@ class EmbeddingEngine:
             for index, tokens in enumerate(inputs):
                 if len(tokens) > embedder.n_ctx:
                     raise EngineError(
-                        "context_length_exceeded",
+                        Code.CONTEXT_LENGTH_EXCEEDED,
                         f"input[{index}] is {len(tokens)} tokens; model {self.profile.id!r} "
                         f"takes at most {embedder.n_ctx}",
                     )
                 if not tokens:
-                    raise EngineError("invalid_request", f"input[{index}] has no tokens")
+                    raise EngineError(Code.INVALID_REQUEST, f"input[{index}] has no tokens")
             vectors = embedder.embed(inputs)
         except EngineError as error:
             self._settle(job.future, None, error)

@@ -34,6 +34,7 @@ from cortex_neuron.history import template_messages, template_variables
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
 from cortex_wire.messages import InferRequest, Usage, WireError
+from cortex_wire.outcomes import Code
 
 __all__ = ["Engine", "EngineError", "Job"]
 
@@ -101,9 +102,8 @@ class Engine:
             self._jobs.put_nowait(job)
         except queue.Full:
             raise EngineError(
-                "overloaded",
+                Code.OVERLOADED,
                 f"model {self.profile.id!r} has {self.queued} requests queued",
-                retryable=True,
             ) from None
 
     async def stop(self) -> None:
@@ -124,15 +124,13 @@ class Engine:
             except queue.Empty:
                 return
             if isinstance(job, Job):
-                job.channel.push(
-                    Errored(WireError(code="unloading", message=reason, retryable=True))
-                )
+                job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
 
     def count_tokens(self, request: InferRequest) -> int:
         """Prompt length exactly as a generation would see it (tokenizing only reads the
         vocabulary, so this may run off the engine thread)."""
         if self._backend is None:
-            raise EngineError("model_not_ready", f"model {self.profile.id!r} is not loaded")
+            raise EngineError(Code.MODEL_NOT_READY, f"model {self.profile.id!r} is not loaded")
         return len(self._prompt_tokens(self._backend, request)[0])
 
     def _prompt_tokens(self, backend: Backend, request: InferRequest) -> tuple[list[int], str]:
@@ -201,7 +199,7 @@ class Engine:
             except EngineError:
                 if self._abort_load.is_set():
                     raise EngineError(
-                        "load_cancelled", f"loading {self.profile.path} was cancelled"
+                        Code.LOAD_CANCELLED, f"loading {self.profile.path} was cancelled"
                     ) from None
                 raise
 
@@ -220,7 +218,7 @@ class Engine:
             )
         except TemplateError as error:
             backend.close()
-            raise EngineError("load_failed", f"{self.profile.path}: {error}") from None
+            raise EngineError(Code.LOAD_FAILED, f"{self.profile.path}: {error}") from None
         self._marker_ids = frozenset(
             ids[0] for text in marker_texts(self.dialect) if len(ids := tokenize(text)) == 1
         )
@@ -261,7 +259,7 @@ class Engine:
             prompt, prompt_text = self._prompt_tokens(backend, request)
             if len(prompt) >= backend.n_ctx:
                 raise EngineError(
-                    "context_length_exceeded",
+                    Code.CONTEXT_LENGTH_EXCEEDED,
                     f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
                     f"context of {backend.n_ctx} tokens",
                 )
@@ -270,14 +268,14 @@ class Engine:
                 request.params, seed if seed is not None else random.getrandbits(31)
             )
         except TemplateError as error:
-            job.channel.push(Errored(WireError(code="invalid_request", message=str(error))))
+            job.channel.push(Errored(WireError(code=Code.INVALID_REQUEST, message=str(error))))
             return
         except EngineError as error:
             job.channel.push(Errored(error.wire))
             return
         except Exception as error:  # report it and keep serving
             log.exception("request_start_failed", request_id=request.request_id)
-            job.channel.push(Errored(WireError(code="internal", message=str(error))))
+            job.channel.push(Errored(WireError(code=Code.INTERNAL, message=str(error))))
             return
         views = [FreeSlot(s.seq, s.cached, s.last_used) for s in free]
         seq, reused = pick_slot(views, prompt)
@@ -319,7 +317,7 @@ class Engine:
             wire = (
                 error.wire
                 if isinstance(error, EngineError)
-                else WireError(code="internal", message=str(error))
+                else WireError(code=Code.INTERNAL, message=str(error))
             )
             log.error("decode_failed", model=self.profile.id, error=wire.message)
             for row in rows:
@@ -344,10 +342,10 @@ class Engine:
         except ChannelOverflow:
             log.warning("stream_overflow", request_id=generation.job.request.request_id)
             message = "the stream's reader fell too far behind"
-            self._fail(slot, WireError(code="stream_overflow", message=message), backend)
+            self._fail(slot, WireError(code=Code.STREAM_OVERFLOW, message=message), backend)
         except Exception as error:  # this request fails; the others go on
             log.exception("generation_failed", request_id=generation.job.request.request_id)
-            self._fail(slot, WireError(code="internal", message=str(error)), backend)
+            self._fail(slot, WireError(code=Code.INTERNAL, message=str(error)), backend)
 
     def _end(self, slot: Slot, reason: Any) -> None:
         generation = slot.generation

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from cortex_wire.messages import WireError
+from cortex_wire.outcomes import Code
 
 
 class EngineError(Exception):
-    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
+    def __init__(self, code: Code, message: str) -> None:
         super().__init__(message)
-        self.wire = WireError(code=code, message=message, retryable=retryable)
+        self.wire = WireError(code=code, message=message)

@@ -23,6 +23,7 @@ from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError
 from cortex_neuron.pieces import TokenPieces, token_piece
 from cortex_wire.messages import SamplingParams
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("llama.cpp")
 # ggml log levels (3 warn, 4 error) worth an operator's attention; info describes every load.
@@ -82,7 +83,7 @@ def load_model(profile: ModelProfile, on_progress: Callable[[float], bool] | Non
         _backend_ready = True
     path = Path(profile.path)
     if not path.is_file():
-        raise EngineError("load_failed", f"model file not found: {path}")
+        raise EngineError(Code.LOAD_FAILED, f"model file not found: {path}")
     return LlamaBackend._load_model(path, profile, on_progress)
 
 
@@ -109,7 +110,7 @@ class LlamaBackend:
         if not self._ctx:
             C.llama_model_free(self._model)
             raise EngineError(
-                "load_failed",
+                Code.LOAD_FAILED,
                 f"llama.cpp could not create a context of {profile.n_ctx} tokens for each of "
                 f"{self.parallel} slots for {path}",
             )
@@ -146,7 +147,7 @@ class LlamaBackend:
         finally:
             _reporters.pop(key, None)
         if not model:
-            raise EngineError("load_failed", f"llama.cpp could not load {path}")
+            raise EngineError(Code.LOAD_FAILED, f"llama.cpp could not load {path}")
         return model
 
     def _special_text(self, token: int) -> str:
@@ -199,7 +200,7 @@ class LlamaBackend:
             constraint = C.llama_sampler_init_grammar(self._vocab, text.encode(), root.encode())
             if not constraint:
                 C.llama_sampler_free(chain)
-                raise EngineError("invalid_request", "the JSON schema's grammar did not parse")
+                raise EngineError(Code.INVALID_REQUEST, "the JSON schema's grammar did not parse")
             add(constraint)
         if params.temperature <= 0:
             add(C.llama_sampler_init_greedy())
@@ -232,7 +233,7 @@ class LlamaBackend:
         batch.n_tokens = i
         status = C.llama_decode(self._ctx, batch)
         if status != 0:
-            raise EngineError("decode_failed", f"llama_decode returned {status}", retryable=True)
+            raise EngineError(Code.DECODE_FAILED, f"llama_decode returned {status}")
 
     def close(self) -> None:
         if self._ctx:
@@ -249,6 +250,6 @@ def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
         grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
     except Exception as error:
         raise EngineError(
-            "invalid_request", f"the JSON schema cannot be used for decoding: {error}"
+            Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
         ) from None
     return grammar._grammar, grammar._root

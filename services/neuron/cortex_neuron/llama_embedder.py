@@ -17,6 +17,7 @@ import llama_cpp.llama_cpp as C
 from cortex_core.config import ModelProfile
 from cortex_neuron import llama_backend
 from cortex_neuron.errors import EngineError
+from cortex_wire.outcomes import Code
 
 # Sequences decoded together at most (one batch of the context).
 MAX_SEQUENCES = 16
@@ -59,13 +60,13 @@ class LlamaEmbedder:
         if not self._ctx:
             C.llama_model_free(self._model)
             raise EngineError(
-                "load_failed", f"llama.cpp could not create an embedding context for {path}"
+                Code.LOAD_FAILED, f"llama.cpp could not create an embedding context for {path}"
             )
         pooling = int(C.llama_pooling_type(self._ctx))
         if pooling not in POOLING_NAMES:
             self.close()
             raise EngineError(
-                "load_failed",
+                Code.LOAD_FAILED,
                 f"{path} has no pooling type in its metadata, so it is not an embedding model",
             )
         self.pooling = POOLING_NAMES[pooling]
@@ -90,7 +91,7 @@ class LlamaEmbedder:
             for seq, index in enumerate(group):
                 pooled = C.llama_get_embeddings_seq(self._ctx, seq)
                 if not pooled:
-                    raise EngineError("embedding_failed", "llama.cpp returned no embedding")
+                    raise EngineError(Code.EMBEDDING_FAILED, "llama.cpp returned no embedding")
                 vectors[index] = normalized(pooled[: self.n_embd])
         return vectors
 
@@ -108,7 +109,7 @@ class LlamaEmbedder:
                 n += 1
         batch.n_tokens = n
         if C.llama_decode(self._ctx, batch) != 0:
-            raise EngineError("embedding_failed", "llama.cpp could not decode the inputs")
+            raise EngineError(Code.EMBEDDING_FAILED, "llama.cpp could not decode the inputs")
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

@@ -18,6 +18,7 @@ from cortex_core.config import ModelProfile, ScriptProfile
 from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError
 from cortex_wire.messages import SamplingParams
+from cortex_wire.outcomes import Code
 
 SPECIALS = (
     "<s>",
@@ -71,7 +72,7 @@ class ScriptedBackend:
         self._step_s = 1.0 / script.tokens_per_s if script.tokens_per_s > 0 else 0.0
         self._script = self.tokenize(script.reply, add_bos=False, special=True)
         if not self._script:
-            raise EngineError("load_failed", f"model {profile.id!r} has an empty script")
+            raise EngineError(Code.LOAD_FAILED, f"model {profile.id!r} has an empty script")
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         tokens = [BOS] if add_bos else []
@@ -93,7 +94,7 @@ class ScriptedBackend:
 
     def sampler(self, params: SamplingParams, seed: int) -> ScriptedSampler:
         if params.json_schema is not None:
-            raise EngineError("invalid_request", "a scripted model cannot follow a JSON schema")
+            raise EngineError(Code.INVALID_REQUEST, "a scripted model cannot follow a JSON schema")
         return ScriptedSampler(self._script, self._repeat)
 
     def forget(self, seq: int, start: int) -> None:

@@ -47,6 +47,7 @@ from cortex_wire.messages import (
     UnloadModel,
     WireError,
 )
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("neuron")
 
@@ -197,7 +198,9 @@ class Neuron:
             return
         profile = self.catalogue.profile(model_id)
         if profile is None:
-            raise EngineError("model_not_found", f"neuron {self.node!r} has no model {model_id!r}")
+            raise EngineError(
+                Code.MODEL_NOT_FOUND, f"neuron {self.node!r} has no model {model_id!r}"
+            )
         resident = Resident(profile=profile, footprint_mb=self._footprints[model_id])
         self.residents[model_id] = resident
         self.log.info("model_loading", model=model_id, path=profile.path)
@@ -254,7 +257,7 @@ class Neuron:
         busy = self.in_flight(model_id)
         if only_if_idle and busy:
             raise EngineError(
-                "busy", f"model {model_id!r} has {busy} requests in flight on {self.node!r}"
+                Code.BUSY, f"model {model_id!r} has {busy} requests in flight on {self.node!r}"
             )
         # From here on no request is accepted for it (the check above and this are atomic
         # on the event loop).
@@ -273,7 +276,7 @@ class Neuron:
         (defragmentation); the cycle count starts again."""
         busy = [m for m in self.residents if self.in_flight(m)]
         if busy:
-            raise EngineError("busy", f"models in use on {self.node!r}: {', '.join(busy)}")
+            raise EngineError(Code.BUSY, f"models in use on {self.node!r}: {', '.join(busy)}")
         unloaded = list(self.residents)
         for model_id in unloaded:
             await self.unload(model_id)
@@ -292,7 +295,8 @@ class Neuron:
             command = codec.decode_control(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(
-                msg, ControlReply(ok=False, error=WireError(code="bad_request", message=str(error)))
+                msg,
+                ControlReply(ok=False, error=WireError(code=Code.BAD_REQUEST, message=str(error))),
             )
             return
         try:
@@ -344,7 +348,9 @@ class Neuron:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(
                 msg,
-                InferReply(accepted=False, error=WireError(code="bad_request", message=str(error))),
+                InferReply(
+                    accepted=False, error=WireError(code=Code.BAD_REQUEST, message=str(error))
+                ),
             )
             return
         resident = self._ready(request.model)
@@ -378,9 +384,8 @@ class Neuron:
         resident = self.residents.get(model)
         if resident is None or resident.state != "ready" or resident.engine is None:
             return WireError(
-                code="model_not_ready",
+                code=Code.MODEL_NOT_READY,
                 message=f"model {model!r} is not ready on neuron {self.node!r}",
-                retryable=True,
             )
         return resident
 
@@ -396,7 +401,9 @@ class Neuron:
         try:
             request = codec.decode(msg.data, InferRequest)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            await _reply(msg, TokenCount(error=WireError(code="bad_request", message=str(error))))
+            await _reply(
+                msg, TokenCount(error=WireError(code=Code.BAD_REQUEST, message=str(error)))
+            )
             return
         resident = self._ready(request.model)
         if isinstance(resident, WireError):
@@ -407,7 +414,7 @@ class Neuron:
             count = resident.engine.count_tokens(request)
         except TemplateError as error:
             await _reply(
-                msg, TokenCount(error=WireError(code="invalid_request", message=str(error)))
+                msg, TokenCount(error=WireError(code=Code.INVALID_REQUEST, message=str(error)))
             )
             return
         except EngineError as error:
@@ -422,7 +429,9 @@ class Neuron:
         try:
             request = codec.decode(msg.data, EmbedRequest)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            await _reply(msg, EmbedReply(error=WireError(code="bad_request", message=str(error))))
+            await _reply(
+                msg, EmbedReply(error=WireError(code=Code.BAD_REQUEST, message=str(error)))
+            )
             return
         resident = self._ready(request.model)
         if isinstance(resident, WireError):
@@ -508,7 +517,7 @@ class Neuron:
 
 
 def _wrong_kind(model: str, what: str) -> WireError:
-    return WireError(code="wrong_model_kind", message=f"model {model!r} is {what}")
+    return WireError(code=Code.WRONG_MODEL_KIND, message=f"model {model!r} is {what}")
 
 
 async def _reply(msg: Msg, message: object) -> None:

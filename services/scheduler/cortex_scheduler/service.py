@@ -50,6 +50,7 @@ from cortex_wire.messages import (
     UnloadModel,
     WireError,
 )
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("scheduler")
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
@@ -261,7 +262,7 @@ class Scheduler:
                 self.log.warning("placement_failed", model=model, reason=plan.reason)
                 await self.event("placement_failed", model=model, reason=plan.reason)
                 return EnsureReply(
-                    ok=False, error=WireError(code="no_capacity", message=plan.reason)
+                    ok=False, error=WireError(code=Code.NO_CAPACITY, message=plan.reason)
                 )
             refused = False
             for eviction in plan.evictions:
@@ -288,9 +289,7 @@ class Scheduler:
             await self.event("placed", model=model, node=plan.node, reason=plan.reason)
             return plan.node
         message = f"could not make room for {model!r}: evictions kept being refused"
-        return EnsureReply(
-            ok=False, error=WireError(code="no_capacity", message=message, retryable=True)
-        )
+        return EnsureReply(ok=False, error=WireError(code=Code.NO_CAPACITY, message=message))
 
     async def _hear_a_neuron(self) -> None:
         """With no live neuron in view (a scheduler just started, a bus just back), wait a
@@ -333,16 +332,14 @@ class Scheduler:
             )
         except NoRespondersError:
             error = WireError(
-                code="neuron_unavailable",
+                code=Code.NEURON_UNAVAILABLE,
                 message=f"neuron {node!r} does not answer",
-                retryable=True,
             )
             return ControlReply(ok=False, error=error)
         except NatsTimeout:
             error = WireError(
-                code="load_timeout",
+                code=Code.LOAD_TIMEOUT,
                 message=f"neuron {node!r} did not finish within {timeout:g}s",
-                retryable=True,
             )
             return ControlReply(ok=False, error=error)
         return codec.decode(raw.data, ControlReply)
@@ -392,7 +389,7 @@ class Scheduler:
         try:
             return codec.decode(msg.data, kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            return WireError(code="bad_request", message=str(error))
+            return WireError(code=Code.BAD_REQUEST, message=str(error))
 
     async def _on_ensure(self, msg: Msg) -> None:
         request = self._decode(msg, EnsureModel)
