@@ -14,6 +14,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.response import Stream
 
+from cortex_gateway import residency
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer
 from cortex_gateway.gateway_state import Gateway
@@ -68,6 +69,16 @@ async def answer(
 ) -> Response[Any] | Stream:
     model = gateway.resolve_model(turn.model)
     gateway.check_kind(model, embedding=False)
+    early = await residency.before(gateway, request, model, turn.residency, turn.residency_only)
+    if early is not None:
+        return early
+    response = await _answer(gateway, request, turn, model)
+    return residency.after(gateway, model, turn.residency, response)
+
+
+async def _answer(
+    gateway: Gateway, request: Request[Any, Any, Any], turn: Turn, model: str
+) -> Response[Any] | Stream:
     request_id = f"{turn.request_prefix}{next_request_id()}"
     infer = InferRequest(
         request_id=request_id,

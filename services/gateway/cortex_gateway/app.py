@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,12 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from cortex_core.scheduler_client import NoScheduler, SchedulerSilent
 from cortex_gateway import (
     anthropic_messages,
     embeddings,
     ollama_api,
     openai_chat,
+    residency,
 )
 from cortex_gateway.answering import answer, next_request_id
 from cortex_gateway.auth import check_access, presented_key
@@ -25,6 +26,7 @@ from cortex_gateway.dashboard import dashboard_data
 from cortex_gateway.errors import ApiError
 from cortex_gateway.gateway_state import Gateway
 from cortex_gateway.http_errors import HANDLERS
+from cortex_gateway.keep_alive import Residency
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.openapi import openapi_document
 from cortex_gateway.routes import ROUTES, Route
@@ -32,28 +34,16 @@ from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     EmbedReply,
     EmbedRequest,
-    EnsureModel,
     FleetStatus,
     InferRequest,
     ModelRef,
-    SchedulerReply,
     Usage,
 )
 from cortex_wire.outcomes import Code
-from cortex_wire.verdicts import Refused, refusal
+from cortex_wire.verdicts import Refused
 
 log = structlog.get_logger("gateway")
 DASHBOARD_PAGE = (Path(__file__).parent / "dashboard.html").read_text()
-
-
-async def _scheduler(gateway: Gateway, subject: str, message: Any, reply_type: type[Any]) -> Any:
-    """An operator's request to the scheduler (a failover's gap is waited out)."""
-    try:
-        return await gateway.inference.scheduler.ask(subject, message, reply_type, timeout=600)
-    except NoScheduler:
-        raise ApiError.of(Code.NO_SCHEDULER, "no scheduler is running") from None
-    except SchedulerSilent:
-        raise ApiError.of(Code.SCHEDULER_TIMEOUT, "the scheduler did not answer in time") from None
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -79,21 +69,12 @@ def create_app(gateway: Gateway) -> Litestar:
         ref = openai_chat.decode_body(await request.body(), ModelRef)
         model, node = gateway.resolve_model(ref.model), ref.node
         if operation == "load":
-            ensured = await gateway.inference.scheduler.ensure(
-                EnsureModel(model=model, node=node), gateway.settings.load_timeout_s
-            )
-            if isinstance(ensured, Refused):
-                raise ApiError.refused(ensured)
-            return {"ok": True, "model": model, "node": ensured.node}
+            return {"ok": True, "model": model, "node": await gateway.make_ready(model, node)}
         subject = {"unload": subjects.SCHED_UNLOAD, "pin": subjects.SCHED_PIN,
                    "unpin": subjects.SCHED_UNPIN}.get(operation)  # fmt: skip
         if subject is None:
             raise ApiError.of(Code.NOT_FOUND, f"unknown admin operation {operation!r}")
-        reply = await _scheduler(gateway, subject, ModelRef(model=model, node=node), SchedulerReply)
-        refused = refusal(reply.ok, reply.error)
-        if refused is not None:
-            raise ApiError.refused(refused)
-        return {"ok": True, "model": model, "detail": reply.detail}
+        return {"ok": True, "model": model, "detail": await gateway.operate(subject, model, node)}
 
     @get("/dashboard", media_type=MediaType.HTML, sync_to_thread=False)
     def dashboard() -> str:
@@ -106,7 +87,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/admin/status")
     async def admin_status() -> Response[Any]:
-        status = await _scheduler(gateway, subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+        status = await gateway.ask_scheduler(subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
         return Response(codec.encode(status), media_type=MediaType.JSON)
 
     @get("/health")
@@ -198,18 +179,37 @@ def create_app(gateway: Gateway) -> Litestar:
         reply, _ = await embed(name, texts, "embeddings")
         return embeddings.openai_body(name, reply.vectors, reply.tokens, fmt)
 
+    async def kept(
+        request: Request[Any, Any, Any],
+        name: str,
+        wanted: Residency,
+        body: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> Response[Any]:
+        """An Ollama embedding answer, with its keep_alive carried out around it."""
+        model = gateway.resolve_model(name)
+        await residency.before(gateway, request, model, wanted)
+        return residency.after(gateway, model, wanted, Response(await body()))
+
     @post("/api/embed", status_code=200)
-    async def ollama_embed(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def ollama_embed(request: Request[Any, Any, Any]) -> Response[Any]:
         started = time.perf_counter()
-        name, texts = embeddings.ollama_request(await request.body())
-        reply, trace = await embed(name, texts, "ollama_embed")
-        return embeddings.ollama_body(name, reply.vectors, reply.tokens, started, trace.load_s)
+        name, texts, wanted = embeddings.ollama_request(await request.body())
+
+        async def body() -> dict[str, Any]:
+            reply, trace = await embed(name, texts, "ollama_embed")
+            return embeddings.ollama_body(name, reply.vectors, reply.tokens, started, trace.load_s)
+
+        return await kept(request, name, wanted, body)
 
     @post("/api/embeddings", status_code=200)
-    async def ollama_embeddings_legacy(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        name, text = embeddings.ollama_legacy_request(await request.body())
-        reply, _ = await embed(name, [text], "ollama_embed")
-        return {"embedding": reply.vectors[0]}
+    async def ollama_embeddings_legacy(request: Request[Any, Any, Any]) -> Response[Any]:
+        name, text, wanted = embeddings.ollama_legacy_request(await request.body())
+
+        async def body() -> dict[str, Any]:
+            reply, _ = await embed(name, [text], "ollama_embed")
+            return {"embedding": reply.vectors[0]}
+
+        return await kept(request, name, wanted, body)
 
     # --- Ollama ---------------------------------------------------------------------
 

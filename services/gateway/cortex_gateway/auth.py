@@ -36,14 +36,23 @@ def check_access(
     if path in PUBLIC_PATHS:
         return
     if path.startswith("/admin/"):
-        if not admin_keys:
-            message = "admin operations are disabled: no admin_keys are configured"
-            raise ApiError.of(Code.ADMIN_DISABLED, message)
-        if not _known(key, admin_keys):
-            # A client key is known but not enough (403); no key or a wrong one is 401.
-            code = Code.ADMIN_KEY_REQUIRED if _known(key, api_keys) else Code.INVALID_API_KEY
-            raise ApiError.of(code, "admin operations need an admin key")
+        require_admin(key, api_keys, admin_keys)
         return
     if require_auth and not _known(key, [*api_keys, *admin_keys]):
         message = "an API key is required" if not key else "the API key is not valid"
         raise ApiError.of(Code.INVALID_API_KEY, message)
+
+
+def require_admin(
+    key: str, api_keys: Iterable[str], admin_keys: Iterable[str], what: str = "admin operations"
+) -> None:
+    """Raise ApiError(401/403) unless `key` is an admin key; `what` names the operation."""
+    admin_keys = list(admin_keys)
+    if not admin_keys:
+        raise ApiError.of(
+            Code.ADMIN_DISABLED, f"{what}: admin operations are disabled (no admin_keys)"
+        )
+    if not _known(key, admin_keys):
+        # A client key is known but not enough (403); no key or a wrong one is 401.
+        code = Code.ADMIN_KEY_REQUIRED if _known(key, api_keys) else Code.INVALID_API_KEY
+        raise ApiError.of(code, f"{what}: that needs an admin key")

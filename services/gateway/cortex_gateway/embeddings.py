@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from cortex_gateway.errors import ApiError
+from cortex_gateway.keep_alive import Residency, residency
 from cortex_gateway.openai_chat import decode_body
 
 # Inputs in one request at most (OpenAI's own limit).
@@ -82,15 +83,13 @@ def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -
     }
 
 
-def ollama_request(body: bytes) -> tuple[str, list[str]]:
+def ollama_request(body: bytes) -> tuple[str, list[str], Residency]:
     request = decode_body(body, OllamaEmbedRequest)
-    if request.keep_alive is not None:
-        raise ApiError.invalid("keep_alive: setting it is not supported", param="keep_alive")
     if request.dimensions is not None:
         raise ApiError.invalid(
             "dimensions is not supported (the model's size is used)", param="dimensions"
         )
-    return request.model, texts_of(request.input)
+    return request.model, texts_of(request.input), residency(request.keep_alive)
 
 
 class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
@@ -102,11 +101,9 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
     keep_alive: str | float | None = None
 
 
-def ollama_legacy_request(body: bytes) -> tuple[str, str]:
+def ollama_legacy_request(body: bytes) -> tuple[str, str, Residency]:
     request = decode_body(body, OllamaLegacyRequest)
-    if request.keep_alive is not None:
-        raise ApiError.invalid("keep_alive: setting it is not supported", param="keep_alive")
-    return request.model, texts_of(request.prompt)[0]
+    return request.model, texts_of(request.prompt)[0], residency(request.keep_alive)
 
 
 def ollama_body(

@@ -9,22 +9,24 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState
+from cortex_core.fleet import FleetState, least_busy
+from cortex_core.scheduler_client import NoScheduler, SchedulerSilent
 from cortex_gateway.dashboard import RecentRequests
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics
 from cortex_wire import codec, subjects
-from cortex_wire.messages import (
-    RequestRecord,
-)
+from cortex_wire.messages import EnsureModel, ModelRef, RequestRecord, SchedulerReply
 from cortex_wire.outcomes import Code
+from cortex_wire.verdicts import Refused, refusal
+
+Reply = TypeVar("Reply")
 
 log = structlog.get_logger("gateway")
 
@@ -81,6 +83,37 @@ class Gateway:
             except TimeoutError:
                 return False
         return True
+
+    async def ask_scheduler(self, subject: str, message: Any, reply_type: type[Reply]) -> Reply:
+        """An operator's request to the scheduler (a failover's gap is waited out)."""
+        try:
+            return await self.inference.scheduler.ask(subject, message, reply_type, timeout=600)
+        except NoScheduler:
+            raise ApiError.of(Code.NO_SCHEDULER, "no scheduler is running") from None
+        except SchedulerSilent:
+            raise ApiError.of(
+                Code.SCHEDULER_TIMEOUT, "the scheduler did not answer in time"
+            ) from None
+
+    async def operate(self, subject: str, model: str, node: str = "") -> str:
+        """Unload, pin or unpin through the scheduler; what it did, in words."""
+        reply = await self.ask_scheduler(subject, ModelRef(model=model, node=node), SchedulerReply)
+        refused = refusal(reply.ok, reply.error)
+        if refused is not None:
+            raise ApiError.refused(refused)
+        return reply.detail
+
+    async def make_ready(self, model: str, node: str = "") -> str:
+        """Load `model` (on `node`, if named) unless it is ready; the node it is ready on."""
+        ready = least_busy(self.fleet.ready_replicas(model, time.monotonic()))
+        if ready is not None and not node:
+            return ready
+        ensured = await self.inference.scheduler.ensure(
+            EnsureModel(model=model, node=node), self.settings.load_timeout_s
+        )
+        if isinstance(ensured, Refused):
+            raise ApiError.refused(ensured)
+        return ensured.node
 
     def resolve_model(self, name: str) -> str:
         now = time.monotonic()

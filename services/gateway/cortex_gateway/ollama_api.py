@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ import msgspec
 from cortex_core.fleet import CatalogueView
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, CallClosed, Event, Finished, Reasoning, Stop, Text
+from cortex_gateway.keep_alive import residency
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
@@ -162,14 +164,6 @@ def _budget(think: bool | str | None) -> int | None:
     return EFFORT_BUDGETS.get(think) if isinstance(think, str) else None
 
 
-def _check_keep_alive(keep_alive: str | float | None) -> None:
-    if keep_alive is not None:
-        raise _refuse(
-            "keep_alive", "setting it (the scheduler decides how long a model stays loaded; "
-            "pin it with `cortex pin` to keep it)",
-        )  # fmt: skip
-
-
 def _arguments(arguments: dict[str, Any] | str) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
@@ -227,11 +221,18 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
+def residency_body(kind: str, model: str, done: str) -> dict[str, Any]:
+    """The answer to a request with nothing to run: the model was loaded or unloaded."""
+    return {"model": model, "created_at": now_iso(), **_message(kind), "done": True,
+            "done_reason": done}  # fmt: skip
+
+
+def _residency_only(kind: str, model: str, empty: bool) -> Callable[[str], dict[str, Any]] | None:
+    return (lambda done: residency_body(kind, model, done)) if empty else None
+
+
 def chat_turn(body: bytes) -> Turn:
     request = decode_body(body, ChatRequest)
-    _check_keep_alive(request.keep_alive)
-    if not request.messages:
-        raise ApiError.invalid("messages must not be empty", param="messages")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     return Turn(
@@ -247,17 +248,16 @@ def chat_turn(body: bytes) -> Turn:
         reply=ollama_reply("chat"),
         request_prefix="ollama-",
         media_type=NDJSON,
+        residency=residency(request.keep_alive),
+        residency_only=_residency_only("chat", request.model, not request.messages),
     )
 
 
 def generate_turn(body: bytes) -> Turn:
     request = decode_body(body, GenerateRequest)
-    _check_keep_alive(request.keep_alive)
     for name in ("suffix", "template", "images", "context"):
         if getattr(request, name):
             raise _refuse(name, f"{name} on generate")
-    if not request.prompt:
-        raise ApiError.invalid("prompt must not be empty", param="prompt")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     if request.raw:
@@ -274,6 +274,8 @@ def generate_turn(body: bytes) -> Turn:
         reply=ollama_reply("generate"),
         request_prefix="ollama-",
         media_type=NDJSON,
+        residency=residency(request.keep_alive),
+        residency_only=_residency_only("generate", request.model, not request.prompt),
     )
 
 

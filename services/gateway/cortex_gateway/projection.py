@@ -19,6 +19,7 @@ import structlog
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, Event, Failure, Finished, Started, Text, Waiting
 from cortex_gateway.inference import StreamItem
+from cortex_gateway.keep_alive import Residency
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.translate import Translator
 from cortex_wire.messages import ChatMessage, SamplingParams, WireError
@@ -88,6 +89,11 @@ class Turn:
     reply: Reply
     request_prefix: str = "chatcmpl-"
     media_type: str = "text/event-stream"  # of a streamed answer
+    # How long the model should stay loaded, when the request says (Ollama's keep_alive).
+    residency: Residency = Residency.AS_SCHEDULED
+    # Nothing to run: only load (or unload) the model, then answer this body, given what
+    # was done ("load" or "unload"). Ollama's way to preload or free a model.
+    residency_only: Callable[[str], dict[str, Any]] | None = None
 
 
 def translator(reply: Reply, call: CallInfo) -> Translator:

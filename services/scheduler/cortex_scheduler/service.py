@@ -51,6 +51,7 @@ from cortex_wire.messages import (
     WireError,
 )
 from cortex_wire.outcomes import Code
+from cortex_wire.verdicts import refusal
 
 log = structlog.get_logger("scheduler")
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
@@ -311,13 +312,13 @@ class Scheduler:
             )
         finally:
             self._pending.get(node, {}).pop(model, None)
-        if not reply.ok:
-            assert reply.error is not None
-            self._failures[model] = (time.monotonic(), reply.error)
+        refused = refusal(reply.ok, reply.error)
+        if refused is not None:
+            self._failures[model] = (time.monotonic(), refused.error)
             self.metrics.loads.labels("failed").inc()
-            self.log.error("model_load_failed", model=model, node=node, error=reply.error.message)
-            await self.event("load_failed", model=model, node=node, reason=reply.error.message)
-            return EnsureReply(ok=False, node=node, error=reply.error)
+            self.log.error("model_load_failed", model=model, node=node, error=refused.message)
+            await self.event("load_failed", model=model, node=node, reason=refused.message)
+            return EnsureReply(ok=False, node=node, error=refused.error)
         self._failures.pop(model, None)
         self.metrics.loads.labels("ok").inc()
         self.metrics.load_seconds.labels(model).observe(time.perf_counter() - started)
@@ -418,8 +419,9 @@ class Scheduler:
             return
         for node in nodes:
             reply = await self._control(node, UnloadModel(model=ref.model))
-            if not reply.ok:
-                await self._respond(msg, SchedulerReply(ok=False, error=reply.error))
+            refused = refusal(reply.ok, reply.error)
+            if refused is not None:
+                await self._respond(msg, SchedulerReply(ok=False, error=refused.error))
                 return
             await self.event("unloaded", model=ref.model, node=node, reason="operator request")
         await self._respond(

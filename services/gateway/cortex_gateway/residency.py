@@ -1,0 +1,73 @@
+"""What a request asks of its model's residency (Ollama's keep_alive), carried out: a pin
+before the answer, an unload after it, or — with nothing to run — only a load or an unload.
+
+Pinning and unloading change the fleet for everyone, so they take an admin key, as the
+operator's own routes do; a plain load is what any request may cause anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.background_tasks import BackgroundTask
+from litestar.response import Stream
+
+from cortex_gateway.auth import presented_key, require_admin
+from cortex_gateway.errors import ApiError
+from cortex_gateway.gateway_state import Gateway
+from cortex_gateway.keep_alive import Residency
+from cortex_wire.subjects import SCHED_PIN, SCHED_UNLOAD
+
+log = structlog.get_logger("gateway")
+WHAT = {Residency.PIN: "keep_alive < 0 pins the model", Residency.UNLOAD: "keep_alive 0 unloads it"}
+
+
+async def before(
+    gateway: Gateway,
+    request: Request[Any, Any, Any],
+    model: str,
+    wanted: Residency,
+    only: Callable[[str], dict[str, Any]] | None = None,
+) -> Response[Any] | None:
+    """Check and carry out what comes before the answer. With nothing to run (`only`),
+    load or unload the model and return the whole response, `only`'s body."""
+    if wanted is not Residency.AS_SCHEDULED:
+        settings = gateway.settings
+        key = presented_key(request.headers)
+        require_admin(key, settings.api_keys, settings.admin_keys, WHAT[wanted])
+    if wanted is Residency.PIN:
+        log.info("pinned_by_request", model=model, detail=await gateway.operate(SCHED_PIN, model))
+    if only is None:
+        return None
+    if wanted is Residency.UNLOAD:
+        detail = await gateway.operate(SCHED_UNLOAD, model)
+        log.info("unloaded_by_request", model=model, detail=detail)
+        done = "unload"
+    else:
+        log.info("loaded_by_request", model=model, node=await gateway.make_ready(model))
+        done = "load"
+    return Response(only(done), media_type=MediaType.JSON)
+
+
+Sent = TypeVar("Sent", Response[Any], Stream)
+
+
+def after(gateway: Gateway, model: str, wanted: Residency, response: Sent) -> Sent:
+    """`response`, set to unload the model once it is sent (a stream: once it ends) when
+    the request asked for that."""
+    if wanted is not Residency.UNLOAD:
+        return response
+
+    async def unload() -> None:
+        try:
+            detail = await gateway.operate(SCHED_UNLOAD, model)
+        except ApiError as error:  # the answer is out; only the unload failed
+            log.warning("unload_after_answer_failed", model=model, error=error.message)
+        else:
+            log.info("unloaded_after_answer", model=model, detail=detail)
+
+    response.background = BackgroundTask(unload)
+    return response
