@@ -92,6 +92,24 @@ def test_ollama_embed_matches_llama_cpp(embed_stack: RunningStack, reference) ->
     assert close(list(older.embedding), expected(reference, TEXTS[0]))
 
 
+def test_a_long_input_is_cut_for_ollama_and_refused_for_openai(
+    embed_stack: RunningStack, oai: openai.OpenAI, reference
+) -> None:
+    long = "a b " * 400
+    assert len(reference.tokenize(long.encode(), add_bos=False)) > 512  # the context
+    llama = ollama.Client(host=embed_stack.base_url)
+    # Ollama's default: cut at the end to fit (as llama-cpp-python's own truncate does)
+    done = llama.embed(model="embed", input=[long, "x"])
+    assert close(done.embeddings[0], expected(reference, long))
+    assert close(done.embeddings[1], expected(reference, "x"))
+    with pytest.raises(ollama.ResponseError) as refused:
+        llama.embed(model="embed", input=long, truncate=False)
+    assert refused.value.status_code == 400 and "takes at most 512" in refused.value.error
+    with pytest.raises(openai.BadRequestError) as too_long:
+        oai.embeddings.create(model="embed", input=long)
+    assert too_long.value.code == "context_length_exceeded"
+
+
 def test_the_wrong_kind_of_model_gets_a_clear_400(
     oai: openai.OpenAI, embed_stack: RunningStack
 ) -> None:

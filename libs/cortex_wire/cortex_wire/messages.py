@@ -179,6 +179,9 @@ class EmbedRequest(Struct):
     request_id: str
     model: str
     input: list[str]
+    # Cut an input longer than the model's context at its end (Ollama's default) instead
+    # of refusing it with context_length_exceeded (OpenAI's way).
+    truncate: bool = False
 
 
 class EmbedReply(Struct):

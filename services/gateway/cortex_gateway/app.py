@@ -26,7 +26,6 @@ from cortex_gateway.dashboard import dashboard_data
 from cortex_gateway.errors import ApiError
 from cortex_gateway.gateway_state import Gateway
 from cortex_gateway.http_errors import HANDLERS
-from cortex_gateway.keep_alive import Residency
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.openapi import openapi_document
 from cortex_gateway.routes import ROUTES, Route
@@ -155,15 +154,15 @@ def create_app(gateway: Gateway) -> Litestar:
             raise ApiError.refused(tokens)
         return {"input_tokens": tokens}
 
-    async def embed(name: str, texts: list[str], route: str) -> tuple[EmbedReply, RequestTrace]:
-        model = gateway.resolve_model(name)
+    async def embed(ask: embeddings.EmbedAsk, route: str) -> tuple[EmbedReply, RequestTrace]:
+        model = gateway.resolve_model(ask.model)
         gateway.check_kind(model, embedding=True)
         request_id = f"emb-{next_request_id()}"
         trace = RequestTrace(
             gateway.metrics, model, route, gateway.publish_record, request_id, gateway.name
         )
         embedded = await gateway.inference.embed(
-            EmbedRequest(request_id=request_id, model=model, input=texts)
+            EmbedRequest(request_id=request_id, model=model, input=ask.texts, truncate=ask.truncate)
         )
         if isinstance(embedded, Refused):
             trace.finish(embedded.code)
@@ -175,41 +174,42 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @post("/v1/embeddings", status_code=200)
     async def openai_embeddings(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        name, texts, fmt = embeddings.openai_request(await request.body())
-        reply, _ = await embed(name, texts, "embeddings")
-        return embeddings.openai_body(name, reply.vectors, reply.tokens, fmt)
+        ask = embeddings.openai_request(await request.body())
+        reply, _ = await embed(ask, "embeddings")
+        return embeddings.openai_body(ask.model, reply.vectors, reply.tokens, ask.encoding)
 
     async def kept(
         request: Request[Any, Any, Any],
-        name: str,
-        wanted: Residency,
+        ask: embeddings.EmbedAsk,
         body: Callable[[], Awaitable[dict[str, Any]]],
     ) -> Response[Any]:
         """An Ollama embedding answer, with its keep_alive carried out around it."""
-        model = gateway.resolve_model(name)
-        await residency.before(gateway, request, model, wanted)
-        return residency.after(gateway, model, wanted, Response(await body()))
+        model = gateway.resolve_model(ask.model)
+        await residency.before(gateway, request, model, ask.residency)
+        return residency.after(gateway, model, ask.residency, Response(await body()))
 
     @post("/api/embed", status_code=200)
     async def ollama_embed(request: Request[Any, Any, Any]) -> Response[Any]:
         started = time.perf_counter()
-        name, texts, wanted = embeddings.ollama_request(await request.body())
+        ask = embeddings.ollama_request(await request.body())
 
         async def body() -> dict[str, Any]:
-            reply, trace = await embed(name, texts, "ollama_embed")
-            return embeddings.ollama_body(name, reply.vectors, reply.tokens, started, trace.load_s)
+            reply, trace = await embed(ask, "ollama_embed")
+            return embeddings.ollama_body(
+                ask.model, reply.vectors, reply.tokens, started, trace.load_s
+            )
 
-        return await kept(request, name, wanted, body)
+        return await kept(request, ask, body)
 
     @post("/api/embeddings", status_code=200)
     async def ollama_embeddings_legacy(request: Request[Any, Any, Any]) -> Response[Any]:
-        name, text, wanted = embeddings.ollama_legacy_request(await request.body())
+        ask = embeddings.ollama_legacy_request(await request.body())
 
         async def body() -> dict[str, Any]:
-            reply, _ = await embed(name, [text], "ollama_embed")
+            reply, _ = await embed(ask, "ollama_embed")
             return {"embedding": reply.vectors[0]}
 
-        return await kept(request, name, wanted, body)
+        return await kept(request, ask, body)
 
     # --- Ollama ---------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,6 +19,17 @@ from cortex_gateway.openai_chat import decode_body
 
 # Inputs in one request at most (OpenAI's own limit).
 MAX_INPUTS = 2048
+
+
+@dataclass(frozen=True)
+class EmbedAsk:
+    """An embedding request, whichever API it came in."""
+
+    model: str
+    texts: list[str]
+    encoding: str = "float"  # OpenAI's encoding_format
+    truncate: bool = False  # cut too-long inputs (Ollama) rather than refuse them (OpenAI)
+    residency: Residency = Residency.AS_SCHEDULED
 
 
 class OpenAIEmbeddingsRequest(msgspec.Struct, kw_only=True):
@@ -54,7 +66,7 @@ def texts_of(value: str | list[Any]) -> list[str]:
     return texts
 
 
-def openai_request(body: bytes) -> tuple[str, list[str], str]:
+def openai_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OpenAIEmbeddingsRequest)
     if request.dimensions is not None:
         raise ApiError.invalid(
@@ -63,7 +75,7 @@ def openai_request(body: bytes) -> tuple[str, list[str], str]:
     fmt = request.encoding_format or "float"
     if fmt not in ("float", "base64"):
         raise ApiError.invalid("encoding_format must be float or base64", param="encoding_format")
-    return request.model, texts_of(request.input), fmt
+    return EmbedAsk(request.model, texts_of(request.input), encoding=fmt)
 
 
 def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -> dict[str, Any]:
@@ -83,13 +95,16 @@ def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -
     }
 
 
-def ollama_request(body: bytes) -> tuple[str, list[str], Residency]:
+def ollama_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OllamaEmbedRequest)
     if request.dimensions is not None:
         raise ApiError.invalid(
             "dimensions is not supported (the model's size is used)", param="dimensions"
         )
-    return request.model, texts_of(request.input), residency(request.keep_alive)
+    return EmbedAsk(
+        request.model, texts_of(request.input), truncate=request.truncate,
+        residency=residency(request.keep_alive),
+    )  # fmt: skip
 
 
 class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
@@ -101,9 +116,12 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
     keep_alive: str | float | None = None
 
 
-def ollama_legacy_request(body: bytes) -> tuple[str, str, Residency]:
+def ollama_legacy_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OllamaLegacyRequest)
-    return request.model, texts_of(request.prompt)[0], residency(request.keep_alive)
+    return EmbedAsk(
+        request.model, texts_of(request.prompt), truncate=True,
+        residency=residency(request.keep_alive),
+    )  # fmt: skip
 
 
 def ollama_body(

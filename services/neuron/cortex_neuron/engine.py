@@ -1,8 +1,6 @@
-"""One loaded model, driven by one dedicated OS thread for its whole life.
-
-llama.cpp's OpenMP build decodes ~3x slower when calls arrive from several threads, so the
-thread that loads the model is the only one that ever touches it: requests reach it through
-a bounded queue, and events leave it through each request's TokenChannel.
+"""One loaded chat model, driven by one dedicated OS thread for its whole life
+(model_thread.py): requests reach it through a bounded queue, and events leave it through
+each request's TokenChannel.
 
 The thread runs continuous batching: the model has `parallel` slots (sequences), each step
 decodes every active slot together, and requests join and leave between steps. A new
@@ -11,8 +9,6 @@ request takes the free slot whose cached tokens share the longest prefix with it
 
 from __future__ import annotations
 
-import asyncio
-import os
 import queue
 import random
 import threading
@@ -32,6 +28,7 @@ from cortex_neuron.errors import EngineError
 from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import template_messages, template_variables
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
+from cortex_neuron.model_thread import STOP, ModelThread
 from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
 from cortex_wire.messages import InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
@@ -40,7 +37,6 @@ __all__ = ["Engine", "EngineError", "Job"]
 
 log = structlog.get_logger("engine")
 
-_STOP = object()
 
 
 @dataclass
@@ -52,7 +48,9 @@ class Slot:
     last_used: float = 0.0
 
 
-class Engine:
+class Engine(ModelThread[Backend]):
+    kind = "engine"
+
     def __init__(
         self,
         profile: ModelProfile,
@@ -61,50 +59,20 @@ class Engine:
         queue_depth: int = 64,
         on_progress: Callable[[float], None] | None = None,
     ):
-        self.profile = profile
+        super().__init__(profile, n_threads, queue_depth)
         # Called on the event loop as the load passes each 10%.
         self._on_progress = on_progress
         self._progress_step = -1
         self._abort_load = threading.Event()
-        self._n_threads = n_threads or max(1, os.cpu_count() or 1)
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
-        self._thread: threading.Thread | None = None
         self._active: list[Job] = []
-        self._loaded: asyncio.Future[None] | None = None
-        self._exited: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.busy = 0
-        self.tokens_per_s = 0.0
-        self.last_used_at = 0.0
         self._backend: Backend | None = None
         # How the model writes reasoning and tool calls, read at load time.
         self.dialect = Dialect()
         self._marker_ids: frozenset[int] = frozenset()
         self._close_reasoning: list[int] = []
 
-    @property
-    def queued(self) -> int:
-        return self._jobs.qsize()
-
-    async def start(self) -> None:
-        """Load the model on the engine thread; raises EngineError if it cannot."""
-        self._loop = asyncio.get_running_loop()
-        self._loaded = self._loop.create_future()
-        self._exited = self._loop.create_future()
-        self._thread = threading.Thread(
-            target=self._run, name=f"engine:{self.profile.id}", daemon=True
-        )
-        self._thread.start()
-        await self._loaded
-
     def submit(self, job: Job) -> None:
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise EngineError(
-                Code.OVERLOADED,
-                f"model {self.profile.id!r} has {self.queued} requests queued",
-            ) from None
+        self._enqueue(job)
 
     async def stop(self) -> None:
         """Cancel what runs, fail what waits, free the model, and join the thread."""
@@ -114,8 +82,7 @@ class Engine:
         for job in list(self._active):
             job.cancelled.set()
         self._drain_queue("model is being unloaded")
-        self._jobs.put(_STOP)
-        await self._exited
+        await self._join()
 
     def _drain_queue(self, reason: str) -> None:
         while True:
@@ -153,25 +120,7 @@ class Engine:
 
     # --- everything below runs on the engine thread -----------------------------------
 
-    def _settle(self, future: asyncio.Future[None] | None, error: BaseException | None) -> None:
-        def settle() -> None:
-            if future is not None and not future.done():
-                future.set_exception(error) if error else future.set_result(None)
-
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(settle)
-
-    def _run(self) -> None:
-        try:
-            backend = self._load()
-        except EngineError as error:
-            self._settle(self._loaded, error)
-            self._settle(self._exited, None)
-            return
-        # A model loaded for a waiting request counts as just used, so LRU does not pick it
-        # before that request arrives.
-        self.last_used_at = time.time()
-        self._settle(self._loaded, None)
+    def _serve(self, backend: Backend) -> None:
         slots = [Slot(seq) for seq in range(max(1, self.profile.parallel))]
         try:
             while self._admit(backend, slots):
@@ -180,10 +129,11 @@ class Engine:
             for slot in slots:
                 if slot.generation is not None:
                     slot.generation.finish("cancelled")
-            backend.close()
-            self._settle(self._exited, None)
 
-    def _load(self) -> Backend:
+    def _close(self, backend: Backend) -> None:
+        backend.close()
+
+    def _open(self) -> Backend:
         backend: Backend
         if self.profile.script is not None:
             from cortex_neuron.scripted_backend import ScriptedBackend
@@ -246,7 +196,7 @@ class Engine:
                 job = self._jobs.get(block=len(free) == len(slots))
             except queue.Empty:
                 return True
-            if job is _STOP:
+            if job is STOP:
                 return False
             self._start(backend, free, job)
 

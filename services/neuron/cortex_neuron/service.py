@@ -443,7 +443,7 @@ class Neuron:
             )
             return
         try:
-            vectors, tokens = await resident.engine.embed(request.input)
+            vectors, tokens = await resident.engine.embed(request.input, request.truncate)
         except EngineError as error:
             await _reply(msg, EmbedReply(error=error.wire))
             return
