@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.conftest import write_catalogue
 from tests.support.stack import RunningStack, running_stack, stack_settings
@@ -29,6 +31,14 @@ TOOLS_TEMPLATE = (
     "{{ '<tool_call>' + (call.function | tojson) + '</tool_call>' }}{% endfor %}"
     "{% if message.tool_call_id %}{{ ' (result of ' + message.tool_call_id + ')' }}{% endif %}"
     "{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+STRICT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' and not loop.first %}"
+    "{{ raise_exception('System message must be at the beginning.') }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 WEATHER_TOOL = {
@@ -51,6 +61,9 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         folder / "tool.gguf", ("<tool_call>", CALL, "</tool_call>"), chat_template=TOOLS_TEMPLATE
     )
     bad_tool = build_tiny_gguf(folder / "bad.gguf", ("<tool_call>", "not json", "</tool_call>"))
+    # A template that takes a system message only at the start, as many do.
+    strict = build_tiny_gguf(folder / "strict.gguf", ("Hello", "!"), chat_template=STRICT_TEMPLATE)
+    endless = build_tiny_gguf(folder / "endless.gguf", ("tick", " tock"), endless=True, n_ctx=64)
     models = write_catalogue(
         folder / "models.toml",
         [
@@ -58,6 +71,8 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             {"id": "think", "path": str(think.path), "n_ctx": 256},
             {"id": "tool", "path": str(tool.path), "n_ctx": 512},
             {"id": "bad-tool", "path": str(bad_tool.path), "n_ctx": 256},
+            {"id": "strict", "path": str(strict.path), "n_ctx": 512},
+            {"id": "endless", "path": str(endless.path), "n_ctx": 64},
         ],
     )
     with running_stack(stack_settings(nats_server.url, models, node="api-neuron")) as stack:
@@ -177,7 +192,8 @@ def test_claude_code_like_history_translates_and_counts_exactly(
     kwargs = {"model": "hello", "messages": history, "system": system, "tools": [WEATHER_TOOL]}
     counted = claude.messages.count_tokens(**kwargs)
     message = claude.messages.create(max_tokens=8, **kwargs)
-    assert counted.input_tokens == message.usage.input_tokens
+    usage = message.usage  # Anthropic's input_tokens leave out what the cache held
+    assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0)
     bare = claude.messages.count_tokens(model="hello", messages=history, system=system)
     assert bare.input_tokens < counted.input_tokens  # the tools reached the template
 
@@ -207,6 +223,129 @@ def test_anthropic_errors_use_its_envelope(claude: anthropic.Anthropic, api_stac
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "max_tokens: field required"},
     }
+
+
+def test_adaptive_thinking_with_an_effort_streamed_and_not(claude: anthropic.Anthropic) -> None:
+    kwargs: dict[str, Any] = {
+        "model": "think", "max_tokens": 40, "messages": HI, "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "low"},
+    }  # fmt: skip
+    message = claude.messages.create(**kwargs)
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[1].text == "Hello!"  # type: ignore[union-attr]
+    with claude.messages.stream(**kwargs) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    counted = claude.messages.count_tokens(
+        model="think", messages=HI, thinking={"type": "adaptive"}, output_config={"effort": "low"}
+    )
+    usage = message.usage
+    assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0)
+
+
+class Counted(BaseModel):
+    n: int
+
+
+def test_output_format_constrains_the_answer_and_parse_reads_it(
+    claude: anthropic.Anthropic,
+) -> None:
+    # A tiny model writes garbage under a grammar; an integer field bounds it (a string one
+    # would run on), and the answer still has to be the JSON the schema describes.
+    parsed = claude.messages.parse(
+        model="hello", max_tokens=60, messages=HI, output_format=Counted
+    )
+    assert isinstance(parsed.parsed_output, Counted)
+    schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 8}},
+              "required": ["s"]}  # fmt: skip
+    message = claude.messages.create(
+        model="hello", max_tokens=60, messages=HI,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )  # fmt: skip
+    # strict JSON: no raw control characters inside the string
+    assert isinstance(json.loads(message.content[0].text)["s"], str)  # type: ignore[union-attr]
+
+
+def test_system_messages_inside_the_conversation(claude: anthropic.Anthropic) -> None:
+    history: list[Any] = [
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Answer in one word."}]},
+    ]
+    for model in ("hello", "strict"):  # strict: the template takes system only at the start
+        counted = claude.messages.count_tokens(model=model, messages=history)
+        message = claude.messages.create(model=model, max_tokens=8, messages=history)
+        usage = message.usage
+        assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0)
+        assert counted.input_tokens > claude.messages.count_tokens(
+            model=model, messages=HI
+        ).input_tokens  # the system message reached the prompt
+        assert message.content[0].text.startswith("Hello")  # type: ignore[union-attr]
+
+
+def test_a_prompt_over_the_context_is_a_400_before_any_stream(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    long = [{"role": "user", "content": "word " * 400}]  # the think model holds 256 tokens
+    with pytest.raises(anthropic.BadRequestError, match=r"tokens; model 'think' has a context"):
+        with claude.messages.stream(model="think", max_tokens=8, messages=long) as stream:
+            stream.get_final_message()
+    with pytest.raises(openai.BadRequestError) as chat:
+        for _ in gpt.chat.completions.create(model="think", messages=long, stream=True):
+            pass
+    assert chat.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError, match="context of 256 tokens"):
+        for _ in gpt.responses.create(model="think", input="word " * 400, stream=True):
+            pass
+
+
+def test_a_full_context_has_its_own_stop_reason(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    message = claude.messages.create(model="endless", max_tokens=1000, messages=HI)
+    assert message.stop_reason == "model_context_window_exceeded"
+    capped = claude.messages.create(model="endless", max_tokens=3, messages=HI)
+    assert capped.stop_reason == "max_tokens"
+    chat = gpt.chat.completions.create(model="endless", messages=HI, max_tokens=1000)
+    assert chat.choices[0].finish_reason == "length"
+
+
+def test_the_root_answers_for_clients_that_probe_it(api_stack: RunningStack) -> None:
+    assert httpx.head(api_stack.base_url + "/").status_code == 200
+    root = httpx.get(api_stack.base_url + "/")
+    assert root.status_code == 200 and "cortex" in root.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"frobnicate": 1}, "unknown field `frobnicate`"),
+        ({"container": "c1"}, "'container' is not supported"),
+        ({"speed": "fast"}, "'speed' is not supported"),
+        ({"output_config": {"effort": "extreme"}}, "output_config.effort must be one of"),
+    ],
+)
+def test_what_the_api_defines_but_cannot_run_here_is_refused_by_name(
+    api_stack: RunningStack, extra: dict[str, Any], says: str
+) -> None:
+    body = {"model": "hello", "messages": HI, **extra}
+    bodies = {"/v1/messages": {**body, "max_tokens": 8}}
+    if not {"container", "speed"} & set(extra):  # fields of /v1/messages alone
+        bodies["/v1/messages/count_tokens"] = body
+    for path, sent in bodies.items():
+        answer = httpx.post(api_stack.base_url + path, json=sent, timeout=30)
+        assert answer.status_code == 400, (path, answer.text)
+        assert says in answer.json()["error"]["message"]
+
+
+def test_taken_as_they_are(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(
+        model="hello", max_tokens=8, messages=HI, metadata={"user_id": "u1"},
+        service_tier="standard_only", inference_geo="here",
+        extra_body={"cache_control": {"type": "ephemeral"},
+                    "context_management": {"edits": [{"type": "clear_thinking_20251015",
+                                                       "keep": "all"}]}},
+    )  # fmt: skip
+    assert message.content[0].text == "Hello, world!"  # type: ignore[union-attr]
 
 
 # --- OpenAI tools, formats, parameters ------------------------------------------------

@@ -520,6 +520,11 @@ def test_reasoning_effort_reaches_the_templates_own_variable(
     assert responded.usage is not None and responded.usage.input_tokens == expected["high"]
 
 
+def whole_prompt(usage: anthropic.types.Usage) -> int:
+    """Anthropic's input_tokens leave out the prompt tokens read from the cache."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0)
+
+
 def test_reasoning_budget_reaches_the_templates_own_variable(
     oai: openai.OpenAI, claude: anthropic.Anthropic, tmp_path: Path
 ) -> None:
@@ -534,11 +539,11 @@ def test_reasoning_budget_reaches_the_templates_own_variable(
         model="seed-answer", max_tokens=64, messages=USER,
         thinking={"type": "enabled", "budget_tokens": 512},
     )  # fmt: skip
-    assert told.usage.input_tokens == prompt_tokens(thinking_budget=512)
+    assert whole_prompt(told.usage) == prompt_tokens(thinking_budget=512)
     off = claude.messages.create(
         model="seed-answer", max_tokens=64, messages=USER, thinking={"type": "disabled"}
     )
-    assert off.usage.input_tokens == prompt_tokens(thinking_budget=0)
+    assert whole_prompt(off.usage) == prompt_tokens(thinking_budget=0)
     low = oai.chat.completions.create(model="seed-answer", messages=USER, reasoning_effort="low")
     assert low.usage is not None and low.usage.prompt_tokens == prompt_tokens(thinking_budget=512)
     default = oai.chat.completions.create(model="seed-answer", messages=USER)

@@ -199,15 +199,14 @@ async def test_queued_request_gets_keepalives_then_runs(neuron, bus: Client) -> 
     assert isinstance(frames[-1], Done) and frames[-1].finish_reason == "length"
 
 
-async def test_prompt_longer_than_context_fails_with_the_numbers(neuron, bus: Client) -> None:
+async def test_prompt_longer_than_context_is_refused_with_the_numbers(neuron, bus: Client) -> None:
+    """Measured before acceptance, so the gateway can answer a real 400 even to a stream."""
     assert (await load(bus, "hello")).ok
     stream = await Stream(bus, "req-long").open()
-    assert (await stream.submit("hello", content="x " * 200)).accepted
-    frames = await stream.until_end()
-    failed = frames[-1]
-    assert isinstance(failed, Failed)
-    assert failed.error.code == "context_length_exceeded"
-    assert "context of 256 tokens" in failed.error.message
+    refused = await stream.submit("hello", content="x " * 200)
+    assert not refused.accepted and refused.error is not None
+    assert refused.error.code == "context_length_exceeded"
+    assert "context of 256 tokens" in refused.error.message
 
 
 async def test_refusals_are_immediate_and_explained(neuron, bus: Client) -> None:

@@ -7,6 +7,7 @@ import msgspec
 import pytest
 
 from cortex_gateway import anthropic_messages as am
+from cortex_gateway import anthropic_request as ar
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import WAITING, Accepted
 from cortex_wire.messages import Delta, Done, ReasoningDelta, ToolCallBlock, ToolCallFrame, Usage
@@ -42,13 +43,13 @@ CLAUDE_CODE_LIKE = {
 }  # fmt: skip
 
 
-def parse(body: dict) -> am.MessagesRequest:
-    return am.parse_request(json.dumps(body).encode())
+def parse(body: dict) -> ar.MessagesRequest:
+    return ar.parse_request(json.dumps(body).encode())
 
 
 def test_claude_code_like_request_becomes_one_history() -> None:
     request = parse(CLAUDE_CODE_LIKE)
-    messages = am.chat_messages(request.system, request.messages)
+    messages = ar.chat_messages(request.system, request.messages)
     assert [(m.role, m.content) for m in messages] == [
         ("system", "You are Claude Code.\nBe concise."),
         ("user", "What is in a.txt?"),
@@ -64,7 +65,7 @@ def test_claude_code_like_request_becomes_one_history() -> None:
         {"path": "a.txt"},
     )
     assert [m.tool_call_id for m in messages[3:5]] == ["toolu_1", "toolu_2"]
-    tools = am.template_tools(request.tools, request.tool_choice)
+    tools = ar.template_tools(request.tools, request.tool_choice)
     assert tools == [
         {"type": "function", "function": {"name": "Read", "description": "Read a file",
          "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}},
@@ -82,7 +83,17 @@ def test_claude_code_like_request_becomes_one_history() -> None:
             {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
             "image blocks are not supported",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "must be 'user' or 'assistant'"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "must be 'user', 'assistant' or"),
+        ({"output_config": {"effort": "extreme"}}, "output_config.effort must be one of"),
+        ({"output_config": {"format": {"type": "xml"}}}, "output_config.format must be"),
+        ({"output_config": {"verbosity": 1}}, "unknown field `verbosity`"),
+        ({"thinking": {"type": "sometimes"}}, "thinking.type must be one of"),
+        ({"container": "c1"}, "'container' is not supported"),
+        ({"mcp_servers": [{"type": "url", "url": "http://x"}]}, "'mcp_servers' is not supported"),
+        ({"service_tier": "priority"}, "service_tier must be"),
+        ({"top_logprobs": 3}, "unknown field `top_logprobs`"),
+        ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+         r"'context_management.edits\[0\].type' is not supported"),
         ({"messages": []}, "at least one message"),
     ],
 )
@@ -92,7 +103,7 @@ def test_bad_requests_are_named(change: dict, message: str) -> None:
         body.pop("max_tokens")
     with pytest.raises(ApiError, match=message) as caught:
         request = parse(body)
-        am.chat_messages(request.system, request.messages)
+        ar.chat_messages(request.system, request.messages)
     assert caught.value.status == 400
     assert caught.value.anthropic_body()["error"]["type"] == "invalid_request_error"
 
@@ -137,7 +148,10 @@ def test_blocks_in_order_with_stop_reason_and_usage() -> None:
     assert [b["type"] for b in body["content"]] == ["thinking", "text", "tool_use"]
     assert body["content"][2]["input"] == {"path": "a"}
     assert body["stop_reason"] == "tool_use"
-    assert body["usage"] == {"input_tokens": 5, "output_tokens": 7}
+    assert body["usage"] == {
+        "input_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+        "output_tokens": 7,
+    }  # fmt: skip
     delta = events(chunks)[-2][1]
     assert delta["delta"]["stop_reason"] == "tool_use" and delta["usage"]["output_tokens"] == 7
 
@@ -174,3 +188,62 @@ def test_a_call_in_several_frames_streams_input_json_deltas_and_ends_whole() -> 
         ("Ls", {}),
     ]
     assert body["stop_reason"] == "max_tokens"
+
+
+def test_claude_codes_billing_line_is_dropped_and_system_messages_stay_in_place() -> None:
+    request = parse({
+        **CLAUDE_CODE_LIKE,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.68e; cch=9;"},
+            {"type": "text", "text": "You are an agent.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "a reminder"}]},
+        ],
+    })  # fmt: skip
+    messages = ar.history(request, strip_billing=True)
+    assert [(m.role, m.content) for m in messages] == [
+        ("system", "You are an agent."), ("user", "hi"), ("system", "a reminder"),
+    ]  # fmt: skip
+    kept = ar.history(request, strip_billing=False)
+    assert kept[0].content.startswith("x-anthropic-billing-header:")
+
+
+def test_adaptive_thinking_takes_its_budget_and_level_from_the_effort() -> None:
+    for effort, budget in (("low", 1024), ("high", 16384), ("max", None)):
+        request = parse({**CLAUDE_CODE_LIKE, "thinking": {"type": "adaptive"},
+                         "output_config": {"effort": effort}})  # fmt: skip
+        assert ar.sampling_params(request).reasoning_budget == budget
+        switch = ar.thinking_switch(request.thinking, request.output_config)
+        assert switch == {"thinking": True, "reasoning_effort": ar.EFFORT_LEVELS[effort]}
+    plain = parse({**CLAUDE_CODE_LIKE, "thinking": {"type": "adaptive"}})
+    assert ar.sampling_params(plain).reasoning_budget is None  # the model decides
+
+
+def test_output_format_is_constrained_decoding() -> None:
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    output = {"format": {"type": "json_schema", "schema": schema}}
+    request = parse({**CLAUDE_CODE_LIKE, "output_config": output})
+    assert ar.sampling_params(request).json_schema == schema
+
+
+def test_clear_thinking_keeps_the_reasoning_of_the_last_turns_only() -> None:
+    turns = [
+        {"role": "user", "content": "1"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "t1"},
+                                          {"type": "text", "text": "a1"}]},
+        {"role": "user", "content": "2"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "t2"},
+                                          {"type": "text", "text": "a2"}]},
+        {"role": "user", "content": "3"},
+    ]  # fmt: skip
+
+    def reasoning(keep: object) -> list[str]:
+        edits = {"edits": [{"type": ar.CLEAR_THINKING, "keep": keep}]}
+        request = parse({**CLAUDE_CODE_LIKE, "messages": turns, "context_management": edits})
+        return [m.reasoning for m in ar.history(request, True) if m.role == "assistant"]
+
+    assert reasoning("all") == ["t1", "t2"]
+    assert reasoning({"type": "thinking_turns", "value": 1}) == ["", "t2"]
+    assert reasoning({"type": "thinking_turns", "value": 0}) == ["", ""]

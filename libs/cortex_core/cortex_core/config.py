@@ -65,6 +65,9 @@ class GatewaySettings(Section):
     require_auth: bool = False
     api_keys: list[str] = msgspec.field(default_factory=list)
     admin_keys: list[str] = msgspec.field(default_factory=list)
+    # Drop Claude Code's per-request billing line from Anthropic system prompts before
+    # templating: it changes with every request and would defeat prefix reuse.
+    strip_billing_header: bool = True
 
 
 class NeuronSettings(Section):

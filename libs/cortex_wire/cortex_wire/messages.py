@@ -250,6 +250,8 @@ class Done(Struct, tag="done", tag_field="type"):
     # The stop sequence that ended the answer, if one did.
     stop_sequence: str = ""
     timings: Timings = msgspec.field(default_factory=Timings)
+    # finish_reason "length" because the context was full, not because max_tokens was hit.
+    context_full: bool = False
 
 
 class Failed(Struct, tag="error", tag_field="type"):

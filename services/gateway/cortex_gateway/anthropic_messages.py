@@ -1,19 +1,22 @@
-"""Anthropic messages: request translation and the response projection (pure).
-
-System prompts (a string or text blocks) become one leading system message; `tool_use`
-blocks become the assistant's tool calls and `tool_result` blocks become `tool` messages,
-so the model's chat template sees one history whichever dialect sent it. Reasoning becomes
-`thinking` blocks only when the request enables thinking.
+"""Anthropic messages: the answer, streamed (named events) or whole (pure). The request
+side is `anthropic_request.py`. Reasoning becomes `thinking` blocks only when the request
+enables thinking; usage counts the prompt tokens read from the prefix cache as
+`cache_read_input_tokens`, the rest as `input_tokens`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-import msgspec
-
+from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
+from cortex_gateway.anthropic_request import (
+    history,
+    parse_request,
+    sampling_params,
+    template_tools,
+    thinking_switch,
+)
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
     Answer,
@@ -28,220 +31,13 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
-from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
-from cortex_gateway.sampling_defaults import ANTHROPIC
-from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall, Usage
-
-
-class Block(msgspec.Struct, kw_only=True):
-    type: str
-    text: str | None = None
-    thinking: str | None = None
-    id: str | None = None
-    name: str | None = None
-    input: dict[str, Any] | None = None
-    tool_use_id: str | None = None
-    content: str | list[Block] | None = None
-    is_error: bool | None = None
-
-
-class Message(msgspec.Struct, kw_only=True):
-    role: str
-    content: str | list[Block]
-
-
-class Tool(msgspec.Struct, kw_only=True):
-    name: str
-    description: str | None = None
-    input_schema: dict[str, Any] | None = None
-    type: str | None = None
-
-
-class Thinking(msgspec.Struct, kw_only=True):
-    type: str
-    budget_tokens: int | None = None
-
-
-class ToolChoice(msgspec.Struct, kw_only=True):
-    type: str
-    name: str | None = None
-
-
-# "adaptive": the model decides how long to think (no budget).
-THINKING_TYPES = ("enabled", "disabled", "adaptive")
-
-
-class MessagesRequest(msgspec.Struct, kw_only=True):
-    model: str
-    messages: list[Message]
-    max_tokens: int | None = None
-    system: str | list[Block] | None = None
-    stop_sequences: list[str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    stream: bool = False
-    tools: list[Tool] | None = None
-    tool_choice: ToolChoice | None = None
-    thinking: Thinking | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class CountTokensRequest(msgspec.Struct, kw_only=True):
-    model: str
-    messages: list[Message]
-    system: str | list[Block] | None = None
-    tools: list[Tool] | None = None
-    thinking: Thinking | None = None
-
-
-def _texts(blocks: str | list[Block] | None, where: str) -> str:
-    if blocks is None:
-        return ""
-    if isinstance(blocks, str):
-        return blocks
-    parts = []
-    for index, block in enumerate(blocks):
-        if block.type != "text" or block.text is None:
-            raise _block_error(block, f"{where}[{index}]")
-        parts.append(block.text)
-    return "\n".join(parts)
-
-
-def _block_error(block: Block, where: str) -> ApiError:
-    if block.type in ("image", "document"):
-        message = f"{block.type} blocks are not supported: the models served here read text only"
-    else:
-        message = f"unexpected content block type {block.type!r} here"
-    return ApiError.invalid(message, param=f"{where}.type")
-
-
-def _validate_messages(messages: list[Message]) -> None:
-    if not messages:
-        raise ApiError.invalid("messages: at least one message is required", param="messages")
-    for index, message in enumerate(messages):
-        if message.role not in ("user", "assistant"):
-            raise ApiError.invalid(
-                f"messages[{index}].role must be 'user' or 'assistant', got {message.role!r}",
-                param=f"messages[{index}].role",
-            )  # fmt: skip
-
-
-def chat_messages(system: str | list[Block] | None, messages: list[Message]) -> list[ChatMessage]:
-    _validate_messages(messages)
-    out: list[ChatMessage] = []
-    system_text = _texts(system, "system")
-    if system_text:
-        out.append(ChatMessage(role="system", content=system_text))
-    for index, message in enumerate(messages):
-        where = f"messages[{index}].content"
-        if isinstance(message.content, str):
-            out.append(ChatMessage(role=message.role, content=message.content))
-            continue
-        texts: list[str] = []
-        calls: list[ToolCall] = []
-        thoughts: list[str] = []
-        for position, block in enumerate(message.content):
-            if block.type == "text" and block.text is not None:
-                texts.append(block.text)
-            elif block.type == "tool_use" and message.role == "assistant":
-                arguments = json.dumps(block.input or {}, ensure_ascii=False)
-                calls.append(
-                    ToolCall(id=block.id or "", name=block.name or "", arguments=arguments)
-                )
-            elif block.type == "tool_result" and message.role == "user":
-                result = _texts(block.content, f"{where}[{position}].content")
-                if block.is_error:
-                    result = f"Error: {result}"
-                out.append(
-                    ChatMessage(role="tool", content=result, tool_call_id=block.tool_use_id or "")
-                )
-            elif block.type == "thinking" and message.role == "assistant":
-                thoughts.append(block.thinking or "")  # the template decides if it is kept
-            elif block.type == "redacted_thinking" and message.role == "assistant":
-                continue  # encrypted by another provider: nothing a local model can read
-            else:
-                raise _block_error(block, f"{where}[{position}]")
-        if texts or calls or thoughts:
-            out.append(
-                ChatMessage(
-                    role=message.role,
-                    content="".join(texts),
-                    tool_calls=calls,
-                    reasoning="".join(thoughts),
-                )
-            )
-    return out
-
-
-def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dict[str, Any]]:
-    if choice is not None and choice.type == "none":
-        return []
-    definitions = []
-    for index, tool in enumerate(tools or []):
-        if tool.type not in (None, "custom"):
-            raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only client tools")
-        function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema or {}}
-        if tool.description:
-            function["description"] = tool.description
-        definitions.append({"type": "function", "function": function})
-    return definitions
-
-
-def thinking_switch(thinking: Thinking | None) -> dict[str, Any]:
-    """InferRequest fields for the model's thinking switch."""
-    if thinking is None:
-        return {}
-    return {"thinking": thinking.type != "disabled"}
-
-
-def thinking_budget(thinking: Thinking | None) -> int | None:
-    if thinking is None or thinking.type != "enabled":
-        return None
-    if thinking.budget_tokens is None or thinking.budget_tokens < 0:
-        raise ApiError.invalid("thinking.budget_tokens is required when thinking is enabled",
-                       param="thinking.budget_tokens")  # fmt: skip
-    return thinking.budget_tokens
-
-
-def parse_request(body: bytes) -> MessagesRequest:
-    request: MessagesRequest = decode_body(body, MessagesRequest)
-    if not request.model:
-        raise ApiError.invalid("model: field required", param="model")
-    if request.max_tokens is None:
-        raise ApiError.invalid("max_tokens: field required", param="max_tokens")
-    check_positive("max_tokens", request.max_tokens)
-    check_range("temperature", request.temperature, 0.0, 1.0)
-    check_range("top_p", request.top_p, 0.0, 1.0)
-    if request.top_k is not None and request.top_k < 0:
-        raise ApiError.invalid(f"top_k must be >= 0, got {request.top_k}", param="top_k")
-    if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
-        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
-    if request.thinking is not None and request.thinking.type not in THINKING_TYPES:
-        raise ApiError.invalid(f"thinking.type must be one of {', '.join(THINKING_TYPES)}",
-            param="thinking.type",
-        )  # fmt: skip
-    thinking_budget(request.thinking)
-    return request
-
-
-def sampling_params(request: MessagesRequest) -> SamplingParams:
-    return SamplingParams(
-        max_tokens=request.max_tokens,
-        temperature=ANTHROPIC.temperature if request.temperature is None else request.temperature,
-        top_p=ANTHROPIC.top_p if request.top_p is None else request.top_p,
-        top_k=request.top_k or ANTHROPIC.top_k,
-        min_p=ANTHROPIC.min_p,
-        repeat_penalty=ANTHROPIC.repeat_penalty,
-        stop=list(request.stop_sequences or []),
-        reasoning_budget=thinking_budget(request.thinking),
-    )
-
+from cortex_wire.messages import Usage
 
 STOP_REASONS = {
     Stop.END: "end_turn", Stop.CANCELLED: "end_turn", Stop.STOP_SEQUENCE: "stop_sequence",
-    Stop.LENGTH: "max_tokens", Stop.TOOL_CALLS: "tool_use",
+    Stop.LENGTH: "max_tokens", Stop.CONTEXT_FULL: "model_context_window_exceeded",
+    Stop.TOOL_CALLS: "tool_use",
 }  # fmt: skip
 
 
@@ -249,12 +45,19 @@ def _message(call: CallInfo) -> dict[str, Any]:
     return {
         "id": call.request_id, "type": "message", "role": "assistant", "model": call.model,
         "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "usage": _usage(Usage()),
     }  # fmt: skip
 
 
 def _usage(usage: Usage) -> dict[str, int]:
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+    # Anthropic's input_tokens are the ones not read from the cache; the prefix cache here
+    # is written as a side effect, so nothing counts as cache creation.
+    return {
+        "input_tokens": usage.prompt_tokens - usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "output_tokens": usage.completion_tokens,
+    }
 
 
 def _stop(answer: Answer) -> dict[str, Any]:
@@ -355,18 +158,19 @@ def messages_reply(show_thinking: bool) -> Reply:
     )
 
 
-def turn(body: bytes) -> Turn:
+def turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = parse_request(body)
-    show_thinking = request.thinking is not None and request.thinking.type != "disabled"
+    thinking = request.thinking
+    show_thinking = thinking is not None and thinking.type != "disabled"
     return Turn(
         route="messages",
         model=request.model,
         stream=request.stream,
         ask=Ask(
-            messages=chat_messages(request.system, request.messages),
+            messages=history(request, settings.strip_billing_header),
             params=sampling_params(request),
             tools=template_tools(request.tools, request.tool_choice),
-            **thinking_switch(request.thinking),
+            **thinking_switch(thinking, request.output_config),
         ),
         reply=messages_reply(show_thinking),
         request_prefix="msg_",

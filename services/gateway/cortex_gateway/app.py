@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, get, head, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from cortex_gateway import (
-    anthropic_messages,
+    anthropic_request,
     embeddings,
     ollama_api,
     openai_chat,
@@ -43,6 +43,7 @@ from cortex_wire.verdicts import Refused
 
 log = structlog.get_logger("gateway")
 DASHBOARD_PAGE = (Path(__file__).parent / "dashboard.html").read_text()
+IDENTITY = "cortex is running: OpenAI (/v1), Anthropic (/v1/messages) and Ollama (/api) APIs\n"
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -89,6 +90,15 @@ def create_app(gateway: Gateway) -> Litestar:
         status = await gateway.ask_scheduler(subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
         return Response(codec.encode(status), media_type=MediaType.JSON)
 
+    @get("/", media_type=MediaType.TEXT, sync_to_thread=False)
+    def root() -> str:
+        """Who answers here (clients such as Claude Code probe the root first)."""
+        return IDENTITY
+
+    @head("/", sync_to_thread=False)
+    def root_head() -> None:
+        return None
+
     @get("/health")
     async def health(
         min_neurons: FromQuery[int] = 0,
@@ -130,7 +140,7 @@ def create_app(gateway: Gateway) -> Litestar:
         to_turn = route.turn
 
         async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-            return await answer(gateway, request, to_turn(await request.body()))
+            return await answer(gateway, request, to_turn(await request.body(), settings))
 
         return post(route.path, status_code=200, name=route.path)(handler)
 
@@ -138,16 +148,15 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @post("/v1/messages/count_tokens", status_code=200)
     async def count_tokens(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        counted = openai_chat.decode_body(
-            await request.body(), anthropic_messages.CountTokensRequest
-        )
+        """The prompt as /v1/messages would render it, counted by the model's tokenizer."""
+        counted = anthropic_request.parse_count(await request.body())
         infer = InferRequest(
             request_id=f"count-{next_request_id()}",
             model=gateway.resolve_model(counted.model),
             stream_subject="",
-            messages=anthropic_messages.chat_messages(counted.system, counted.messages),
-            tools=anthropic_messages.template_tools(counted.tools, None),
-            **anthropic_messages.thinking_switch(counted.thinking),
+            messages=anthropic_request.history(counted, settings.strip_billing_header),
+            tools=anthropic_request.template_tools(counted.tools, counted.tool_choice),
+            **anthropic_request.thinking_switch(counted.thinking, counted.output_config),
         )
         tokens = await gateway.inference.count_tokens(infer)
         if isinstance(tokens, Refused):
@@ -240,6 +249,8 @@ def create_app(gateway: Gateway) -> Litestar:
     return Litestar(
         route_handlers=[
             openapi,
+            root,
+            root_head,
             health,
             list_models,
             get_model,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from cortex_gateway.errors import ApiError
 from cortex_wire.outcomes import Code
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/", "/health"})
 
 
 def presented_key(headers: Mapping[str, str]) -> str:

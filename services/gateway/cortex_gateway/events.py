@@ -21,9 +21,14 @@ class Stop(StrEnum):
 
     END = "end"  # the model ended its turn
     STOP_SEQUENCE = "stop_sequence"  # one of the request's stop sequences
-    LENGTH = "length"  # max_tokens, or the context is full
+    LENGTH = "length"  # max_tokens
+    CONTEXT_FULL = "context_full"  # the context had no room for another token
     TOOL_CALLS = "tool_calls"  # it called tools and waits for their results
     CANCELLED = "cancelled"
+
+
+# The answer was cut off by a limit, not ended by the model.
+CUT_SHORT = frozenset({Stop.LENGTH, Stop.CONTEXT_FULL})
 
 
 @dataclass(frozen=True)

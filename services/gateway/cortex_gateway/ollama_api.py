@@ -18,9 +18,18 @@ from typing import Any
 
 import msgspec
 
+from cortex_core.config import GatewaySettings
 from cortex_core.fleet import CatalogueView
 from cortex_gateway.errors import ApiError
-from cortex_gateway.events import Answer, CallClosed, Event, Finished, Reasoning, Stop, Text
+from cortex_gateway.events import (
+    CUT_SHORT,
+    Answer,
+    CallClosed,
+    Event,
+    Finished,
+    Reasoning,
+    Text,
+)
 from cortex_gateway.keep_alive import residency
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
@@ -231,7 +240,7 @@ def _residency_only(kind: str, model: str, empty: bool) -> Callable[[str], dict[
     return (lambda done: residency_body(kind, model, done)) if empty else None
 
 
-def chat_turn(body: bytes) -> Turn:
+def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, ChatRequest)
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
@@ -253,7 +262,7 @@ def chat_turn(body: bytes) -> Turn:
     )
 
 
-def generate_turn(body: bytes) -> Turn:
+def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, GenerateRequest)
     for name in ("suffix", "template", "images", "context"):
         if getattr(request, name):
@@ -317,7 +326,7 @@ def _counts(answer: Answer, call: CallInfo) -> dict[str, Any]:
     timings, usage = answer.finished.timings, answer.finished.usage
     return {
         "done": True,
-        "done_reason": "length" if answer.finished.stop is Stop.LENGTH else "stop",
+        "done_reason": "length" if answer.finished.stop in CUT_SHORT else "stop",
         "total_duration": _ns(time.perf_counter() - call.started_at),
         "load_duration": _ns(call.trace.load_s),
         "prompt_eval_count": usage.prompt_tokens,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
@@ -340,7 +341,7 @@ FinishReason = Literal["stop", "length", "tool_calls"]
 # A cancelled request has no client left to read it; "stop" keeps the shape valid.
 FINISH_REASONS: dict[Stop, FinishReason] = {
     Stop.END: "stop", Stop.STOP_SEQUENCE: "stop", Stop.CANCELLED: "stop",
-    Stop.LENGTH: "length", Stop.TOOL_CALLS: "tool_calls",
+    Stop.LENGTH: "length", Stop.CONTEXT_FULL: "length", Stop.TOOL_CALLS: "tool_calls",
 }  # fmt: skip
 
 
@@ -436,7 +437,7 @@ def chat_reply(include_usage: bool) -> Reply:
     )
 
 
-def turn(body: bytes) -> Turn:
+def turn(body: bytes, settings: GatewaySettings) -> Turn:
     chat = parse_request(body)
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     return Turn(

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, Event, Finished, Text, Waiting
@@ -155,7 +156,7 @@ def completion_reply(include_usage: bool) -> Reply:
     )  # fmt: skip
 
 
-def turn(body: bytes) -> Turn:
+def turn(body: bytes, settings: GatewaySettings) -> Turn:
     legacy = parse_request(body)
     include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
     return Turn(

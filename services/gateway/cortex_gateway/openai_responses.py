@@ -13,9 +13,11 @@ from typing import Any
 
 import msgspec
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
+    CUT_SHORT,
     Answer,
     CallArguments,
     CallClosed,
@@ -23,7 +25,6 @@ from cortex_gateway.events import (
     Event,
     Finished,
     Part,
-    Stop,
     Text,
     Waiting,
 )
@@ -232,7 +233,7 @@ def _output_text(text: str) -> dict[str, Any]:
 def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> dict[str, Any]:
     usage, finished = answer.usage, answer.finished
     status = "in_progress" if finished is None else (
-        "incomplete" if finished.stop is Stop.LENGTH else "completed"
+        "incomplete" if finished.stop in CUT_SHORT else "completed"
     )  # fmt: skip
     done = "in_progress" if finished is None else "completed"
     return {
@@ -362,7 +363,7 @@ def responses_reply(request: ResponsesRequest) -> Reply:
     )
 
 
-def turn(body: bytes) -> Turn:
+def turn(body: bytes, settings: GatewaySettings) -> Turn:
     parsed = parse_request(body)
     return Turn(
         route="responses",

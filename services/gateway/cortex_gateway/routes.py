@@ -10,8 +10,10 @@ from typing import Literal
 
 import msgspec
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway import (
     anthropic_messages,
+    anthropic_request,
     embeddings,
     ollama_api,
     openai_chat,
@@ -29,7 +31,7 @@ class Route:
     api: Api
     request: type[msgspec.Struct]
     summary: str
-    turn: Callable[[bytes], Turn] | None = None  # None: the route has its own handler
+    turn: Callable[[bytes, GatewaySettings], Turn] | None = None  # None: its own handler
     streams: bool = True
 
 
@@ -40,9 +42,9 @@ ROUTES: tuple[Route, ...] = (
           "OpenAI text completion", openai_completions.turn),
     Route("/v1/responses", "openai", openai_responses.ResponsesRequest, "OpenAI response",
           openai_responses.turn),
-    Route("/v1/messages", "anthropic", anthropic_messages.MessagesRequest, "Anthropic message",
+    Route("/v1/messages", "anthropic", anthropic_request.MessagesRequest, "Anthropic message",
           anthropic_messages.turn),
-    Route("/v1/messages/count_tokens", "anthropic", anthropic_messages.CountTokensRequest,
+    Route("/v1/messages/count_tokens", "anthropic", anthropic_request.CountTokensRequest,
           "Anthropic token count", streams=False),
     Route("/v1/embeddings", "openai", embeddings.OpenAIEmbeddingsRequest, "OpenAI embeddings",
           streams=False),

@@ -40,7 +40,7 @@ from cortex_wire.messages import (
 
 def stop_of(done: Done, called: bool) -> Stop:
     if done.finish_reason == "length":
-        return Stop.LENGTH
+        return Stop.CONTEXT_FULL if done.context_full else Stop.LENGTH
     if done.finish_reason == "cancelled":
         return Stop.CANCELLED
     if called:

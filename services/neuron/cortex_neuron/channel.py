@@ -49,6 +49,7 @@ class Finished:
     usage: Usage
     stop_sequence: str = ""
     timings: Timings = field(default_factory=Timings)
+    context_full: bool = False  # "length" because the context had no room left
 
 
 @dataclass(frozen=True, slots=True)

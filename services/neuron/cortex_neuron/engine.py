@@ -26,11 +26,11 @@ from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError
 from cortex_neuron.generation import Generation, Job
-from cortex_neuron.history import template_messages, template_variables
+from cortex_neuron.history import fold_system, template_messages, template_variables
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
 from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
-from cortex_wire.messages import InferRequest, Usage, WireError
+from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
 
 __all__ = ["Engine", "EngineError", "Job"]
@@ -93,30 +93,59 @@ class Engine(ModelThread[Backend]):
             if isinstance(job, Job):
                 job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
 
-    def count_tokens(self, request: InferRequest) -> int:
-        """Prompt length exactly as a generation would see it (tokenizing only reads the
-        vocabulary, so this may run off the engine thread)."""
+    def prompt_of(self, request: InferRequest) -> tuple[list[int], str]:
+        """The prompt exactly as a generation sees it: its tokens and its text; EngineError
+        if the template refuses the history. Tokenizing only reads the vocabulary, so this
+        may run off the engine thread (the neuron does it before accepting a request)."""
         if self._backend is None:
             raise EngineError(Code.MODEL_NOT_READY, f"model {self.profile.id!r} is not loaded")
-        return len(self._prompt_tokens(self._backend, request)[0])
+        try:
+            return self._prompt_tokens(self._backend, request)
+        except TemplateError as error:
+            raise EngineError(Code.INVALID_REQUEST, str(error)) from None
+
+    def count_tokens(self, request: InferRequest) -> int:
+        return len(self.prompt_of(request)[0])
+
+    def check_fits(self, prompt: Sequence[int]) -> None:
+        """A prompt that leaves no room to generate is the request's error."""
+        n_ctx = self._backend.n_ctx if self._backend else self.profile.n_ctx
+        if len(prompt) >= n_ctx:
+            raise EngineError(
+                Code.CONTEXT_LENGTH_EXCEEDED,
+                f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
+                f"context of {n_ctx} tokens",
+            )
 
     def _prompt_tokens(self, backend: Backend, request: InferRequest) -> tuple[list[int], str]:
-        """The prompt's tokens and its text (chat requests: as the template renders it)."""
+        """The prompt's tokens and its text (chat requests: as the template renders it; a
+        system message the template refuses in place joins the leading one)."""
         if request.messages is not None:
-            text = render_chat(
-                backend.chat_template,
-                template_messages(request.messages, self.dialect),
-                bos_token=backend.bos_text,
-                eos_token=backend.eos_text,
-                template_kwargs=template_variables(request, self.dialect),
-                tools=request.tools or None,
-            )
+            try:
+                text = self._render(backend, request, request.messages)
+            except TemplateError:
+                folded = fold_system(request.messages)
+                if folded == request.messages:
+                    raise
+                text = self._render(backend, request, folded)
             # The template writes the BOS text itself when the model wants one.
             return backend.tokenize(text, add_bos=False, special=True), text
         # A raw prompt is the client's own rendering: its special-token texts are those
         # tokens (as llama-server reads prompts), so a hand-rendered chat prompt works.
         text = request.prompt or ""
         return backend.tokenize(text, add_bos=True, special=True), text
+
+    def _render(
+        self, backend: Backend, request: InferRequest, messages: Sequence[ChatMessage]
+    ) -> str:
+        return render_chat(
+            backend.chat_template,
+            template_messages(messages, self.dialect),
+            bos_token=backend.bos_text,
+            eos_token=backend.eos_text,
+            template_kwargs=template_variables(request, self.dialect),
+            tools=request.tools or None,
+        )
 
     # --- everything below runs on the engine thread -----------------------------------
 
@@ -206,13 +235,8 @@ class Engine(ModelThread[Backend]):
             return
         request = job.request
         try:
-            prompt, prompt_text = self._prompt_tokens(backend, request)
-            if len(prompt) >= backend.n_ctx:
-                raise EngineError(
-                    Code.CONTEXT_LENGTH_EXCEEDED,
-                    f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
-                    f"context of {backend.n_ctx} tokens",
-                )
+            prompt, prompt_text = job.prompt or self._prompt_tokens(backend, request)
+            self.check_fits(prompt)
             seed = request.params.seed
             sampler = backend.sampler(
                 request.params, seed if seed is not None else random.getrandbits(31)

@@ -26,6 +26,8 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.perf_counter)
     accepted_at: float = field(default_factory=time.monotonic)
+    # The prompt's tokens and text, when the neuron already rendered them to admit it.
+    prompt: tuple[list[int], str] | None = None
 
 
 class Generation:
@@ -113,7 +115,8 @@ class Generation:
             decode_s=round(max(self.last_at - self.first_at, 0.0), 6),
         )
         stop = self.output.stop_sequence
-        self.job.channel.push(Finished(reason, usage, stop, timings))
+        full = reason == "length" and len(self.prompt) + self.output.tokens >= self._backend.n_ctx
+        self.job.channel.push(Finished(reason, usage, stop, timings, context_full=full))
         self.sampler.close()
 
     def fail(self, error: WireError) -> None:

@@ -50,6 +50,18 @@ def template_messages(
     return rendered
 
 
+def fold_system(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The history with every system message after the first turn joined to the leading
+    system prompt, for templates that take a system message only at the start."""
+    lead = [m for m in messages[:1] if m.role == "system"]
+    rest = messages[len(lead) :]
+    later = [m.content for m in rest if m.role == "system"]
+    if not later:
+        return list(messages)
+    system = "\n\n".join([*(m.content for m in lead), *later])
+    return [ChatMessage(role="system", content=system), *(m for m in rest if m.role != "system")]
+
+
 def call_id(original: str, dialect: Dialect) -> str:
     """A call id in the shape the template accepts; the same id always maps the same way,
     so a call and its result stay paired."""

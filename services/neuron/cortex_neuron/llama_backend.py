@@ -252,4 +252,15 @@ def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
         raise EngineError(
             Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
         ) from None
-    return grammar._grammar, grammar._root
+    return strict_strings(grammar._grammar), grammar._root
+
+
+# llama-cpp-python's converter lets a JSON string hold raw control characters, which JSON
+# forbids (strict parsers such as Python's json and pydantic reject them); llama.cpp's own
+# converter excludes them, as this does.
+_LOOSE_CHAR = r'char ::= [^"\\]'
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
+
+
+def strict_strings(grammar: str) -> str:
+    return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)

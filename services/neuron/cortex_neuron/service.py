@@ -18,7 +18,6 @@ from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_core.metrics_server import serve_metrics
 from cortex_neuron.admission import limits, refusal
 from cortex_neuron.channel import Errored, Finished, TokenChannel
-from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.embedding_engine import EmbeddingEngine
 from cortex_neuron.engine import Engine, EngineError, Job
@@ -365,14 +364,19 @@ class Neuron:
             await _reply(msg, InferReply(accepted=False, error=refusal))
             return
         assert isinstance(resident.engine, Engine)
-        job = Job(request=request, channel=TokenChannel(asyncio.get_running_loop()))
+        engine = resident.engine
         try:
-            resident.engine.submit(job)
+            # Rendered and measured before accepting: a prompt the template refuses or the
+            # context cannot hold is the client's error, a real HTTP status, for streams too.
+            prompt = await asyncio.to_thread(engine.prompt_of, request)
+            engine.check_fits(prompt[0])
+            job = Job(request, TokenChannel(asyncio.get_running_loop()), prompt=prompt)
+            engine.submit(job)
         except EngineError as error:
+            self.metrics.refused.labels(request.model, error.wire.code).inc()
             await _reply(msg, InferReply(accepted=False, error=error.wire))
             return
         self.jobs[request.request_id] = job
-        engine = resident.engine
         reply = InferReply(accepted=True, reasoning_markers=engine.dialect.inline_markers())
         await _reply(msg, reply)
         # Every line the pump logs for this request carries its id.
@@ -411,12 +415,7 @@ class Neuron:
             return
         assert resident.engine is not None  # a ready resident has one
         try:
-            count = resident.engine.count_tokens(request)
-        except TemplateError as error:
-            await _reply(
-                msg, TokenCount(error=WireError(code=Code.INVALID_REQUEST, message=str(error)))
-            )
-            return
+            count = await asyncio.to_thread(resident.engine.count_tokens, request)
         except EngineError as error:
             await _reply(msg, TokenCount(error=error.wire))
             return
@@ -482,6 +481,7 @@ class Neuron:
                                 usage=end.usage,
                                 stop_sequence=end.stop_sequence,
                                 timings=end.timings,
+                                context_full=end.context_full,
                             )
                         ),
                     )
