@@ -19,6 +19,18 @@ def test_on_a_tie_the_least_recently_used_slot_is_taken() -> None:
     assert pick_slot(free, [1, 2]) == (1, 0)
 
 
+def test_a_short_new_prompt_keeps_off_a_long_cache_it_shares_a_little_with() -> None:
+    conversation = list(range(100))
+    free = [FreeSlot(0, conversation, 1.0), FreeSlot(1, [], 5.0)]
+    side = [0, 1, 2, *[77] * 10]  # shares 3 tokens (a system prompt's first line)
+    assert pick_slot(free, side) == (1, 0)
+    # with no empty slot, the one with the least to lose
+    free = [FreeSlot(0, conversation, 1.0), FreeSlot(1, [0, 1, 9, 9], 5.0)]
+    assert pick_slot(free, side) == (1, 2)
+    # the conversation's next turn still finds its whole cache
+    assert pick_slot(free, [*conversation, 100, 101]) == (0, 100)
+
+
 def test_a_fully_cached_prompt_still_decodes_its_last_token() -> None:
     assert pick_slot([FreeSlot(0, [1, 2, 3], 0.0)], [1, 2, 3]) == (0, 2)
     assert pick_slot([FreeSlot(0, [1, 2, 3, 4], 0.0)], [1, 2]) == (0, 1)

@@ -25,12 +25,23 @@ class FreeSlot:
     last_used: float
 
 
+# A prompt continues a slot's cache when at least this share of it is already there.
+CONTINUES = 0.5
+
+
 def pick_slot(free: Sequence[FreeSlot], prompt: Sequence[int]) -> tuple[int, int]:
-    """(seq, reused): the free slot holding the longest prefix of `prompt`, the least
-    recently used on a tie (so cached prompts live longest). At least the prompt's last
-    token is always decoded again: its logits give the first generated token."""
-    best = max(free, key=lambda slot: (common_prefix_length(slot.cached, prompt), -slot.last_used))
-    reused = min(common_prefix_length(best.cached, prompt), max(len(prompt) - 1, 0))
+    """(seq, reused). A prompt that continues a slot's cache (a conversation's next turn,
+    another request on the same long system prompt: most of it is there) takes the slot
+    holding its longest prefix. Any other prompt takes the slot with the least to lose —
+    the least cache beyond what they share, the least recently used on a tie — so a short
+    side request (a title, a summary) never wipes a long conversation's cache for the few
+    tokens they share. At least the prompt's last token is always decoded again: its
+    logits give the first generated token."""
+    shared = {slot.seq: common_prefix_length(slot.cached, prompt) for slot in free}
+    best = max(free, key=lambda slot: (shared[slot.seq], -slot.last_used))
+    if shared[best.seq] < CONTINUES * len(prompt):
+        best = min(free, key=lambda s: (len(s.cached) - shared[s.seq], s.last_used))
+    reused = min(shared[best.seq], max(len(prompt) - 1, 0))
     return best.seq, reused
 
 
