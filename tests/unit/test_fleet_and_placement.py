@@ -1,4 +1,4 @@
-from cortex_core.fleet import FleetState, least_busy
+from cortex_core.fleet import FleetState, least_busy, resolve_alias
 from cortex_wire.messages import CatalogueEntry, Device, Heartbeat, LoadedModel
 
 
@@ -47,6 +47,21 @@ def test_catalogue_merges_every_neuron_and_resolves_aliases() -> None:
     # Another neuron's alias never hides a model that has that id.
     fleet.observe(beat("c", catalogue=("fast",)), 0.0)
     assert fleet.resolve("fast", 0.0) == "fast"
+
+
+def test_patterns_map_client_model_ids_most_specific_first() -> None:
+    aliases = {"claude-*": "big", "claude-haiku-*": "small", "claude-haiku-4-5": "exact",
+               "gpt-?": "old"}  # fmt: skip
+    assert resolve_alias("claude-haiku-4-5", aliases) == "exact"  # an alias beats patterns
+    assert resolve_alias("claude-haiku-4-5-20251001", aliases) == "small"
+    assert resolve_alias("claude-sonnet-4-6", aliases) == "big"
+    assert resolve_alias("gpt-4", aliases) == "old" and resolve_alias("gpt-40", aliases) == "gpt-40"
+    assert resolve_alias("Claude-sonnet", aliases) == "Claude-sonnet"  # case-sensitive
+    fleet = FleetState()
+    fleet.observe(beat("a", catalogue=("big", "claude-opus")), 0.0)
+    fleet.observe(beat("b", catalogue=("small",), aliases=aliases), 0.0)
+    assert fleet.resolve("claude-opus", 0.0) == "claude-opus"  # a model id beats a pattern
+    assert fleet.resolve("claude-haiku-9", 0.0) == "small"
 
 
 def test_least_busy_ready_replica_wins() -> None:

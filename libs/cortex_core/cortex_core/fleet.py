@@ -6,6 +6,7 @@ neuron whose heartbeats stop for MISSED_BEATS intervals is gone, and so are its 
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -74,10 +75,11 @@ class FleetState:
 
     def resolve(self, name: str, now: float) -> str:
         """The model id `name` refers to: a model of that id wins over an alias of that name
-        (aliases are per neuron, so two neurons' catalogues may collide)."""
+        (aliases are per neuron, so two neurons' catalogues may collide), and an alias over
+        a pattern (see `resolve_alias`)."""
         if name in self.catalogue(now):
             return name
-        return self.aliases(now).get(name, name)
+        return resolve_alias(name, self.aliases(now))
 
     def catalogue(self, now: float) -> dict[str, CatalogueView]:
         models: dict[str, CatalogueView] = {}
@@ -109,3 +111,21 @@ def least_busy(replicas: list[tuple[NeuronView, LoadedModel]]) -> str | None:
         return ((model.busy + model.queued) / max(model.slots, 1), view.node)
 
     return min(replicas, key=load)[0].node
+
+
+PATTERN_CHARS = frozenset("*?[")
+
+
+def is_pattern(alias: str) -> bool:
+    return not PATTERN_CHARS.isdisjoint(alias)
+
+
+def resolve_alias(name: str, aliases: dict[str, str]) -> str:
+    """The target of `name`: an exact alias, else the most specific matching pattern (the
+    longest; "claude-haiku-*" before "claude-*"), else `name` itself. Patterns are
+    shell-style (fnmatch, case-sensitive), so clients that ask for their own model ids
+    (Claude Code: claude-sonnet-…, claude-haiku-…) reach the models an operator maps."""
+    if name in aliases:
+        return aliases[name]
+    patterns = sorted((a for a in aliases if is_pattern(a)), key=lambda a: (-len(a), a))
+    return next((aliases[p] for p in patterns if fnmatch.fnmatchcase(name, p)), name)

@@ -15,7 +15,7 @@ import structlog
 from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, least_busy
+from cortex_core.fleet import FleetState, is_pattern, least_busy
 from cortex_core.scheduler_client import NoScheduler, SchedulerSilent
 from cortex_gateway.dashboard import RecentRequests
 from cortex_gateway.errors import ApiError
@@ -179,6 +179,8 @@ class Gateway:
                         "created": 0,
                         "owned_by": "cortex",
                         "alias_for": target,
+                        # A pattern maps every id it matches (e.g. claude-haiku-*).
+                        **({"pattern": True} if is_pattern(alias) else {}),
                     }
                 )
         return {"object": "list", "data": data}

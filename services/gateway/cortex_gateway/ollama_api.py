@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import CatalogueView
+from cortex_core.fleet import CatalogueView, is_pattern
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
     CUT_SHORT,
@@ -362,7 +362,7 @@ class OllamaStream:
             return [self._line(**_message(self.kind), **_counts(answer, self.call))]
         return []
 
-    def failure(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
         return [msgspec.json.encode(error_body(error)) + b"\n"]
 
 
@@ -418,7 +418,7 @@ def tags_body(catalogue: dict[str, CatalogueView], aliases: dict[str, str]) -> d
     models += [
         _listing(alias, catalogue[target])
         for alias, target in sorted(aliases.items())
-        if target in catalogue
+        if target in catalogue and not is_pattern(alias)  # a pattern names no one model
     ]
     return {"models": models}
 
