@@ -13,7 +13,15 @@ from cortex_gateway import anthropic_messages, ollama_api, openai_chat, openai_c
 from cortex_gateway import openai_responses as responses
 from cortex_gateway.inference import Accepted, StreamItem
 from cortex_gateway.projection import Reply
-from cortex_wire.messages import Delta, Done, ReasoningDelta, ToolCallFrame, Usage
+from cortex_wire.messages import (
+    Delta,
+    Done,
+    Failed,
+    ReasoningDelta,
+    ToolCallFrame,
+    Usage,
+    WireError,
+)
 from tests.support.replies import answer_of
 
 USAGE = Usage(prompt_tokens=5, completion_tokens=9, reasoning_tokens=3)
@@ -192,3 +200,34 @@ def test_folding_the_stream_gives_the_whole_answer(name: str) -> None:
         assert CALLS == (
             folded.get("calls") or [v for k, v in folded.get("content", []) if k == "tool_use"]
         )
+
+
+FAILING: list[StreamItem] = [
+    Accepted(node="n", reasoning_markers=[]),
+    Delta(seq=1, text="Hel", tokens=1),
+    Failed(seq=2, error=WireError(code="stream_timeout", message="the neuron went silent")),
+]
+
+
+def last_event(name: str, raw: bytes) -> Any:
+    if name.startswith("ollama"):
+        return json.loads(raw.decode().splitlines()[-1])
+    return sse_data(raw)[-1]
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+def test_a_stream_that_fails_after_it_started_says_so_last(name: str) -> None:
+    reply = DIALECTS[name][0]
+    raw = answer_of(reply, FAILING, stream=True)
+    assert b"Hel" in raw  # what was said before the failure reached the client
+    last = last_event(name, raw)
+    if name == "responses":
+        assert last["type"] == "response.failed"
+        assert last["response"]["status"] == "failed"
+        assert last["response"]["error"]["code"] == "stream_timeout"
+        assert last["response"]["output"][0]["content"][0]["text"] == "Hel"
+    elif name == "messages":
+        error = {"type": "overloaded_error", "message": "the neuron went silent"}
+        assert last == {"type": "error", "error": error}
+    else:
+        assert "the neuron went silent" in json.dumps(last)

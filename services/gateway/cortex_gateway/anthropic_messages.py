@@ -139,7 +139,7 @@ class MessagesStream:
             return [*self._close(), end, self._event("message_stop")]
         return []
 
-    def failure(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
         return [sse.event("error", error.anthropic_body())]
 
 

@@ -411,7 +411,7 @@ class ChatStream:
             return [*chunks, sse.DONE]
         return []
 
-    def failure(self, error: ApiError) -> list[bytes]:
+    def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
         return [sse.data(error.openai_body()), sse.DONE]
 
 

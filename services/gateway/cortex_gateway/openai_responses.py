@@ -352,8 +352,16 @@ class ResponsesStream:
             return [*self._close(index), self._event(kind, response=body)]
         return []
 
-    def failure(self, error: ApiError) -> list[bytes]:
-        return [self._event("error", code=error.code, message=error.message, param=error.param)]
+    def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
+        """An `error` event, then the response as it stood, failed (the stream's last)."""
+        failed = {
+            **response_body(answer, self.call, self.request), "status": "failed",
+            "error": {"code": error.code or "server_error", "message": error.message},
+        }  # fmt: skip
+        return [
+            self._event("error", code=error.code, message=error.message, param=error.param),
+            self._event("response.failed", response=failed),
+        ]
 
 
 def responses_reply(request: ResponsesRequest) -> Reply:

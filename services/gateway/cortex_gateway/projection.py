@@ -48,7 +48,7 @@ class Encoder(Protocol):
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]: ...
 
-    def failure(self, error: ApiError) -> list[bytes]: ...
+    def failure(self, error: ApiError, answer: Answer) -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ async def project(
         if encoder is None:
             raise
         log.warning("stream_failed", request_id=call.request_id, error=error.message)
-        for chunk in encoder.failure(error):
+        for chunk in encoder.failure(error, answer):
             yield chunk
     finally:
         finished = answer.finished
