@@ -162,3 +162,25 @@ def test_a_repeated_text_is_spelled_again_with_new_tokens(tmp_path) -> None:
     assert len(set(model.reply_ids)) == len(model.reply_ids) == len(reply) + 2
     text = b"".join(llm.detokenize([t], special=True) for t in model.reply_ids).decode()
     assert text == "".join(reply)
+
+
+def test_a_branch_answers_prompts_that_end_at_its_start(tmp_path) -> None:
+    """A second chain from another prompt ending: the way a test model can call a tool,
+    then answer once the template ends the prompt on the tool's result."""
+    done = "<|tool_done|>"
+    model = build_tiny_gguf(
+        tmp_path / "branch.gguf", ("<tool_call>", "call", "</tool_call>"),
+        specials=(*DEFAULT_SPECIALS, done), branches={done: ("All", " done", "!")},
+    )  # fmt: skip
+    llm = load(model)
+    first = prompt_tokens(llm, model, USER)
+    second = llm.tokenize(f"{IM_START}user\nHi{IM_END}\n{done}".encode(), special=True)
+
+    def reply(tokens: list[int]) -> str:
+        out = greedy(llm, tokens, model.eos_id)
+        return llm.detokenize(out[:-1], special=True).decode()
+
+    assert reply(first) == "<tool_call>call</tool_call>"
+    assert reply(second) == "All done!"
+    with pytest.raises(ValueError, match="already holds"):
+        build_tiny_gguf(tmp_path / "bad.gguf", ("a",), branches={"\n": ("b",)})

@@ -225,13 +225,15 @@ def chain_ids(
 
 
 def build_weights(
-    n_vocab: int, n_embd: int, chain: Sequence[int], eos_id: int
+    n_vocab: int, n_embd: int, chain: Sequence[int], eos_id: int,
+    branches: Sequence[Sequence[int]] = (),
 ) -> dict[str, np.ndarray]:
     """All tensors, as numpy arrays (numpy shape is ggml's ne reversed)."""
     f32 = np.float32
-    # Successor table: default EOS, overridden along the chain.
+    # Successor table: default EOS, overridden along the chains.
     successor = np.full(n_vocab, eos_id, dtype=np.int64)
-    successor[np.array(chain[:-1], dtype=np.int64)] = chain[1:]
+    for path in (chain, *branches):
+        successor[np.array(path[:-1], dtype=np.int64)] = path[1:]
 
     # final RMSNorm turns the one-hot e_i into sqrt(n_embd) * e_i; undo that scale.
     output = np.zeros((n_vocab, n_embd), dtype=f32)
@@ -320,6 +322,7 @@ def build_tiny_gguf(
     user_defined: Sequence[str] = (),
     start: str = "\n",
     pooling: gguf.PoolingType | None = None,
+    branches: Mapping[str, Sequence[str]] | None = None,
 ) -> TinyModel:
     """Write a GGUF to `path` whose greedy reply to any ChatML prompt is `reply` + EOS.
 
@@ -333,6 +336,9 @@ def build_tiny_gguf(
     begins there, so templates whose prompt does not end in "\\n" can be served too.
     `pooling` marks the model as an embedding model pooled that way (the hidden state of a
     token is its one-hot embedding, so a mean-pooled vector counts the input's tokens).
+    `branches` adds chains that begin at other prompt endings ({start: reply}): a template
+    that ends some prompts differently (after a tool result, say) gets another reply there.
+    Every token of every chain still occurs once.
     """
     specials = tuple(dict.fromkeys(specials))
     for required in (IM_START, IM_END):
@@ -348,10 +354,20 @@ def build_tiny_gguf(
                 "hold it only once"
             )
     spelled = spell_repeats(reply, (start, IM_END))
+    taken = [start, IM_END, *spelled]
+    spelled_branches: dict[str, list[str]] = {}
+    for branch_start, branch_reply in (branches or {}).items():
+        spelled_branches[branch_start] = spell_repeats(branch_reply, (*taken, branch_start))
+        taken += [branch_start, *spelled_branches[branch_start]]
+    if len(set(taken)) != len(taken):
+        raise ValueError("a branch starts at a token another chain already holds")
 
-    words = [tok for tok in (*spelled, start) if tok not in specials]
+    words = [tok for tok in taken if tok not in specials]
     vocab = build_vocab(specials, list(dict.fromkeys(words)), user_defined)
     chain = chain_ids(vocab, spelled, specials, IM_END, start)
+    branch_chains = [
+        chain_ids(vocab, spelled_branches[b], specials, IM_END, b) for b in spelled_branches
+    ]
     n_vocab = len(vocab.tokens)
     # One-hot embeddings need n_embd >= n_vocab; heads are HEAD_DIM wide.
     n_embd = HEAD_DIM * math.ceil(n_vocab / HEAD_DIM)
@@ -364,7 +380,8 @@ def build_tiny_gguf(
         name=name,
         vocab=vocab,
         weights=build_weights(
-            n_vocab, n_embd, [*chain[:-1], chain[1]] if endless else chain, eos_id
+            n_vocab, n_embd, [*chain[:-1], chain[1]] if endless else chain, eos_id,
+            branch_chains,
         ),
         n_embd=n_embd,
         n_ctx=n_ctx,
