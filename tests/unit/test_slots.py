@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cortex_neuron.backend import Row
-from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
+from cortex_neuron.slots import FreeSlot, Pending, SlotView, Start, pick_slot, plan_start, plan_step
 
 
 def test_the_slot_holding_the_longest_prefix_wins() -> None:
@@ -62,3 +62,30 @@ def test_a_plan_fits_the_budget_and_asks_logits_only_at_a_sequence_end(
         assert row.tokens == token_lists[row.seq][: len(row.tokens)]
         assert row.output == (offset + len(row.tokens) - 1 if whole else -1)
         offset += len(row.tokens)
+
+
+SYSTEM = list(range(100, 200))  # a shared 100-token prefix
+
+
+def test_a_prefix_held_by_another_slot_is_copied_into_the_one_taken() -> None:
+    busy = SlotView(0, [*SYSTEM, 1, 2, 3], 1.0, free=False)
+    empty = SlotView(1, [], 0.0)
+    prompt = [*SYSTEM, *range(500, 800)]  # mostly new: it takes the empty slot
+    assert plan_start([busy, empty], prompt) == Start(1, 100, copy_from=0)
+    # the slot's own cache is used when it holds as much
+    own = SlotView(1, [*SYSTEM, 9], 0.0)
+    assert plan_start([busy, own], prompt) == Start(1, 100)
+    # a few shared tokens are not worth a copy
+    short = SlotView(0, [*SYSTEM[:10], 7], 1.0, free=False)
+    assert plan_start([short, empty], prompt) == Start(1, 0)
+
+
+def test_behind_a_prefix_being_prefilled_a_request_waits_to_copy_it() -> None:
+    prefilling = SlotView(0, SYSTEM[:40], 1.0, free=False, prefilling=[*SYSTEM, 1, 2])
+    empty = SlotView(1, [], 0.0)
+    assert plan_start([prefilling, empty], [*SYSTEM, 3, 4]) is None
+    # once that prefill holds it, the copy
+    done = SlotView(0, [*SYSTEM, 1, 2], 1.0, free=False)
+    assert plan_start([done, empty], [*SYSTEM, 3, 4]) == Start(1, 100, copy_from=0)
+    # a prompt that shares little with it does not wait
+    assert plan_start([prefilling, empty], [*SYSTEM[:5], 3, 4]) == Start(1, 0)

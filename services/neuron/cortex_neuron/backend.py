@@ -57,6 +57,11 @@ class Backend(Protocol):
         """Drop what sequence `seq` holds from position `start` on."""
         ...
 
+    def share(self, source: int, seq: int, length: int) -> None:
+        """Make sequence `seq` hold the first `length` positions of sequence `source`
+        (what it held is dropped): a prefix computed once serves another slot."""
+        ...
+
     def decode(self, rows: Sequence[Row]) -> None:
         """Run one step over all rows together; raises EngineError if it cannot."""
         ...

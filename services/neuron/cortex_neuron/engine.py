@@ -29,7 +29,7 @@ from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import fold_system, template_messages, template_variables
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
-from cortex_neuron.slots import FreeSlot, Pending, pick_slot, plan_step
+from cortex_neuron.slots import Pending, SlotView, plan_start, plan_step
 from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
 
@@ -46,6 +46,15 @@ class Slot:
     generation: Generation | None = None
     pending: list[int] = field(default_factory=list)  # tokens still to decode
     last_used: float = 0.0
+
+
+def _view(slot: Slot) -> SlotView:
+    generation = slot.generation
+    prefilling = generation is not None and len(slot.cached) < len(generation.prompt)
+    return SlotView(
+        slot.seq, slot.cached, slot.last_used, free=generation is None,
+        prefilling=generation.prompt if prefilling and generation else (),
+    )  # fmt: skip
 
 
 class Engine(ModelThread[Backend]):
@@ -65,6 +74,8 @@ class Engine(ModelThread[Backend]):
         self._progress_step = -1
         self._abort_load = threading.Event()
         self._active: list[Job] = []
+        # Jobs waiting for another slot to finish prefilling the prefix they share.
+        self._deferred: list[Job] = []
         self._backend: Backend | None = None
         # How the model writes reasoning and tool calls, read at load time.
         self.dialect = Dialect()
@@ -73,6 +84,10 @@ class Engine(ModelThread[Backend]):
 
     def submit(self, job: Job) -> None:
         self._enqueue(job)
+
+    @property
+    def queued(self) -> int:
+        return super().queued + len(self._deferred)
 
     async def stop(self) -> None:
         """Cancel what runs, fail what waits, free the model, and join the thread."""
@@ -85,6 +100,9 @@ class Engine(ModelThread[Backend]):
         await self._join()
 
     def _drain_queue(self, reason: str) -> None:
+        deferred, self._deferred = self._deferred, []
+        for job in deferred:
+            job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -215,8 +233,11 @@ class Engine(ModelThread[Backend]):
         return not self._abort_load.is_set()
 
     def _admit(self, backend: Backend, slots: list[Slot]) -> bool:
-        """Start queued requests in free slots, waiting for one only when nothing runs.
-        False once the engine is told to stop."""
+        """Start waiting requests in free slots (deferred ones first), waiting for one only
+        when nothing runs. False once the engine is told to stop."""
+        deferred, self._deferred = self._deferred, []
+        for job in deferred:
+            self._start(backend, slots, job)  # or deferred again
         while True:
             free = [slot for slot in slots if slot.generation is None]
             if not free:
@@ -227,16 +248,24 @@ class Engine(ModelThread[Backend]):
                 return True
             if job is STOP:
                 return False
-            self._start(backend, free, job)
+            self._start(backend, slots, job)
 
-    def _start(self, backend: Backend, free: Sequence[Slot], job: Job) -> None:
+    def _start(self, backend: Backend, slots: Sequence[Slot], job: Job) -> None:
         if job.cancelled.is_set():
             job.channel.push(Finished("cancelled", Usage()))
+            return
+        if all(slot.generation is not None for slot in slots):
+            self._deferred.append(job)
             return
         request = job.request
         try:
             prompt, prompt_text = job.prompt or self._prompt_tokens(backend, request)
             self.check_fits(prompt)
+            plan = plan_start([_view(slot) for slot in slots], prompt)
+            if plan is None:  # another slot is prefilling this prefix: copy it once done
+                job.prompt = (prompt, prompt_text)
+                self._deferred.append(job)
+                return
             seed = request.params.seed
             sampler = backend.sampler(
                 request.params, seed if seed is not None else random.getrandbits(31)
@@ -251,11 +280,13 @@ class Engine(ModelThread[Backend]):
             log.exception("request_start_failed", request_id=request.request_id)
             job.channel.push(Errored(WireError(code=Code.INTERNAL, message=str(error))))
             return
-        views = [FreeSlot(s.seq, s.cached, s.last_used) for s in free]
-        seq, reused = pick_slot(views, prompt)
-        slot = next(s for s in free if s.seq == seq)
-        backend.forget(seq, reused)
-        del slot.cached[reused:]
+        slot, reused = slots[plan.seq], plan.reused
+        if plan.copy_from is not None:
+            backend.share(plan.copy_from, slot.seq, reused)
+            slot.cached[:] = slots[plan.copy_from].cached[:reused]
+        else:
+            backend.forget(slot.seq, reused)
+            del slot.cached[reused:]
         slot.pending = list(prompt[reused:])
         slot.generation = Generation(
             job,

@@ -1,7 +1,8 @@
 """The llama.cpp backend, on llama-cpp-python's low-level API.
 
 One context holds `parallel` sequences, each with its own KV cells (`n_ctx` tokens each, not
-unified: requests rarely share long prefixes across slots), and every step decodes all of
+unified: a step's attention then reads only each sequence's own cells, and a prefix another
+slot computed is copied over rather than shared in place), and every step decodes all of
 them in one `llama_decode`. Each request samples through its own sampler chain. Everything
 here runs on the engine thread.
 """
@@ -216,6 +217,15 @@ class LlamaBackend:
 
     def forget(self, seq: int, start: int) -> None:
         C.llama_memory_seq_rm(self._memory, seq, start, -1)
+
+    def share(self, source: int, seq: int, length: int) -> None:
+        # Sequences have KV buffers of their own (not unified), and llama.cpp copies
+        # between them only whole: copy all of `source`, then drop what follows the prefix.
+        # Measured on the demo model: a 1600-token prefix copied and one token decoded in
+        # 0.02 s, against 8 s to prefill it.
+        C.llama_memory_seq_rm(self._memory, seq, 0, -1)
+        C.llama_memory_seq_cp(self._memory, source, seq, -1, -1)
+        C.llama_memory_seq_rm(self._memory, seq, length, -1)
 
     def decode(self, rows: Sequence[Row]) -> None:
         batch = self._batch

