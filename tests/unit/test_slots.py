@@ -89,3 +89,23 @@ def test_behind_a_prefix_being_prefilled_a_request_waits_to_copy_it() -> None:
     assert plan_start([done, empty], [*SYSTEM, 3, 4]) == Start(1, 100, copy_from=0)
     # a prompt that shares little with it does not wait
     assert plan_start([prefilling, empty], [*SYSTEM[:5], 3, 4]) == Start(1, 0)
+
+
+def test_a_saved_conversation_is_restored_when_it_holds_the_most() -> None:
+    from cortex_neuron.slots import Saved, to_save
+
+    conversation = [*SYSTEM, *range(300, 700)]
+    taken = SlotView(0, [1, 2, 3], 1.0)
+    saved = [Saved(7, conversation), Saved(8, SYSTEM[:50])]
+    next_turn = [*conversation, 1, 2]
+    assert plan_start([taken], next_turn, saved) == Start(0, len(conversation), restore=7)
+    # the slot's own cache wins when it holds as much
+    assert plan_start([SlotView(0, conversation, 1.0)], next_turn, saved) == Start(
+        0, len(conversation)
+    )
+    # a slot about to lose a long cache is saved first; a short one is not worth it
+    other = [*range(900, 1000)]
+    long_slot = SlotView(0, conversation, 1.0)
+    start = plan_start([long_slot], other)
+    assert start == Start(0, 0) and to_save(long_slot, start)
+    assert not to_save(SlotView(0, SYSTEM, 1.0), start)

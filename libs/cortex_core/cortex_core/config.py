@@ -86,6 +86,9 @@ class NeuronSettings(Section):
     frame_interval_s: float = 0.02
     # Bound on requests waiting for each loaded model's engine thread.
     queue_depth: int = 64
+    # Host memory (per loaded model) for conversations' KV caches put aside when their slot
+    # is taken, so their next turn restores the cache instead of prefilling it; 0: off.
+    kv_host_cache_mb: int = 1024
     n_threads: int = 0
     # Set false to hide GPUs even when NVML finds them.
     use_gpu: bool = True

@@ -101,16 +101,43 @@ class FleetState:
         return replicas
 
 
-def least_busy(replicas: list[tuple[NeuronView, LoadedModel]]) -> str | None:
+Replica = tuple[NeuronView, LoadedModel]
+# A replica holding a request's prefix is taken while its load (requests per slot) is at
+# most this many times the least loaded replica's, plus half a slot's worth.
+PREFIX_LOAD_FACTOR = 1.5
+PREFIX_LOAD_SLACK = 0.5
+
+
+def _load(item: Replica) -> float:
+    model = item[1]
+    return (model.busy + model.queued) / max(model.slots, 1)
+
+
+def least_busy(replicas: list[Replica]) -> str | None:
     """The node whose replica has the most free capacity; ties go to the lexically first."""
     if not replicas:
         return None
+    return min(replicas, key=lambda item: (_load(item), item[0].node))[0].node
 
-    def load(item: tuple[NeuronView, LoadedModel]) -> tuple[float, str]:
-        view, model = item
-        return ((model.busy + model.queued) / max(model.slots, 1), view.node)
 
-    return min(replicas, key=load)[0].node
+def held_prefix(model: LoadedModel, digests: list[str]) -> int:
+    """How many of a request's message-prefix digests (shortest first) the replica's
+    cache holds: the longest one it lists, counted from 1 (0: none)."""
+    listed = set(model.prefixes)
+    return next((i + 1 for i in range(len(digests) - 1, -1, -1) if digests[i] in listed), 0)
+
+
+def best_replica(replicas: list[Replica], digests: list[str]) -> str | None:
+    """The replica whose cache holds the longest prefix of the request, unless it is much
+    busier than the least busy one (then, and with no prefix held, the least busy)."""
+    if not replicas:
+        return None
+    limit = PREFIX_LOAD_FACTOR * min(_load(r) for r in replicas) + PREFIX_LOAD_SLACK
+    holders = [(held_prefix(r[1], digests), r) for r in replicas if _load(r) <= limit]
+    holders = [(held, r) for held, r in holders if held > 0]
+    if not holders:
+        return least_busy(replicas)
+    return min(holders, key=lambda h: (-h[0], _load(h[1]), h[1][0].node))[1][0].node
 
 
 PATTERN_CHARS = frozenset("*?[")

@@ -75,6 +75,9 @@ class LoadedModel(Struct):
     tool_call_markers: list[str] = msgspec.field(default_factory=list)
     # What the neuron read of the model's dialect (reasoning, tools, thinking_switch, …).
     dialect: dict[str, str] = msgspec.field(default_factory=dict)
+    # Digests of the conversation prefixes its slots hold (cortex_wire.prefixes), for
+    # routing a conversation's next turn to the cache that has its start.
+    prefixes: list[str] = msgspec.field(default_factory=list)
 
 
 class Heartbeat(Struct):

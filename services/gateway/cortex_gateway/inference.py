@@ -27,7 +27,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, NeuronView, least_busy
+from cortex_core.fleet import FleetState, NeuronView, best_replica, least_busy
 from cortex_core.scheduler_client import SchedulerClient
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -50,6 +50,7 @@ from cortex_wire.messages import (
     WireError,
 )
 from cortex_wire.outcomes import Code, outcome
+from cortex_wire.prefixes import prefix_digests
 from cortex_wire.verdicts import Admitted, Ready, Refused, admission, refusal
 
 log = structlog.get_logger("gateway.inference")
@@ -173,11 +174,17 @@ class Inference:
         return await self.scheduler.ensure(ask, self.settings.load_timeout_s)
 
     async def _route(
-        self, model: str, request_id: str, cold: bool, avoid: Collection[str] = ()
+        self,
+        model: str,
+        request_id: str,
+        cold: bool,
+        avoid: Collection[str] = (),
+        digests: list[str] | None = None,
     ) -> AsyncIterator[Routed | Refused | _Waiting]:
         """Yield WAITING while a cold model loads, then where the request goes (a ready
-        replica not in `avoid` if there is one), or why it cannot go anywhere."""
-        node = None if cold else least_busy(self._replicas(model, avoid))
+        replica not in `avoid`: the one whose cache holds the longest prefix of the
+        conversation, `digests`, unless it is much busier), or why it cannot go anywhere."""
+        node = None if cold else best_replica(self._replicas(model, avoid), digests or [])
         if node is not None:
             yield Routed(node)
             return
@@ -319,8 +326,10 @@ class Inference:
                 Code.MODEL_NOT_READY, f"model {request.model!r} is not ready anywhere"
             )
             routed = Routed("")
+            digests = prefix_digests(request)
             for cold in (False, True):
-                async for step in self._route(request.model, request.request_id, cold, tried):
+                route = self._route(request.model, request.request_id, cold, tried, digests)
+                async for step in route:
                     if isinstance(step, Refused):
                         yield Failed(seq=-1, error=step.error)
                         return

@@ -62,6 +62,14 @@ class Backend(Protocol):
         (what it held is dropped): a prefix computed once serves another slot."""
         ...
 
+    def save(self, seq: int) -> bytes:
+        """Sequence `seq`'s cache, as bytes `restore` takes back (b"": nothing to keep)."""
+        ...
+
+    def restore(self, seq: int, data: bytes) -> None:
+        """Put a saved cache into sequence `seq` (what it held is replaced)."""
+        ...
+
     def decode(self, rows: Sequence[Row]) -> None:
         """Run one step over all rows together; raises EngineError if it cannot."""
         ...

@@ -27,11 +27,13 @@ from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError
 from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import fold_system, template_messages, template_variables
+from cortex_neuron.host_cache import HostCache
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
-from cortex_neuron.slots import Pending, SlotView, plan_start, plan_step
+from cortex_neuron.slots import Pending, SlotView, plan_start, plan_step, to_save
 from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
+from cortex_wire.prefixes import prefix_digests
 
 __all__ = ["Engine", "EngineError", "Job"]
 
@@ -46,6 +48,12 @@ class Slot:
     generation: Generation | None = None
     pending: list[int] = field(default_factory=list)  # tokens still to decode
     last_used: float = 0.0
+    # Digests of the conversation prefixes `cached` holds (cortex_wire.prefixes).
+    digests: list[str] = field(default_factory=list)
+
+
+# The most prefix digests a model lists in a heartbeat.
+MAX_DIGESTS = 256
 
 
 def _view(slot: Slot) -> SlotView:
@@ -67,6 +75,7 @@ class Engine(ModelThread[Backend]):
         n_threads: int = 0,
         queue_depth: int = 64,
         on_progress: Callable[[float], None] | None = None,
+        host_cache_mb: int = 0,
     ):
         super().__init__(profile, n_threads, queue_depth)
         # Called on the event loop as the load passes each 10%.
@@ -76,11 +85,21 @@ class Engine(ModelThread[Backend]):
         self._active: list[Job] = []
         # Jobs waiting for another slot to finish prefilling the prefix they share.
         self._deferred: list[Job] = []
+        self._slots: list[Slot] = []
+        self._host = HostCache(host_cache_mb * 1024 * 1024)
+        # Prompt tokens that did not need a prefill, by where they came from.
+        self.reused_tokens = {"slot": 0, "copied": 0, "restored": 0}
         self._backend: Backend | None = None
         # How the model writes reasoning and tool calls, read at load time.
         self.dialect = Dialect()
         self._marker_ids: frozenset[int] = frozenset()
         self._close_reasoning: list[int] = []
+
+    def held_prefixes(self) -> list[str]:
+        """The conversation prefixes the slots hold, for the heartbeat (read off the
+        engine thread: each slot's list is replaced whole, never changed in place)."""
+        held = dict.fromkeys(d for slot in self._slots for d in reversed(slot.digests))
+        return list(held)[:MAX_DIGESTS]
 
     def submit(self, job: Job) -> None:
         self._enqueue(job)
@@ -168,7 +187,7 @@ class Engine(ModelThread[Backend]):
     # --- everything below runs on the engine thread -----------------------------------
 
     def _serve(self, backend: Backend) -> None:
-        slots = [Slot(seq) for seq in range(max(1, self.profile.parallel))]
+        slots = self._slots = [Slot(seq) for seq in range(max(1, self.profile.parallel))]
         try:
             while self._admit(backend, slots):
                 self._step(backend, slots)
@@ -261,7 +280,7 @@ class Engine(ModelThread[Backend]):
         try:
             prompt, prompt_text = job.prompt or self._prompt_tokens(backend, request)
             self.check_fits(prompt)
-            plan = plan_start([_view(slot) for slot in slots], prompt)
+            plan = plan_start([_view(slot) for slot in slots], prompt, self._host.views())
             if plan is None:  # another slot is prefilling this prefix: copy it once done
                 job.prompt = (prompt, prompt_text)
                 self._deferred.append(job)
@@ -281,12 +300,21 @@ class Engine(ModelThread[Backend]):
             job.channel.push(Errored(WireError(code=Code.INTERNAL, message=str(error))))
             return
         slot, reused = slots[plan.seq], plan.reused
+        if to_save(_view(slot), plan) and self._host.budget:
+            self._host.put(list(slot.cached), backend.save(slot.seq))
+        slot.digests = prefix_digests(request)
         if plan.copy_from is not None:
             backend.share(plan.copy_from, slot.seq, reused)
             slot.cached[:] = slots[plan.copy_from].cached[:reused]
+            self.reused_tokens["copied"] += reused
+        elif plan.restore is not None and self._restore(backend, slot, plan.restore, reused):
+            self.reused_tokens["restored"] += reused
+        elif plan.restore is not None:  # it did not go back: prefill it all
+            reused = 0
         else:
             backend.forget(slot.seq, reused)
             del slot.cached[reused:]
+            self.reused_tokens["slot"] += reused
         slot.pending = list(prompt[reused:])
         slot.generation = Generation(
             job,
@@ -301,6 +329,19 @@ class Engine(ModelThread[Backend]):
         )
         self._active.append(job)
         self.busy = len(self._active)
+
+    def _restore(self, backend: Backend, slot: Slot, key: int, reused: int) -> bool:
+        entry = self._host.take(key)
+        try:
+            backend.restore(slot.seq, entry.data)
+        except EngineError as error:
+            log.warning("cache_restore_failed", model=self.profile.id, error=str(error))
+            backend.forget(slot.seq, 0)
+            slot.cached.clear()
+            return False
+        backend.forget(slot.seq, reused)
+        slot.cached[:] = entry.tokens[:reused]
+        return True
 
     def _step(self, backend: Backend, slots: list[Slot]) -> None:
         """One decode over every active slot, then one sampled token for each slot whose
@@ -369,6 +410,7 @@ class Engine(ModelThread[Backend]):
             return
         backend.forget(slot.seq, 0)  # what the failed step left in the cache is unknown
         slot.cached.clear()
+        slot.digests = []
         self._release(slot)
         generation.fail(error)
 

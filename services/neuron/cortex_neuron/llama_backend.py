@@ -227,6 +227,19 @@ class LlamaBackend:
         C.llama_memory_seq_cp(self._memory, source, seq, -1, -1)
         C.llama_memory_seq_rm(self._memory, seq, length, -1)
 
+    def save(self, seq: int) -> bytes:
+        size = C.llama_state_seq_get_size(self._ctx, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self._ctx, buffer, size, seq)
+        return bytes(buffer[:written])
+
+    def restore(self, seq: int, data: bytes) -> None:
+        C.llama_memory_seq_rm(self._memory, seq, 0, -1)
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if C.llama_state_seq_set_data(self._ctx, buffer, len(data), seq) != len(data):
+            C.llama_memory_seq_rm(self._memory, seq, 0, -1)
+            raise EngineError(Code.INTERNAL, "a saved cache did not fit back into its slot")
+
     def decode(self, rows: Sequence[Row]) -> None:
         batch = self._batch
         i = 0

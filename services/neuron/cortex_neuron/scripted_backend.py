@@ -103,6 +103,12 @@ class ScriptedBackend:
     def share(self, source: int, seq: int, length: int) -> None:
         pass  # no cache: a script's output does not depend on it
 
+    def save(self, seq: int) -> bytes:
+        return b""
+
+    def restore(self, seq: int, data: bytes) -> None:
+        pass
+
     def decode(self, rows: Sequence[Row]) -> None:
         if self._step_s:
             time.sleep(self._step_s)  # the step's "compute", whatever the batch holds

@@ -141,6 +141,8 @@ class Neuron:
             self.metrics.in_flight.labels(model_id).set(self.in_flight(model_id))
             if resident.engine is not None:
                 self.metrics.tokens_per_s.labels(model_id).set(resident.engine.tokens_per_s)
+            if isinstance(resident.engine, Engine):
+                self.metrics.reused.observe(model_id, resident.engine.reused_tokens)
 
     async def publish_heartbeat(self) -> None:
         self._seq += 1
@@ -180,6 +182,7 @@ class Neuron:
             load_progress=resident.progress,
             reasoning_markers=engine.dialect.inline_markers() if engine else [],
             dialect=engine.dialect.summary() if engine else {},
+            prefixes=engine.held_prefixes() if isinstance(engine, Engine) else [],
         )
 
     # --- model lifecycle --------------------------------------------------------------
@@ -217,6 +220,7 @@ class Neuron:
                 # Admission is decided here; the engine's own queue must hold all it admits.
                 queue_depth=running + waiting,
                 on_progress=lambda progress: self._load_progress(resident, progress),
+                host_cache_mb=self.settings.neuron.kv_host_cache_mb,
             )
         started = time.perf_counter()
         try:

@@ -48,6 +48,15 @@ def pick_slot(free: Sequence[FreeSlot], prompt: Sequence[int]) -> tuple[int, int
 
 # Fewer shared tokens than this are cheaper to prefill than to copy or wait for.
 MIN_SHARED = 32
+# A slot's cache about to be overwritten is saved to host memory when it holds at least
+# this many tokens the new request will not keep.
+MIN_SAVED = 256
+
+
+def to_save(slot: SlotView, start: Start) -> bool:
+    """Whether taking `slot` for `start` loses enough of its cache to put it aside first."""
+    kept = start.reused if start.copy_from is None and start.restore is None else 0
+    return slot.seq == start.seq and len(slot.cached) - kept >= MIN_SAVED
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +70,28 @@ class SlotView:
 
 
 @dataclass(frozen=True, slots=True)
+class Saved:
+    """A conversation's cache put aside in host memory when its slot was taken."""
+
+    key: int
+    tokens: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     """Run the request in `seq`, reusing the first `reused` prompt tokens: the slot's own
-    cache, or (`copy_from`) those of another slot, copied into it."""
+    cache, those of another slot (`copy_from`, copied into it), or a saved cache
+    (`restore`, put back into it)."""
 
     seq: int
     reused: int
     copy_from: int | None = None
+    restore: int | None = None
 
 
-def plan_start(slots: Sequence[SlotView], prompt: Sequence[int]) -> Start | None:
+def plan_start(
+    slots: Sequence[SlotView], prompt: Sequence[int], saved: Sequence[Saved] = ()
+) -> Start | None:
     """Where a request starts (see Start), or None: wait, because a slot now prefilling
     the same prefix will hold more of it than any cache does now — one prefill, then
     copies, instead of one prefill each. Needs a free slot."""
@@ -84,6 +105,11 @@ def plan_start(slots: Sequence[SlotView], prompt: Sequence[int]) -> Start | None
         shared = min(common_prefix_length(donor.cached, prompt), limit)
         if shared >= reused + MIN_SHARED:
             start = Start(seq, shared, donor.seq)
+    if saved:
+        kept = max(saved, key=lambda s: common_prefix_length(s.tokens, prompt))
+        shared = min(common_prefix_length(kept.tokens, prompt), limit)
+        if shared >= start.reused + MIN_SHARED:
+            start = Start(seq, shared, restore=kept.key)
     coming = max((common_prefix_length(s.prefilling, prompt) for s in slots), default=0)
     if min(coming, limit) >= start.reused + MIN_SHARED:
         return None
