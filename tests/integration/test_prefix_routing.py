@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cortex_core.config import GatewaySettings
@@ -36,13 +37,16 @@ TALKER = {"id": "talker", "n_ctx": 4096, "parallel": 1,
 class Gateway:
     """A gateway's routing view: the fleet from heartbeats, and Inference over it."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, blind: bool = False) -> None:
+        self.blind = blind  # heartbeats lose their prefixes (as if they lagged behind)
         self.fleet = FleetState()
         self.inference = Inference(fleet.nc, self.fleet, GatewaySettings())
         self._changed = asyncio.Condition()
 
     async def on_heartbeat(self, msg: object) -> None:
         beat = codec.decode(msg.data, Heartbeat)  # type: ignore[attr-defined]
+        if self.blind:
+            beat.models = [msgspec.structs.replace(m, prefixes=[]) for m in beat.models]
         async with self._changed:
             self.fleet.observe(beat, time.monotonic())
             self._changed.notify_all()
@@ -59,8 +63,11 @@ class Gateway:
         return view.model("talker") if view else None
 
     def holds(self, node: str, request: InferRequest) -> bool:
+        """The gateway knows `node` holds `request`'s conversation."""
+        digest = prefix_digests(request)[-1]
         model = self.model(node)
-        return model is not None and prefix_digests(request)[-1] in model.prefixes
+        listed = model is not None and digest in model.prefixes
+        return listed or self.inference.recent.get(digest) == node
 
     def busy(self, node: str) -> int:
         model = self.model(node)
@@ -107,14 +114,16 @@ async def busy_on(gateway: Gateway, node: str, name: str) -> AsyncIterator[None]
         await gateway.until(lambda: gateway.busy(node) == 0)
 
 
-@pytest.fixture
-async def two_replicas(tmp_path: Path) -> AsyncIterator[Gateway]:
+@pytest.fixture(params=[False, True], ids=["heartbeats", "own-memory"])
+async def two_replicas(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    """Two replicas; the gateway knows where prefixes are from the heartbeats, or (blind to
+    them) only from where it sent each conversation itself."""
     async with running_fleet(tmp_path) as fleet:
         await fleet.start_scheduler()
         for node in ("a", "b"):
             await fleet.start_neuron(node, 4096, [TALKER])
             assert (await fleet.ensure("talker", node=node)).ok
-        gateway = Gateway(fleet)
+        gateway = Gateway(fleet, blind=request.param)
         sub = await fleet.nc.subscribe(subjects.HEARTBEATS, cb=gateway.on_heartbeat)
         await gateway.until(lambda: None not in (gateway.model("a"), gateway.model("b")))
         try:

@@ -7,7 +7,7 @@ neuron whose heartbeats stop for MISSED_BEATS intervals is gone, and so are its 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from cortex_wire.messages import CatalogueEntry, Heartbeat, LoadedModel
@@ -120,20 +120,31 @@ def least_busy(replicas: list[Replica]) -> str | None:
     return min(replicas, key=lambda item: (_load(item), item[0].node))[0].node
 
 
-def held_prefix(model: LoadedModel, digests: list[str]) -> int:
+def held_prefix(
+    model: LoadedModel, digests: list[str], node: str = "", recent: Mapping[str, str] = {}
+) -> int:
     """How many of a request's message-prefix digests (shortest first) the replica's
-    cache holds: the longest one it lists, counted from 1 (0: none)."""
+    cache holds: the longest one it lists, or that `recent` (digest → node: where this
+    gateway sent a conversation since) says it served, counted from 1 (0: none)."""
     listed = set(model.prefixes)
-    return next((i + 1 for i in range(len(digests) - 1, -1, -1) if digests[i] in listed), 0)
+    return next(
+        (i + 1 for i in range(len(digests) - 1, -1, -1)
+         if digests[i] in listed or recent.get(digests[i]) == node),
+        0,
+    )  # fmt: skip
 
 
-def best_replica(replicas: list[Replica], digests: list[str]) -> str | None:
+def best_replica(
+    replicas: list[Replica], digests: list[str], recent: Mapping[str, str] = {}
+) -> str | None:
     """The replica whose cache holds the longest prefix of the request, unless it is much
     busier than the least busy one (then, and with no prefix held, the least busy)."""
     if not replicas:
         return None
     limit = PREFIX_LOAD_FACTOR * min(_load(r) for r in replicas) + PREFIX_LOAD_SLACK
-    holders = [(held_prefix(r[1], digests), r) for r in replicas if _load(r) <= limit]
+    holders = [
+        (held_prefix(r[1], digests, r[0].node, recent), r) for r in replicas if _load(r) <= limit
+    ]
     holders = [(held, r) for held, r in holders if held > 0]
     if not holders:
         return least_busy(replicas)

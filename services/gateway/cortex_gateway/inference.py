@@ -29,6 +29,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from cortex_core.config import GatewaySettings
 from cortex_core.fleet import FleetState, NeuronView, best_replica, least_busy
 from cortex_core.scheduler_client import SchedulerClient
+from cortex_gateway.recent_routes import RecentRoutes
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
@@ -167,6 +168,7 @@ class Inference:
         self.settings = settings
         self.scheduler = SchedulerClient(nc, settings.scheduler_grace_s)
         self.following = 0  # streams being followed right now
+        self.recent = RecentRoutes()
 
     async def _ensure(self, model: str, request_id: str) -> Ready | Refused:
         """Ask the scheduler to make `model` ready: where it is, or why it is not."""
@@ -184,7 +186,8 @@ class Inference:
         """Yield WAITING while a cold model loads, then where the request goes (a ready
         replica not in `avoid`: the one whose cache holds the longest prefix of the
         conversation, `digests`, unless it is much busier), or why it cannot go anywhere."""
-        node = None if cold else best_replica(self._replicas(model, avoid), digests or [])
+        replicas = self._replicas(model, avoid)
+        node = None if cold else best_replica(replicas, digests or [], self.recent)
         if node is not None:
             yield Routed(node)
             return
@@ -350,6 +353,8 @@ class Inference:
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )
+            if digests:
+                self.recent.note(digests[-1], node)
             if announce:
                 yield Accepted(
                     node=node,
