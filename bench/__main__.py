@@ -1,4 +1,4 @@
-"""`python -m bench [overhead] [real_model] [concurrency] [placement] [shared]`: run
+"""`python -m bench [overhead] [real_model] [concurrency] [placement] [shared] [versus]`: run
 scenarios (all by default), print each result with its ratio against the baseline measured
 in the same run, and write them, with the machine they ran on, to
 bench-results/<timestamp>.json."""
@@ -15,7 +15,7 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("overhead", "real_model", "concurrency", "placement", "shared")
+SCENARIOS = ("overhead", "real_model", "concurrency", "placement", "shared", "versus")
 
 
 def machine() -> dict[str, Any]:

@@ -337,6 +337,21 @@ def test_what_the_api_defines_but_cannot_run_here_is_refused_by_name(
         assert says in answer.json()["error"]["message"]
 
 
+def test_a_last_assistant_message_is_the_start_the_model_continues(
+    claude: anthropic.Anthropic,
+) -> None:
+    """Anthropic's prefill: the prompt ends inside the reply, and the answer is only what
+    follows (this model's chain goes on from "Hello" to ", world!")."""
+    prefilled: list[Any] = [*HI, {"role": "assistant", "content": "Hello"}]
+    message = claude.messages.create(model="hello", max_tokens=16, messages=prefilled)
+    assert message.content[0].text == ", world!"  # type: ignore[union-attr]
+    with claude.messages.stream(model="hello", max_tokens=16, messages=prefilled) as stream:
+        assert stream.get_final_text() == ", world!"
+    counted = claude.messages.count_tokens(model="hello", messages=prefilled)
+    usage = message.usage
+    assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0)
+
+
 def test_taken_as_they_are(claude: anthropic.Anthropic) -> None:
     message = claude.messages.create(
         model="hello", max_tokens=8, messages=HI, metadata={"user_id": "u1"},

@@ -98,7 +98,9 @@ async def fleet(tmp_path: Path) -> AsyncIterator[ProcessFleet]:
         }  # fmt: skip
         await running.start_neuron("n1", [model, hose])
         await running.start_scheduler()
-        await running.start_gateway(client_stall_timeout_s=2.0)
+        # A neuron starved of CPU by a loaded machine must not end the stuck client's stream
+        # as "silent" before its stall is noticed: the idle limit sits well above the stall.
+        await running.start_gateway(client_stall_timeout_s=2.0, stream_idle_timeout_s=10.0)
         yield running
 
 

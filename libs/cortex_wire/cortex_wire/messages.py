@@ -164,6 +164,9 @@ class InferRequest(Struct):
     # Stream tool calls as their arguments grow (the client streams). Otherwise each call
     # arrives whole, and a tool section that does not parse comes back as text.
     stream_calls: bool = False
+    # The last message is the start of the assistant's reply (Anthropic's prefill): the
+    # prompt ends inside it, and the answer continues it.
+    continue_final: bool = False
 
 
 class InferReply(Struct):

@@ -93,6 +93,7 @@ async def _answer(
         chat_template_kwargs=turn.ask.chat_template_kwargs,
         thinking=turn.ask.thinking,
         reasoning_effort=turn.ask.reasoning_effort,
+        continue_final=turn.ask.continue_final,
     )
     call = CallInfo(
         request_id=request_id,

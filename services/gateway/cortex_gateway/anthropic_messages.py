@@ -170,6 +170,8 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
             messages=history(request, settings.strip_billing_header),
             params=sampling_params(request),
             tools=template_tools(request.tools, request.tool_choice),
+            # A last assistant message is the start of the reply: the model continues it.
+            continue_final=request.messages[-1].role == "assistant",
             **thinking_switch(thinking, request.output_config),
         ),
         reply=messages_reply(show_thinking),

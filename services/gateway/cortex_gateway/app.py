@@ -156,6 +156,7 @@ def create_app(gateway: Gateway) -> Litestar:
             stream_subject="",
             messages=anthropic_request.history(counted, settings.strip_billing_header),
             tools=anthropic_request.template_tools(counted.tools, counted.tool_choice),
+            continue_final=counted.messages[-1].role == "assistant",
             **anthropic_request.thinking_switch(counted.thinking, counted.output_config),
         )
         tokens = await gateway.inference.count_tokens(infer)

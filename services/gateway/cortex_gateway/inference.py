@@ -122,11 +122,14 @@ class FrameInbox:
         self._stall_s = stall_s
         self._on_stall = on_stall
         self.stalled = False
+        # When the last message arrived: the neuron's silence counts from here, not from
+        # when the reader (perhaps held up writing to a slow client) last took one.
+        self.heard_at = time.monotonic()
 
     async def put(self, msg: Msg) -> None:
         if self.stalled:
             return
-        now = time.monotonic()
+        now = self.heard_at = time.monotonic()
         self._messages.append((now, msg))
         self._arrived.set()
         oldest = self._messages[0][0]
@@ -378,16 +381,15 @@ class Inference:
         tick = self.settings.keepalive_interval_s
         limit = self.settings.stream_idle_timeout_s
         expected = 0
-        heard_at = time.monotonic()
         while True:
-            silent = time.monotonic() - heard_at
+            silent = time.monotonic() - frames.heard_at
             try:
                 msg = await frames.get(min(tick, max(limit - silent, 0.0)))
             except ClientTooSlow:
                 yield _failed(Code.CLIENT_TOO_SLOW, "the client stopped reading its stream")
                 return
             if msg is None:
-                silent = time.monotonic() - heard_at
+                silent = time.monotonic() - frames.heard_at
                 if silent >= limit:
                     # Neurons send a frame at least every keepalive interval: this one is
                     # gone (killed, partitioned) or stuck.
@@ -395,7 +397,6 @@ class Inference:
                     return
                 yield WAITING
                 continue
-            heard_at = time.monotonic()
             try:
                 frame = codec.decode_frame(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:

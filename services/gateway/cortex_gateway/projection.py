@@ -76,6 +76,7 @@ class Ask:
     chat_template_kwargs: dict[str, object] = field(default_factory=dict)
     thinking: bool | None = None
     reasoning_effort: str = ""
+    continue_final: bool = False  # the last message is the reply's start, to continue
 
 
 @dataclass

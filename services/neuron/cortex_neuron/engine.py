@@ -158,13 +158,17 @@ class Engine(ModelThread[Backend]):
         """The prompt's tokens and its text (chat requests: as the template renders it; a
         system message the template refuses in place joins the leading one)."""
         if request.messages is not None:
+            messages, started = request.messages, ""
+            if request.continue_final and messages and messages[-1].role == "assistant":
+                messages, started = messages[:-1], messages[-1].content
             try:
-                text = self._render(backend, request, request.messages)
+                text = self._render(backend, request, messages)
             except TemplateError:
-                folded = fold_system(request.messages)
-                if folded == request.messages:
+                folded = fold_system(messages)
+                if folded == messages:
                     raise
                 text = self._render(backend, request, folded)
+            text += started  # the reply's start, for the model to continue
             # The template writes the BOS text itself when the model wants one.
             return backend.tokenize(text, add_bos=False, special=True), text
         # A raw prompt is the client's own rendering: its special-token texts are those

@@ -1,0 +1,123 @@
+"""Scenario `versus`: cortex against llama.cpp's own C++ `llama-server`, side by side on the
+same model and machine, servers started one at a time.
+
+- 8 new streams at once: aggregate tokens/s and time to first token (p50, max);
+- four clients behind one fresh ~900-token system prompt: their first-turn TTFT.
+
+The server binary comes from $CORTEX_LLAMA_SERVER, or .cache/llama-server/bin/llama-server
+(build it from the llama.cpp inside the llama-cpp-python sdist:
+`cmake -S vendor/llama.cpp -B .cache/llama-server -DLLAMA_CURL=OFF && cmake --build
+.cache/llama-server --target llama-server`, ~12 min on 2 cores). Without one the scenario
+says so and measures nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.concurrency import body as story
+from bench.real_model import demo_gguf
+from bench.shared import body as shared_body
+from bench.stack import Stack, Streamed, free_port, stream_chat, write_models
+
+STREAMS = 8
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_binary() -> Path | None:
+    named = os.environ.get("CORTEX_LLAMA_SERVER")
+    path = Path(named) if named else ROOT / ".cache" / "llama-server" / "bin" / "llama-server"
+    return path if path.is_file() else None
+
+
+class LlamaServer:
+    def __init__(self, binary: Path, model: Path) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [str(binary), "-m", str(model), "--alias", "smollm2", "--port", str(self.port),
+             "-np", str(STREAMS), "-c", str(2048 * STREAMS), "-t", str(os.cpu_count())],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)  # polling a starting process: it has no readiness event
+        raise RuntimeError(f"{binary} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def measure(port: int) -> dict[str, float]:
+    async def streams() -> list[Streamed]:
+        return await asyncio.gather(*(stream_chat(port, story(i)) for i in range(STREAMS)))
+
+    async def shared(nonce: int) -> list[Streamed]:
+        bodies = [shared_body(nonce, f"Name color number {n}.") for n in range(4)]
+        return await asyncio.gather(*(stream_chat(port, b) for b in bodies))
+
+    asyncio.run(streams())  # warm up
+    started = time.perf_counter()
+    done = asyncio.run(streams())
+    wall = time.perf_counter() - started
+    first_turn = asyncio.run(shared(int(time.time())))
+    ttft = [s.ttft_s for s in done]
+    return {
+        "tok_s": sum(s.tokens for s in done) / wall,
+        "ttft_p50_s": statistics.median(ttft),
+        "ttft_max_s": max(ttft),
+        "shared_first_turn_p50_s": statistics.median(s.ttft_s for s in first_turn),
+    }
+
+
+def run() -> dict[str, Any]:
+    binary = server_binary()
+    if binary is None:
+        return {"scenario": "versus_llama_server", "skipped": "no llama-server binary: see "
+                "bench/versus.py for how to build one"}  # fmt: skip
+    model = demo_gguf()
+    server = LlamaServer(binary, model)
+    try:
+        theirs = measure(server.port)
+    finally:
+        server.stop()
+    with tempfile.TemporaryDirectory() as folder:
+        models = write_models(
+            Path(folder) / "models.toml",
+            [{"id": "smollm2", "path": str(model), "n_ctx": 2048, "parallel": STREAMS}],
+            {},
+        )
+        stack = Stack(Path(folder), models)
+        try:
+            ours = measure(stack.port)
+        finally:
+            stack.stop()
+    return {
+        "scenario": "versus_llama_server",
+        "model": model.name,
+        "streams": STREAMS,
+        **{f"cortex_{k}": round(v, 3) for k, v in ours.items()},
+        **{f"llama_server_{k}": round(v, 3) for k, v in theirs.items()},
+        "tok_s_ratio": round(ours["tok_s"] / theirs["tok_s"], 3),
+        "ttft_p50_ratio": round(ours["ttft_p50_s"] / theirs["ttft_p50_s"], 3),
+        "shared_first_turn_ratio": round(
+            ours["shared_first_turn_p50_s"] / theirs["shared_first_turn_p50_s"], 3
+        ),
+        "targets": {"tok_s_ratio": ">= 1.0", "ttft_p50_ratio": "<= 1.0"},
+    }
