@@ -109,9 +109,8 @@ class MessagesStream:
                                      content_block=block)]  # fmt: skip
 
     def _delta(self, part: Literal["text", "reasoning"], text: str) -> list[bytes]:
-        empty = block_of(Part(part))
-        kind = empty["type"]  # "text" or "thinking"
-        chunks = [] if self.open == kind else self._start(empty)
+        kind = "text" if part == "text" else "thinking"
+        chunks = [] if self.open == kind else self._start(block_of(Part(part)))
         delta = {"type": f"{kind}_delta", kind: text}
         return [*chunks, self._event("content_block_delta", index=self.blocks - 1, delta=delta)]
 

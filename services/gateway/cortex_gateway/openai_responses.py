@@ -210,18 +210,24 @@ def sampling_params(request: ResponsesRequest) -> SamplingParams:
     )
 
 
+def item_id(part: Part) -> str:
+    """An output item's id, from its part's."""
+    prefix = "fc_" if part.call is not None else "rs_" if part.kind == "reasoning" else "msg_"
+    return prefix + part.id
+
+
 def item_of(part: Part, status: str) -> dict[str, Any]:
-    """An output item as it stands; its id follows from the part's."""
+    """An output item as it stands."""
     if part.call is not None:
         call = part.call
-        return {"type": "function_call", "id": "fc_" + part.id, "call_id": call.id,
+        return {"type": "function_call", "id": item_id(part), "call_id": call.id,
                 "name": call.name, "arguments": call.arguments, "status": status}  # fmt: skip
     if part.kind == "reasoning":
         content = [{"type": "reasoning_text", "text": part.text}]
-        return {"type": "reasoning", "id": "rs_" + part.id, "summary": [], "content": content,
+        return {"type": "reasoning", "id": item_id(part), "summary": [], "content": content,
                 "status": status}  # fmt: skip
     return {
-        "type": "message", "id": "msg_" + part.id, "status": status, "role": "assistant",
+        "type": "message", "id": item_id(part), "status": status, "role": "assistant",
         "content": [_output_text(part.text)],
     }  # fmt: skip
 
@@ -319,7 +325,7 @@ class ResponsesStream:
             chunks += self._close(index - 1)
             self.open = part
             chunks += self._added(replace(part, text=""), index)
-        where = {"item_id": item_of(part, "")["id"], "output_index": index, "content_index": 0}
+        where = {"item_id": item_id(part), "output_index": index, "content_index": 0}
         if kind == "reasoning":
             return [*chunks, self._event("response.reasoning_text.delta", **where, delta=text)]
         return [*chunks, self._event("response.output_text.delta", **where, delta=text,
@@ -336,8 +342,8 @@ class ResponsesStream:
         if isinstance(event, CallOpened):
             return [*self._close(index - 1), *self._added(answer.parts[-1], index)]
         if isinstance(event, CallArguments):
-            item_id = item_of(answer.parts[-1], "")["id"]
-            return [self._event("response.function_call_arguments.delta", item_id=item_id,
+            return [self._event("response.function_call_arguments.delta",
+                                item_id=item_id(answer.parts[-1]),
                                 output_index=index, delta=event.text)]  # fmt: skip
         if isinstance(event, CallClosed):
             item = item_of(answer.parts[-1], "completed")
