@@ -4,7 +4,7 @@ prefilling it), and which tokens of which sequences go into the next decode step
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cortex_neuron.backend import Row
@@ -39,6 +39,13 @@ def pick_slot(free: Sequence[FreeSlot], prompt: Sequence[int]) -> tuple[int, int
     tokens they share. At least the prompt's last token is always decoded again: its
     logits give the first generated token."""
     shared = {slot.seq: common_prefix_length(slot.cached, prompt) for slot in free}
+    return _pick(free, prompt, shared)
+
+
+def _pick(
+    free: Sequence[FreeSlot], prompt: Sequence[int], shared: Mapping[int, int]
+) -> tuple[int, int]:
+    """pick_slot, given each slot's shared prefix with the prompt (`shared`, by seq)."""
     best = max(free, key=lambda slot: (shared[slot.seq], -slot.last_used))
     if shared[best.seq] < CONTINUES * len(prompt):
         best = min(free, key=lambda s: (len(s.cached) - shared[s.seq], s.last_used))
@@ -95,21 +102,24 @@ def plan_start(
     """Where a request starts (see Start), or None: wait, because a slot now prefilling
     the same prefix will hold more of it than any cache does now — one prefill, then
     copies, instead of one prefill each. Needs a free slot."""
+    # Each cache's shared prefix, measured once: prompts run to tens of thousands of tokens.
+    held = {s.seq: common_prefix_length(s.cached, prompt) for s in slots}
     free = [FreeSlot(s.seq, s.cached, s.last_used) for s in slots if s.free]
-    seq, reused = pick_slot(free, prompt)
+    seq, reused = _pick(free, prompt, held)
     limit = max(len(prompt) - 1, 0)  # the last prompt token is always decoded again
     start = Start(seq, reused)
-    donors = [s for s in slots if s.seq != seq]
+    donors = [s.seq for s in slots if s.seq != seq]
     if donors:
-        donor = max(donors, key=lambda s: common_prefix_length(s.cached, prompt))
-        shared = min(common_prefix_length(donor.cached, prompt), limit)
+        donor = max(donors, key=held.__getitem__)
+        shared = min(held[donor], limit)
         if shared >= reused + MIN_SHARED:
-            start = Start(seq, shared, donor.seq)
+            start = Start(seq, shared, donor)
     if saved:
-        kept = max(saved, key=lambda s: common_prefix_length(s.tokens, prompt))
-        shared = min(common_prefix_length(kept.tokens, prompt), limit)
+        kept = {s.key: common_prefix_length(s.tokens, prompt) for s in saved}
+        key = max(kept, key=kept.__getitem__)
+        shared = min(kept[key], limit)
         if shared >= start.reused + MIN_SHARED:
-            start = Start(seq, shared, restore=kept.key)
+            start = Start(seq, shared, restore=key)
     coming = max((common_prefix_length(s.prefilling, prompt) for s in slots), default=0)
     if min(coming, limit) >= start.reused + MIN_SHARED:
         return None
