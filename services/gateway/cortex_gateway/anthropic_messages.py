@@ -10,13 +10,7 @@ from typing import Any, Literal
 
 from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
-from cortex_gateway.anthropic_request import (
-    history,
-    parse_request,
-    sampling_params,
-    template_tools,
-    thinking_switch,
-)
+from cortex_gateway.anthropic_request import parse_request, sampling_params, template_fields
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
     Answer,
@@ -166,12 +160,8 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
         model=request.model,
         stream=request.stream,
         ask=Ask(
-            messages=history(request, settings.strip_billing_header),
             params=sampling_params(request),
-            tools=template_tools(request.tools, request.tool_choice),
-            # A last assistant message is the start of the reply: the model continues it.
-            continue_final=request.messages[-1].role == "assistant",
-            **thinking_switch(thinking, request.output_config),
+            **template_fields(request, settings.strip_billing_header),
         ),
         reply=messages_reply(show_thinking),
         request_prefix="msg_",

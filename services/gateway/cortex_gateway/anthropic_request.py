@@ -389,6 +389,18 @@ def history(request: Conversation, strip_billing: bool) -> list[ChatMessage]:
     return edited(messages, thinking_kept(request.context_management))
 
 
+def template_fields(request: Conversation, strip_billing: bool) -> dict[str, Any]:
+    """What the model's template is given for a conversation (Ask / InferRequest fields):
+    one source for an answer and for counting its tokens, so the count stays exact."""
+    return {
+        "messages": history(request, strip_billing),
+        "tools": template_tools(request.tools, request.tool_choice),
+        # A last assistant message is the start of the reply: the model continues it.
+        "continue_final": request.messages[-1].role == "assistant",
+        **thinking_switch(request.thinking, request.output_config),
+    }
+
+
 def sampling_params(request: MessagesRequest) -> SamplingParams:
     return SamplingParams(
         max_tokens=request.max_tokens,

@@ -154,10 +154,7 @@ def create_app(gateway: Gateway) -> Litestar:
             request_id=f"count-{next_request_id()}",
             model=gateway.resolve_model(counted.model),
             stream_subject="",
-            messages=anthropic_request.history(counted, settings.strip_billing_header),
-            tools=anthropic_request.template_tools(counted.tools, counted.tool_choice),
-            continue_final=counted.messages[-1].role == "assistant",
-            **anthropic_request.thinking_switch(counted.thinking, counted.output_config),
+            **anthropic_request.template_fields(counted, settings.strip_billing_header),
         )
         tokens = await gateway.inference.count_tokens(infer)
         if isinstance(tokens, Refused):
