@@ -231,7 +231,7 @@ class LlamaBackend:
         size = C.llama_state_seq_get_size(self._ctx, seq)
         buffer = (ctypes.c_uint8 * size)()
         written = C.llama_state_seq_get_data(self._ctx, buffer, size, seq)
-        return bytes(buffer[:written])
+        return ctypes.string_at(buffer, written)  # one copy (slicing would build int objects)
 
     def restore(self, seq: int, data: bytes) -> None:
         C.llama_memory_seq_rm(self._memory, seq, 0, -1)
