@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench.real_model import demo_gguf
-from bench.stack import Stack, Streamed, free_port, stream_chat, write_models
+from bench.stack import Streamed, free_port, serving, stream_chat
 
 STREAMS = 8
 TOKENS = 128
@@ -85,19 +84,10 @@ def run() -> dict[str, Any]:
         server_8 = aggregate(server.port, STREAMS)
     finally:
         server.stop()
-    with tempfile.TemporaryDirectory() as folder:
-        models = write_models(
-            Path(folder) / "models.toml",
-            [{"id": "smollm2", "path": str(model), "n_ctx": 2048, "parallel": STREAMS}],
-            {},
-        )
-        stack = Stack(Path(folder), models)
-        try:
-            aggregate(stack.port, STREAMS)  # load, warm up
-            cortex_1 = aggregate(stack.port, 1)
-            cortex_8 = aggregate(stack.port, STREAMS)
-        finally:
-            stack.stop()
+    with serving(model, STREAMS) as stack:
+        aggregate(stack.port, STREAMS)  # load, warm up
+        cortex_1 = aggregate(stack.port, 1)
+        cortex_8 = aggregate(stack.port, STREAMS)
     return {
         "scenario": "concurrency",
         "model": model.name,

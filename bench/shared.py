@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from bench.real_model import demo_gguf
-from bench.stack import Stack, stream_chat, write_models
+from bench.stack import serving, stream_chat
 
 CLIENTS = 4
 RULES = 40  # ~900 tokens of system prompt
@@ -45,25 +43,14 @@ def run(rounds: int = 3) -> dict[str, Any]:
     path = demo_gguf()
     alone: list[float] = []
     together: list[float] = []
-    with tempfile.TemporaryDirectory() as folder:
-        models = write_models(
-            Path(folder) / "models.toml",
-            [{"id": "smollm2", "path": str(path), "n_ctx": 2048, "parallel": CLIENTS}],
-            {},
-        )
-        stack = Stack(Path(folder), models)
-        try:
-            asyncio.run(ttfts(stack.port, [body(0, "Hi")]))  # warm-up (and the load)
-            nonce = 1
-            for _ in range(rounds):
-                alone += asyncio.run(ttfts(stack.port, [body(nonce, "Name a color.")]))
-                questions = [f"Name color number {n}." for n in range(CLIENTS)]
-                together += asyncio.run(
-                    ttfts(stack.port, [body(nonce + 1, q) for q in questions])
-                )
-                nonce += 2
-        finally:
-            stack.stop()
+    with serving(path, CLIENTS) as stack:
+        asyncio.run(ttfts(stack.port, [body(0, "Hi")]))  # warm-up (and the load)
+        nonce = 1
+        for _ in range(rounds):
+            alone += asyncio.run(ttfts(stack.port, [body(nonce, "Name a color.")]))
+            questions = [f"Name color number {n}." for n in range(CLIENTS)]
+            together += asyncio.run(ttfts(stack.port, [body(nonce + 1, q) for q in questions]))
+            nonce += 2
     med = statistics.median
     return {
         "scenario": "shared_prompt",

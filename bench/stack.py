@@ -11,8 +11,11 @@ import queue
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +89,19 @@ class Stack:
     def stop(self) -> None:
         self.process.send_signal(2)
         self.process.wait(timeout=60)
+
+
+@contextmanager
+def serving(model: Path, parallel: int) -> Iterator[Stack]:
+    """`cortex up` in a scratch folder, serving `model` as "smollm2" with `parallel` slots
+    of 2048 tokens each."""
+    with tempfile.TemporaryDirectory() as folder:
+        entry = {"id": "smollm2", "path": str(model), "n_ctx": 2048, "parallel": parallel}
+        stack = Stack(Path(folder), write_models(Path(folder) / "models.toml", [entry], {}))
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 @dataclass

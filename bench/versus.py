@@ -19,7 +19,6 @@ import asyncio
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import httpx
 from bench.concurrency import body as story
 from bench.real_model import demo_gguf
 from bench.shared import body as shared_body
-from bench.stack import Stack, Streamed, free_port, stream_chat, write_models
+from bench.stack import Streamed, free_port, serving, stream_chat
 
 STREAMS = 8
 AGENTS, TURNS = 4, 4
@@ -123,17 +122,8 @@ def run() -> dict[str, Any]:
         theirs = measure(server.port)
     finally:
         server.stop()
-    with tempfile.TemporaryDirectory() as folder:
-        models = write_models(
-            Path(folder) / "models.toml",
-            [{"id": "smollm2", "path": str(model), "n_ctx": 2048, "parallel": STREAMS}],
-            {},
-        )
-        stack = Stack(Path(folder), models)
-        try:
-            ours = measure(stack.port)
-        finally:
-            stack.stop()
+    with serving(model, STREAMS) as stack:
+        ours = measure(stack.port)
     return {
         "scenario": "versus_llama_server",
         "model": model.name,
