@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from cortex_neuron.backend import Row
 from cortex_neuron.slots import FreeSlot, Pending, SlotView, Start, pick_slot, plan_start, plan_step
+from cortex_neuron.step_cost import Line
 
 
 def test_the_slot_holding_the_longest_prefix_wins() -> None:
@@ -62,6 +63,42 @@ def test_a_plan_fits_the_budget_and_asks_logits_only_at_a_sequence_end(
         assert row.tokens == token_lists[row.seq][: len(row.tokens)]
         assert row.output == (offset + len(row.tokens) - 1 if whole else -1)
         offset += len(row.tokens)
+
+
+def test_the_prompt_with_least_left_goes_first() -> None:
+    pending = [Pending(0, list(range(40)), 0), Pending(1, [7, 8, 9], 5), Pending(2, [3], 9)]
+    assert [row.seq for row in plan_step(pending, budget=64)] == [2, 1, 0]
+
+
+CPU = Line(fixed_s=0.010, per_token_s=0.002)  # a step's fixed cost is five tokens' worth
+GPU = Line(fixed_s=0.005, per_token_s=0.00002)
+
+
+def test_on_a_cpu_follow_up_turns_arriving_together_finish_one_per_step() -> None:
+    """Four 25-token prompts: one step each gives first tokens at 60, 120, 180, 240 ms;
+    one step for all gives every one at 210 ms."""
+    pending = [Pending(seq, [seq] * 25, 0) for seq in range(4)]
+    rows = plan_step(pending, budget=512, cost=CPU)
+    assert [(row.seq, len(row.tokens)) for row in rows] == [(0, 25)]
+    # the decoding sequences still ride along
+    rows = plan_step([*pending, Pending(9, [1], 50)], budget=512, cost=CPU)
+    assert [row.seq for row in rows] == [9, 0]
+
+
+def test_tiny_prompts_share_a_step_and_a_gpu_batches_what_a_cpu_would_not() -> None:
+    # Six 3-token prompts on the CPU: a fifth joining would cost the four finishing 6 ms
+    # each (24 ms) to save itself and the sixth a step's fixed cost each (20 ms).
+    tiny = [Pending(seq, [seq] * 3, 0) for seq in range(6)]
+    assert len(plan_step(tiny, budget=512, cost=CPU)) == 4
+    turns = [Pending(seq, [seq] * 25, 0) for seq in range(4)]
+    assert len(plan_step(turns, budget=512, cost=GPU)) == 4
+    assert len(plan_step(turns, budget=512)) == 4  # no cost model yet: as before
+
+
+def test_a_chunk_that_does_not_finish_its_prompt_waits_once_another_finishes() -> None:
+    pending = [Pending(0, [1] * 3, 0), Pending(1, [2] * 600, 0)]
+    assert [len(row.tokens) for row in plan_step(pending, budget=512, cost=GPU)] == [3]
+    assert [len(row.tokens) for row in plan_step(pending, budget=512)] == [3, 509]
 
 
 SYSTEM = list(range(100, 200))  # a shared 100-token prefix

@@ -31,6 +31,7 @@ from cortex_neuron.host_cache import HostCache
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
 from cortex_neuron.slots import Pending, SlotView, plan_start, plan_step, to_save
+from cortex_neuron.step_cost import StepCost
 from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
 from cortex_wire.prefixes import prefix_digests
@@ -87,6 +88,7 @@ class Engine(ModelThread[Backend]):
         self._deferred: list[Job] = []
         self._slots: list[Slot] = []
         self._host = HostCache(host_cache_mb * 1024 * 1024)
+        self._step_cost = StepCost()  # what a decode step costs here, learned as it runs
         # Prompt tokens that did not need a prefill, by where they came from.
         self.reused_tokens = {"slot": 0, "copied": 0, "restored": 0}
         self._backend: Backend | None = None
@@ -360,9 +362,11 @@ class Engine(ModelThread[Backend]):
         ]
         if not pending:
             return
-        rows = plan_step(pending, backend.n_batch)
+        rows = plan_step(pending, backend.n_batch, self._step_cost.line())
         try:
+            started = time.perf_counter()
             backend.decode(rows)
+            self._step_cost.observe(sum(len(r.tokens) for r in rows), time.perf_counter() - started)
         except Exception as error:
             wire = (
                 error.wire

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cortex_neuron.backend import Row
+from cortex_neuron.step_cost import Line
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -133,22 +134,29 @@ class Pending:
     start: int  # position of tokens[0]
 
 
-def plan_step(pending: Sequence[Pending], budget: int) -> list[Row]:
+def plan_step(pending: Sequence[Pending], budget: int, cost: Line | None = None) -> list[Row]:
     """Rows for one decode step of at most `budget` tokens. Sequences already generating
-    (one token each) go first, so a long prompt never stalls them; prompts fill what is
-    left, in order, a chunk at a time. A row that carries its sequence's last pending token
-    asks for logits."""
-    order = sorted(pending, key=lambda p: len(p.tokens) > 1)
+    (one token each) go first, so a long prompt never stalls them; prompts follow, the one
+    with the least left first (so a short prompt is not stuck behind a long one), a chunk
+    at a time. A row that carries its sequence's last pending token asks for logits.
+
+    Once a prompt finishes in the step, another joins it only when that is worth it by the
+    step cost model (`cost`; without one, every prompt that fits joins)."""
+    order = sorted(pending, key=lambda p: len(p.tokens))  # generating ones have one token
+    prompts_left = sum(len(p.tokens) > 1 for p in pending)
     rows: list[Row] = []
-    used = 0
+    used = finishing = 0
     for item in order:
         room = budget - used
         if room <= 0:
             break
         take = item.tokens[:room]
-        if not take:
-            continue
         finished = len(take) == len(item.tokens)
+        if len(item.tokens) > 1:
+            prompts_left -= 1
+            if finishing and not joins(len(take), finished, finishing, prompts_left, cost):
+                break
+            finishing += finished
         rows.append(
             Row(
                 seq=item.seq,
@@ -159,3 +167,15 @@ def plan_step(pending: Sequence[Pending], budget: int) -> list[Row]:
         )
         used += len(take)
     return rows
+
+
+def joins(tokens: int, finishes: bool, finishing: int, behind: int, cost: Line | None) -> bool:
+    """Whether a prompt's `tokens` join a step in which `finishing` prompts already finish,
+    with `behind` prompts queued after it. Joining delays each of those finishing by the
+    tokens' cost; waiting for its own step delays this prompt and all behind it by one
+    step's fixed cost. A chunk that does not finish the prompt only delays the others."""
+    if cost is None:
+        return True
+    if not finishes:
+        return False
+    return cost.per_token_s * tokens * finishing <= cost.fixed_s * (1 + behind)
