@@ -88,3 +88,21 @@ def test_a_conversation_goes_where_its_prefix_is_cached_unless_that_replica_is_b
     busy = LoadedModel(id="m", state="ready", slots=4, busy=4, queued=2, prefixes=["d1"])
     fleet.observe(beat("b", models=[busy]), 0.0)
     assert best_replica(fleet.ready_replicas("m", 0.0), digests) == "a"  # too busy: elsewhere
+
+
+def test_a_burst_between_heartbeats_spreads_by_what_this_gateway_sent() -> None:
+    """Both replicas look idle in their last heartbeats; the gateway's own streams in
+    flight say one of them has four already."""
+    from cortex_core.fleet import counting_own
+
+    fleet = FleetState()
+    for node in ("a", "b"):
+        fleet.observe(beat(node, models=[LoadedModel(id="m", state="ready", slots=4)]), 0.0)
+    replicas = fleet.ready_replicas("m", 0.0)
+    assert least_busy(replicas) == "a"
+    assert least_busy(counting_own(replicas, {"a": 4})) == "b"
+    # a heartbeat that already counts more than the gateway knows of is kept as it is
+    queued = LoadedModel(id="m", state="ready", slots=4, busy=4, queued=3)
+    fleet.observe(beat("a", models=[queued]), 0.0)
+    [(_, a), _] = counting_own(fleet.ready_replicas("m", 0.0), {"a": 2})
+    assert (a.busy, a.queued) == (4, 3)

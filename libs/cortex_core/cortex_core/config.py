@@ -68,6 +68,9 @@ class GatewaySettings(Section):
     # Drop Claude Code's per-request billing line from Anthropic system prompts before
     # templating: it changes with every request and would defeat prefix reuse.
     strip_billing_header: bool = True
+    # Send a conversation's next turn to the replica whose cache holds its start, unless
+    # that replica is much busier; false: always to the least busy replica.
+    route_by_prefix: bool = True
 
 
 class NeuronSettings(Section):

@@ -10,6 +10,8 @@ import fnmatch
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from cortex_wire.messages import CatalogueEntry, Heartbeat, LoadedModel
 
 MISSED_BEATS = 3
@@ -111,6 +113,19 @@ PREFIX_LOAD_SLACK = 0.5
 def _load(item: Replica) -> float:
     model = item[1]
     return (model.busy + model.queued) / max(model.slots, 1)
+
+
+def counting_own(replicas: list[Replica], own: Mapping[str, int]) -> list[Replica]:
+    """The replicas, each loaded with at least the requests this gateway has in flight on
+    its node (`own`, by node): heartbeats lag by up to an interval, and a burst routed
+    between two of them would otherwise all go to the replica that looked idle."""
+    counted = []
+    for view, loaded in replicas:
+        mine = own.get(view.node, 0)
+        if mine > loaded.busy + loaded.queued:
+            loaded = msgspec.structs.replace(loaded, busy=mine - loaded.queued)
+        counted.append((view, loaded))
+    return counted
 
 
 def least_busy(replicas: list[Replica]) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, NeuronView, best_replica, least_busy
+from cortex_core.fleet import FleetState, NeuronView, best_replica, counting_own, least_busy
 from cortex_core.scheduler_client import SchedulerClient
 from cortex_gateway.recent_routes import RecentRoutes
 from cortex_wire import codec, subjects
@@ -172,6 +172,9 @@ class Inference:
         self.scheduler = SchedulerClient(nc, settings.scheduler_grace_s)
         self.following = 0  # streams being followed right now
         self.recent = RecentRoutes()
+        # Streams this gateway runs, by (node, model): routing counts them at once, where
+        # heartbeats tell only an interval later.
+        self.in_flight: Counter[tuple[str, str]] = Counter()
 
     async def _ensure(self, model: str, request_id: str) -> Ready | Refused:
         """Ask the scheduler to make `model` ready: where it is, or why it is not."""
@@ -190,7 +193,8 @@ class Inference:
         replica not in `avoid`: the one whose cache holds the longest prefix of the
         conversation, `digests`, unless it is much busier), or why it cannot go anywhere."""
         replicas = self._replicas(model, avoid)
-        node = None if cold else best_replica(replicas, digests or [], self.recent)
+        by_prefix = digests if digests and self.settings.route_by_prefix else []
+        node = None if cold else best_replica(replicas, by_prefix, self.recent)
         if node is not None:
             yield Routed(node)
             return
@@ -302,9 +306,12 @@ class Inference:
             )
 
     def _replicas(self, model: str, avoid: Collection[str]) -> list[tuple[NeuronView, LoadedModel]]:
-        """The ready replicas of `model` on nodes not in `avoid`."""
+        """The ready replicas of `model` on nodes not in `avoid`, loaded with at least the
+        streams this gateway runs there."""
         replicas = self.fleet.ready_replicas(model, time.monotonic())
-        return [(view, loaded) for view, loaded in replicas if view.node not in avoid]
+        own = {node: n for (node, name), n in self.in_flight.items() if name == model}
+        mine = counting_own(replicas, own)
+        return [(view, loaded) for view, loaded in mine if view.node not in avoid]
 
     async def _attempt(
         self, request: InferRequest, tried: set[str], announce: bool
@@ -327,6 +334,7 @@ class Inference:
         )
         finished = False
         self.following += 1
+        counted: tuple[str, str] | None = None  # (node, model) this stream is counted on
         try:
             admitted: Admitted | Refused = Refused.of(
                 Code.MODEL_NOT_READY, f"model {request.model!r} is not ready anywhere"
@@ -345,6 +353,10 @@ class Inference:
                         routed = step
                 node = routed.node
                 tried.add(node)
+                if counted is not None:
+                    self.in_flight[counted] -= 1
+                counted = (node, request.model)
+                self.in_flight[counted] += 1
                 admitted = await self._submit(node, request)
                 # Refused as not ready: the model went away between a heartbeat and our
                 # request, so load it again.
@@ -375,6 +387,8 @@ class Inference:
                 cancel = Cancel(request_id=request.request_id)
                 await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
             self.following -= 1
+            if counted is not None:
+                self.in_flight[counted] -= 1
             await sub.unsubscribe()
 
     async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:
