@@ -51,14 +51,24 @@ def write_models(path: Path, models: list[dict[str, object]], aliases: dict[str,
 class Stack:
     """`cortex up` (embedded NATS, scheduler, neuron, gateway) as separate processes."""
 
-    def __init__(self, folder: Path, models: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        models: Path | None = None,
+        *,
+        nats_port: int = -1,
+        neuron: str = "",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`neuron`: extra lines for the [neuron] section (its name, threads, metrics)."""
         self.port = free_port()
+        neuron = neuron or 'metrics_listen = ""'
         config = folder / "cortex.toml"
         config.write_text(
-            f'state_dir = "{folder / "state"}"\n[nats]\nembedded_port = -1\n'
+            f'state_dir = "{folder / "state"}"\n[nats]\nembedded_port = {nats_port}\n'
             f'[gateway]\nlisten = "127.0.0.1:{self.port}"\nmetrics_listen = ""\n'
-            f'admin_keys = ["{ADMIN}"]\n[neuron]\nmetrics_listen = ""\nqueue_depth = 1024\n'
-            '[scheduler]\nmetrics_listen = ""\n'
+            f'admin_keys = ["{ADMIN}"]\n[neuron]\nqueue_depth = 1024\n'
+            f'{neuron}\n[scheduler]\nmetrics_listen = ""\n'
         )
         command = [sys.executable, "-m", "cortex_cli.main", "up", "--config", str(config)]
         if models is not None:
@@ -68,7 +78,7 @@ class Stack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "CORTEX_LOG_LEVEL": "warning"},
+            env={**os.environ, "CORTEX_LOG_LEVEL": "warning", **(env or {})},
         )
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(
@@ -111,6 +121,8 @@ class Streamed:
     last_at: float
     tokens: int  # completion tokens: the usage chunk's, else one per content event
     events: int  # SSE events with content
+    prompt_tokens: int = 0  # from the usage chunk
+    cached_tokens: int = 0  # of those, how many the server had cached
 
     @property
     def ttft_s(self) -> float:
@@ -140,7 +152,7 @@ async def stream_chat(port: int, body: dict[str, object]) -> Streamed:
     while (header := await reader.readline()) not in (b"\r\n", b""):
         chunked |= header.lower().startswith(b"transfer-encoding: chunked")
     first_at = last_at = 0.0
-    tokens = events = 0
+    tokens = events = prompt_tokens = cached = 0
     pending = b""
     done = False
     while not done:
@@ -169,11 +181,13 @@ async def stream_chat(port: int, body: dict[str, object]) -> Streamed:
                 last_at = now
                 continue
             chunk = json.loads(event[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+            if usage := chunk.get("usage"):
+                tokens = usage["completion_tokens"]
+                prompt_tokens = usage.get("prompt_tokens", 0)
+                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
             elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                 events += 1
                 first_at = first_at or now
                 last_at = now
     writer.close()
-    return Streamed(started, first_at, last_at, tokens or events, events)
+    return Streamed(started, first_at, last_at, tokens or events, events, prompt_tokens, cached)
