@@ -155,3 +155,13 @@ async def test_a_busy_holder_hands_the_turn_to_another_replica(two_replicas: Gat
     await gateway.until(lambda: gateway.holds("a", first) and gateway.busy("b") == 0)
     async with busy_on(gateway, "a", "filler"):
         assert await run(gateway, turn("Cy", "hello", "tick", "more")) == "b"
+
+
+async def test_requests_arriving_together_spread_before_any_heartbeat_counts_them(
+    two_replicas: Gateway,
+) -> None:
+    """Both replicas are idle in the heartbeats the gateway has; the second of two requests
+    sent at once goes to the other replica, because the gateway counts its own streams."""
+    gateway = two_replicas
+    nodes = await asyncio.gather(run(gateway, turn("Di", "hi")), run(gateway, turn("Ed", "hi")))
+    assert sorted(nodes) == ["a", "b"]
