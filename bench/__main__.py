@@ -1,6 +1,6 @@
 """`python -m bench [overhead] [real_model] [concurrency] [placement] [shared] [versus]
-[routing]`: run scenarios (all by default), print each result with its ratio against the
-baseline measured in the same run, and write them, with the machine they ran on, to
+[routing] [kv]`: run scenarios (all by default), print each result with its ratio against
+the baseline measured in the same run, and write them, with the machine they ran on, to
 bench-results/<timestamp>.json."""
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("overhead", "real_model", "concurrency", "placement", "shared", "versus", "routing")
+SCENARIOS = (
+    "overhead",
+    "real_model",
+    "concurrency",
+    "placement",
+    "shared",
+    "versus",
+    "routing",
+    "kv",
+)
 
 
 def machine() -> dict[str, Any]:

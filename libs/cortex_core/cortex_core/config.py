@@ -175,6 +175,10 @@ class ModelProfile(Section):
     residency_priority: int = 0
     parallel: int = 1
     n_batch: int = 512
+    # One KV buffer for all slots (llama.cpp's unified cache): a prefix shared by several
+    # slots is held once, not once per slot, but every token's attention then spans every
+    # slot's cells (see bench/results: decode slowed with it here, so off by default).
+    kv_unified: bool = False
     # Admission on each neuron: requests generating at once (0 = `parallel`) and requests
     # waiting behind them (-1 = [neuron] queue_depth); beyond that, 429 with Retry-After.
     max_in_flight: int = 0
