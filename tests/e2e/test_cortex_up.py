@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -197,6 +198,41 @@ def test_a_child_that_dies_is_reported_and_stops_the_stack(tmp_path: Path) -> No
     assert code == 1
     assert "cortex up: stopped: scheduler exited unexpectedly" in "".join(up.transcript)
 
+
+
+def exited_within(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (not our child) ends within `timeout`: waits on its pidfd."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def test_killing_cortex_up_leaves_no_process_behind(tmp_path: Path) -> None:
+    """SIGKILL gives `cortex up` no chance to stop its children: they, the embedded
+    nats-server included, must stop by themselves, or the next `cortex up` finds its ports
+    taken."""
+    tiny = build_tiny_gguf(tmp_path / "tiny.gguf", ("Hi",))
+    models = write_catalogue(tmp_path / "models.toml", [{"id": "tiny", "path": str(tiny.path)}])
+    up = start_up(tmp_path, "--models", str(models))
+    try:
+        up.wait_for("cortex up: ready", READY_TIMEOUT_S)
+        children = subprocess.run(
+            ["pgrep", "-P", str(up.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 4  # nats-server, scheduler, neuron, gateway
+        up.process.kill()
+        up.process.wait(timeout=30)
+        left = [pid for pid in children if not exited_within(int(pid), 30)]
+        names = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3] for pid in left]
+        assert not left, f"still running after cortex up was killed: {names}"
+    finally:
+        stop_up(up)
 
 def test_bad_config_exits_non_zero_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "cortex.toml"

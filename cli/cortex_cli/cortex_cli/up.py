@@ -7,7 +7,6 @@ dies on its own is reported by name and exit code, and takes the stack down with
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -22,17 +21,10 @@ from pathlib import Path
 from cortex_cli.demo import write_demo_catalogue
 from cortex_core.config import ConfigError, Settings, load_catalogue, load_settings
 from cortex_core.nats_server import EmbeddedNats, NatsServerError
+from cortex_core.orphans import die_with_parent
 
 SERVICES = ("scheduler", "neuron", "gateway")
 READY_TIMEOUT_S = 60.0
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if `cortex up` itself is killed (Linux PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -54,7 +46,7 @@ class Supervisor:
             command += ["--config", self.config_path]
         process = subprocess.Popen(
             command, env=self.env, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
         self.children[name] = process
         threading.Thread(target=self._watch, args=(name, process), daemon=True).start()
@@ -125,8 +117,9 @@ def run_up(config_path: str | None, models_path: str | None) -> int:
     nats: EmbeddedNats | None = None
     if not settings.nats.url:
         nats = EmbeddedNats(
-            settings.nats.embedded_host, settings.nats.embedded_port, state_dir / "nats"
-        )
+            settings.nats.embedded_host, settings.nats.embedded_port, state_dir / "nats",
+            die_with_parent=True,  # started from the main thread, below
+        )  # fmt: skip
         try:
             url = nats.start()
         except NatsServerError as error:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from cortex_core import orphans
+
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
 
@@ -46,9 +48,13 @@ class EmbeddedNats:
         store_dir: Path,
         echo: TextIO | None = None,
         extra_args: Sequence[str] = (),
+        die_with_parent: bool = False,
     ) -> None:
         # extra_args: more nats-server options, e.g. ("--user", u, "--pass", p) or ("-c", conf)
         self.extra_args = tuple(extra_args)
+        # The server stops when the thread that starts it ends (orphans.die_with_parent):
+        # no nats-server is left holding the port after its owner was killed.
+        self.die_with_parent = die_with_parent
         self.host = host
         self.port = port
         self.store_dir = store_dir
@@ -68,6 +74,7 @@ class EmbeddedNats:
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=orphans.die_with_parent if self.die_with_parent else None,
         )  # fmt: skip
         threading.Thread(target=self._read_log, name="nats-server-log", daemon=True).start()
         if not self._settled.wait(timeout) or not self.url:
