@@ -23,7 +23,7 @@ async def fleet(tmp_path: Path, hello_model) -> AsyncIterator[Fleet]:
             {"id": m, "path": str(hello_model.path), "n_ctx": 256, "vram_mb": 400}
             for m in ("a", "b")
         ]
-        await running.start_neuron("n1", 1000, models)
+        await running.start_neuron("n1", 1000, models, aliases={"first": "a"})
         await running.start_scheduler()
         yield running
 
@@ -69,6 +69,21 @@ async def test_load_status_explain_pin_unpin_unload(fleet: Fleet) -> None:
     assert code == 0 and "unloaded from n1" in out
     code, out, _ = await cortex(fleet, "unload", "a")
     assert code == 0 and "'a' is not loaded" in out
+
+
+async def test_an_alias_names_its_model_for_every_operation(fleet: Fleet) -> None:
+    code, out, _ = await cortex(fleet, "explain", "first")
+    assert code == 0 and "a would load on n1" in out
+    code, out, _ = await cortex(fleet, "load", "first")
+    assert code == 0 and "first is ready on n1" in out
+    code, out, _ = await cortex(fleet, "explain", "first")
+    assert code == 0 and "a is already on n1" in out
+    code, out, _ = await cortex(fleet, "pin", "first")
+    assert code == 0 and "pinned 'a' on n1" in out
+    code, out, _ = await cortex(fleet, "unpin", "first")
+    assert code == 0 and "unpinned 'a'" in out
+    code, out, _ = await cortex(fleet, "unload", "first")
+    assert code == 0 and "unloaded from n1" in out
 
 
 async def test_errors_say_what_went_wrong(fleet: Fleet) -> None:

@@ -65,9 +65,13 @@ class Fleet:
         return msgspec.convert(raw, Settings)
 
     async def start_neuron(
-        self, name: str, budget_mb: int, models: list[dict[str, Any]]
+        self,
+        name: str,
+        budget_mb: int,
+        models: list[dict[str, Any]],
+        aliases: dict[str, str] | None = None,
     ) -> Service:
-        catalogue = write_catalogue(self.folder / f"{name}-models.toml", models)
+        catalogue = write_catalogue(self.folder / f"{name}-models.toml", models, aliases)
         settings = self.settings(
             neuron={"name": name, "models": str(catalogue), "memory_budget_mb": budget_mb}
         )

@@ -133,6 +133,7 @@ async def explain(nc: Client, console: Console, model: str, node: str, as_json: 
     if as_json:
         sys.stdout.write(msgspec.json.format(codec.encode(plan)).decode() + "\n")
         return
+    model = plan.model  # what the scheduler resolved the name to (an alias names a model)
     if plan.already_on:
         console.print(f"{model} is already on {', '.join(plan.already_on)}")
     console.print(f"{model} would load on [bold]{plan.node or 'no neuron'}[/]: {plan.reason}")

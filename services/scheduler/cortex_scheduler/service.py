@@ -388,9 +388,14 @@ class Scheduler:
 
     def _decode(self, msg: Msg, kind: type[Any]) -> Any:
         try:
-            return codec.decode(msg.data, kind)
+            request = codec.decode(msg.data, kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             return WireError(code=Code.BAD_REQUEST, message=str(error))
+        if isinstance(request, ModelRef | EnsureModel) and request.model:
+            # An operator may name a model by an alias (`cortex unload smollm2`): act on
+            # the model it names, as the gateway does for requests.
+            request.model = self.fleet.resolve(request.model, time.monotonic())
+        return request
 
     async def _on_ensure(self, msg: Msg) -> None:
         request = self._decode(msg, EnsureModel)
