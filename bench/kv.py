@@ -6,6 +6,7 @@ the median decode step time, the prefill time, and unified ÷ per-slot ratios.""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -22,7 +23,7 @@ def measure(unified: bool, shared: bool) -> dict[str, float]:
     profile = ModelProfile(
         id="smollm2", path=str(demo_gguf()), n_ctx=2048, parallel=SLOTS, kv_unified=unified
     )
-    backend = LlamaBackend(profile, n_threads=0)
+    backend = LlamaBackend(profile, n_threads=os.cpu_count() or 1)
     try:
         text = " ".join(f"Rule {n}: answer plainly, keep it short." for n in range(80))
         base = backend.tokenize(text, add_bos=True, special=True)[:PROMPT]

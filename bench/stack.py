@@ -80,11 +80,11 @@ class Stack:
             text=True,
             env={**os.environ, "CORTEX_LOG_LEVEL": "warning", **(env or {})},
         )
-        lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()  # what the stack prints, as it prints it
         threading.Thread(
-            target=lambda: [lines.put(x) for x in self.process.stdout or []], daemon=True
+            target=lambda: [self.lines.put(x) for x in self.process.stdout or []], daemon=True
         ).start()
-        while "cortex up: ready" not in lines.get(timeout=120):
+        while "cortex up: ready" not in self.lines.get(timeout=120):
             pass
         self.base = f"http://127.0.0.1:{self.port}"
 

@@ -493,6 +493,9 @@ class Neuron:
                         "request_done", request_id=request.request_id, model=request.model,
                         finish=end.finish_reason, prompt_tokens=end.usage.prompt_tokens,
                         completion_tokens=end.usage.completion_tokens,
+                        cached_tokens=end.usage.cached_tokens,
+                        queue_s=round(end.timings.queue_s, 3),
+                        prefill_s=round(end.timings.prefill_s, 3),
                         seconds=round(time.perf_counter() - started, 3),
                     )  # fmt: skip
                     return
