@@ -59,8 +59,17 @@ def start_up(tmp_path: Path, *extra: str) -> UpProcess:
         f'[neuron]\nmetrics_listen = "127.0.0.1:{neuron_metrics}"\n'
         f'[scheduler]\nmetrics_listen = "127.0.0.1:{scheduler_metrics}"\n'
     )
+    metrics_urls = [
+        f"http://127.0.0.1:{p}/metrics" for p in (metrics, neuron_metrics, scheduler_metrics)
+    ]
+    command = ["up", "--config", str(config), *extra]
+    return follow(command, f"http://127.0.0.1:{port}", metrics_urls)
+
+
+def follow(args: list[str], base_url: str = "", metrics_urls: list[str] | None = None) -> UpProcess:
+    """Run `cortex ARGS`, its output read line by line as it comes."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cortex_cli.main", "up", "--config", str(config), *extra],
+        [sys.executable, "-m", "cortex_cli.main", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: queue.Queue[str | None] = queue.Queue()
@@ -74,10 +83,7 @@ def start_up(tmp_path: Path, *extra: str) -> UpProcess:
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    metrics_urls = [
-        f"http://127.0.0.1:{p}/metrics" for p in (metrics, neuron_metrics, scheduler_metrics)
-    ]
-    return UpProcess(process, lines, f"http://127.0.0.1:{port}", transcript, metrics_urls)
+    return UpProcess(process, lines, base_url, transcript, metrics_urls or [])
 
 
 def child_running(up: UpProcess, service: str) -> int:
@@ -243,3 +249,50 @@ def test_bad_config_exits_non_zero_naming_file_and_key(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert str(config) in result.stderr and "gateway.listen" in result.stderr
+
+
+def test_a_new_host_joins_a_running_fleet_with_one_command(tmp_path: Path) -> None:
+    """`cortex up --join URL` on a second "host" runs only a neuron on the first one's bus:
+    it shows in `cortex status` and its model in the first gateway's catalogue."""
+    tiny = build_tiny_gguf(tmp_path / "tiny.gguf", ("Hi",))
+    first = tmp_path / "first"
+    first.mkdir()
+    models = write_catalogue(first / "models.toml", [{"id": "tiny", "path": str(tiny.path)}])
+    up = start_up(first, "--models", str(models))
+    host = tmp_path / "second"
+    host.mkdir()
+    joined: UpProcess | None = None
+    try:
+        up.wait_for("cortex up: ready", READY_TIMEOUT_S)
+        url = next(
+            line.split('"')[3] for line in up.transcript if line.strip().startswith('"nats"')
+        )
+        extra = write_catalogue(host / "models.toml", [{"id": "extra", "path": str(tiny.path)}])
+        config = host / "cortex.toml"
+        config.write_text(
+            f'state_dir = "{host / "state"}"\n'
+            f'[neuron]\nname = "joiner"\nmodels = "{extra}"\nmetrics_listen = ""\n'
+        )
+        joined = follow(["up", "--join", url, "--config", str(config)])
+        joined.wait_for("cortex up: joined: joiner is on the bus", READY_TIMEOUT_S)
+        status = subprocess.run(
+            [sys.executable, "-m", "cortex_cli.main", "status", "--json", "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "CORTEX_NATS_URL": url},
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        nodes = {n["node"]: n for n in json.loads(status.stdout)["neurons"]}
+        assert "joiner" in nodes and len(nodes) == 2
+        assert [m["id"] for m in nodes["joiner"]["catalogue"]] == ["extra"]
+        with urllib.request.urlopen(f"{up.base_url}/v1/models", timeout=10) as response:
+            listed = {m["id"] for m in json.load(response)["data"]}
+        assert {"tiny", "extra"} <= listed
+        children = subprocess.run(
+            ["pgrep", "-P", str(joined.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 1  # the neuron alone
+    finally:
+        if joined is not None:
+            assert stop_up(joined) == 0, "".join(joined.transcript[-30:])
+        stop_up(up)
+

@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole stack here (embedded NATS, demo model)")
     _config_arg(up)
     up.add_argument("--models", metavar="FILE", help="models.toml to serve (default: demo model)")
+    up.add_argument(
+        "--join", metavar="NATS_URL",
+        help="join an existing fleet: run only this host's neuron, on that bus "
+        "(comma-separate several cluster members)",
+    )  # fmt: skip
     for name, text in (
         ("gateway", "run the HTTP gateway"),
         ("neuron", "run a neuron on this host"),
@@ -56,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_nats(settings: Settings, stop: asyncio.Event) -> None:
-    from cortex_core.nats_server import EmbeddedNats
+    from cortex_core.nats_server import EmbeddedNats, cluster_args
 
+    bus = settings.nats
     server = EmbeddedNats(
-        settings.nats.embedded_host,
-        settings.nats.embedded_port,
+        bus.embedded_host,
+        bus.embedded_port,
         settings.resolved_state_dir() / "nats",
         echo=sys.stderr,
+        extra_args=cluster_args(bus.cluster_name, bus.cluster_listen, bus.routes, bus.server_name),
     )
     await asyncio.to_thread(server.start)
     try:
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from cortex_cli.up import run_up
 
-        return run_up(args.config, args.models)
+        return run_up(args.config, args.models, args.join)
     if args.command == "gateway":
         from cortex_gateway.service import run_gateway
 

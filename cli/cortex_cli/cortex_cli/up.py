@@ -7,6 +7,7 @@ dies on its own is reported by name and exit code, and takes the stack down with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,10 +19,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats
+from nats.errors import NoServersError
+from nats.errors import TimeoutError as NatsTimeout
+
 from cortex_cli.demo import write_demo_catalogue
 from cortex_core.config import ConfigError, Settings, load_catalogue, load_settings
 from cortex_core.nats_server import EmbeddedNats, NatsServerError
 from cortex_core.orphans import die_with_parent
+from cortex_wire import subjects
 
 SERVICES = ("scheduler", "neuron", "gateway")
 READY_TIMEOUT_S = 60.0
@@ -75,6 +81,31 @@ class Supervisor:
         self.failure = f"the gateway did not answer on {url} within {READY_TIMEOUT_S:g}s"
         return False
 
+    def wait_for_heartbeat(self, node: str) -> bool:
+        """Wait until `node`'s neuron heartbeats on the bus (or a child fails, or we are
+        told to stop)."""
+        from cortex_core.bus import connect_options
+
+        async def heard() -> bool:
+            client = await nats.connect(**connect_options(self.settings.nats))
+            try:
+                beats = await client.subscribe(subjects.heartbeat(node))
+                while not self.stop.is_set():
+                    try:
+                        await beats.next_msg(timeout=0.5)
+                        return True
+                    except NatsTimeout:
+                        continue  # look at the stop flag again
+                return False
+            finally:
+                await client.close()
+
+        try:
+            return asyncio.run(asyncio.wait_for(heard(), READY_TIMEOUT_S))
+        except (TimeoutError, OSError, NoServersError) as error:
+            self.failure = f"no heartbeat from {node} within {READY_TIMEOUT_S:g}s ({error!r})"
+            return False
+
     def shutdown(self) -> None:
         self.stopping = True
         for name in reversed(SERVICES):
@@ -97,7 +128,30 @@ def _client_address(listen: str) -> str:
     return f"{host}:{port}"
 
 
-def run_up(config_path: str | None, models_path: str | None) -> int:
+def _join(supervisor: Supervisor, url: str) -> int:
+    """`cortex up --join URL`: this host's neuron alone, on an existing fleet's bus, with
+    the credentials of [nats]; ready once its first heartbeat is on that bus."""
+    settings = supervisor.settings
+    settings.nats.url = supervisor.env["CORTEX_NATS_URL"] = url
+    node = settings.neuron_name()
+    supervisor.say(f"joining the fleet at {url} as neuron {node!r}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop.set())
+    try:
+        supervisor.spawn("neuron")
+        if supervisor.wait_for_heartbeat(node):
+            supervisor.say(f"joined: {node} is on the bus (cortex status shows it)")
+            supervisor.stop.wait()
+    finally:
+        supervisor.shutdown()
+    if supervisor.failure:
+        supervisor.say(f"stopped: {supervisor.failure}")
+        return 1
+    supervisor.say("stopped")
+    return 0
+
+
+def run_up(config_path: str | None, models_path: str | None, join: str | None = None) -> int:
     try:
         settings = load_settings(config_path)
         state_dir = settings.resolved_state_dir()
@@ -114,6 +168,8 @@ def run_up(config_path: str | None, models_path: str | None) -> int:
 
     env = dict(os.environ, CORTEX_NEURON_MODELS=str(models), CORTEX_STATE_DIR=str(state_dir))
     supervisor = Supervisor(settings, config_path, env)
+    if join:
+        return _join(supervisor, join)
     nats: EmbeddedNats | None = None
     if not settings.nats.url:
         nats = EmbeddedNats(
