@@ -23,6 +23,9 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "allow_reconnect": True,
+        # The servers in the order given (the member on this host first, say); on losing
+        # one, the client tries the others, and those the cluster told it of.
+        "dont_randomize": True,
     }
     if settings.user:
         options["user"] = settings.user

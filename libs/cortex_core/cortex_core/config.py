@@ -39,6 +39,17 @@ class NatsSettings(Section):
     # Port of the embedded nats-server that `cortex up` / `cortex nats` start.
     embedded_port: int = 4222
     embedded_host: str = "127.0.0.1"
+    # Cluster mode for `cortex nats`: with a cluster name it runs one member of that
+    # cluster, taking routes from the other members on `cluster_listen` and connecting to
+    # theirs (`routes`, e.g. "nats://core-2:6222"). Each member needs its own server_name
+    # (default: the hostname) for JetStream.
+    cluster_name: str = ""
+    cluster_listen: str = "0.0.0.0:6222"
+    routes: list[str] = msgspec.field(default_factory=list)
+    server_name: str = ""
+    # Copies JetStream keeps of the scheduler's lease and pins: 3 on a three-member
+    # cluster, so losing any one server loses neither.
+    kv_replicas: int = 1
 
 
 class GatewaySettings(Section):
@@ -279,6 +290,10 @@ def _check_settings(settings: Settings, source: str) -> None:
     ):
         if value:  # empty turns the endpoint off
             parse_host_port(value, key, source)
+    if settings.nats.cluster_name:
+        parse_host_port(settings.nats.cluster_listen, "nats.cluster_listen", source)
+    if not 1 <= settings.nats.kv_replicas <= 5:
+        raise ConfigError(f"{source}: nats.kv_replicas: must be 1 to 5 (JetStream's range)")
     if settings.eviction.defrag_after_cycles < 0:
         raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
     if settings.neuron.queue_depth < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +25,18 @@ _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
 class NatsServerError(RuntimeError):
     pass
+
+
+def cluster_args(
+    cluster_name: str, listen: str, routes: Sequence[str], server_name: str
+) -> list[str]:
+    """nats-server options for one member of a cluster (none without a cluster name)."""
+    if not cluster_name:
+        return []
+    args = ["--cluster_name", cluster_name, "--cluster", f"nats://{listen}"]
+    if routes:
+        args += ["--routes", ",".join(routes)]
+    return [*args, "--server_name", server_name or socket.gethostname()]
 
 
 def find_binary() -> Path:
@@ -60,6 +73,8 @@ class EmbeddedNats:
         self.store_dir = store_dir
         self._echo = echo
         self._tail: deque[str] = deque(maxlen=30)
+        self._watches: list[tuple[str, threading.Event]] = []
+        self._watch_lock = threading.Lock()
         self._settled = threading.Event()
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
@@ -69,7 +84,7 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [
             str(find_binary()), "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.store_dir), "-n", "cortex-embedded", *self.extra_args,
+            "-js", "-sd", str(self.store_dir), *self._name(), *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -85,6 +100,10 @@ class EmbeddedNats:
             )
         return self.url
 
+    def _name(self) -> list[str]:
+        named = "--server_name" in self.extra_args or "-n" in self.extra_args
+        return [] if named else ["-n", "cortex-embedded"]
+
     def _read_log(self) -> None:
         assert self.process is not None and self.process.stderr is not None
         for line in self.process.stderr:
@@ -97,7 +116,21 @@ class EmbeddedNats:
                 self.url = f"nats://{self.host}:{self.port}"
             if "Server is ready" in line:
                 self._settled.set()
+            with self._watch_lock:
+                for text, seen in self._watches:
+                    if text in line:
+                        seen.set()
         self._settled.set()  # the server exited (or closed its log): stop waiting either way
+
+    def watch_log(self, text: str) -> threading.Event:
+        """An event set once the server logs a line containing `text` (from its last 30
+        lines on): how a caller waits for a cluster to form, say, without guessing."""
+        seen = threading.Event()
+        with self._watch_lock:
+            if any(text in line for line in self._tail):
+                seen.set()
+            self._watches.append((text, seen))
+        return seen
 
     @property
     def running(self) -> bool:

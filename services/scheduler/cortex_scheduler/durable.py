@@ -16,27 +16,31 @@ from cortex_wire import codec, subjects
 from cortex_wire.messages import Pin
 
 
-async def _bucket(js: JetStreamContext, name: str, ttl_s: float | None = None) -> KeyValue:
+async def _bucket(
+    js: JetStreamContext, name: str, replicas: int, ttl_s: float | None = None
+) -> KeyValue:
+    """The bucket, created with `replicas` copies if it does not exist yet."""
     try:
         return await js.key_value(name)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=1, ttl=ttl_s)
+        return await js.create_key_value(bucket=name, history=1, ttl=ttl_s, replicas=replicas)
 
 
 class LeaderLease:
     """One active scheduler: whoever holds the key. The bucket's TTL expires a lease its
     holder stopped renewing (it died), and then a standby's `acquire` succeeds."""
 
-    def __init__(self, js: JetStreamContext, holder: str, ttl_s: float) -> None:
+    def __init__(self, js: JetStreamContext, holder: str, ttl_s: float, replicas: int = 1) -> None:
         self._js = js
         self.holder = holder
         self._ttl_s = ttl_s
+        self._replicas = replicas
         self._kv: KeyValue | None = None
         self._revision = 0
 
     async def _store(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await _bucket(self._js, subjects.LEASE_BUCKET, self._ttl_s)
+            self._kv = await _bucket(self._js, subjects.LEASE_BUCKET, self._replicas, self._ttl_s)
         return self._kv
 
     async def holder_now(self) -> str:
@@ -74,13 +78,14 @@ class LeaderLease:
 
 
 class PinStore:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, replicas: int = 1) -> None:
         self._js = js
+        self._replicas = replicas
         self._kv: KeyValue | None = None
 
     async def _store(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await _bucket(self._js, subjects.PINS_BUCKET)
+            self._kv = await _bucket(self._js, subjects.PINS_BUCKET, self._replicas)
         return self._kv
 
     async def all(self) -> list[Pin]:

@@ -84,8 +84,11 @@ class Scheduler:
         # Host and pid say which process leads; the suffix tells restarts apart.
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
         self.fleet = FleetState(allowed={n.name for n in settings.neurons})
-        self.lease = LeaderLease(nc.jetstream(), self.instance, settings.scheduler.lease_ttl_s)
-        self.pins_store = PinStore(nc.jetstream())
+        replicas = settings.nats.kv_replicas
+        self.lease = LeaderLease(
+            nc.jetstream(), self.instance, settings.scheduler.lease_ttl_s, replicas
+        )
+        self.pins_store = PinStore(nc.jetstream(), replicas)
         self.pins: list[Pin] = []
         self.active = False
         # node → {model: footprint} for loads commanded and not yet finished.
