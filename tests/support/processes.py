@@ -73,21 +73,28 @@ class ProcessFleet:
             env={**os.environ, "CORTEX_LOG_FORMAT": "json", "CORTEX_STATE_DIR": str(self.folder)},
         )  # fmt: skip
 
-    async def start_neuron(self, name: str, models: list[dict[str, Any]]) -> None:
+    async def start_neuron(
+        self, name: str, models: list[dict[str, Any]], **sections: dict[str, Any]
+    ) -> None:
         catalogue = write_catalogue(self.folder / f"{name}-models.toml", models)
         await self.spawn(
             name,
             "neuron",
             neuron={"name": name, "models": str(catalogue), "memory_budget_mb": 4096},
+            **sections,
         )
         await self.wait_for(lambda: name in self.heartbeats, timeout=30)
 
-    async def start_scheduler(self, name: str = "scheduler") -> None:
-        await self.spawn(name, "scheduler")
+    async def start_scheduler(self, name: str = "scheduler", **sections: dict[str, Any]) -> None:
+        await self.spawn(name, "scheduler", **sections)
 
-    async def start_gateway(self, name: str = "gateway", **gateway: Any) -> str:
+    async def start_gateway(
+        self, name: str = "gateway", nats: dict[str, Any] | None = None, **gateway: Any
+    ) -> str:
+        """`nats`: settings of the gateway's own [nats] section (its servers, say)."""
         port = free_port()
-        await self.spawn(name, "gateway", gateway={"listen": f"127.0.0.1:{port}", **gateway})
+        listen = {"listen": f"127.0.0.1:{port}", **gateway}
+        await self.spawn(name, "gateway", gateway=listen, **({"nats": nats} if nats else {}))
         self.gateway_url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=self.gateway_url) as client:
             for _ in range(60):  # each try waits up to 1 s inside the gateway once it is up
@@ -152,9 +159,14 @@ class ProcessFleet:
 
 
 @asynccontextmanager
-async def process_fleet(folder: Path) -> AsyncIterator[ProcessFleet]:
-    server = EmbeddedNats("127.0.0.1", -1, folder / "nats")
-    await asyncio.to_thread(server.start)
+async def process_fleet(
+    folder: Path, server: EmbeddedNats | None = None
+) -> AsyncIterator[ProcessFleet]:
+    """A fleet on a nats-server of its own, or on `server` (running, and left running)."""
+    owned = server is None
+    if server is None:
+        server = EmbeddedNats("127.0.0.1", -1, folder / "nats")
+        await asyncio.to_thread(server.start)
     nc = await nats.connect(
         server.url, reconnect_time_wait=0.1, max_reconnect_attempts=-1, connect_timeout=2
     )
@@ -172,4 +184,5 @@ async def process_fleet(folder: Path) -> AsyncIterator[ProcessFleet]:
             except TimeoutError:
                 process.kill()
         await nc.close()
-        await asyncio.to_thread(fleet.nats.stop)
+        if owned:
+            await asyncio.to_thread(fleet.nats.stop)

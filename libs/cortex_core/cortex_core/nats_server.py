@@ -122,14 +122,14 @@ class EmbeddedNats:
                         seen.set()
         self._settled.set()  # the server exited (or closed its log): stop waiting either way
 
-    def watch_log(self, text: str) -> threading.Event:
-        """An event set once the server logs a line containing `text` (from its last 30
-        lines on): how a caller waits for a cluster to form, say, without guessing."""
+    def watch_log(self, *texts: str) -> threading.Event:
+        """An event set once the server logs a line containing one of `texts` (its last 30
+        lines count): how a caller waits for a cluster to form, say, without guessing."""
         seen = threading.Event()
         with self._watch_lock:
-            if any(text in line for line in self._tail):
+            if any(text in line for line in self._tail for text in texts):
                 seen.set()
-            self._watches.append((text, seen))
+            self._watches += [(text, seen) for text in texts]
         return seen
 
     @property
