@@ -42,6 +42,8 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
         ('[eviction]\nstrategy = "fifo"\n', "eviction.strategy"),
         ('[gateway]\nlisten_on = "x"\n', "listen_on"),
         ("[gateway\n", "not valid TOML"),
+        ("[nats]\nkv_replicas = 0\n", "nats.kv_replicas: must be 1 to 5"),
+        ('[nats]\ncluster_name = "c"\ncluster_listen = "6222"\n', "nats.cluster_listen"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
@@ -104,3 +106,13 @@ def test_the_example_files_are_valid() -> None:
 def test_list_settings_come_from_comma_separated_environment() -> None:
     settings = load_settings(None, env={"CORTEX_GATEWAY_API_KEYS": "k1, k2"})
     assert settings.gateway.api_keys == ["k1", "k2"]
+
+
+def test_a_cluster_member_gets_routes_a_cluster_port_and_its_name() -> None:
+    from cortex_core.nats_server import cluster_args
+
+    assert cluster_args("", "0.0.0.0:6222", ["nats://b:6222"], "a") == []
+    assert cluster_args("cortex", "0.0.0.0:6222", ["nats://b:6222", "nats://c:6222"], "a") == [
+        "--cluster_name", "cortex", "--cluster", "nats://0.0.0.0:6222",
+        "--routes", "nats://b:6222,nats://c:6222", "--server_name", "a",
+    ]  # fmt: skip
