@@ -395,7 +395,7 @@ class Scheduler:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             return WireError(code=Code.BAD_REQUEST, message=str(error))
         if isinstance(request, ModelRef | EnsureModel) and request.model:
-            # An operator may name a model by an alias (`cortex unload smollm2`): act on
+            # An operator may name a model by an alias (`cortex unload <alias>`): act on
             # the model it names, as the gateway does for requests.
             request.model = self.fleet.resolve(request.model, time.monotonic())
         return request
