@@ -66,7 +66,7 @@ async def test_load_status_explain_pin_unpin_unload(fleet: Fleet) -> None:
     code, out, _ = await cortex(fleet, "unpin", "a")
     assert code == 0 and "unpinned 'a'" in out
     code, out, _ = await cortex(fleet, "unload", "a")
-    assert code == 0 and "unloaded from n1" in out
+    assert code == 0 and "unloaded 'a' from n1" in out
     code, out, _ = await cortex(fleet, "unload", "a")
     assert code == 0 and "'a' is not loaded" in out
 
@@ -75,7 +75,7 @@ async def test_an_alias_names_its_model_for_every_operation(fleet: Fleet) -> Non
     code, out, _ = await cortex(fleet, "explain", "first")
     assert code == 0 and "a would load on n1" in out
     code, out, _ = await cortex(fleet, "load", "first")
-    assert code == 0 and "first is ready on n1" in out
+    assert code == 0 and "a is ready on n1" in out
     code, out, _ = await cortex(fleet, "explain", "first")
     assert code == 0 and "a is already on n1" in out
     code, out, _ = await cortex(fleet, "pin", "first")
@@ -83,7 +83,7 @@ async def test_an_alias_names_its_model_for_every_operation(fleet: Fleet) -> Non
     code, out, _ = await cortex(fleet, "unpin", "first")
     assert code == 0 and "unpinned 'a'" in out
     code, out, _ = await cortex(fleet, "unload", "first")
-    assert code == 0 and "unloaded from n1" in out
+    assert code == 0 and "unloaded 'a' from n1" in out
 
 
 async def test_errors_say_what_went_wrong(fleet: Fleet) -> None:

@@ -163,7 +163,7 @@ async def test_defrag_restarts_an_idle_engine_after_its_cycles(fleet: Fleet, hel
     unload: SchedulerReply = await fleet.ask(
         subjects.SCHED_UNLOAD, ModelRef(model="a"), SchedulerReply
     )
-    assert unload.ok and unload.detail == "unloaded from n1"
+    assert unload.ok and unload.detail == "unloaded 'a' from n1"
     assert (await fleet.ensure("a")).ok  # third cycle
     defrag = await fleet.wait_for(lambda e: getattr(e, "kind", "") == "defrag")
     assert (

@@ -94,18 +94,22 @@ async def load(nc: Client, console: Console, model: str, node: str) -> None:
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(f"loading {model}{f' on {node}' if node else ''}", total=1.0)
 
+        named = [model]  # the id the scheduler resolved the name to, once it says
+
         async def on_heartbeat(msg: Any) -> None:
             heartbeat = codec.decode(msg.data, Heartbeat)
-            loaded = next((m for m in heartbeat.models if m.id == model), None)
+            loaded = next((m for m in heartbeat.models if m.id == named[0]), None)
             if loaded is not None and loaded.state == "loading":
                 progress.update(bar, completed=loaded.load_progress,
-                                description=f"loading {model} on {heartbeat.node}")  # fmt: skip
+                                description=f"loading {named[0]} on {heartbeat.node}")  # fmt: skip
 
         beats = await nc.subscribe(subjects.HEARTBEATS, cb=on_heartbeat)
         try:
             while True:
                 ask = EnsureModel(model=model, node=node)
-                verdict = readiness(await _ask(nc, subjects.SCHED_ENSURE, ask, EnsureReply))
+                reply = await _ask(nc, subjects.SCHED_ENSURE, ask, EnsureReply)
+                named[0] = reply.model or model
+                verdict = readiness(reply)
                 if isinstance(verdict, Refused):
                     raise _fail(verdict)
                 if isinstance(verdict, Ready):
@@ -113,7 +117,7 @@ async def load(nc: Client, console: Console, model: str, node: str) -> None:
                     break
         finally:
             await beats.unsubscribe()
-    console.print(f"{model} is ready on {verdict.node} ({time.monotonic() - started:.1f}s)")
+    console.print(f"{named[0]} is ready on {verdict.node} ({time.monotonic() - started:.1f}s)")
 
 
 async def simple(nc: Client, console: Console, subject: str, model: str, node: str) -> None:

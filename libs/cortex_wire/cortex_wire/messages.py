@@ -316,6 +316,7 @@ class EnsureReply(Struct):
     node: str = ""
     error: WireError | None = None
     loading: bool = False
+    model: str = ""  # the model id the request's name resolved to (an alias names one)
 
 
 class ModelRef(Struct):

@@ -410,7 +410,7 @@ class Scheduler:
             reply = await self.ensure(
                 request.model, request.node, self.settings.scheduler.ensure_wait_s
             )
-        await self._respond(msg, reply)
+        await self._respond(msg, msgspec.structs.replace(reply, model=request.model))
 
     async def _on_unload(self, msg: Msg) -> None:
         ref = self._decode(msg, ModelRef)
@@ -433,7 +433,7 @@ class Scheduler:
                 return
             await self.event("unloaded", model=ref.model, node=node, reason="operator request")
         await self._respond(
-            msg, SchedulerReply(ok=True, detail=f"unloaded from {', '.join(nodes)}")
+            msg, SchedulerReply(ok=True, detail=f"unloaded {ref.model!r} from {', '.join(nodes)}")
         )
 
     async def _on_pin(self, msg: Msg) -> None:
