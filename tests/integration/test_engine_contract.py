@@ -84,10 +84,15 @@ async def first_chunk(job: Job, outcome: Outcome) -> None:
         await read(job, outcome, until_end=False)
 
 
+# The engine says nothing while it prefills: a real model's long prompt on one thread, on a
+# machine whose cores other work holds, can take tens of seconds before its first event.
+SILENCE_S = 120
+
+
 async def read(job: Job, outcome: Outcome, until_end: bool = True) -> Outcome:
     while outcome.end is None:
-        events = await job.channel.take(10)
-        assert events, "the engine went silent for 10 s"
+        events = await job.channel.take(SILENCE_S)
+        assert events, f"the engine went silent for {SILENCE_S} s"
         for event in events:
             outcome.events.append(event)
             if isinstance(event, TextChunk):
