@@ -424,7 +424,6 @@ def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"logprobs": True}, "logprobs"),
         ({"n": 2}, "n"),
         ({"tool_choice": "required", "tools": [OPENAI_TOOL]}, "tool_choice"),
@@ -436,6 +435,50 @@ def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, ext
     assert caught.value.body["param"] == param  # type: ignore[index]
     assert caught.value.code == "unsupported_parameter"
 
+
+
+def hello_ids(folder: Path) -> dict[str, int]:
+    """Token ids of the stack's "hello" model (the same inputs build the same vocabulary)."""
+    model = build_tiny_gguf(
+        folder / "hello.gguf", ("Hello", ",", " world", "!"), chat_template=TOOLS_TEMPLATE
+    )
+    return dict(zip(model.reply, model.reply_ids, strict=True))
+
+
+def test_logit_bias_forces_and_bans_tokens(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    ids = hello_ids(tmp_path)
+    plain = gpt.chat.completions.create(model="hello", messages=HI)
+    assert plain.choices[0].message.content == "Hello, world!"
+    forced = gpt.chat.completions.create(
+        model="hello", messages=HI, max_tokens=3, logit_bias={str(ids["!"]): 100}
+    )
+    assert forced.choices[0].message.content == "!!!"
+    streamed = gpt.chat.completions.create(
+        model="hello", messages=HI, max_tokens=3, logit_bias={str(ids["!"]): 100}, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "!!!"
+    banned = gpt.chat.completions.create(
+        model="hello", messages=HI, max_tokens=3, logit_bias={str(ids["Hello"]): -100}
+    )
+    assert not (banned.choices[0].message.content or "").startswith("Hello")
+    completion = gpt.completions.create(
+        model="hello", prompt="Say it\n", max_tokens=2, logit_bias={str(ids[" world"]): 100}
+    )
+    assert completion.choices[0].text == " world world"
+
+
+@pytest.mark.parametrize(
+    ("bias", "says"),
+    [
+        ({"x": 1}, "logit_bias keys must be token ids"),
+        ({"5": 150}, "must be between -100 and 100"),
+        ({"999999": 5}, "outside this model's vocabulary"),
+    ],
+)
+def test_a_bad_logit_bias_is_refused_with_the_reason(gpt: openai.OpenAI, bias, says) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="hello", messages=HI, logit_bias=bias)
+    assert says in caught.value.message
 
 # --- OpenAI completions ------------------------------------------------------------------
 

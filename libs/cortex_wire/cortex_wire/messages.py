@@ -142,6 +142,8 @@ class SamplingParams(Struct):
     reasoning_budget: int | None = None
     # Constrain the answer to this JSON schema (llama.cpp grammar).
     json_schema: dict[str, object] | None = None
+    # Added to these tokens' logits before sampling (OpenAI's logit_bias: token id → bias).
+    logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
 
 
 class InferRequest(Struct):

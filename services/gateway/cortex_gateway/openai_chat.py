@@ -167,6 +167,20 @@ def check_range(name: str, value: float | None, low: float, high: float) -> None
         )
 
 
+def logit_biases(biases: dict[str, float] | None) -> dict[int, float]:
+    """OpenAI's logit_bias (token id, as a string, → bias from -100 to 100) as ids; whether
+    an id is in the model's vocabulary only the neuron can tell."""
+    parsed: dict[int, float] = {}
+    for key, bias in (biases or {}).items():
+        if not key.strip().isdigit():
+            raise ApiError.invalid(
+                f"logit_bias keys must be token ids, got {key!r}", param="logit_bias"
+            )
+        check_range(f"logit_bias[{key!r}]", bias, -100.0, 100.0)
+        parsed[int(key)] = float(bias)
+    return parsed
+
+
 def check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ApiError.invalid(f"{name} must be at least 1, got {value}", param=name)
@@ -205,8 +219,7 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
         raise unsupported("n", "only n=1")
     if request.logprobs or request.top_logprobs:
         raise unsupported("logprobs" if request.logprobs else "top_logprobs")
-    if request.logit_bias:
-        raise unsupported("logit_bias")
+    logit_biases(request.logit_bias)  # a bad one is refused before anything runs
     if request.modalities and set(request.modalities) - {"text"}:
         raise unsupported("modalities", "text only")
     for name in ("audio", "prediction", "web_search_options"):
@@ -321,6 +334,7 @@ def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
         frequency_penalty=request.frequency_penalty or 0.0,
         reasoning_budget=EFFORT_BUDGETS.get(request.reasoning_effort or ""),
         json_schema=json_schema_of(request.response_format),
+        logit_bias=logit_biases(request.logit_bias),
     )
 
 

@@ -20,6 +20,7 @@ from cortex_gateway.openai_chat import (
     check_range,
     decode_body,
     finish_reason,
+    logit_biases,
     unsupported,
     usage_body,
 )
@@ -70,8 +71,7 @@ def parse_request(body: bytes) -> CompletionRequest:
     ):
         if value not in allowed:
             raise unsupported(name)
-    if request.logit_bias:
-        raise unsupported("logit_bias")
+    logit_biases(request.logit_bias)  # a bad one is refused before anything runs
     check_positive("max_tokens", request.max_tokens)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
@@ -100,6 +100,7 @@ def sampling_params(request: CompletionRequest) -> SamplingParams:
         repeat_penalty=request.repeat_penalty or OPENAI.repeat_penalty,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=logit_biases(request.logit_bias),
     )
 
 

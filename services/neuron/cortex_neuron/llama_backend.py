@@ -181,10 +181,23 @@ class LlamaBackend:
 
     def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
         grammar = _grammar(params.json_schema)
+        outside = sorted(t for t in params.logit_bias if not 0 <= t < self._n_vocab)
+        if outside:
+            raise EngineError(
+                Code.INVALID_REQUEST,
+                f"logit_bias names token {outside[0]}, outside this model's vocabulary of "
+                f"{self._n_vocab} tokens",
+            )
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
 
         def add(sampler: Any) -> None:
             C.llama_sampler_chain_add(chain, sampler)
+
+        if params.logit_bias:  # first: on the model's own logits, as OpenAI applies it
+            biases = (C.llama_logit_bias * len(params.logit_bias))(
+                *(C.llama_logit_bias(t, b) for t, b in params.logit_bias.items())
+            )
+            add(C.llama_sampler_init_logit_bias(self._n_vocab, len(biases), biases))
 
         # The same chain, in the same order, as llama-cpp-python's own Llama.generate.
         add(

@@ -95,6 +95,8 @@ class ScriptedBackend:
     def sampler(self, params: SamplingParams, seed: int) -> ScriptedSampler:
         if params.json_schema is not None:
             raise EngineError(Code.INVALID_REQUEST, "a scripted model cannot follow a JSON schema")
+        if params.logit_bias:
+            raise EngineError(Code.INVALID_REQUEST, "a scripted model has no logits to bias")
         return ScriptedSampler(self._script, self._repeat)
 
     def forget(self, seq: int, start: int) -> None:
