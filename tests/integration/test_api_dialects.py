@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tests.conftest import write_catalogue
 from tests.support.stack import RunningStack, running_stack, stack_settings
-from tests.support.tiny_gguf import build_tiny_gguf
+from tests.support.tiny_gguf import DEFAULT_SPECIALS, FIM_KEYS, build_tiny_gguf
 
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
 # ChatML that also renders tools, tool calls and tool results the way tool-calling
@@ -64,6 +64,11 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     # A template that takes a system message only at the start, as many do.
     strict = build_tiny_gguf(folder / "strict.gguf", ("Hello", "!"), chat_template=STRICT_TEMPLATE)
     endless = build_tiny_gguf(folder / "endless.gguf", ("tick", " tock"), endless=True, n_ctx=64)
+    # A code model: its reply starts where a fill-in-the-middle prompt ends.
+    fim = build_tiny_gguf(
+        folder / "fim.gguf", ("return", " x"), specials=(*DEFAULT_SPECIALS, *FIM_KEYS),
+        start="<|fim_middle|>",
+    )  # fmt: skip
     models = write_catalogue(
         folder / "models.toml",
         [
@@ -73,6 +78,7 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             {"id": "bad-tool", "path": str(bad_tool.path), "n_ctx": 256},
             {"id": "strict", "path": str(strict.path), "n_ctx": 512},
             {"id": "endless", "path": str(endless.path), "n_ctx": 64},
+            {"id": "fim", "path": str(fim.path), "n_ctx": 256},
         ],
     )
     with running_stack(stack_settings(nats_server.url, models, node="api-neuron")) as stack:
@@ -480,6 +486,37 @@ def test_a_bad_logit_bias_is_refused_with_the_reason(gpt: openai.OpenAI, bias, s
         gpt.chat.completions.create(model="hello", messages=HI, logit_bias=bias)
     assert says in caught.value.message
 
+
+def test_a_suffix_fills_in_the_middle_with_the_models_fim_tokens(
+    gpt: openai.OpenAI, api_stack: RunningStack
+) -> None:
+    """The chain starts at the model's FIM middle token: only a prompt written as
+    PRE prefix SUF suffix MID gets the designed answer."""
+    middle = gpt.completions.create(
+        model="fim", prompt="def f(x):\n    ", suffix="\n", max_tokens=8, temperature=0
+    )
+    assert middle.choices[0].text == "return x"
+    assert middle.usage is not None and middle.usage.prompt_tokens > 3
+    streamed = gpt.completions.create(
+        model="fim", prompt="def f(x):\n    ", suffix="\n", max_tokens=8, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == "return x"
+    plain = gpt.completions.create(model="fim", prompt="def f(x):\n    ", max_tokens=8)
+    assert plain.choices[0].text != "return x"
+    ollama = httpx.post(
+        f"{api_stack.base_url}/api/generate",
+        json={"model": "fim", "prompt": "def f(x):\n", "suffix": "\n", "stream": False},
+        timeout=60,
+    )
+    assert ollama.status_code == 200, ollama.text
+    assert ollama.json()["response"] == "return x"
+
+
+def test_a_suffix_for_a_model_without_fim_tokens_is_refused(gpt: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.completions.create(model="hello", prompt="def f(", suffix=")")
+    assert "no fill-in-the-middle tokens" in caught.value.message
+
 # --- OpenAI completions ------------------------------------------------------------------
 
 
@@ -514,7 +551,6 @@ def test_completions_hide_reasoning_unless_asked_inline(gpt: openai.OpenAI) -> N
 def test_completions_reject_what_they_cannot_do(gpt: openai.OpenAI) -> None:
     for extra, param in (
         ({"echo": True}, "echo"),
-        ({"suffix": "x"}, "suffix"),
         ({"best_of": 3}, "best_of"),
     ):
         with pytest.raises(openai.BadRequestError) as caught:

@@ -259,6 +259,14 @@ def build_weights(
 # --- writer ---------------------------------------------------------------------------
 
 
+# Fill-in-the-middle specials and the metadata keys that name them (as code models' GGUFs do).
+FIM_KEYS = {
+    "<|fim_prefix|>": "tokenizer.ggml.fim_pre_token_id",
+    "<|fim_suffix|>": "tokenizer.ggml.fim_suf_token_id",
+    "<|fim_middle|>": "tokenizer.ggml.fim_mid_token_id",
+}
+
+
 def write_gguf(
     path: Path,
     *,
@@ -297,6 +305,9 @@ def write_gguf(
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
     writer.add_chat_template(chat_template)
+    for text, key in FIM_KEYS.items():
+        if text in vocab.tokens:
+            writer.add_uint32(key, vocab.id_of(text))
 
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)

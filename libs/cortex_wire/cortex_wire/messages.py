@@ -169,6 +169,9 @@ class InferRequest(Struct):
     # The last message is the start of the assistant's reply (Anthropic's prefill): the
     # prompt ends inside it, and the answer continues it.
     continue_final: bool = False
+    # Fill in the middle: `prompt` is the text before the gap, this the text after it; the
+    # neuron writes them with the model's own FIM tokens and the answer is the middle.
+    suffix: str | None = None
 
 
 class InferReply(Struct):

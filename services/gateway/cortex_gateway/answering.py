@@ -94,6 +94,7 @@ async def _answer(
         thinking=turn.ask.thinking,
         reasoning_effort=turn.ask.reasoning_effort,
         continue_final=turn.ask.continue_final,
+        suffix=turn.ask.suffix,
     )
     call = CallInfo(
         request_id=request_id,

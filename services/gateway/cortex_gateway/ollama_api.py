@@ -264,12 +264,14 @@ def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
 
 def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, GenerateRequest)
-    for name in ("suffix", "template", "images", "context"):
+    for name in ("template", "images", "context"):
         if getattr(request, name):
             raise _refuse(name, f"{name} on generate")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
-    if request.raw:
+    if request.suffix:  # fill in the middle: the model's FIM tokens, not its chat template
+        ask = Ask(params=params, prompt=request.prompt, suffix=request.suffix)
+    elif request.raw:
         ask = Ask(params=params, prompt=request.prompt, **thinking_of(request.think))
     else:
         system = [ChatMessage(role="system", content=request.system)] if request.system else []

@@ -66,7 +66,6 @@ def parse_request(body: bytes) -> CompletionRequest:
         ("n", request.n, (None, 1)),
         ("best_of", request.best_of, (None, 1)),
         ("echo", request.echo, (None, False)),
-        ("suffix", request.suffix, (None, "")),
         ("logprobs", request.logprobs, (None,)),
     ):
         if value not in allowed:
@@ -164,7 +163,9 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
         route="completions",
         model=legacy.model,
         stream=legacy.stream,
-        ask=Ask(prompt=prompt_text(legacy), params=sampling_params(legacy)),
+        ask=Ask(
+            prompt=prompt_text(legacy), params=sampling_params(legacy), suffix=legacy.suffix or None
+        ),
         reply=completion_reply(include_usage),
         request_prefix="cmpl-",
     )

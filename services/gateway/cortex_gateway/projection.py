@@ -77,6 +77,7 @@ class Ask:
     thinking: bool | None = None
     reasoning_effort: str = ""
     continue_final: bool = False  # the last message is the reply's start, to continue
+    suffix: str | None = None  # with `prompt`: fill in the middle, this text after the gap
 
 
 @dataclass

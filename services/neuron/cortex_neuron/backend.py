@@ -40,6 +40,8 @@ class Backend(Protocol):
     chat_template: str | None
     bos_text: str
     eos_text: str
+    # The model's fill-in-the-middle tokens (prefix, suffix, middle), if it has them.
+    fim: tuple[int, int, int] | None
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
 

@@ -41,7 +41,6 @@ __all__ = ["Engine", "EngineError", "Job"]
 log = structlog.get_logger("engine")
 
 
-
 @dataclass
 class Slot:
     seq: int
@@ -173,10 +172,29 @@ class Engine(ModelThread[Backend]):
             text += started  # the reply's start, for the model to continue
             # The template writes the BOS text itself when the model wants one.
             return backend.tokenize(text, add_bos=False, special=True), text
+        if request.suffix is not None:
+            return self._fill_in_middle(backend, request.prompt or "", request.suffix)
         # A raw prompt is the client's own rendering: its special-token texts are those
         # tokens (as llama-server reads prompts), so a hand-rendered chat prompt works.
         text = request.prompt or ""
         return backend.tokenize(text, add_bos=True, special=True), text
+
+    def _fill_in_middle(self, backend: Backend, prefix: str, suffix: str) -> tuple[list[int], str]:
+        """Prefix and suffix in the model's own FIM tokens, the middle to be generated:
+        [BOS] PRE prefix SUF suffix MID (the order llama-server writes). The code is text:
+        a special token's text in it stays text."""
+        if backend.fim is None:
+            raise TemplateError(
+                f"model {self.profile.id!r} has no fill-in-the-middle tokens (its GGUF names "
+                "no tokenizer.ggml.fim_pre/suf/mid_token_id), so it cannot take a suffix"
+            )
+        pre, suf, mid = backend.fim
+        lead = backend.tokenize("", add_bos=True, special=False)
+        code = [
+            *lead, pre, *backend.tokenize(prefix, add_bos=False, special=False),
+            suf, *backend.tokenize(suffix, add_bos=False, special=False), mid,
+        ]  # fmt: skip
+        return code, prefix
 
     def _render(
         self, backend: Backend, request: InferRequest, messages: Sequence[ChatMessage]

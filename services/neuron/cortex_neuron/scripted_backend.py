@@ -64,6 +64,7 @@ class ScriptedBackend:
     chat_template: str | None = CHATML
     bos_text = "<s>"
     eos_text = "</s>"
+    fim: tuple[int, int, int] | None = None
 
     def __init__(self, profile: ModelProfile, script: ScriptProfile) -> None:
         self.n_ctx = profile.n_ctx
