@@ -219,7 +219,6 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
         raise unsupported("n", "only n=1")
     if request.logprobs or request.top_logprobs:
         raise unsupported("logprobs" if request.logprobs else "top_logprobs")
-    logit_biases(request.logit_bias)  # a bad one is refused before anything runs
     if request.modalities and set(request.modalities) - {"text"}:
         raise unsupported("modalities", "text only")
     for name in ("audio", "prediction", "web_search_options"):
