@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -172,9 +172,9 @@ class Inference:
         self.scheduler = SchedulerClient(nc, settings.scheduler_grace_s)
         self.following = 0  # streams being followed right now
         self.recent = RecentRoutes()
-        # Streams this gateway runs, by (node, model): routing counts them at once, where
+        # Streams this gateway runs, by model and node: routing counts them at once, where
         # heartbeats tell only an interval later.
-        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.in_flight: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     async def _ensure(self, model: str, request_id: str) -> Ready | Refused:
         """Ask the scheduler to make `model` ready: where it is, or why it is not."""
@@ -309,8 +309,7 @@ class Inference:
         """The ready replicas of `model` on nodes not in `avoid`, loaded with at least the
         streams this gateway runs there."""
         replicas = self.fleet.ready_replicas(model, time.monotonic())
-        own = {node: n for (node, name), n in self.in_flight.items() if name == model}
-        mine = counting_own(replicas, own)
+        mine = counting_own(replicas, self.in_flight[model])
         return [(view, loaded) for view, loaded in mine if view.node not in avoid]
 
     async def _attempt(
@@ -334,7 +333,8 @@ class Inference:
         )
         finished = False
         self.following += 1
-        counted: tuple[str, str] | None = None  # (node, model) this stream is counted on
+        counts = self.in_flight[request.model]
+        counted_on = ""  # the node this stream is counted on, once routed
         try:
             admitted: Admitted | Refused = Refused.of(
                 Code.MODEL_NOT_READY, f"model {request.model!r} is not ready anywhere"
@@ -353,10 +353,10 @@ class Inference:
                         routed = step
                 node = routed.node
                 tried.add(node)
-                if counted is not None:
-                    self.in_flight[counted] -= 1
-                counted = (node, request.model)
-                self.in_flight[counted] += 1
+                if counted_on:
+                    counts[counted_on] -= 1  # routed again (the model was gone): moved
+                counted_on = node
+                counts[node] += 1
                 admitted = await self._submit(node, request)
                 # Refused as not ready: the model went away between a heartbeat and our
                 # request, so load it again.
@@ -387,8 +387,8 @@ class Inference:
                 cancel = Cancel(request_id=request.request_id)
                 await self.nc.publish(subjects.CANCEL, codec.encode(cancel))
             self.following -= 1
-            if counted is not None:
-                self.in_flight[counted] -= 1
+            if counted_on:
+                counts[counted_on] -= 1
             await sub.unsubscribe()
 
     async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:
