@@ -24,6 +24,7 @@ from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_cli.demo import write_demo_catalogue
+from cortex_core.bus import connect_options
 from cortex_core.config import ConfigError, Settings, load_catalogue, load_settings
 from cortex_core.nats_server import EmbeddedNats, NatsServerError
 from cortex_core.orphans import die_with_parent
@@ -84,7 +85,6 @@ class Supervisor:
     def wait_for_heartbeat(self, node: str) -> bool:
         """Wait until `node`'s neuron heartbeats on the bus (or a child fails, or we are
         told to stop)."""
-        from cortex_core.bus import connect_options
 
         async def heard() -> bool:
             client = await nats.connect(**connect_options(self.settings.nats))
@@ -105,6 +105,19 @@ class Supervisor:
         except (TimeoutError, OSError, NoServersError) as error:
             self.failure = f"no heartbeat from {node} within {READY_TIMEOUT_S:g}s ({error!r})"
             return False
+
+    def stop_on_signals(self) -> None:
+        """Ctrl-C (SIGINT) and SIGTERM stop the stack in order."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop.set())
+
+    def outcome(self) -> int:
+        """Say how the stack ended: 1 if a child failed (and why), else 0."""
+        if self.failure:
+            self.say(f"stopped: {self.failure}")
+            return 1
+        self.say("stopped")
+        return 0
 
     def shutdown(self) -> None:
         self.stopping = True
@@ -135,8 +148,7 @@ def _join(supervisor: Supervisor, url: str) -> int:
     settings.nats.url = supervisor.env["CORTEX_NATS_URL"] = url
     node = settings.neuron_name()
     supervisor.say(f"joining the fleet at {url} as neuron {node!r}")
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stop.set())
+    supervisor.stop_on_signals()
     try:
         supervisor.spawn("neuron")
         if supervisor.wait_for_heartbeat(node):
@@ -144,11 +156,7 @@ def _join(supervisor: Supervisor, url: str) -> int:
             supervisor.stop.wait()
     finally:
         supervisor.shutdown()
-    if supervisor.failure:
-        supervisor.say(f"stopped: {supervisor.failure}")
-        return 1
-    supervisor.say("stopped")
-    return 0
+    return supervisor.outcome()
 
 
 def run_up(config_path: str | None, models_path: str | None, join: str | None = None) -> int:
@@ -186,8 +194,7 @@ def run_up(config_path: str | None, models_path: str | None, join: str | None = 
     else:
         supervisor.say(f"using NATS at {settings.nats.url}")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stop.set())
+    supervisor.stop_on_signals()
     try:
         for name in SERVICES:
             supervisor.spawn(name)
@@ -211,8 +218,4 @@ def run_up(config_path: str | None, models_path: str | None, join: str | None = 
         supervisor.shutdown()
         if nats is not None:
             nats.stop()
-    if supervisor.failure:
-        supervisor.say(f"stopped: {supervisor.failure}")
-        return 1
-    supervisor.say("stopped")
-    return 0
+    return supervisor.outcome()
