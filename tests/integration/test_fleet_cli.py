@@ -72,18 +72,16 @@ async def test_load_status_explain_pin_unpin_unload(fleet: Fleet) -> None:
 
 
 async def test_an_alias_names_its_model_for_every_operation(fleet: Fleet) -> None:
-    code, out, _ = await cortex(fleet, "explain", "first")
-    assert code == 0 and "a would load on n1" in out
-    code, out, _ = await cortex(fleet, "load", "first")
-    assert code == 0 and "a is ready on n1" in out
-    code, out, _ = await cortex(fleet, "explain", "first")
-    assert code == 0 and "a is already on n1" in out
-    code, out, _ = await cortex(fleet, "pin", "first")
-    assert code == 0 and "pinned 'a' on n1" in out
-    code, out, _ = await cortex(fleet, "unpin", "first")
-    assert code == 0 and "unpinned 'a'" in out
-    code, out, _ = await cortex(fleet, "unload", "first")
-    assert code == 0 and "unloaded 'a' from n1" in out
+    for command, said in (
+        ("explain", "a would load on n1"),
+        ("load", "a is ready on n1"),
+        ("explain", "a is already on n1"),
+        ("pin", "pinned 'a' on n1"),
+        ("unpin", "unpinned 'a'"),
+        ("unload", "unloaded 'a' from n1"),
+    ):
+        code, out, _ = await cortex(fleet, command, "first")
+        assert code == 0 and said in out, (command, out)
 
 
 async def test_errors_say_what_went_wrong(fleet: Fleet) -> None:
