@@ -129,11 +129,11 @@ class LlamaBackend:
         self._n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
         # From the GGUF's tokenizer.ggml.fim_{pre,suf,mid}_token_id (or, without them, the
         # tokens llama.cpp recognizes by their text); -1 where the model has none.
-        fim = tuple(
+        pre, suf, mid = (
             int(f(self._vocab))
             for f in (C.llama_vocab_fim_pre, C.llama_vocab_fim_suf, C.llama_vocab_fim_mid)
         )
-        self.fim = (fim[0], fim[1], fim[2]) if min(fim) >= 0 else None
+        self.fim = (pre, suf, mid) if min(pre, suf, mid) >= 0 else None
 
     @staticmethod
     def _load_model(
