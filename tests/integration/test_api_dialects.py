@@ -11,13 +11,14 @@ from typing import Any
 
 import anthropic
 import httpx
+import ollama
 import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.conftest import write_catalogue
 from tests.support.stack import RunningStack, running_stack, stack_settings
-from tests.support.tiny_gguf import DEFAULT_SPECIALS, FIM_KEYS, build_tiny_gguf
+from tests.support.tiny_gguf import DEFAULT_SPECIALS, FIM_KEYS, TinyModel, build_tiny_gguf
 
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
 # ChatML that also renders tools, tool calls and tool results the way tool-calling
@@ -430,7 +431,6 @@ def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"logprobs": True}, "logprobs"),
         ({"n": 2}, "n"),
         ({"tool_choice": "required", "tools": [OPENAI_TOOL]}, "tool_choice"),
     ],
@@ -443,12 +443,174 @@ def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, ext
 
 
 
-def hello_ids(folder: Path) -> dict[str, int]:
-    """Token ids of the stack's "hello" model (the same inputs build the same vocabulary)."""
-    model = build_tiny_gguf(
+def hello_model(folder: Path) -> TinyModel:
+    """The stack's "hello" model again (the same inputs build the same model)."""
+    return build_tiny_gguf(
         folder / "hello.gguf", ("Hello", ",", " world", "!"), chat_template=TOOLS_TEMPLATE
     )
+
+
+def hello_ids(folder: Path) -> dict[str, int]:
+    """Token ids of the stack's "hello" model."""
+    model = hello_model(folder)
     return dict(zip(model.reply, model.reply_ids, strict=True))
+
+
+# --- log probabilities ----------------------------------------------------------------
+
+
+def test_chat_logprobs_are_the_designed_distribution(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    """Each answer token is its predecessor's designed successor: its log probability and
+    the alternatives' follow from the logit margin exactly, streamed or not."""
+    chosen, other = hello_model(tmp_path).logprobs()
+    whole = gpt.chat.completions.create(
+        model="hello", messages=HI, logprobs=True, top_logprobs=3, temperature=0
+    )
+    scored = whole.choices[0].logprobs
+    assert scored is not None and scored.content is not None
+    assert [t.token for t in scored.content] == ["Hello", ",", " world", "!"]
+    for token in scored.content:
+        assert token.logprob == pytest.approx(chosen, abs=1e-4)
+        assert token.bytes == list(token.token.encode())
+        tops = token.top_logprobs
+        assert [t.token for t in tops][:1] == [token.token] and len(tops) == 3
+        assert [t.logprob for t in tops[1:]] == pytest.approx([other, other], abs=1e-4)
+    # Sampling at a high temperature changes what is drawn, not the model's distribution.
+    hot = gpt.chat.completions.create(
+        model="hello", messages=HI, logprobs=True, temperature=2, seed=7, max_tokens=1
+    )
+    assert hot.choices[0].logprobs.content[0].logprob in (  # type: ignore[union-attr,index]
+        pytest.approx(chosen, abs=1e-4), pytest.approx(other, abs=1e-4),
+    )  # fmt: skip
+    streamed = gpt.chat.completions.create(
+        model="hello", messages=HI, logprobs=True, top_logprobs=3, stream=True
+    )
+    pieces = [t for c in streamed if c.choices and c.choices[0].logprobs
+              for t in c.choices[0].logprobs.content or []]  # fmt: skip
+    assert [t.model_dump() for t in pieces] == [t.model_dump() for t in scored.content]
+    plain = gpt.chat.completions.create(model="hello", messages=HI)
+    assert plain.choices[0].logprobs is None
+
+
+def test_completions_echo_scores_the_prompt(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    """What evaluation harnesses score multiple choice by: the prompt echoed with every
+    token's log probability (the first has none) and the chosen token among the top."""
+    model = hello_model(tmp_path)
+    chosen, other = model.logprobs()
+    scored = gpt.completions.create(
+        model="hello", prompt="Say it\n", echo=True, logprobs=1, max_tokens=1, temperature=0
+    )
+    choice = scored.choices[0]
+    assert choice.text == "Say it\nHello"
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None  # type: ignore[index]
+    # No prompt token is the designed successor of the one before it; "Hello" is of "\n".
+    assert logprobs.token_logprobs[1:-1] == pytest.approx([other] * (len(logprobs.tokens) - 2))
+    assert logprobs.token_logprobs[-1] == pytest.approx(chosen, abs=1e-4)
+    assert logprobs.top_logprobs[-1] == {"Hello": pytest.approx(chosen, abs=1e-4)}  # type: ignore[index]
+    starts = [sum(len(t) for t in logprobs.tokens[:i]) for i in range(len(logprobs.tokens))]
+    assert logprobs.text_offset == starts
+    # The prompt only (max_tokens 0), and the same prompt as the token ids it became.
+    ids = httpx.post(
+        f"{str(gpt.base_url).rstrip('/')}/completions",
+        json={"model": "hello", "prompt": "Say it\n", "echo": True, "logprobs": 0,
+              "max_tokens": 0},
+        timeout=60,
+    ).json()["choices"][0]["logprobs"]  # fmt: skip
+    assert ids["tokens"] == logprobs.tokens[:-1]
+    assert ids["token_logprobs"] == pytest.approx(logprobs.token_logprobs[:-1])
+
+
+def test_completions_logprobs_streamed_and_the_end_token(
+    gpt: openai.OpenAI, tmp_path: Path
+) -> None:
+    chosen, _ = hello_model(tmp_path).logprobs()
+    whole = gpt.completions.create(model="hello", prompt="Say it\n", logprobs=2, max_tokens=8)
+    logprobs = whole.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens is not None
+    # The end token is listed (not written): "!" leads to it by design.
+    assert logprobs.tokens == ["Hello", ",", " world", "!", "<|im_end|>"]
+    assert logprobs.token_logprobs == pytest.approx([chosen] * 5, abs=1e-4)
+    assert logprobs.text_offset[0] == len("Say it\n")  # type: ignore[index]
+    assert all(len(top) == 2 for top in logprobs.top_logprobs or [])
+    streamed = gpt.completions.create(
+        model="hello", prompt="Say it\n", logprobs=2, max_tokens=8, stream=True
+    )
+    tokens: list[str] = []
+    offsets: list[int] = []
+    for chunk in streamed:
+        if chunk.choices and chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens or []
+            offsets += chunk.choices[0].logprobs.text_offset or []
+    assert (tokens, offsets) == (logprobs.tokens, logprobs.text_offset)
+
+
+def test_a_prompt_of_token_ids_is_used_as_given(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    """No BOS added, no template: the chain goes on from the token given."""
+    ids = hello_ids(tmp_path)
+    completion = gpt.completions.create(model="hello", prompt=[ids[","]], max_tokens=2)
+    assert completion.choices[0].text == " world!"
+    echoed = gpt.completions.create(model="hello", prompt=[[ids[","]]], echo=True, max_tokens=1)
+    assert echoed.choices[0].text == ", world"
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.completions.create(model="hello", prompt=[999999], max_tokens=1)
+    assert "outside this model's vocabulary" in caught.value.message
+
+
+def test_responses_include_output_text_logprobs(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    chosen, _ = hello_model(tmp_path).logprobs()
+    response = gpt.responses.create(
+        model="hello", input="Hi", include=["message.output_text.logprobs"], top_logprobs=2
+    )
+    text = response.output[0].content[0]  # type: ignore[union-attr]
+    assert [t.token for t in text.logprobs] == ["Hello", ",", " world", "!"]  # type: ignore[union-attr]
+    assert all(t.logprob == pytest.approx(chosen, abs=1e-4) for t in text.logprobs)  # type: ignore[union-attr]
+    assert all(len(t.top_logprobs) == 2 for t in text.logprobs)  # type: ignore[union-attr]
+    deltas = [
+        token.token
+        for event in gpt.responses.create(
+            model="hello", input="Hi", include=["message.output_text.logprobs"], stream=True
+        )
+        if event.type == "response.output_text.delta"
+        for token in event.logprobs
+    ]
+    assert deltas == ["Hello", ",", " world", "!"]
+    plain = gpt.responses.create(model="hello", input="Hi")
+    assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+def test_ollama_logprobs_for_chat_and_generate(api_stack: RunningStack, tmp_path: Path) -> None:
+    chosen, other = hello_model(tmp_path).logprobs()
+    client = ollama.Client(host=api_stack.base_url)
+    chat = client.chat(model="hello", messages=HI, logprobs=True, top_logprobs=2)
+    assert [t.token for t in chat.logprobs or []] == ["Hello", ",", " world", "!"]
+    assert all(t.logprob == pytest.approx(chosen, abs=1e-4) for t in chat.logprobs or [])
+    assert all(
+        [a.logprob for a in t.top_logprobs or []] == pytest.approx([chosen, other], abs=1e-4)
+        for t in chat.logprobs or []
+    )
+    streamed = [
+        t.token
+        for part in client.generate(model="hello", prompt="Hi", logprobs=True, stream=True)
+        for t in part.logprobs or []
+    ]
+    assert streamed == ["Hello", ",", " world", "!"]
+    assert client.chat(model="hello", messages=HI).logprobs is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs must be between 0 and 20"),
+        ({"top_logprobs": 2}, "top_logprobs needs logprobs set to true"),
+    ],
+)
+def test_bad_logprobs_requests_are_refused(gpt: openai.OpenAI, extra, says) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt.chat.completions.create(model="hello", messages=HI, **extra)
+    assert says in caught.value.message
 
 
 def test_logit_bias_forces_and_bans_tokens(gpt: openai.OpenAI, tmp_path: Path) -> None:
@@ -550,8 +712,9 @@ def test_completions_hide_reasoning_unless_asked_inline(gpt: openai.OpenAI) -> N
 
 def test_completions_reject_what_they_cannot_do(gpt: openai.OpenAI) -> None:
     for extra, param in (
-        ({"echo": True}, "echo"),
         ({"best_of": 3}, "best_of"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"max_tokens": 0}, "max_tokens"),  # 0 only with echo: nothing to return otherwise
     ):
         with pytest.raises(openai.BadRequestError) as caught:
             gpt.completions.create(model="hello", prompt="x", **extra)

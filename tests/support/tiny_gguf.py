@@ -51,6 +51,7 @@ HEAD_DIM = 64  # n_embd is a multiple of this; one KV head keeps attn_k/attn_v s
 N_FF = 64
 # Logit of a token's designed successor; every other logit is 0.
 LOGIT_GAP = 20.0
+RMS_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,16 @@ class TinyModel:
     specials: tuple[str, ...]
     chat_template: str
     n_ctx: int
+    n_vocab: int = 0
+    n_embd: int = 0
+
+    def logprobs(self) -> tuple[float, float]:
+        """The designed log probabilities at every position: (of the token's successor,
+        of any other token). The successor's logit is LOGIT_GAP shrunk by the final RMS
+        norm's epsilon (a one-hot hidden state has mean square 1/n_embd), the others 0."""
+        gap = LOGIT_GAP / math.sqrt(1 + self.n_embd * RMS_EPS)
+        norm = math.log(math.exp(gap) + self.n_vocab - 1)
+        return gap - norm, -norm
 
 
 # --- byte-level text ------------------------------------------------------------------
@@ -292,7 +303,7 @@ def write_gguf(
     writer.add_head_count(n_embd // HEAD_DIM)
     writer.add_head_count_kv(1)
     writer.add_rope_dimension_count(HEAD_DIM)
-    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_layer_norm_rms_eps(RMS_EPS)
 
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")
@@ -410,6 +421,8 @@ def build_tiny_gguf(
         specials=specials,
         chat_template=template,
         n_ctx=n_ctx,
+        n_vocab=n_vocab,
+        n_embd=n_embd,
     )
 
 

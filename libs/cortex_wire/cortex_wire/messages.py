@@ -172,6 +172,15 @@ class InferRequest(Struct):
     # Fill in the middle: `prompt` is the text before the gap, this the text after it; the
     # neuron writes them with the model's own FIM tokens and the answer is the middle.
     suffix: str | None = None
+    # The prompt as token ids, used exactly as given (no BOS added, no template): a client
+    # that tokenized it itself scores or continues those very tokens.
+    prompt_tokens: list[int] | None = None
+    # Report each generated token's log probability and this many of the most likely
+    # alternatives (None: no log probabilities at all; computed only when asked).
+    logprobs: int | None = None
+    # Also report the log probability of every prompt token after the first (the prompt
+    # is then prefilled whole, without reusing a cache, whose logits are gone).
+    prompt_logprobs: bool = False
 
 
 class InferReply(Struct):
@@ -225,12 +234,33 @@ class Usage(Struct):
     tool_calls: int = 0
 
 
+class TopLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] = msgspec.field(default_factory=list)
+
+
+class TokenLogprob(Struct):
+    """One token and its log probability under the model's own distribution (before any
+    sampler stage: penalties, biases, temperature); `logprob` is None for a prompt's first
+    token, which nothing predicts. `top`: the most likely tokens at that position."""
+
+    token: str
+    logprob: float | None
+    bytes: list[int] = msgspec.field(default_factory=list)
+    top: list[TopLogprob] = msgspec.field(default_factory=list)
+
+
 class Delta(Struct, tag="delta", tag_field="type"):
     """Answer text (the model's visible output)."""
 
     seq: int
     text: str = ""
     tokens: int = 0
+    # With InferRequest.logprobs: the answer tokens this text came from, in order.
+    logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)
+    # With InferRequest.prompt_logprobs: the prompt's tokens (sent once, before any text).
+    prompt_logprobs: list[TokenLogprob] = msgspec.field(default_factory=list)
 
 
 class ReasoningDelta(Struct, tag="reasoning", tag_field="type"):
@@ -263,6 +293,9 @@ class Done(Struct, tag="done", tag_field="type"):
     timings: Timings = msgspec.field(default_factory=Timings)
     # finish_reason "length" because the context was full, not because max_tokens was hit.
     context_full: bool = False
+    # With InferRequest.logprobs: the end-of-generation token the model sampled (it is
+    # not text), for APIs that list it.
+    end_logprob: TokenLogprob | None = None
 
 
 class Failed(Struct, tag="error", tag_field="type"):

@@ -95,6 +95,9 @@ async def _answer(
         reasoning_effort=turn.ask.reasoning_effort,
         continue_final=turn.ask.continue_final,
         suffix=turn.ask.suffix,
+        prompt_tokens=turn.ask.prompt_tokens,
+        logprobs=turn.ask.logprobs,
+        prompt_logprobs=turn.ask.prompt_logprobs,
     )
     call = CallInfo(
         request_id=request_id,

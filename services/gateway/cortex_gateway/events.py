@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Literal, TypeAlias
 
 from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import Timings, Usage
+from cortex_wire.messages import Timings, TokenLogprob, Usage
 
 
 class Stop(StrEnum):
@@ -48,6 +48,16 @@ class Waiting:
 @dataclass(frozen=True)
 class Text:
     text: str
+    # The answer tokens it came from, scored (when the request asked for log probabilities).
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptScored:
+    """Every prompt token with its log probability (the first has none), before the
+    answer: for APIs that echo the prompt."""
+
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Finished:
     usage: Usage
     timings: Timings = field(default_factory=Timings)
     stop_sequence: str = ""
+    end_logprob: TokenLogprob | None = None  # the end token the model sampled, scored
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class Failure:
 
 Event: TypeAlias = (
     Started | Waiting | Text | Reasoning | CallOpened | CallArguments | CallClosed | Finished
-    | Failure
+    | Failure | PromptScored
 )  # fmt: skip
 WAITING = Waiting()
 
@@ -103,6 +114,7 @@ class Part:
     text: str = ""
     call: ParsedCall | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # a text part's, scored
 
 
 @dataclass
@@ -112,16 +124,23 @@ class Answer:
     parts: list[Part] = field(default_factory=list)
     started: Started | None = None
     finished: Finished | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer's tokens
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
+        if isinstance(event, Text):
+            self.logprobs += event.logprobs
         if isinstance(event, Started):
             self.started = event
+        elif isinstance(event, PromptScored):
+            self.prompt_logprobs += event.logprobs
         elif isinstance(event, Text | Reasoning):
             kind: Literal["text", "reasoning"] = "text" if isinstance(event, Text) else "reasoning"
-            if self.parts and self.parts[-1].kind == kind:
-                self.parts[-1].text += event.text
-            else:
-                self.parts.append(Part(kind, event.text))
+            if not (self.parts and self.parts[-1].kind == kind):
+                self.parts.append(Part(kind))
+            self.parts[-1].text += event.text
+            if isinstance(event, Text):
+                self.parts[-1].logprobs += event.logprobs
         elif isinstance(event, CallOpened):
             self.parts.append(Part("call", call=event.call))
         elif isinstance(event, CallArguments | CallClosed):

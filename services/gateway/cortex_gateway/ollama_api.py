@@ -31,6 +31,7 @@ from cortex_gateway.events import (
     Text,
 )
 from cortex_gateway.keep_alive import residency
+from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
@@ -88,6 +89,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     options: dict[str, Any] | None = None
     stream: bool = True
     keep_alive: str | float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True):
@@ -103,6 +106,8 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     options: dict[str, Any] | None = None
     stream: bool = True
     keep_alive: str | float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     context: list[int] | None = None
 
 
@@ -127,7 +132,7 @@ def sampling_params(
     except msgspec.ValidationError as error:
         raise ApiError.invalid(f"options: {error}", param="options") from None
     stops = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop or [])
-    limit = opts.num_predict if opts.num_predict is not None and opts.num_predict >= 0 else None
+    limit = opts.num_predict if opts.num_predict is not None and opts.num_predict > 0 else None
 
     def pick(name: str) -> Any:
         value = getattr(opts, name)
@@ -240,6 +245,12 @@ def _residency_only(kind: str, model: str, empty: bool) -> Callable[[str], dict[
     return (lambda done: residency_body(kind, model, done)) if empty else None
 
 
+def _scoring(request: ChatRequest | GenerateRequest) -> int | None:
+    """Alternatives to score at each answer token (None: no log probabilities)."""
+    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
+    return (request.top_logprobs or 0) if request.logprobs else None
+
+
 def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, ChatRequest)
     params = sampling_params(request.options, request.format)
@@ -252,9 +263,10 @@ def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
             messages=chat_messages(request.messages),
             params=params,
             tools=_tools(request.tools),
+            logprobs=_scoring(request),
             **thinking_of(request.think),
         ),
-        reply=ollama_reply("chat"),
+        reply=ollama_reply("chat", bool(request.logprobs)),
         request_prefix="ollama-",
         media_type=NDJSON,
         residency=residency(request.keep_alive),
@@ -269,20 +281,25 @@ def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
             raise _refuse(name, f"{name} on generate")
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
+    scoring = _scoring(request)
     if request.suffix:  # fill in the middle: the model's FIM tokens, not its chat template
-        ask = Ask(params=params, prompt=request.prompt, suffix=request.suffix)
+        ask = Ask(params=params, prompt=request.prompt, suffix=request.suffix, logprobs=scoring)
     elif request.raw:
-        ask = Ask(params=params, prompt=request.prompt, **thinking_of(request.think))
+        ask = Ask(
+            params=params, prompt=request.prompt, logprobs=scoring, **thinking_of(request.think)
+        )
     else:
         system = [ChatMessage(role="system", content=request.system)] if request.system else []
         messages = [*system, ChatMessage(role="user", content=request.prompt)]
-        ask = Ask(params=params, messages=messages, **thinking_of(request.think))
+        ask = Ask(
+            params=params, messages=messages, logprobs=scoring, **thinking_of(request.think)
+        )
     return Turn(
         route="ollama_generate",
         model=request.model,
         stream=request.stream,
         ask=ask,
-        reply=ollama_reply("generate"),
+        reply=ollama_reply("generate", bool(request.logprobs)),
         request_prefix="ollama-",
         media_type=NDJSON,
         residency=residency(request.keep_alive),
@@ -341,9 +358,10 @@ def _counts(answer: Answer, call: CallInfo) -> dict[str, Any]:
 class OllamaStream:
     """NDJSON lines: a line per piece of the answer (done: false), then the counts."""
 
-    def __init__(self, call: CallInfo, kind: str) -> None:
+    def __init__(self, call: CallInfo, kind: str, scored: bool = False) -> None:
         self.call = call
         self.kind = kind
+        self.scored = scored
 
     def _line(self, **fields: Any) -> bytes:
         body: dict[str, Any] = {"model": self.call.model, "created_at": now_iso(), **fields}
@@ -354,7 +372,8 @@ class OllamaStream:
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]:
         if isinstance(event, Text):
-            return [self._line(**_message(self.kind, content=event.text), done=False)]
+            scores = {"logprobs": token_entries(event.logprobs)} if self.scored else {}
+            return [self._line(**_message(self.kind, content=event.text), **scores, done=False)]
         if isinstance(event, Reasoning):
             return [self._line(**_message(self.kind, thinking=event.text), done=False)]
         if isinstance(event, CallClosed):  # Ollama sends each call whole
@@ -368,17 +387,23 @@ class OllamaStream:
         return [msgspec.json.encode(error_body(error)) + b"\n"]
 
 
-def ollama_body(answer: Answer, call: CallInfo, kind: str) -> dict[str, Any]:
+def ollama_body(
+    answer: Answer, call: CallInfo, kind: str, scored: bool = False
+) -> dict[str, Any]:
     message = _message(kind, answer.text, answer.reasoning, _calls(answer.calls))
-    return {"model": call.model, "created_at": now_iso(), **message, **_counts(answer, call)}
+    scores = {"logprobs": token_entries(answer.logprobs)} if scored else {}
+    return {
+        "model": call.model, "created_at": now_iso(), **message, **scores,
+        **_counts(answer, call),
+    }  # fmt: skip
 
 
-def ollama_reply(kind: str) -> Reply:
+def ollama_reply(kind: str, scored: bool = False) -> Reply:
     """/api/chat and /api/generate: they differ in where text goes (and generate has no
-    calls: they are written back as text)."""
+    calls: they are written back as text). `scored`: each answer token's log probability."""
     return Reply(
-        encoder=lambda call: OllamaStream(call, kind),
-        body=lambda answer, call: ollama_body(answer, call, kind),
+        encoder=lambda call: OllamaStream(call, kind, scored),
+        body=lambda answer, call: ollama_body(answer, call, kind, scored),
         calls_as_text=kind == "generate",
     )
 

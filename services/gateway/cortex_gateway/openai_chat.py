@@ -21,10 +21,11 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
+from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall, Usage
+from cortex_wire.messages import ChatMessage, SamplingParams, TokenLogprob, ToolCall, Usage
 from cortex_wire.outcomes import Code
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -120,10 +121,10 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
-    # Accepted only in the values that do not change the output (rejected otherwise).
     logprobs: bool | None = None
     top_logprobs: int | None = None
     logit_bias: dict[str, float] | None = None
+    # Accepted only in the values that do not change the output (rejected otherwise).
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
@@ -217,8 +218,9 @@ def _text_of(message: Message, index: int) -> str:
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
     if request.n not in (None, 1):
         raise unsupported("n", "only n=1")
-    if request.logprobs or request.top_logprobs:
-        raise unsupported("logprobs" if request.logprobs else "top_logprobs")
+    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
+    if request.top_logprobs is not None and not request.logprobs:
+        raise ApiError.invalid("top_logprobs needs logprobs set to true", param="top_logprobs")
     if request.modalities and set(request.modalities) - {"text"}:
         raise unsupported("modalities", "text only")
     for name in ("audio", "prediction", "web_search_options"):
@@ -378,25 +380,39 @@ def _envelope(call: CallInfo, kind: str, choices: list[dict[str, Any]]) -> dict[
     }  # fmt: skip
 
 
+def logprobs_body(logprobs: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """A choice's `logprobs`: the answer's tokens, scored (None: not asked for)."""
+    return None if logprobs is None else {"content": token_entries(logprobs), "refusal": None}
+
+
 class ChatStream:
     """Chat completion chunks: the role first, then deltas, the finish, usage, [DONE]."""
 
-    def __init__(self, call: CallInfo, include_usage: bool) -> None:
+    def __init__(self, call: CallInfo, include_usage: bool, logprobs: bool = False) -> None:
         self.call = call
         self.include_usage = include_usage
+        self.logprobs = logprobs
         self.started = False
 
-    def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+    def _chunk(
+        self, delta: dict[str, Any], reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:  # fmt: skip
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
         return sse.data(_envelope(self.call, "chat.completion.chunk", [choice]))
 
-    def _delta(self, delta: dict[str, Any], role_content: str | None = "") -> list[bytes]:
+    def _role(self) -> list[bytes]:
+        """The first chunk, naming the role, unless it went out already."""
         if self.started:
-            return [self._chunk(delta)]
+            return []
         self.started = True
-        if "tool_calls" in delta:  # the first chunk carries the call
-            return [self._chunk({"role": "assistant", "content": role_content, **delta})]
-        return [self._chunk({"role": "assistant", "content": role_content}), self._chunk(delta)]
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _delta(self, delta: dict[str, Any]) -> list[bytes]:
+        if not self.started and "tool_calls" in delta:  # the first chunk carries the call
+            self.started = True
+            return [self._chunk({"role": "assistant", "content": None, **delta})]
+        return [*self._role(), self._chunk(delta)]
 
     def opening(self) -> list[bytes]:
         return []
@@ -405,18 +421,18 @@ class ChatStream:
         if isinstance(event, Waiting):
             return [sse.KEEPALIVE]
         if isinstance(event, Text):
-            return self._delta({"content": event.text})
+            scored = logprobs_body(list(event.logprobs)) if self.logprobs else None
+            return [*self._role(), self._chunk({"content": event.text}, None, scored)]
         if isinstance(event, Reasoning):
             return self._delta({"reasoning_content": event.text})
         if isinstance(event, CallOpened):
             index = len(answer.calls) - 1
-            return self._delta({"tool_calls": [tool_call_body(event.call, index)]}, None)
+            return self._delta({"tool_calls": [tool_call_body(event.call, index)]})
         if isinstance(event, CallArguments):
             part = {"index": len(answer.calls) - 1, "function": {"arguments": event.text}}
             return [self._chunk({"tool_calls": [part]})]
         if isinstance(event, Finished):
-            chunks = [] if self.started else [self._chunk({"role": "assistant", "content": ""})]
-            chunks.append(self._chunk({}, finish_reason(answer)))
+            chunks = [*self._role(), self._chunk({}, finish_reason(answer))]
             if self.include_usage:
                 usage = {"usage": usage_body(event.usage)}
                 chunks.append(sse.data({**_envelope(self.call, "chat.completion.chunk", []),
@@ -444,9 +460,17 @@ def chat_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
     return {**_envelope(call, "chat.completion", [choice]), "usage": usage_body(answer.usage)}
 
 
-def chat_reply(include_usage: bool) -> Reply:
+def scored_chat_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
+    body = chat_body(answer, call)
+    body["choices"][0]["logprobs"] = logprobs_body(answer.logprobs)
+    return body
+
+
+def chat_reply(include_usage: bool, logprobs: bool = False) -> Reply:
     return Reply(
-        encoder=lambda call: ChatStream(call, include_usage), body=chat_body, inline_thinking=True
+        encoder=lambda call: ChatStream(call, include_usage, logprobs),
+        body=scored_chat_body if logprobs else chat_body,
+        inline_thinking=True,
     )
 
 
@@ -462,7 +486,8 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
             params=sampling_params(chat),
             chat_template_kwargs=chat.chat_template_kwargs or {},
             tools=template_tools(chat),
+            logprobs=(chat.top_logprobs or 0) if chat.logprobs else None,
             **thinking_of(chat.reasoning_effort),
         ),
-        reply=chat_reply(include_usage),
+        reply=chat_reply(include_usage, bool(chat.logprobs)),
     )

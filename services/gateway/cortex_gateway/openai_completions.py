@@ -1,7 +1,9 @@
 """OpenAI legacy completions: a raw prompt in, text out (pure).
 
-The prompt is tokenised as is (no chat template). Reasoning is not shown unless the client
-asks for it inline with `x-include-thinking`; a tool-call block stays text.
+The prompt is tokenised as is (no chat template), or given as token ids. Reasoning is not
+shown unless the client asks for it inline with `x-include-thinking`; a tool-call block
+stays text. `echo` writes the prompt before the answer; with `logprobs` every token is
+scored, the prompt's too (what evaluation harnesses score multiple choice by).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import msgspec
 from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
-from cortex_gateway.events import Answer, Event, Finished, Text, Waiting
+from cortex_gateway.events import Answer, Event, Finished, PromptScored, Text, Waiting
+from cortex_gateway.logprobs import MAX_TOP, check_top, completion_logprobs
 from cortex_gateway.openai_chat import (
     StreamOptions,
     check_positive,
@@ -26,7 +29,7 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_wire.messages import SamplingParams
+from cortex_wire.messages import SamplingParams, TokenLogprob
 
 # OpenAI's own default for this endpoint.
 DEFAULT_MAX_TOKENS = 16
@@ -34,7 +37,8 @@ DEFAULT_MAX_TOKENS = 16
 
 class CompletionRequest(msgspec.Struct, kw_only=True):
     model: str
-    prompt: str | list[str]
+    # Text, token ids, or a list of one of either.
+    prompt: str | list[str | int | list[int]]
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -60,17 +64,21 @@ def parse_request(body: bytes) -> CompletionRequest:
     request: CompletionRequest = decode_body(body, CompletionRequest)
     if not request.model:
         raise ApiError.invalid("model must not be empty", param="model")
-    if isinstance(request.prompt, list) and len(request.prompt) != 1:
-        raise unsupported("prompt", "exactly one prompt per request")
+    prompt = request.prompt
+    if isinstance(prompt, list):
+        if not prompt or prompt == [[]]:
+            raise ApiError.invalid("prompt must not be empty", param="prompt")
+        if not all(isinstance(item, int) for item in prompt) and len(prompt) != 1:
+            raise unsupported("prompt", "exactly one prompt per request")
     for name, value, allowed in (
         ("n", request.n, (None, 1)),
         ("best_of", request.best_of, (None, 1)),
-        ("echo", request.echo, (None, False)),
-        ("logprobs", request.logprobs, (None,)),
     ):
         if value not in allowed:
             raise unsupported(name)
-    check_positive("max_tokens", request.max_tokens)
+    check_top("logprobs", request.logprobs, MAX_TOP)
+    if request.max_tokens != 0 or not request.echo:  # 0 with echo: score the prompt only
+        check_positive("max_tokens", request.max_tokens)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
     check_range("presence_penalty", request.presence_penalty, -2.0, 2.0)
@@ -81,14 +89,28 @@ def parse_request(body: bytes) -> CompletionRequest:
     return request
 
 
-def prompt_text(request: CompletionRequest) -> str:
-    return request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+def prompt_text(request: CompletionRequest) -> str | None:
+    """The prompt's text (None: it came as token ids)."""
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        return prompt
+    return prompt[0] if isinstance(prompt[0], str) else None
+
+
+def prompt_tokens(request: CompletionRequest) -> list[int] | None:
+    """The prompt's token ids, when it came as them."""
+    prompt = request.prompt
+    if isinstance(prompt, str) or isinstance(prompt[0], str):
+        return None
+    if isinstance(prompt[0], list):
+        return prompt[0]
+    return [item for item in prompt if isinstance(item, int)]
 
 
 def sampling_params(request: CompletionRequest) -> SamplingParams:
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     return SamplingParams(
-        max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+        max_tokens=DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
         temperature=OPENAI.temperature if request.temperature is None else request.temperature,
         top_p=OPENAI.top_p if request.top_p is None else request.top_p,
         top_k=request.top_k or OPENAI.top_k,
@@ -102,27 +124,69 @@ def sampling_params(request: CompletionRequest) -> SamplingParams:
     )
 
 
+class Echo(msgspec.Struct, frozen=True):
+    """What a completion writes besides the answer: the prompt first (`echo`; its text,
+    or None when it came as token ids and its scored tokens spell it), and whether tokens
+    are scored."""
+
+    prompt: str | None = None
+    echo: bool = False
+    logprobs: bool = False
+
+    def opening(self, answer: Answer) -> str:
+        """The text before the answer."""
+        if not self.echo:
+            return ""
+        if self.prompt is not None:
+            return self.prompt
+        return "".join(entry.token for entry in answer.prompt_logprobs)
+
+    def start(self) -> int:
+        """Where the answer's first token starts, in characters (the legacy API counts
+        text_offset over the prompt and the answer)."""
+        return 0 if self.echo else len(self.prompt or "")
+
+
+NO_ECHO = Echo()
+
+
 class CompletionStream:
     """Text completion chunks; reasoning shows only inline, on request (this API has no
     field of its own for it), and a call is written back as the model's text."""
 
-    def __init__(self, call: CallInfo, include_usage: bool) -> None:
+    def __init__(self, call: CallInfo, include_usage: bool, echo: Echo = NO_ECHO) -> None:
         self.call = call
         self.include_usage = include_usage
+        self.echo = echo
+        self.offset = echo.start()
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return sse.data({**_envelope(self.call, choices), **extra})
 
+    def _text(self, text: str, scored: tuple[TokenLogprob, ...] | list[TokenLogprob]) -> bytes:
+        logprobs = None
+        if self.echo.logprobs:
+            logprobs = completion_logprobs(scored, self.offset)
+            self.offset += sum(len(entry.token) for entry in scored)
+        return self._chunk([_choice(text, None, logprobs)])
+
     def opening(self) -> list[bytes]:
-        return []
+        prompt = self.echo.opening(Answer())
+        if not prompt or self.echo.logprobs:  # scored, the prompt comes with its tokens
+            return []
+        return [self._chunk([_choice(prompt, None)])]
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]:
         if isinstance(event, Waiting):
             return [sse.KEEPALIVE]
+        if isinstance(event, PromptScored):
+            return [self._text(self.echo.opening(answer), event.logprobs)] if self.echo.echo else []
         if isinstance(event, Text):
-            return [self._chunk([_choice(event.text, None)])]
+            return [self._text(event.text, event.logprobs)]
         if isinstance(event, Finished):
-            chunks = [self._chunk([_choice("", finish_reason(answer))])]
+            end = [event.end_logprob] if event.end_logprob else []
+            last = completion_logprobs(end, self.offset) if self.echo.logprobs else None
+            chunks = [self._chunk([_choice("", finish_reason(answer), last)])]
             if self.include_usage:
                 chunks.append(self._chunk([], usage=usage_body(event.usage)))
             return [*chunks, sse.DONE]
@@ -132,8 +196,10 @@ class CompletionStream:
         return [sse.data(error.openai_body()), sse.DONE]
 
 
-def _choice(text: str, reason: str | None) -> dict[str, Any]:
-    return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+def _choice(
+    text: str, reason: str | None, logprobs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}
 
 
 def _envelope(call: CallInfo, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,14 +209,20 @@ def _envelope(call: CallInfo, choices: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def completion_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
-    choice = _choice(answer.text, finish_reason(answer))
+def completion_body(answer: Answer, call: CallInfo, echo: Echo = NO_ECHO) -> dict[str, Any]:
+    logprobs = None
+    if echo.logprobs:
+        end = answer.finished.end_logprob if answer.finished else None
+        scored = [*(answer.prompt_logprobs if echo.echo else []), *answer.logprobs]
+        logprobs = completion_logprobs([*scored, *([end] if end else [])], echo.start())
+    choice = _choice(echo.opening(answer) + answer.text, finish_reason(answer), logprobs)
     return {**_envelope(call, [choice]), "usage": usage_body(answer.usage)}
 
 
-def completion_reply(include_usage: bool) -> Reply:
+def completion_reply(include_usage: bool, echo: Echo = NO_ECHO) -> Reply:
     return Reply(
-        encoder=lambda call: CompletionStream(call, include_usage), body=completion_body,
+        encoder=lambda call: CompletionStream(call, include_usage, echo),
+        body=lambda answer, call: completion_body(answer, call, echo),
         inline_thinking=True, calls_as_text=True,
     )  # fmt: skip
 
@@ -158,13 +230,22 @@ def completion_reply(include_usage: bool) -> Reply:
 def turn(body: bytes, settings: GatewaySettings) -> Turn:
     legacy = parse_request(body)
     include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
+    text, tokens = prompt_text(legacy), prompt_tokens(legacy)
+    scored = legacy.logprobs is not None
+    echo = Echo(text, bool(legacy.echo), scored)
     return Turn(
         route="completions",
         model=legacy.model,
         stream=legacy.stream,
         ask=Ask(
-            prompt=prompt_text(legacy), params=sampling_params(legacy), suffix=legacy.suffix or None
+            prompt=text,
+            prompt_tokens=tokens,
+            params=sampling_params(legacy),
+            suffix=legacy.suffix or None,
+            logprobs=legacy.logprobs,
+            # Echoed token ids are written back as the text their scored tokens spell.
+            prompt_logprobs=bool(legacy.echo) and (scored or tokens is not None),
         ),
-        reply=completion_reply(include_usage),
+        reply=completion_reply(include_usage, echo),
         request_prefix="cmpl-",
     )

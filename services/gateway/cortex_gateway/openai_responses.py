@@ -29,6 +29,7 @@ from cortex_gateway.events import (
     Waiting,
 )
 from cortex_gateway.events import Reasoning as ReasoningEvent
+from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
     ContentPart,
@@ -41,7 +42,7 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall
+from cortex_wire.messages import ChatMessage, SamplingParams, TokenLogprob, ToolCall
 
 # Input parts that carry text (earlier assistant output comes back as output_text).
 TEXT_KINDS = ("input_text", "output_text", "text")
@@ -100,6 +101,17 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None = None
     user: str | None = None
     parallel_tool_calls: bool | None = None
+    # Extra output to include; of these, only scored output text changes anything here.
+    include: list[str] | None = None
+    top_logprobs: int | None = None
+
+
+# The `include` value asking for each output text token's log probability.
+INCLUDE_LOGPROBS = "message.output_text.logprobs"
+
+
+def scored(request: ResponsesRequest) -> bool:
+    return INCLUDE_LOGPROBS in (request.include or []) or request.top_logprobs is not None
 
 
 def parse_request(body: bytes) -> ResponsesRequest:
@@ -122,6 +134,7 @@ def parse_request(body: bytes) -> ResponsesRequest:
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError.invalid(f"unknown text.format type {fmt.type!r}", param="text.format.type")
     check_positive("max_output_tokens", request.max_output_tokens)
+    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
     chat_messages(request)  # validates the input items
@@ -216,7 +229,7 @@ def item_id(part: Part) -> str:
     return prefix + part.id
 
 
-def item_of(part: Part, status: str) -> dict[str, Any]:
+def item_of(part: Part, status: str, logprobs: bool = False) -> dict[str, Any]:
     """An output item as it stands."""
     if part.call is not None:
         call = part.call
@@ -228,12 +241,13 @@ def item_of(part: Part, status: str) -> dict[str, Any]:
                 "status": status}  # fmt: skip
     return {
         "type": "message", "id": item_id(part), "status": status, "role": "assistant",
-        "content": [_output_text(part.text)],
+        "content": [_output_text(part, logprobs)],
     }  # fmt: skip
 
 
-def _output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _output_text(part: Part, logprobs: bool) -> dict[str, Any]:
+    scores = token_entries(part.logprobs) if logprobs else []
+    return {"type": "output_text", "text": part.text, "annotations": [], "logprobs": scores}
 
 
 def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> dict[str, Any]:
@@ -251,7 +265,8 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": request.instructions,
         "model": call.model,
-        "output": [item_of(part, done) for part in answer.parts],
+        "output": [item_of(part, done, scored(request)) for part in answer.parts],
+        "top_logprobs": request.top_logprobs,
         "parallel_tool_calls": True,
         "tool_choice": request.tool_choice or "auto",
         "tools": [msgspec.to_builtins(t) for t in request.tools or []],
@@ -295,13 +310,14 @@ class ResponsesStream:
         part, self.open = self.open, None
         if part is None:
             return []
-        item = item_of(part, "completed")
+        item = item_of(part, "completed", scored(self.request))
         where = {"item_id": item["id"], "output_index": index, "content_index": 0}
         if part.kind == "reasoning":
             chunks = [self._event("response.reasoning_text.done", **where, text=part.text)]
         else:
+            scores = item["content"][0]["logprobs"]
             chunks = [
-                self._event("response.output_text.done", **where, text=part.text, logprobs=[]),
+                self._event("response.output_text.done", **where, text=part.text, logprobs=scores),
                 self._event("response.content_part.done", **where, part=item["content"][0]),
             ]
         return [*chunks, self._event("response.output_item.done", output_index=index, item=item)]
@@ -318,7 +334,9 @@ class ResponsesStream:
             ))  # fmt: skip
         return chunks
 
-    def _text(self, kind: str, text: str, answer: Answer) -> list[bytes]:
+    def _text(
+        self, kind: str, text: str, answer: Answer, logprobs: tuple[TokenLogprob, ...] = ()
+    ) -> list[bytes]:
         part, index = answer.parts[-1], len(answer.parts) - 1
         chunks: list[bytes] = []
         if self.open is not part:
@@ -329,14 +347,14 @@ class ResponsesStream:
         if kind == "reasoning":
             return [*chunks, self._event("response.reasoning_text.delta", **where, delta=text)]
         return [*chunks, self._event("response.output_text.delta", **where, delta=text,
-                                     logprobs=[])]  # fmt: skip
+                                     logprobs=token_entries(logprobs))]  # fmt: skip
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]:
         index = len(answer.parts) - 1
         if isinstance(event, Waiting):
             return [sse.KEEPALIVE]
         if isinstance(event, Text):
-            return self._text("text", event.text, answer)
+            return self._text("text", event.text, answer, event.logprobs)
         if isinstance(event, ReasoningEvent):
             return self._text("reasoning", event.text, answer)
         if isinstance(event, CallOpened):
@@ -387,6 +405,7 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
             messages=chat_messages(parsed),
             params=sampling_params(parsed),
             tools=template_tools(parsed),
+            logprobs=(parsed.top_logprobs or 0) if scored(parsed) else None,
             **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
         ),
         reply=responses_reply(parsed),

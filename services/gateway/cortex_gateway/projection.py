@@ -78,6 +78,9 @@ class Ask:
     reasoning_effort: str = ""
     continue_final: bool = False  # the last message is the reply's start, to continue
     suffix: str | None = None  # with `prompt`: fill in the middle, this text after the gap
+    prompt_tokens: list[int] | None = None  # the prompt as token ids, used as they are
+    logprobs: int | None = None  # score each answer token, with this many alternatives
+    prompt_logprobs: bool = False  # score the prompt's tokens too
 
 
 @dataclass

@@ -19,6 +19,7 @@ from cortex_gateway.events import (
     Event,
     Failure,
     Finished,
+    PromptScored,
     Reasoning,
     Started,
     Stop,
@@ -33,6 +34,7 @@ from cortex_wire.messages import (
     Failed,
     KeepAlive,
     ReasoningDelta,
+    TokenLogprob,
     ToolCallBlock,
     ToolCallFrame,
 )
@@ -71,7 +73,12 @@ class Translator:
             self._call_markers = item.tool_call_markers
             return [Started(item.node, item.cold_start, item.load_s)]
         if isinstance(item, Delta):
-            return self._text(item.text) if item.text else []
+            events: list[Event] = [PromptScored(tuple(item.prompt_logprobs))] if (
+                item.prompt_logprobs
+            ) else []
+            if item.text or item.logprobs:
+                events += self._text(item.text, tuple(item.logprobs))
+            return events
         if isinstance(item, ReasoningDelta):
             return self._reasoning(item.text) if item.text else []
         if isinstance(item, ToolCallFrame):
@@ -81,16 +88,17 @@ class Translator:
         if isinstance(item, Done):
             events = [*self._close_call(), *self._end_reasoning()]
             stop = stop_of(item, self._calls > 0)
-            return [*events, Finished(stop, item.usage, item.timings, item.stop_sequence)]
+            end = Finished(stop, item.usage, item.timings, item.stop_sequence, item.end_logprob)
+            return [*events, end]
         if isinstance(item, Failed):
             return [Failure(item.error.code, item.error.message)]
         return [WAITING] if item is BUS_WAITING or isinstance(item, KeepAlive) else []
 
     # --- text and reasoning ---------------------------------------------------------------
 
-    def _text(self, text: str) -> list[Event]:
+    def _text(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> list[Event]:
         # One event: the close marker of inline reasoning and the answer's first words.
-        return [Text(self._close_marker() + text)]
+        return [Text(self._close_marker() + text, logprobs)]
 
     def _reasoning(self, text: str) -> list[Event]:
         if not self._inline or len(self._reasoning_markers) != 2:

@@ -12,18 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cortex_neuron.logprobs import Scores
 from cortex_wire.messages import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     """Tokens of one sequence in one decode step, at positions `start`, `start+1`, ...;
-    `output` is the batch index whose logits are sampled next (-1: none, mid-prompt)."""
+    `output` is the batch index whose logits are sampled next (-1: none, mid-prompt).
+    Rows fill the batch in order, so a row's first token is at the batch index of the
+    tokens of the rows before it; `all_logits`: keep the logits of every token in the row
+    (for prompt log probabilities), not only of `output`."""
 
     seq: int
     tokens: Sequence[int]
     start: int
     output: int = -1
+    all_logits: bool = False
 
 
 class Sampler(Protocol):
@@ -37,11 +42,14 @@ class Sampler(Protocol):
 class Backend(Protocol):
     n_ctx: int  # tokens each sequence may hold
     n_batch: int  # tokens one decode step may carry
+    n_vocab: int  # token ids are 0 .. n_vocab-1
     chat_template: str | None
     bos_text: str
     eos_text: str
     # The model's fill-in-the-middle tokens (prefix, suffix, middle), if it has them.
     fim: tuple[int, int, int] | None
+    # Whether it has logits to report log probabilities from.
+    has_logits: bool
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
 
@@ -53,6 +61,11 @@ class Backend(Protocol):
 
     def sampler(self, params: SamplingParams, seed: int) -> Sampler:
         """A sampler for one request; raises EngineError for parameters it cannot honour."""
+        ...
+
+    def scores(self, index: int, token: int, top: int) -> Scores:
+        """`token`'s log probability, and the `top` most likely tokens', at batch index
+        `index` of the last decode (one whose logits were kept)."""
         ...
 
     def forget(self, seq: int, start: int) -> None:

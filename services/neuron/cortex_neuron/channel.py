@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cortex_wire.messages import FinishReason, Timings, Usage, WireError
+from cortex_wire.messages import FinishReason, Timings, TokenLogprob, Usage, WireError
 
 Phase = Literal["queued", "prefill", "decode"]
 
@@ -28,6 +28,16 @@ class TextChunk:
     text: str
     tokens: int
     kind: ChunkKind = "text"
+    # The answer tokens this text came from, scored (when the request asked).
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptScored:
+    """Every prompt token with its log probability (the first has none), once the prompt
+    is in, before any generated text."""
+
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,7 @@ class Finished:
     stop_sequence: str = ""
     timings: Timings = field(default_factory=Timings)
     context_full: bool = False  # "length" because the context had no room left
+    end_logprob: TokenLogprob | None = None  # the end token sampled, scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +68,7 @@ class Errored:
     error: WireError
 
 
-Event = TextChunk | CallChunk | Finished | Errored
+Event = TextChunk | CallChunk | PromptScored | Finished | Errored
 
 
 class ChannelOverflow(Exception):
@@ -78,7 +89,7 @@ class TokenChannel:
     def push(self, event: Event) -> None:
         """Never blocks. Terminal events always fit; text beyond the limit overflows."""
         with self._lock:
-            if len(self._items) >= self._limit and isinstance(event, TextChunk | CallChunk):
+            if len(self._items) >= self._limit and not isinstance(event, Finished | Errored):
                 raise ChannelOverflow
             self._items.append(event)
             first = len(self._items) == 1

@@ -28,9 +28,10 @@ from cortex_neuron.errors import EngineError
 from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import fold_system, template_messages, template_variables
 from cortex_neuron.host_cache import HostCache
+from cortex_neuron.logprobs import MAX_TOP
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
-from cortex_neuron.slots import Pending, SlotView, plan_start, plan_step, to_save
+from cortex_neuron.slots import Pending, SlotView, plan_fresh, plan_start, plan_step, to_save
 from cortex_neuron.step_cost import StepCost
 from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
 from cortex_wire.outcomes import Code
@@ -174,6 +175,8 @@ class Engine(ModelThread[Backend]):
             return backend.tokenize(text, add_bos=False, special=True), text
         if request.suffix is not None:
             return self._fill_in_middle(backend, request.prompt or "", request.suffix)
+        if request.prompt_tokens is not None:
+            return self._given_tokens(backend, request.prompt_tokens)
         # A raw prompt is the client's own rendering: its special-token texts are those
         # tokens (as llama-server reads prompts), so a hand-rendered chat prompt works.
         text = request.prompt or ""
@@ -195,6 +198,19 @@ class Engine(ModelThread[Backend]):
             suf, *backend.tokenize(suffix, add_bos=False, special=False), mid,
         ]  # fmt: skip
         return code, prefix
+
+    def _given_tokens(self, backend: Backend, tokens: list[int]) -> tuple[list[int], str]:
+        """A prompt the client tokenized itself: those ids, as they are."""
+        if not tokens:
+            raise TemplateError("the prompt has no tokens")
+        outside = [t for t in tokens if not 0 <= t < backend.n_vocab]
+        if outside:
+            raise TemplateError(
+                f"the prompt names token {outside[0]}, outside this model's vocabulary of "
+                f"{backend.n_vocab} tokens"
+            )
+        text = b"".join(backend.piece(t) for t in tokens).decode(errors="replace")
+        return list(tokens), text
 
     def _render(
         self, backend: Backend, request: InferRequest, messages: Sequence[ChatMessage]
@@ -304,7 +320,13 @@ class Engine(ModelThread[Backend]):
         try:
             prompt, prompt_text = job.prompt or self._prompt_tokens(backend, request)
             self.check_fits(prompt)
-            plan = plan_start([_view(slot) for slot in slots], prompt, self._host.views())
+            _check_scoring(backend, request)
+            views = [_view(slot) for slot in slots]
+            plan = (
+                plan_fresh(views)  # the logits of cached tokens are gone
+                if request.prompt_logprobs
+                else plan_start(views, prompt, self._host.views())
+            )
             if plan is None:  # another slot is prefilling this prefix: copy it once done
                 job.prompt = (prompt, prompt_text)
                 self._deferred.append(job)
@@ -374,7 +396,7 @@ class Engine(ModelThread[Backend]):
             if slot.generation is not None and slot.generation.job.cancelled.is_set():
                 self._end(slot, "cancelled")
         pending = [
-            Pending(slot.seq, slot.pending, len(slot.cached))
+            Pending(slot.seq, slot.pending, len(slot.cached), _scoring_prompt(slot))
             for slot in slots
             if slot.generation is not None and slot.pending
         ]
@@ -395,8 +417,12 @@ class Engine(ModelThread[Backend]):
             for row in rows:
                 self._fail(slots[row.seq], wire, backend)
             return
+        index = 0  # of the row's first token in the batch (rows fill it in order)
         for row in rows:
             slot = slots[row.seq]
+            if row.all_logits and slot.generation is not None:
+                slot.generation.score_prompt(row.start, len(row.tokens), index)
+            index += len(row.tokens)
             slot.cached.extend(row.tokens)
             del slot.pending[: len(row.tokens)]
             if row.output >= 0 and slot.generation is not None:
@@ -405,8 +431,14 @@ class Engine(ModelThread[Backend]):
     def _sample(self, slot: Slot, output: int, backend: Backend) -> None:
         generation = slot.generation
         assert generation is not None
+        if generation.limit <= 0:  # max_tokens 0: the prompt only (scored, say)
+            self._end(slot, "length")
+            return
         try:
-            token, finish = generation.take(generation.sampler.sample(output))
+            sampled = generation.sampler.sample(output)
+            top = generation.top_logprobs
+            scores = None if top is None else backend.scores(output, sampled, top)
+            token, finish = generation.take(sampled, scores)
             if finish is not None:
                 self._end(slot, finish)
             else:
@@ -448,6 +480,26 @@ class Engine(ModelThread[Backend]):
         slot.last_used = time.perf_counter()
         self.busy = len(self._active)
         self.last_used_at = time.time()
+
+
+def _scoring_prompt(slot: Slot) -> bool:
+    generation = slot.generation
+    return generation is not None and generation.scores_prompt and (
+        len(slot.cached) < len(generation.prompt)
+    )
+
+
+def _check_scoring(backend: Backend, request: InferRequest) -> None:
+    """A request for log probabilities the model can give; EngineError otherwise."""
+    if request.logprobs is None and not request.prompt_logprobs:
+        return
+    if not backend.has_logits:
+        raise EngineError(Code.INVALID_REQUEST, "this model has no logits to score tokens with")
+    if request.logprobs is not None and not 0 <= request.logprobs <= MAX_TOP:
+        raise EngineError(
+            Code.INVALID_REQUEST,
+            f"top log probabilities must be 0 to {MAX_TOP} per token, got {request.logprobs}",
+        )
 
 
 def _reasoning_close(dialect: Dialect) -> str:

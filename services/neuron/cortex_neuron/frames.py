@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cortex_neuron.channel import CallChunk, Event, TextChunk
+from cortex_neuron.channel import CallChunk, Event, PromptScored, TextChunk
 from cortex_wire.messages import Delta, ReasoningDelta, ToolCallFrame
 
 # Streams per neuron that one frame interval serves; beyond, the interval stretches.
@@ -54,13 +54,24 @@ def coalesce(
                 )
             calls[0] += event.last
             continue
+        if isinstance(event, PromptScored):
+            frames.append(Delta(seq=seq, prompt_logprobs=list(event.logprobs)))
+            continue
         if not isinstance(event, TextChunk):
             continue
-        kind = ReasoningDelta if event.kind == "reasoning" else Delta
         last = frames[-1] if frames else None
-        if isinstance(last, Delta | ReasoningDelta) and type(last) is kind:
+        if event.kind == "reasoning":
+            if isinstance(last, ReasoningDelta):
+                last.text += event.text
+                last.tokens += event.tokens
+            else:
+                frames.append(ReasoningDelta(seq=seq, text=event.text, tokens=event.tokens))
+        elif isinstance(last, Delta) and not last.prompt_logprobs:
             last.text += event.text
             last.tokens += event.tokens
+            last.logprobs += event.logprobs
         else:
-            frames.append(kind(seq=seq, text=event.text, tokens=event.tokens))
+            frames.append(
+                Delta(seq=seq, text=event.text, tokens=event.tokens, logprobs=[*event.logprobs])
+            )
     return frames

@@ -10,13 +10,28 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cortex_neuron.backend import Backend, Sampler
-from cortex_neuron.channel import Errored, Finished, TokenChannel
+from cortex_neuron.channel import (
+    CallChunk,
+    Errored,
+    Finished,
+    PromptScored,
+    TextChunk,
+    TokenChannel,
+)
 from cortex_neuron.dialect import Dialect
-from cortex_neuron.output_channels import OutputChannels
-from cortex_wire.messages import FinishReason, InferRequest, Timings, Usage, WireError
+from cortex_neuron.logprobs import Scores, token_logprob
+from cortex_neuron.output_channels import Chunk, OutputChannels
+from cortex_wire.messages import (
+    FinishReason,
+    InferRequest,
+    Timings,
+    TokenLogprob,
+    Usage,
+    WireError,
+)
 
 
 @dataclass
@@ -50,7 +65,7 @@ class Generation:
         self._backend = backend
         params = job.request.params
         room = backend.n_ctx - len(prompt)
-        self.limit = min(params.max_tokens, room) if params.max_tokens else room
+        self.limit = min(params.max_tokens, room) if params.max_tokens is not None else room
         self.cached = cached
         schemas = {
             str(f.get("name")): f.get("parameters") or {}
@@ -66,16 +81,48 @@ class Generation:
         self._marker_ids = marker_ids
         has_reasoning = dialect.reasoning is not None or dialect.channels is not None
         self._budget = params.reasoning_budget if has_reasoning and close_reasoning else None
+        # How many alternatives to score at each generated token (None: score nothing).
+        self.top_logprobs = job.request.logprobs
+        self._scored: list[TokenLogprob] = []  # answer tokens not yet in a text chunk
+        self._end_logprob: TokenLogprob | None = None
+        self.scores_prompt = job.request.prompt_logprobs
+        self._prompt_scores: list[TokenLogprob] = []
         self.started = time.perf_counter()
         self.first_at = self.last_at = 0.0
         job.channel.phase = "prefill"
 
-    def take(self, token: int) -> tuple[int | None, FinishReason | None]:
-        """Handle one sampled token: (the token to decode next, or None when this request
+    def scored(self, token: int, logprob: float | None, top: Scores | None = None) -> TokenLogprob:
+        """A token of this request as the wire reports it, scored."""
+        return token_logprob(self._text_of, token, logprob, top[1] if top else ())
+
+    def score_prompt(self, start: int, count: int, index: int) -> None:
+        """Score the prompt tokens that the `count` prompt tokens from position `start`
+        predict (their logits are at batch indices `index`, `index+1`, ...); once the
+        prompt is all in, push every prompt token's score."""
+        prompt, top = self.prompt, self.top_logprobs or 0
+        if start == 0:
+            self._prompt_scores.append(self.scored(prompt[0], None))
+        for offset, position in enumerate(range(start + 1, min(start + count + 1, len(prompt)))):
+            scores = self._backend.scores(index + offset, prompt[position], top)
+            self._prompt_scores.append(self.scored(prompt[position], scores[0], scores))
+        if start + count >= len(prompt):
+            self.job.channel.push(PromptScored(tuple(self._prompt_scores)))
+
+    def _text_of(self, token: int) -> bytes:
+        return self._backend.piece(token, True)  # a special token shows as its own text
+
+    def take(
+        self, token: int, scores: Scores | None = None
+    ) -> tuple[int | None, FinishReason | None]:
+        """Handle one sampled token (`scores`: its log probability and the alternatives',
+        when the request asked): (the token to decode next, or None when this request
         ends here; why it ended)."""
         if self._backend.is_end(token):
+            if scores is not None:
+                self._end_logprob = self.scored(token, scores[0], scores)
             return None, "stop"
         output = self.output
+        sampled = token
         if self._forced:
             token = self._forced.pop(0)
         elif self._budget is not None and output.in_reasoning:
@@ -90,18 +137,32 @@ class Generation:
         # Marker tokens are rendered as their text (a CONTROL token's piece is empty) so
         # the dialect parser sees them; other special tokens stay invisible.
         piece = self._backend.piece(token, token in self._marker_ids)
-        for chunk in output.add(piece):
-            self.job.channel.push(chunk)
+        was_reasoning = output.in_reasoning
+        chunks = output.add(piece)
+        if scores is not None and token == sampled and token not in self._marker_ids:
+            if not (was_reasoning or output.in_reasoning):  # an answer token
+                self._scored.append(self.scored(token, scores[0], scores))
+        self._push(chunks)
         if output.stopped:
             return None, "stop"
         if output.tokens >= self.limit:
             return None, "length"
         return token, None
 
+    def _push(self, chunks: list[Chunk]) -> None:
+        """Push chunks, the scored answer tokens riding on the text they made (those a
+        call consumed are dropped: a call is not text)."""
+        for chunk in chunks:
+            if isinstance(chunk, CallChunk):
+                self._scored.clear()
+            elif isinstance(chunk, TextChunk) and chunk.kind == "text" and self._scored:
+                chunk = replace(chunk, logprobs=tuple(self._scored))
+                self._scored.clear()
+            self.job.channel.push(chunk)
+
     def finish(self, reason: FinishReason) -> None:
         if reason != "cancelled":
-            for chunk in self.output.finish():
-                self.job.channel.push(chunk)
+            self._push(self.output.finish())
         usage = Usage(
             prompt_tokens=len(self.prompt),
             completion_tokens=self.output.tokens,
@@ -116,7 +177,11 @@ class Generation:
         )
         stop = self.output.stop_sequence
         full = reason == "length" and len(self.prompt) + self.output.tokens >= self._backend.n_ctx
-        self.job.channel.push(Finished(reason, usage, stop, timings, context_full=full))
+        self.job.channel.push(
+            Finished(
+                reason, usage, stop, timings, context_full=full, end_logprob=self._end_logprob
+            )
+        )
         self.sampler.close()
 
     def fail(self, error: WireError) -> None:

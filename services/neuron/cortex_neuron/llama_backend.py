@@ -17,11 +17,13 @@ from typing import Any
 
 import llama_cpp
 import llama_cpp.llama_cpp as C
+import numpy as np
 import structlog
 
 from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError
+from cortex_neuron.logprobs import Scores, scores_at
 from cortex_neuron.pieces import TokenPieces, token_piece
 from cortex_wire.messages import SamplingParams
 from cortex_wire.outcomes import Code
@@ -89,6 +91,8 @@ def load_model(profile: ModelProfile, on_progress: Callable[[float], bool] | Non
 
 
 class LlamaBackend:
+    has_logits = True
+
     def __init__(
         self,
         profile: ModelProfile,
@@ -126,7 +130,7 @@ class LlamaBackend:
         self._special_pieces = TokenPieces(self._vocab, special=True)
         self.bos_text = self._special_text(C.llama_vocab_bos(self._vocab))
         self.eos_text = self._special_text(C.llama_vocab_eos(self._vocab))
-        self._n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
+        self.n_vocab = self._n_vocab = int(C.llama_vocab_n_tokens(self._vocab))
         # From the GGUF's tokenizer.ggml.fim_{pre,suf,mid}_token_id (or, without them, the
         # tokens llama.cpp recognizes by their text); -1 where the model has none.
         pre, suf, mid = (
@@ -233,6 +237,12 @@ class LlamaBackend:
             add(C.llama_sampler_init_dist(seed & 0xFFFFFFFF))  # any int: llama.cpp takes 32 bits
         return LlamaSampler(self._ctx, chain)
 
+    def scores(self, index: int, token: int, top: int) -> Scores:
+        logits = np.ctypeslib.as_array(
+            C.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)
+        )
+        return scores_at(logits, token, top)
+
     # --- decoding -------------------------------------------------------------------------
 
     def forget(self, seq: int, start: int) -> None:
@@ -272,7 +282,7 @@ class LlamaBackend:
                 batch.pos[i] = row.start + offset
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = row.seq
-                batch.logits[i] = False
+                batch.logits[i] = row.all_logits
                 i += 1
             if row.output >= 0:
                 batch.logits[row.output] = True

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from cortex_core.config import ModelProfile, ScriptProfile
 from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError
+from cortex_neuron.logprobs import Scores
 from cortex_wire.messages import SamplingParams
 from cortex_wire.outcomes import Code
 
@@ -65,6 +66,8 @@ class ScriptedBackend:
     bos_text = "<s>"
     eos_text = "</s>"
     fim: tuple[int, int, int] | None = None
+    has_logits = False
+    n_vocab = 256 + len(SPECIALS)
 
     def __init__(self, profile: ModelProfile, script: ScriptProfile) -> None:
         self.n_ctx = profile.n_ctx
@@ -99,6 +102,9 @@ class ScriptedBackend:
         if params.logit_bias:
             raise EngineError(Code.INVALID_REQUEST, "a scripted model has no logits to bias")
         return ScriptedSampler(self._script, self._repeat)
+
+    def scores(self, index: int, token: int, top: int) -> Scores:
+        raise EngineError(Code.INVALID_REQUEST, "a scripted model has no logits to score")
 
     def forget(self, seq: int, start: int) -> None:
         pass

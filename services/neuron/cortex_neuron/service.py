@@ -486,6 +486,7 @@ class Neuron:
                                 stop_sequence=end.stop_sequence,
                                 timings=end.timings,
                                 context_full=end.context_full,
+                                end_logprob=end.end_logprob,
                             )
                         ),
                     )

@@ -127,11 +127,21 @@ def plan_start(
     return start
 
 
+def plan_fresh(slots: Sequence[SlotView]) -> Start:
+    """Where a request that reuses no cache starts (one that scores its whole prompt:
+    logits of cached tokens are gone): the free slot with the least cache to lose. Needs
+    a free slot."""
+    free = [s for s in slots if s.free]
+    best = min(free, key=lambda s: (len(s.cached), s.last_used))
+    return Start(best.seq, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     seq: int
     tokens: Sequence[int]  # still to decode: the prompt's rest, or the last sampled token
     start: int  # position of tokens[0]
+    all_logits: bool = False  # keep every token's logits (the prompt is being scored)
 
 
 def plan_step(pending: Sequence[Pending], budget: int, cost: Line | None = None) -> list[Row]:
@@ -163,6 +173,7 @@ def plan_step(pending: Sequence[Pending], budget: int, cost: Line | None = None)
                 tokens=take,
                 start=item.start,
                 output=used + len(take) - 1 if finished else -1,
+                all_logits=item.all_logits,
             )
         )
         used += len(take)
