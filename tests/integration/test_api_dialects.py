@@ -559,6 +559,37 @@ def test_a_prompt_of_token_ids_is_used_as_given(gpt: openai.OpenAI, tmp_path: Pa
     assert "outside this model's vocabulary" in caught.value.message
 
 
+def test_the_models_tokenizer_over_http(api_stack: RunningStack, tmp_path: Path) -> None:
+    """vLLM's endpoints (and llama-server's field names): ids as the model tokenizes, back
+    to the same text, and what the tokenizer is."""
+    ids = hello_ids(tmp_path)
+    base = api_stack.base_url
+
+    def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{base}{path}", json=body, timeout=60)
+
+    tokens = post("/tokenize", {"model": "hello", "prompt": "Hello, world!<|im_end|>",
+                                "add_special_tokens": False}).json()  # fmt: skip
+    assert tokens["tokens"][:4] == [ids["Hello"], ids[","], ids[" world"], ids["!"]]
+    assert len(tokens["tokens"]) == 5 and tokens["count"] == 5  # the special text is one token
+    assert tokens["max_model_len"] == 512
+    # llama-server's field names; a BOS, when asked, is the model's own.
+    same = post("/tokenize", {"model": "hello", "content": "Hello, world!<|im_end|>"}).json()
+    assert same["tokens"] == tokens["tokens"]
+    text = post("/detokenize", {"model": "hello", "tokens": tokens["tokens"]}).json()
+    assert text["prompt"] == text["content"] == "Hello, world!<|im_end|>"
+    info = httpx.get(f"{base}/tokenizer_info", params={"model": "hello"}, timeout=60).json()
+    assert info["eos_token"] == "<|im_end|>" and info["bos_token"] == "<|im_start|>"
+    assert "{% for message in messages %}" in info["chat_template"]
+    # Naming no model works only where the fleet serves one; this stack serves several.
+    unnamed = post("/tokenize", {"prompt": "x"})
+    assert unnamed.status_code == 400 and "name the model" in unnamed.json()["error"]["message"]
+    bad = post("/detokenize", {"model": "hello", "tokens": [10**7]})
+    assert bad.status_code == 400 and "outside this model's vocabulary" in bad.text
+    missing = post("/tokenize", {"model": "hello"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
+
+
 def test_responses_include_output_text_logprobs(gpt: openai.OpenAI, tmp_path: Path) -> None:
     chosen, _ = hello_model(tmp_path).logprobs()
     response = gpt.responses.create(

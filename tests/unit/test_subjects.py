@@ -31,7 +31,7 @@ def test_encoded_token_is_one_safe_token_and_round_trips(text: str) -> None:
 def test_node_names_never_change_subject_shape(node: str) -> None:
     for subject in (
         subjects.heartbeat(node), subjects.infer(node), subjects.control(node),
-        subjects.embed(node), subjects.tokenize(node),
+        subjects.embed(node), subjects.tokenize(node), subjects.vocab(node),
     ):  # fmt: skip
         assert subject.startswith("cortex.neuron.")
         assert len(subject.split(".")) == 4

@@ -219,6 +219,30 @@ class TokenCount(Struct):
     error: WireError | None = None
 
 
+class VocabRequest(Struct):
+    """Gateway → neuron (cortex.neuron.<node>.vocab): a loaded model's own tokenizer, for
+    clients that tokenize through the server: `text` to token ids, or `tokens` back to
+    text (neither: only what the tokenizer is)."""
+
+    request_id: str
+    model: str
+    text: str | None = None
+    tokens: list[int] | None = None
+    # Add the model's BOS token (when it wants one), as a prompt would start.
+    add_special: bool = False
+
+
+class VocabReply(Struct):
+    tokens: list[int] = msgspec.field(default_factory=list)
+    text: str = ""
+    bos: str = ""  # the special tokens' own texts ("" where the model has none)
+    eos: str = ""
+    chat_template: str = ""
+    n_ctx: int = 0
+    n_vocab: int = 0
+    error: WireError | None = None
+
+
 class Cancel(Struct):
     request_id: str
     reason: str = "client went away"

@@ -90,6 +90,11 @@ def tokenize(node: str) -> str:
     return f"{ROOT}.neuron.{encode_token(node)}.tokenize"
 
 
+def vocab(node: str) -> str:
+    """Text to token ids and back with a loaded model's own tokenizer (request/reply)."""
+    return f"{ROOT}.neuron.{encode_token(node)}.vocab"
+
+
 def control(node: str) -> str:
     """Load/unload commands for one neuron (slow: replies when the operation is done)."""
     return f"{ROOT}.neuron.{encode_token(node)}.control"

@@ -19,6 +19,7 @@ from cortex_gateway import (
     ollama_api,
     openai_chat,
     residency,
+    tokenizer_api,
 )
 from cortex_gateway.answering import answer, next_request_id
 from cortex_gateway.auth import check_access, presented_key
@@ -37,6 +38,8 @@ from cortex_wire.messages import (
     InferRequest,
     ModelRef,
     Usage,
+    VocabReply,
+    VocabRequest,
 )
 from cortex_wire.outcomes import Code
 from cortex_wire.verdicts import Refused
@@ -218,6 +221,34 @@ def create_app(gateway: Gateway) -> Litestar:
 
         return await kept(request, ask, body)
 
+    # --- the model's tokenizer (vLLM's and llama-server's endpoints) ---------------------
+
+    async def vocab(ask: VocabRequest) -> VocabReply:
+        ask.model = gateway.model_or_only(ask.model)
+        gateway.check_kind(ask.model, embedding=False)
+        reply = await gateway.inference.vocab(ask)
+        if isinstance(reply, Refused):
+            raise ApiError.refused(reply)
+        return reply
+
+    @post("/tokenize", status_code=200)
+    async def tokenize(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await request.body()
+        ask = tokenizer_api.tokenize_request(body, f"tok-{next_request_id()}")
+        return tokenizer_api.tokenize_body(await vocab(ask))
+
+    @post("/detokenize", status_code=200)
+    async def detokenize(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await request.body()
+        ask = tokenizer_api.detokenize_request(body, f"tok-{next_request_id()}")
+        return tokenizer_api.detokenize_body(await vocab(ask))
+
+    @get("/tokenizer_info")
+    async def tokenizer_info(model: FromQuery[str] = "") -> dict[str, Any]:
+        ask = VocabRequest(request_id=f"tok-{next_request_id()}", model=model)
+        reply = await vocab(ask)
+        return tokenizer_api.info_body(ask.model, reply)
+
     # --- Ollama ---------------------------------------------------------------------
 
     @get("/api/tags", sync_to_thread=False)
@@ -257,6 +288,9 @@ def create_app(gateway: Gateway) -> Litestar:
             openai_embeddings,
             ollama_embed,
             ollama_embeddings_legacy,
+            tokenize,
+            detokenize,
+            tokenizer_info,
             ollama_tags,
             ollama_ps,
             ollama_show,

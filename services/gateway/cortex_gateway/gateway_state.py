@@ -128,6 +128,18 @@ class Gateway:
             )
         return model
 
+    def model_or_only(self, name: str | None) -> str:
+        """The model a request names, resolved; a request that names none gets the one
+        chat model the fleet serves (as on a one-model server), or is told to name it."""
+        if name:
+            return self.resolve_model(name)
+        catalogue = self.fleet.catalogue(time.monotonic())
+        chat = sorted(m for m, view in catalogue.items() if not view.entry.embedding)
+        if len(chat) != 1:
+            served = ", ".join(chat) or "none"
+            raise ApiError.invalid(f"name the model (served: {served})", param="model")
+        return chat[0]
+
     def check_kind(self, model: str, embedding: bool) -> None:
         """Refuse an embedding model asked to chat, and a chat model asked to embed."""
         view = self.fleet.catalogue(time.monotonic()).get(model)

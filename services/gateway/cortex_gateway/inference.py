@@ -48,6 +48,8 @@ from cortex_wire.messages import (
     TokenCount,
     ToolCallBlock,
     ToolCallFrame,
+    VocabReply,
+    VocabRequest,
     WireError,
 )
 from cortex_wire.outcomes import Code, outcome
@@ -87,7 +89,7 @@ class Routed:
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
 ACCEPT_TIMEOUT_S = 5.0
 # A neuron's reply that may carry an error (TokenCount, EmbedReply).
-Answer = TypeVar("Answer", TokenCount, EmbedReply)
+Answer = TypeVar("Answer", TokenCount, EmbedReply, VocabReply)
 # An embedding request is answered whole: many inputs on a busy model take a while.
 EMBED_TIMEOUT_S = 120.0
 # One ensure round trip; the scheduler answers "still loading" well within it.
@@ -221,6 +223,14 @@ class Inference:
             ACCEPT_TIMEOUT_S,
         )  # fmt: skip
         return answer if isinstance(answer, Refused) else answer[1].tokens
+
+    async def vocab(self, request: VocabRequest) -> VocabReply | Refused:
+        """The model's own tokenizer at work on a neuron where it is ready (loads it if cold)."""
+        answer = await self._ask_ready(
+            request.model, request.request_id, subjects.vocab, request, VocabReply,
+            ACCEPT_TIMEOUT_S,
+        )  # fmt: skip
+        return answer if isinstance(answer, Refused) else answer[1]
 
     async def embed(self, request: EmbedRequest) -> tuple[str, EmbedReply] | Refused:
         """Vectors from a neuron where the model is ready (loading it if cold)."""

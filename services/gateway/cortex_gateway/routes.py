@@ -19,6 +19,7 @@ from cortex_gateway import (
     openai_chat,
     openai_completions,
     openai_responses,
+    tokenizer_api,
 )
 from cortex_gateway.projection import Turn
 
@@ -55,6 +56,10 @@ ROUTES: tuple[Route, ...] = (
           streams=False),
     Route("/api/embeddings", "ollama", embeddings.OllamaLegacyRequest,
           "Ollama embeddings (the older, one-prompt form)", streams=False),
+    Route("/tokenize", "openai", tokenizer_api.TokenizeRequest,
+          "Text to token ids with the model's tokenizer (vLLM, llama-server)", streams=False),
+    Route("/detokenize", "openai", tokenizer_api.DetokenizeRequest,
+          "Token ids to text with the model's tokenizer (vLLM, llama-server)", streams=False),
 )  # fmt: skip
 
 

@@ -33,7 +33,14 @@ from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_
 from cortex_neuron.model_thread import STOP, ModelThread
 from cortex_neuron.slots import Pending, SlotView, plan_fresh, plan_start, plan_step, to_save
 from cortex_neuron.step_cost import StepCost
-from cortex_wire.messages import ChatMessage, InferRequest, Usage, WireError
+from cortex_wire.messages import (
+    ChatMessage,
+    InferRequest,
+    Usage,
+    VocabReply,
+    VocabRequest,
+    WireError,
+)
 from cortex_wire.outcomes import Code
 from cortex_wire.prefixes import prefix_digests
 
@@ -143,6 +150,29 @@ class Engine(ModelThread[Backend]):
         except TemplateError as error:
             raise EngineError(Code.INVALID_REQUEST, str(error)) from None
 
+    def vocab(self, request: VocabRequest) -> VocabReply:
+        """Text to token ids or ids to text with the model's tokenizer (special tokens'
+        texts are those tokens, both ways), and what the tokenizer is. Reads only the
+        vocabulary, so it may run off the engine thread."""
+        backend = self._backend
+        if backend is None:
+            raise EngineError(Code.MODEL_NOT_READY, f"model {self.profile.id!r} is not loaded")
+        reply = VocabReply(
+            bos=backend.bos_text, eos=backend.eos_text, chat_template=backend.chat_template or "",
+            n_ctx=backend.n_ctx, n_vocab=backend.n_vocab,
+        )  # fmt: skip
+        if request.text is not None:
+            reply.tokens = backend.tokenize(
+                request.text, add_bos=request.add_special, special=True
+            )
+        if request.tokens is not None:
+            outside = [t for t in request.tokens if not 0 <= t < backend.n_vocab]
+            if outside:
+                raise EngineError(Code.INVALID_REQUEST, _outside(outside[0], backend.n_vocab))
+            pieces = b"".join(backend.piece(t, special=True) for t in request.tokens)
+            reply.text = pieces.decode(errors="replace")
+        return reply
+
     def count_tokens(self, request: InferRequest) -> int:
         return len(self.prompt_of(request)[0])
 
@@ -205,10 +235,7 @@ class Engine(ModelThread[Backend]):
             raise TemplateError("the prompt has no tokens")
         outside = [t for t in tokens if not 0 <= t < backend.n_vocab]
         if outside:
-            raise TemplateError(
-                f"the prompt names token {outside[0]}, outside this model's vocabulary of "
-                f"{backend.n_vocab} tokens"
-            )
+            raise TemplateError(f"the prompt names {_outside(outside[0], backend.n_vocab)}")
         text = b"".join(backend.piece(t) for t in tokens).decode(errors="replace")
         return list(tokens), text
 
@@ -480,6 +507,10 @@ class Engine(ModelThread[Backend]):
         slot.last_used = time.perf_counter()
         self.busy = len(self._active)
         self.last_used_at = time.time()
+
+
+def _outside(token: int, n_vocab: int) -> str:
+    return f"token {token}, outside this model's vocabulary of {n_vocab} tokens"
 
 
 def _scoring_prompt(slot: Slot) -> bool:

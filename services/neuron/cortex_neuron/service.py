@@ -44,6 +44,8 @@ from cortex_wire.messages import (
     ModelState,
     TokenCount,
     UnloadModel,
+    VocabReply,
+    VocabRequest,
     WireError,
 )
 from cortex_wire.outcomes import Code
@@ -90,6 +92,7 @@ class Neuron:
         subs = [
             await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer),
             await self.nc.subscribe(subjects.tokenize(self.node), cb=self._on_tokenize),
+            await self.nc.subscribe(subjects.vocab(self.node), cb=self._on_vocab),
             await self.nc.subscribe(subjects.embed(self.node), cb=self._on_embed_msg),
             # Loads are slow: their own subscription, so inference is never stuck behind one.
             await self.nc.subscribe(subjects.control(self.node), cb=self._on_control),
@@ -424,6 +427,27 @@ class Neuron:
             await _reply(msg, TokenCount(error=error.wire))
             return
         await _reply(msg, TokenCount(tokens=count))
+
+    async def _on_vocab(self, msg: Msg) -> None:
+        try:
+            request = codec.decode(msg.data, VocabRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            bad = WireError(code=Code.BAD_REQUEST, message=str(error))
+            await _reply(msg, VocabReply(error=bad))
+            return
+        resident = self._ready(request.model)
+        if isinstance(resident, WireError):
+            await _reply(msg, VocabReply(error=resident))
+            return
+        if not isinstance(resident.engine, Engine):
+            wrong = _wrong_kind(request.model, "an embedding model: its tokenizer is not served")
+            await _reply(msg, VocabReply(error=wrong))
+            return
+        try:
+            reply = await asyncio.to_thread(resident.engine.vocab, request)
+        except EngineError as error:
+            reply = VocabReply(error=error.wire)
+        await _reply(msg, reply)
 
     async def _on_embed_msg(self, msg: Msg) -> None:
         self._spawn(self._on_embed(msg))  # each in its own task: one model never waits on another
