@@ -431,7 +431,6 @@ def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
         ({"tool_choice": "required", "tools": [OPENAI_TOOL]}, "tool_choice"),
     ],
 )
@@ -454,6 +453,56 @@ def hello_ids(folder: Path) -> dict[str, int]:
     """Token ids of the stack's "hello" model."""
     model = hello_model(folder)
     return dict(zip(model.reply, model.reply_ids, strict=True))
+
+
+# --- several choices (n) -----------------------------------------------------------------
+
+
+def test_n_choices_are_the_seeded_requests_one_by_one(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    """Biased to four equally likely tokens at every step, each seed draws its own text;
+    choice i of a request seeded s is what a request seeded s+i draws."""
+    ids = hello_ids(tmp_path)
+    flat = {str(ids[t]): 20 for t in (",", " world", "!")}
+    ask: dict[str, Any] = {"model": "hello", "messages": HI, "max_tokens": 6,
+                           "temperature": 1, "logit_bias": flat}  # fmt: skip
+    several = gpt.chat.completions.create(n=3, seed=11, **ask)
+    singles = [gpt.chat.completions.create(seed=11 + i, **ask) for i in range(3)]
+    texts = [c.message.content for c in several.choices]
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    assert texts == [single.choices[0].message.content for single in singles]
+    assert len(set(texts)) > 1
+    used = [single.usage for single in singles if single.usage]
+    assert several.usage is not None
+    assert several.usage.completion_tokens == sum(u.completion_tokens for u in used)
+    assert several.usage.prompt_tokens == used[0].prompt_tokens  # the prompt, once
+    streamed = list(gpt.chat.completions.create(
+        n=3, seed=11, stream=True, stream_options={"include_usage": True}, **ask
+    ))  # fmt: skip
+    by_index: dict[int, str] = {}
+    for chunk in streamed:
+        for choice in chunk.choices:
+            by_index[choice.index] = by_index.get(choice.index, "") + (choice.delta.content or "")
+    assert [by_index[i] for i in range(3)] == texts
+    finishes = [c for chunk in streamed for c in chunk.choices if c.finish_reason]
+    assert sorted(c.index for c in finishes) == [0, 1, 2]
+    assert streamed[-1].usage is not None
+    assert streamed[-1].usage.completion_tokens == several.usage.completion_tokens
+    completions = gpt.completions.create(
+        model="hello", prompt="Say it\n", n=2, seed=11, max_tokens=6, temperature=1,
+        logit_bias=flat,
+    )  # fmt: skip
+    assert [c.text for c in completions.choices] == [
+        gpt.completions.create(model="hello", prompt="Say it\n", seed=11 + i, max_tokens=6,
+                               temperature=1, logit_bias=flat).choices[0].text
+        for i in range(2)
+    ]  # fmt: skip
+
+
+def test_n_out_of_range_is_refused(gpt: openai.OpenAI) -> None:
+    for n in (0, 17):
+        with pytest.raises(openai.BadRequestError) as caught:
+            gpt.chat.completions.create(model="hello", messages=HI, n=n)
+        assert "n must be between 1 and 16" in caught.value.message
 
 
 # --- log probabilities ----------------------------------------------------------------

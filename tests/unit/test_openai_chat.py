@@ -66,7 +66,7 @@ def test_valid_request_becomes_messages_and_params() -> None:
             400,
             "max_tokens",
         ),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, 400, "n"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 17}, 400, "n"),
         (
             {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
             400,

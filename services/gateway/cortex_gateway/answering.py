@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.response import Stream
 
 from cortex_gateway import residency
+from cortex_gateway.choices import choice_seed, interleaved, merged_body, total_usage
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer
 from cortex_gateway.gateway_state import Gateway
@@ -80,51 +82,93 @@ async def _answer(
     gateway: Gateway, request: Request[Any, Any, Any], turn: Turn, model: str
 ) -> Response[Any] | Stream:
     request_id = f"{turn.request_prefix}{next_request_id()}"
-    infer = InferRequest(
-        request_id=request_id,
-        model=model,
-        stream_subject=subjects.stream(request_id),
-        gateway=gateway.name,
-        stream_calls=turn.stream,
-        messages=turn.ask.messages,
-        prompt=turn.ask.prompt,
-        params=turn.ask.params,
-        tools=turn.ask.tools,
-        chat_template_kwargs=turn.ask.chat_template_kwargs,
-        thinking=turn.ask.thinking,
-        reasoning_effort=turn.ask.reasoning_effort,
-        continue_final=turn.ask.continue_final,
-        suffix=turn.ask.suffix,
-        prompt_tokens=turn.ask.prompt_tokens,
-        logprobs=turn.ask.logprobs,
-        prompt_logprobs=turn.ask.prompt_logprobs,
-    )
-    call = CallInfo(
-        request_id=request_id,
-        model=turn.model,
-        trace=RequestTrace(
-            gateway.metrics, model, turn.route, gateway.publish_record, request_id, gateway.name
-        ),
-        stream=turn.stream,
-        inline_thinking=wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER)),
-    )
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    items = gateway.inference.stream(infer)
+    inline = wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER))
+    calls: list[CallInfo] = []
+    items: list[AsyncGenerator[StreamItem, None]] = []
+    for choice in range(turn.choices):  # one generation per choice, started together
+        own_id = f"{request_id}-{choice}" if choice else request_id
+        trace = RequestTrace(
+            gateway.metrics, model, turn.route, gateway.publish_record, own_id, gateway.name
+        )
+        calls.append(
+            CallInfo(
+                request_id=request_id, model=turn.model, trace=trace, stream=turn.stream,
+                inline_thinking=inline, choice=choice, choices=turn.choices,
+            )
+        )  # fmt: skip
+        items.append(gateway.inference.stream(_infer_request(gateway, turn, model, own_id, choice)))
     headers = {"x-request-id": request_id}
     if turn.stream:
         # Headers go out once a neuron accepted the request (or a cold load began): a
         # refusal before that (unknown model, 429 overloaded, 503) is a real HTTP status.
         # The neuron starts meanwhile, while the response is being set up.
-        first = await anext(items)
-        if isinstance(first, Failed):
-            await items.aclose()
-            raise ApiError.from_wire(first.error)
-        body = project(resumed(first, items), turn.reply, call, Answer())
+        firsts = await asyncio.gather(*(anext(stream) for stream in items))
+        failed = next((first for first in firsts if isinstance(first, Failed)), None)
+        if failed is not None:
+            for stream in items:
+                await stream.aclose()
+            raise ApiError.from_wire(failed.error)
+        answers = [Answer() for _ in calls]
+        streams = [
+            project(resumed(first, stream), turn.reply, call, answer)
+            for first, stream, call, answer in zip(firsts, items, calls, answers, strict=True)
+        ]
+        body = streams[0] if len(streams) == 1 else _together(streams, turn, calls[0], answers)
         return Stream(body, media_type=turn.media_type, headers={**SSE_HEADERS, **headers})
-    result = await _collect_while_connected(request, collect(items, turn.reply, call))
+    result = await _collect_while_connected(request, _collect_all(items, turn, calls))
     if result is None:
         return Response(b"", status_code=499)
     return Response(result, media_type=MediaType.JSON, headers=headers)
+
+
+def _infer_request(
+    gateway: Gateway, turn: Turn, model: str, request_id: str, choice: int
+) -> InferRequest:
+    ask = turn.ask
+    params = ask.params
+    if choice:
+        params = msgspec.structs.replace(params, seed=choice_seed(params.seed, choice))
+    return InferRequest(
+        request_id=request_id,
+        model=model,
+        stream_subject=subjects.stream(request_id),
+        gateway=gateway.name,
+        stream_calls=turn.stream,
+        messages=ask.messages,
+        prompt=ask.prompt,
+        params=params,
+        tools=ask.tools,
+        chat_template_kwargs=ask.chat_template_kwargs,
+        thinking=ask.thinking,
+        reasoning_effort=ask.reasoning_effort,
+        continue_final=ask.continue_final,
+        suffix=ask.suffix,
+        prompt_tokens=ask.prompt_tokens,
+        logprobs=ask.logprobs,
+        prompt_logprobs=ask.prompt_logprobs,
+    )
+
+
+async def _collect_all(
+    items: list[AsyncGenerator[StreamItem, None]], turn: Turn, calls: list[CallInfo]
+) -> dict[str, Any]:
+    bodies = await asyncio.gather(
+        *(collect(stream, turn.reply, call) for stream, call in zip(items, calls, strict=True))
+    )
+    return bodies[0] if len(bodies) == 1 else merged_body(bodies)
+
+
+async def _together(
+    streams: list[AsyncIterator[bytes]], turn: Turn, call: CallInfo, answers: list[Answer]
+) -> AsyncIterator[bytes]:
+    """Every choice's chunks as they come, then the end of the stream, once."""
+    async with aclosing(interleaved(streams)) as chunks:
+        async for chunk in chunks:
+            yield chunk
+    assert turn.reply.closing is not None  # only dialects with a closing take n > 1
+    for chunk in turn.reply.closing(call, total_usage([answer.usage for answer in answers])):
+        yield chunk
 
 
 async def resumed(

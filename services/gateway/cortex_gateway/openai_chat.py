@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -182,6 +183,15 @@ def logit_biases(biases: dict[str, float] | None) -> dict[int, float]:
     return parsed
 
 
+# The most choices one request may ask for: each takes a slot of its own.
+MAX_CHOICES = 16
+
+
+def check_choices(n: int | None) -> None:
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise ApiError.invalid(f"n must be between 1 and {MAX_CHOICES}, got {n}", param="n")
+
+
 def check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ApiError.invalid(f"{name} must be at least 1, got {value}", param=name)
@@ -216,8 +226,7 @@ def _text_of(message: Message, index: int) -> str:
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
-    if request.n not in (None, 1):
-        raise unsupported("n", "only n=1")
+    check_choices(request.n)
     check_top("top_logprobs", request.top_logprobs, MAX_TOP)
     if request.top_logprobs is not None and not request.logprobs:
         raise ApiError.invalid("top_logprobs needs logprobs set to true", param="top_logprobs")
@@ -398,7 +407,10 @@ class ChatStream:
         self, delta: dict[str, Any], reason: str | None = None,
         logprobs: dict[str, Any] | None = None,
     ) -> bytes:  # fmt: skip
-        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+        choice = {
+            "index": self.call.choice, "delta": delta, "logprobs": logprobs,
+            "finish_reason": reason,
+        }  # fmt: skip
         return sse.data(_envelope(self.call, "chat.completion.chunk", [choice]))
 
     def _role(self) -> list[bytes]:
@@ -433,15 +445,25 @@ class ChatStream:
             return [self._chunk({"tool_calls": [part]})]
         if isinstance(event, Finished):
             chunks = [*self._role(), self._chunk({}, finish_reason(answer))]
-            if self.include_usage:
-                usage = {"usage": usage_body(event.usage)}
-                chunks.append(sse.data({**_envelope(self.call, "chat.completion.chunk", []),
-                                        **usage}))  # fmt: skip
-            return [*chunks, sse.DONE]
+            if self.call.choices > 1:  # several choices end together, once all are done
+                return chunks
+            return [*chunks, *chat_closing(self.include_usage)(self.call, event.usage)]
         return []
 
     def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
         return [sse.data(error.openai_body()), sse.DONE]
+
+
+def chat_closing(include_usage: bool) -> Callable[[CallInfo, Usage], list[bytes]]:
+    """The end of a chat stream: the usage chunk (when asked for), then [DONE]."""
+
+    def closing(call: CallInfo, usage: Usage) -> list[bytes]:
+        if not include_usage:
+            return [sse.DONE]
+        body = {**_envelope(call, "chat.completion.chunk", []), "usage": usage_body(usage)}
+        return [sse.data(body), sse.DONE]
+
+    return closing
 
 
 def chat_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
@@ -455,7 +477,7 @@ def chat_body(answer: Answer, call: CallInfo) -> dict[str, Any]:
             {k: v for k, v in tool_call_body(c, i).items() if k != "index"}
             for i, c in enumerate(answer.calls)
         ]
-    choice = {"index": 0, "message": message, "logprobs": None,
+    choice = {"index": call.choice, "message": message, "logprobs": None,
               "finish_reason": finish_reason(answer)}  # fmt: skip
     return {**_envelope(call, "chat.completion", [choice]), "usage": usage_body(answer.usage)}
 
@@ -471,6 +493,7 @@ def chat_reply(include_usage: bool, logprobs: bool = False) -> Reply:
         encoder=lambda call: ChatStream(call, include_usage, logprobs),
         body=scored_chat_body if logprobs else chat_body,
         inline_thinking=True,
+        closing=chat_closing(include_usage),
     )
 
 
@@ -490,4 +513,5 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
             **thinking_of(chat.reasoning_effort),
         ),
         reply=chat_reply(include_usage, bool(chat.logprobs)),
+        choices=chat.n or 1,
     )

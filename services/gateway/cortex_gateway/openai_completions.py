@@ -8,6 +8,7 @@ scored, the prompt's too (what evaluation harnesses score multiple choice by).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from cortex_gateway.events import Answer, Event, Finished, PromptScored, Text, W
 from cortex_gateway.logprobs import MAX_TOP, check_top, completion_logprobs
 from cortex_gateway.openai_chat import (
     StreamOptions,
+    check_choices,
     check_positive,
     check_range,
     decode_body,
@@ -29,7 +31,7 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_wire.messages import SamplingParams, TokenLogprob
+from cortex_wire.messages import SamplingParams, TokenLogprob, Usage
 
 # OpenAI's own default for this endpoint.
 DEFAULT_MAX_TOKENS = 16
@@ -70,12 +72,9 @@ def parse_request(body: bytes) -> CompletionRequest:
             raise ApiError.invalid("prompt must not be empty", param="prompt")
         if not all(isinstance(item, int) for item in prompt) and len(prompt) != 1:
             raise unsupported("prompt", "exactly one prompt per request")
-    for name, value, allowed in (
-        ("n", request.n, (None, 1)),
-        ("best_of", request.best_of, (None, 1)),
-    ):
-        if value not in allowed:
-            raise unsupported(name)
+    check_choices(request.n)
+    if request.best_of not in (None, 1):
+        raise unsupported("best_of", "choices are returned as generated (use n)")
     check_top("logprobs", request.logprobs, MAX_TOP)
     if request.max_tokens != 0 or not request.echo:  # 0 with echo: score the prompt only
         check_positive("max_tokens", request.max_tokens)
@@ -168,13 +167,13 @@ class CompletionStream:
         if self.echo.logprobs:
             logprobs = completion_logprobs(scored, self.offset)
             self.offset += sum(len(entry.token) for entry in scored)
-        return self._chunk([_choice(text, None, logprobs)])
+        return self._chunk([self._choice(text, None, logprobs)])
 
     def opening(self) -> list[bytes]:
         prompt = self.echo.opening(Answer())
         if not prompt or self.echo.logprobs:  # scored, the prompt comes with its tokens
             return []
-        return [self._chunk([_choice(prompt, None)])]
+        return [self._chunk([self._choice(prompt, None)])]
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]:
         if isinstance(event, Waiting):
@@ -186,20 +185,36 @@ class CompletionStream:
         if isinstance(event, Finished):
             end = [event.end_logprob] if event.end_logprob else []
             last = completion_logprobs(end, self.offset) if self.echo.logprobs else None
-            chunks = [self._chunk([_choice("", finish_reason(answer), last)])]
-            if self.include_usage:
-                chunks.append(self._chunk([], usage=usage_body(event.usage)))
-            return [*chunks, sse.DONE]
+            chunks = [self._chunk([self._choice("", finish_reason(answer), last)])]
+            if self.call.choices > 1:  # several choices end together, once all are done
+                return chunks
+            return [*chunks, *completion_closing(self.include_usage)(self.call, event.usage)]
         return []
+
+    def _choice(
+        self, text: str, reason: str | None, logprobs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return _choice(text, reason, logprobs, self.call.choice)
 
     def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
         return [sse.data(error.openai_body()), sse.DONE]
 
 
+def completion_closing(include_usage: bool) -> Callable[[CallInfo, Usage], list[bytes]]:
+    """The end of a completion stream: the usage chunk (when asked for), then [DONE]."""
+
+    def closing(call: CallInfo, usage: Usage) -> list[bytes]:
+        if not include_usage:
+            return [sse.DONE]
+        return [sse.data({**_envelope(call, []), "usage": usage_body(usage)}), sse.DONE]
+
+    return closing
+
+
 def _choice(
-    text: str, reason: str | None, logprobs: dict[str, Any] | None = None
+    text: str, reason: str | None, logprobs: dict[str, Any] | None = None, index: int = 0
 ) -> dict[str, Any]:
-    return {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": reason}
 
 
 def _envelope(call: CallInfo, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,7 +230,9 @@ def completion_body(answer: Answer, call: CallInfo, echo: Echo = NO_ECHO) -> dic
         end = answer.finished.end_logprob if answer.finished else None
         scored = [*(answer.prompt_logprobs if echo.echo else []), *answer.logprobs]
         logprobs = completion_logprobs([*scored, *([end] if end else [])], echo.start())
-    choice = _choice(echo.opening(answer) + answer.text, finish_reason(answer), logprobs)
+    choice = _choice(
+        echo.opening(answer) + answer.text, finish_reason(answer), logprobs, call.choice
+    )
     return {**_envelope(call, [choice]), "usage": usage_body(answer.usage)}
 
 
@@ -223,7 +240,7 @@ def completion_reply(include_usage: bool, echo: Echo = NO_ECHO) -> Reply:
     return Reply(
         encoder=lambda call: CompletionStream(call, include_usage, echo),
         body=lambda answer, call: completion_body(answer, call, echo),
-        inline_thinking=True, calls_as_text=True,
+        inline_thinking=True, calls_as_text=True, closing=completion_closing(include_usage),
     )  # fmt: skip
 
 
@@ -247,5 +264,6 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
             prompt_logprobs=bool(legacy.echo) and (scored or tokens is not None),
         ),
         reply=completion_reply(include_usage, echo),
+        choices=legacy.n or 1,
         request_prefix="cmpl-",
     )

@@ -22,7 +22,7 @@ from cortex_gateway.inference import StreamItem
 from cortex_gateway.keep_alive import Residency
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.translate import Translator
-from cortex_wire.messages import ChatMessage, SamplingParams, WireError
+from cortex_wire.messages import ChatMessage, SamplingParams, Usage, WireError
 from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
@@ -39,6 +39,9 @@ class CallInfo:
     stream: bool = False
     inline_thinking: bool = False  # the client asked for reasoning inline
     started_at: float = field(default_factory=time.perf_counter)
+    # Which of the request's `choices` answers (OpenAI's n) this one is.
+    choice: int = 0
+    choices: int = 1
 
 
 class Encoder(Protocol):
@@ -62,6 +65,9 @@ class Reply:
     inline_thinking: bool = False
     # It has no tool calls: they are written back as the model's text.
     calls_as_text: bool = False
+    # What ends a stream of several choices, once all have finished (given their usage);
+    # a dialect without it answers one choice per request.
+    closing: Callable[[CallInfo, Usage], list[bytes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Turn:
     # Nothing to run: only load (or unload) the model, then answer this body, given what
     # was done ("load" or "unload"). Ollama's way to preload or free a model.
     residency_only: Callable[[str], dict[str, Any]] | None = None
+    choices: int = 1  # answers to generate for the one prompt (OpenAI's n)
 
 
 def translator(reply: Reply, call: CallInfo) -> Translator:
