@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import write_catalogue
-from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.stack import RunningStack, running_gateway, running_stack, stack_settings
 from tests.support.tiny_gguf import DEFAULT_SPECIALS, FIM_KEYS, TinyModel, build_tiny_gguf
 
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
@@ -639,6 +639,50 @@ def test_the_models_tokenizer_over_http(api_stack: RunningStack, tmp_path: Path)
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
 
 
+# --- stored responses -----------------------------------------------------------------
+
+
+def test_a_stored_response_is_continued_through_another_gateway(
+    gpt: openai.OpenAI, api_stack: RunningStack
+) -> None:
+    """Responses live on the bus: a second replica returns one the first answered,
+    continues its conversation, and deletes it for both."""
+    first = gpt.responses.create(model="hello", input="Hi", instructions="Be brief.")
+    assert first.output_text == "Hello, world!"
+    with running_gateway(api_stack.settings) as other_url:
+        other = openai.OpenAI(base_url=f"{other_url}/v1", api_key="unused", max_retries=0)
+        again = other.responses.retrieve(first.id)
+        assert (again.id, again.output_text) == (first.id, "Hello, world!")
+        follow = other.responses.create(
+            model="hello", input="Again", previous_response_id=first.id, instructions="Be brief."
+        )
+        assert follow.previous_response_id == first.id
+        # The model saw the stored conversation: exactly what sending it all would give.
+        whole = gpt.responses.create(
+            model="hello", instructions="Be brief.",
+            input=[{"role": "user", "content": "Hi"},
+                   {"role": "assistant", "content": "Hello, world!"},
+                   {"role": "user", "content": "Again"}],
+        )  # fmt: skip
+        assert follow.usage is not None and whole.usage is not None
+        assert follow.usage.input_tokens == whole.usage.input_tokens
+        # Streamed: stored before the stream says it is done.
+        streamed = gpt.responses.create(model="hello", input="Hi", stream=True)
+        done = next(e for e in streamed if e.type == "response.completed").response
+        assert other.responses.retrieve(done.id).output_text == "Hello, world!"
+        deleted = other.responses.delete(first.id)
+        assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        gpt.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        gpt.responses.create(model="hello", input="x", previous_response_id=first.id)
+    assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    unstored = gpt.responses.create(model="hello", input="Hi", store=False)
+    assert unstored.store is False
+    with pytest.raises(openai.NotFoundError):
+        gpt.responses.retrieve(unstored.id)
+
+
 def test_responses_include_output_text_logprobs(gpt: openai.OpenAI, tmp_path: Path) -> None:
     chosen, _ = hello_model(tmp_path).logprobs()
     response = gpt.responses.create(
@@ -868,5 +912,5 @@ def test_responses_max_output_tokens_is_incomplete(gpt: openai.OpenAI) -> None:
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+    with pytest.raises(openai.NotFoundError, match="no stored response 'resp_1'"):
         gpt.responses.create(model="hello", input="Hi", previous_response_id="resp_1")

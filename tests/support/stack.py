@@ -104,6 +104,39 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
 
 
 @contextmanager
+def running_gateway(settings: Settings, timeout: float = 60.0) -> Iterator[str]:
+    """One more gateway replica on `settings`' bus (its own port): its base URL."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ports: dict[str, int] = {}
+    bound = threading.Event()
+
+    def listening(http_port: int, metrics_port: int) -> None:
+        ports["http"] = http_port
+        bound.set()
+
+    async def main() -> None:
+        try:
+            await run_gateway(settings, stop, listening)
+        finally:
+            bound.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        if not bound.wait(timeout) or "http" not in ports:
+            raise RuntimeError("gateway did not start")
+        base = f"http://127.0.0.1:{ports['http']}"
+        ready = {"neuron": settings.neuron_name(), "wait": timeout}  # it has seen the fleet
+        httpx.get(f"{base}/health", params=ready, timeout=timeout + 5).raise_for_status()
+        yield base
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        loop.close()
+
+
+@contextmanager
 def stack_on_own_bus(
     folder: Path,
     models: list[dict[str, Any]],

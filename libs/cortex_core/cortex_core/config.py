@@ -82,6 +82,10 @@ class GatewaySettings(Section):
     # Send a conversation's next turn to the replica whose cache holds its start, unless
     # that replica is much busier; false: always to the least busy replica.
     route_by_prefix: bool = True
+    # Stored Responses (store, previous_response_id, GET/DELETE /v1/responses/{id}) live in
+    # the bus's JetStream KV for this long, in at most this much space (oldest go first).
+    responses_ttl_s: float = 30 * 24 * 3600.0
+    responses_max_mb: int = 256
 
 
 class NeuronSettings(Section):
@@ -294,6 +298,11 @@ def _check_settings(settings: Settings, source: str) -> None:
         parse_host_port(settings.nats.cluster_listen, "nats.cluster_listen", source)
     if not 1 <= settings.nats.kv_replicas <= 5:
         raise ConfigError(f"{source}: nats.kv_replicas: must be 1 to 5 (JetStream's range)")
+    if settings.gateway.responses_ttl_s <= 0 or settings.gateway.responses_max_mb < 1:
+        raise ConfigError(
+            f"{source}: gateway.responses_ttl_s and responses_max_mb: must be > 0 (a stored "
+            "response needs room and time)"
+        )
     if settings.eviction.defrag_after_cycles < 0:
         raise ConfigError(f"{source}: eviction.defrag_after_cycles: must be >= 0")
     if settings.neuron.queue_depth < 1:

@@ -62,7 +62,9 @@ class EmbeddedNats:
         echo: TextIO | None = None,
         extra_args: Sequence[str] = (),
         die_with_parent: bool = False,
+        jetstream: bool = True,  # off: a plain bus, as some operators run (a test's case)
     ) -> None:
+        self.jetstream = jetstream
         # extra_args: more nats-server options, e.g. ("--user", u, "--pass", p) or ("-c", conf)
         self.extra_args = tuple(extra_args)
         # The server stops when the thread that starts it ends (orphans.die_with_parent):
@@ -82,9 +84,10 @@ class EmbeddedNats:
     def start(self, timeout: float = 20.0) -> str:
         """Start the server and return its client URL once it reports ready."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        storage = ["-js", "-sd", str(self.store_dir)] if self.jetstream else []
         command = [
-            str(find_binary()), "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.store_dir), *self._name(), *self.extra_args,
+            str(find_binary()), "-a", self.host, "-p", str(self.port), *storage, *self._name(),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

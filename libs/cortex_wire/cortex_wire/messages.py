@@ -243,6 +243,18 @@ class VocabReply(Struct):
     error: WireError | None = None
 
 
+class StoredResponse(Struct):
+    """A Responses API answer kept in the responses bucket: what GET /v1/responses/{id}
+    returns, and the conversation a next turn (previous_response_id) continues."""
+
+    id: str
+    model: str
+    body: dict[str, object]  # the response, as it was returned
+    # Every message so far (instructions aside: a next turn brings its own), this
+    # response's output last.
+    conversation: list[ChatMessage] = msgspec.field(default_factory=list)
+
+
 class Cancel(Struct):
     request_id: str
     reason: str = "client went away"

@@ -29,6 +29,8 @@ REQUEST_RECORDS = f"{ROOT}.metrics.request"
 PINS_BUCKET = "cortex_pins"
 LEASE_BUCKET = "cortex_scheduler_lease"
 LEASE_KEY = "leader"
+# Stored Responses (OpenAI's store / previous_response_id), kept by every gateway replica.
+RESPONSES_BUCKET = "cortex_responses"
 
 
 def encode_token(text: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from litestar import Litestar, MediaType, Request, Response, get, head, post
+from litestar import Litestar, MediaType, Request, Response, delete, get, head, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
@@ -18,6 +18,7 @@ from cortex_gateway import (
     embeddings,
     ollama_api,
     openai_chat,
+    openai_responses,
     residency,
     tokenizer_api,
 )
@@ -32,6 +33,7 @@ from cortex_gateway.openapi import openapi_document
 from cortex_gateway.routes import ROUTES, Route
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
+    ChatMessage,
     EmbedReply,
     EmbedRequest,
     FleetStatus,
@@ -221,6 +223,29 @@ def create_app(gateway: Gateway) -> Litestar:
 
         return await kept(request, ask, body)
 
+    # --- stored responses ----------------------------------------------------------------
+
+    @post("/v1/responses", status_code=200)
+    async def responses(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        parsed = openai_responses.parse_request(await request.body())
+        history: list[ChatMessage] = []
+        if parsed.previous_response_id:
+            previous = await gateway.responses.get(
+                parsed.previous_response_id, param="previous_response_id"
+            )
+            history = previous.conversation
+        turn = openai_responses.turn(parsed, history, gateway.responses.put)
+        return await answer(gateway, request, turn)
+
+    @get("/v1/responses/{response_id:str}")
+    async def stored_response(response_id: FromPath[str]) -> dict[str, Any]:
+        return (await gateway.responses.get(response_id)).body
+
+    @delete("/v1/responses/{response_id:str}", status_code=200)
+    async def delete_response(response_id: FromPath[str]) -> dict[str, Any]:
+        await gateway.responses.delete(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
+
     # --- the model's tokenizer (vLLM's and llama-server's endpoints) ---------------------
 
     async def vocab(ask: VocabRequest) -> VocabReply:
@@ -284,6 +309,9 @@ def create_app(gateway: Gateway) -> Litestar:
             list_models,
             get_model,
             *answering_routes,
+            responses,
+            stored_response,
+            delete_response,
             count_tokens,
             openai_embeddings,
             ollama_embed,

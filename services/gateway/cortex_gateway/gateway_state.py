@@ -21,6 +21,7 @@ from cortex_gateway.dashboard import RecentRequests
 from cortex_gateway.errors import ApiError
 from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics
+from cortex_gateway.response_store import ResponseStore
 from cortex_wire import codec, subjects
 from cortex_wire.messages import EnsureModel, ModelRef, RequestRecord, SchedulerReply
 from cortex_wire.outcomes import Code
@@ -37,9 +38,14 @@ class Gateway:
     fleet: FleetState
     settings: GatewaySettings
     metrics: GatewayMetrics
+    kv_replicas: int = 1  # copies of what the gateway keeps on the bus (stored responses)
 
     def __post_init__(self) -> None:
         self.inference = Inference(self.nc, self.fleet, self.settings)
+        self.responses = ResponseStore(
+            self.nc, self.settings.responses_ttl_s, self.settings.responses_max_mb,
+            self.kv_replicas,
+        )  # fmt: skip
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._records: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()

@@ -8,12 +8,12 @@ a `reasoning` item (its text as `reasoning_text`), a `message` with `output_text
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import msgspec
 
-from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
@@ -42,7 +42,13 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
-from cortex_wire.messages import ChatMessage, SamplingParams, TokenLogprob, ToolCall
+from cortex_wire.messages import (
+    ChatMessage,
+    SamplingParams,
+    StoredResponse,
+    TokenLogprob,
+    ToolCall,
+)
 
 # Input parts that carry text (earlier assistant output comes back as output_text).
 TEXT_KINDS = ("input_text", "output_text", "text")
@@ -118,8 +124,6 @@ def parse_request(body: bytes) -> ResponsesRequest:
     request: ResponsesRequest = decode_body(body, ResponsesRequest)
     if not request.model:
         raise ApiError.invalid("model must not be empty", param="model")
-    if request.previous_response_id:
-        raise unsupported("previous_response_id", "responses are not stored; send the input")
     if isinstance(request.tool_choice, dict) or request.tool_choice == "required":
         raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
     for index, tool in enumerate(request.tools or []):
@@ -137,16 +141,25 @@ def parse_request(body: bytes) -> ResponsesRequest:
     check_top("top_logprobs", request.top_logprobs, MAX_TOP)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
-    chat_messages(request)  # validates the input items
+    input_messages(request)  # validates the input items
     return request
 
 
-def chat_messages(request: ResponsesRequest) -> list[ChatMessage]:
-    messages: list[ChatMessage] = []
+def chat_messages(
+    request: ResponsesRequest, history: Sequence[ChatMessage] = ()
+) -> list[ChatMessage]:
+    """What the template gets: the instructions, the conversation so far (a previous
+    response's), then this request's input."""
+    messages = [*history, *input_messages(request)]
     if request.instructions:
-        messages.append(ChatMessage(role="system", content=request.instructions))
+        messages.insert(0, ChatMessage(role="system", content=request.instructions))
+    return messages
+
+
+def input_messages(request: ResponsesRequest) -> list[ChatMessage]:
+    messages: list[ChatMessage] = []
     if isinstance(request.input, str):
-        return [*messages, ChatMessage(role="user", content=request.input)]
+        return [ChatMessage(role="user", content=request.input)]
     if not request.input:
         raise ApiError.invalid("input must not be empty", param="input")
     reasoning = ""  # a reasoning item belongs to the assistant output that follows it
@@ -274,6 +287,8 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
         "top_p": request.top_p,
         "max_output_tokens": request.max_output_tokens,
         "metadata": request.metadata or {},
+        "previous_response_id": request.previous_response_id,
+        "store": request.store is not False,
         "usage": {
             "input_tokens": usage.prompt_tokens,
             "input_tokens_details": {"cached_tokens": usage.cached_tokens},
@@ -388,26 +403,60 @@ class ResponsesStream:
         ]
 
 
-def responses_reply(request: ResponsesRequest) -> Reply:
+# Keeps a finished response (its id, model, body and conversation) before the client
+# hears it is done, so a next turn that names it always finds it.
+Save = Callable[[StoredResponse], Awaitable[None]]
+
+
+def output_messages(answer: Answer) -> list[ChatMessage]:
+    """The answer as the assistant turn a next request's template gets."""
+    calls = [ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in answer.calls]
+    return [
+        ChatMessage(
+            role="assistant", content=answer.text, tool_calls=calls, reasoning=answer.reasoning
+        )
+    ]
+
+
+def stored(
+    answer: Answer, call: CallInfo, request: ResponsesRequest, history: Sequence[ChatMessage]
+) -> StoredResponse:
+    conversation = [*history, *input_messages(request), *output_messages(answer)]
+    body = response_body(answer, call, request)
+    return StoredResponse(id=call.request_id, model=call.model, body=body,
+                          conversation=conversation)  # fmt: skip
+
+
+def responses_reply(
+    request: ResponsesRequest, history: Sequence[ChatMessage] = (), save: Save | None = None
+) -> Reply:
+    async def keep(answer: Answer, call: CallInfo) -> None:
+        if save is not None:
+            await save(stored(answer, call, request, history))
+
     return Reply(
         encoder=lambda call: ResponsesStream(call, request),
         body=lambda answer, call: response_body(answer, call, request),
+        on_finish=keep if save is not None else None,
     )
 
 
-def turn(body: bytes, settings: GatewaySettings) -> Turn:
-    parsed = parse_request(body)
+def turn(
+    parsed: ResponsesRequest, history: Sequence[ChatMessage] = (), save: Save | None = None
+) -> Turn:
+    """The request as a turn: after `history` (the conversation a previous response
+    ended), kept by `save` once it is done (with store, the default)."""
     return Turn(
         route="responses",
         model=parsed.model,
         stream=parsed.stream,
         ask=Ask(
-            messages=chat_messages(parsed),
+            messages=chat_messages(parsed, history),
             params=sampling_params(parsed),
             tools=template_tools(parsed),
             logprobs=(parsed.top_logprobs or 0) if scored(parsed) else None,
             **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
         ),
-        reply=responses_reply(parsed),
+        reply=responses_reply(parsed, history, save if parsed.store is not False else None),
         request_prefix="resp_",
     )

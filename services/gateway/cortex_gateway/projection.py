@@ -9,7 +9,7 @@ turns the whole Answer into the response a non-streaming client gets.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,6 +68,9 @@ class Reply:
     # What ends a stream of several choices, once all have finished (given their usage);
     # a dialect without it answers one choice per request.
     closing: Callable[[CallInfo, Usage], list[bytes]] | None = None
+    # Run once the answer is whole, before its last event is sent (a stored response is
+    # kept before the client can ask for it).
+    on_finish: Callable[[Answer, CallInfo], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ async def project(
                         continue
                     _trace(call, event)
                     answer.add(event)
+                    if isinstance(event, Finished) and reply.on_finish is not None:
+                        await _finish(reply.on_finish, answer, call)
                     if encoder is not None:
                         chunks += encoder.encode(event, answer)
                     if isinstance(event, Finished):
@@ -159,6 +164,17 @@ async def project(
     finally:
         finished = answer.finished
         call.trace.finish(outcome, answer.usage, finished.timings if finished else None)
+
+
+async def _finish(
+    on_finish: Callable[[Answer, CallInfo], Awaitable[None]], answer: Answer, call: CallInfo
+) -> None:
+    """What a dialect does with a whole answer; its failure is logged, never the answer's."""
+    try:
+        await on_finish(answer, call)
+    except Exception as error:
+        why = getattr(error, "message", None) or str(error) or type(error).__name__
+        log.warning("answer_finish_failed", request_id=call.request_id, error=why)
 
 
 async def collect(

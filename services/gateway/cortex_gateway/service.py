@@ -99,7 +99,10 @@ async def run_gateway(
     metrics_server = serve_metrics(
         settings.gateway.metrics_listen, metrics.registry, "gateway.metrics_listen"
     )
-    gateway = Gateway(nc=nc, fleet=fleet, settings=settings.gateway, metrics=metrics)
+    gateway = Gateway(
+        nc=nc, fleet=fleet, settings=settings.gateway, metrics=metrics,
+        kv_replicas=settings.nats.kv_replicas,
+    )  # fmt: skip
     sock = bind(settings.gateway.listen)
     server = uvicorn.Server(
         uvicorn.Config(
