@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -51,6 +51,9 @@ from cortex_wire.messages import (
 from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("neuron")
+# A request/reply message (each names its model) and the reply that may carry an error.
+Asked = TypeVar("Asked", InferRequest, VocabRequest, EmbedRequest)
+Answer = TypeVar("Answer", TokenCount, VocabReply, EmbedReply)
 
 
 @dataclass
@@ -408,18 +411,27 @@ class Neuron:
         in_flight = self.in_flight(profile.id)
         return refusal(profile, in_flight, self.node, self.settings.neuron.queue_depth)
 
-    async def _on_tokenize(self, msg: Msg) -> None:
+    async def _asked(
+        self, msg: Msg, kind: type[Asked], answer: type[Answer]
+    ) -> tuple[Asked, Resident] | None:
+        """A request/reply message's request and the ready model it names; None once the
+        refusal (`answer` carrying the error) is sent."""
         try:
-            request = codec.decode(msg.data, InferRequest)
+            request = codec.decode(msg.data, kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            await _reply(
-                msg, TokenCount(error=WireError(code=Code.BAD_REQUEST, message=str(error)))
-            )
-            return
+            await _reply(msg, answer(error=WireError(code=Code.BAD_REQUEST, message=str(error))))
+            return None
         resident = self._ready(request.model)
         if isinstance(resident, WireError):
-            await _reply(msg, TokenCount(error=resident))
+            await _reply(msg, answer(error=resident))
+            return None
+        return request, resident
+
+    async def _on_tokenize(self, msg: Msg) -> None:
+        asked = await self._asked(msg, InferRequest, TokenCount)
+        if asked is None:
             return
+        request, resident = asked
         assert resident.engine is not None  # a ready resident has one
         try:
             count = await asyncio.to_thread(resident.engine.count_tokens, request)
@@ -429,16 +441,10 @@ class Neuron:
         await _reply(msg, TokenCount(tokens=count))
 
     async def _on_vocab(self, msg: Msg) -> None:
-        try:
-            request = codec.decode(msg.data, VocabRequest)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            bad = WireError(code=Code.BAD_REQUEST, message=str(error))
-            await _reply(msg, VocabReply(error=bad))
+        asked = await self._asked(msg, VocabRequest, VocabReply)
+        if asked is None:
             return
-        resident = self._ready(request.model)
-        if isinstance(resident, WireError):
-            await _reply(msg, VocabReply(error=resident))
-            return
+        request, resident = asked
         if not isinstance(resident.engine, Engine):
             wrong = _wrong_kind(request.model, "an embedding model: its tokenizer is not served")
             await _reply(msg, VocabReply(error=wrong))
@@ -453,17 +459,10 @@ class Neuron:
         self._spawn(self._on_embed(msg))  # each in its own task: one model never waits on another
 
     async def _on_embed(self, msg: Msg) -> None:
-        try:
-            request = codec.decode(msg.data, EmbedRequest)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            await _reply(
-                msg, EmbedReply(error=WireError(code=Code.BAD_REQUEST, message=str(error)))
-            )
+        asked = await self._asked(msg, EmbedRequest, EmbedReply)
+        if asked is None:
             return
-        resident = self._ready(request.model)
-        if isinstance(resident, WireError):
-            await _reply(msg, EmbedReply(error=resident))
-            return
+        request, resident = asked
         if not isinstance(resident.engine, EmbeddingEngine):
             await _reply(
                 msg, EmbedReply(error=_wrong_kind(request.model, "not an embedding model"))
