@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_catalogue
-from tests.support.stack import running_stack, stack_settings
+from tests.support.stack import stack_on_own_bus
 from tests.support.tiny_gguf import build_tiny_gguf
 
 # "no" comes first: a scorer that told the choices apart by nothing would pick it.
@@ -53,13 +52,13 @@ def task_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_lm_eval_scores_a_multiple_choice_task(nats_server, tmp_path: Path, task_folder) -> None:
+def test_lm_eval_scores_a_multiple_choice_task(tmp_path: Path, task_folder) -> None:
     model = build_tiny_gguf(tmp_path / "yes.gguf", (" yes",), start=":")
-    models = write_catalogue(
-        tmp_path / "models.toml", [{"id": "yes", "path": str(model.path), "n_ctx": 512}]
-    )
     output = tmp_path / "results"
-    with running_stack(stack_settings(nats_server.url, models, node="eval-neuron")) as stack:
+    # A bus of its own: the fleet serves this one model, so lm-eval's tokenizer calls,
+    # which name no model, go to it.
+    served = [{"id": "yes", "path": str(model.path), "n_ctx": 512}]
+    with stack_on_own_bus(tmp_path, served, node="eval-neuron") as stack:
         run = subprocess.run(
             [
                 sys.executable, "-m", "lm_eval", "run",
