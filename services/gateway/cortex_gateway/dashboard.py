@@ -1,5 +1,6 @@
-"""The live fleet page's data: heartbeats for the fleet, request records (from every
-gateway replica, via the bus) for the last minutes (pure: callers pass `now`)."""
+"""The live fleet page's data: heartbeats for the fleet and its catalogue, request records
+(from every gateway replica, via the bus) for the last minutes: totals, a series, each
+model's TTFT and tok/s over time, and the latest requests (pure: callers pass `now`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from cortex_wire.messages import RequestRecord
 
 WINDOW_S = 300.0
 STEP_S = 10.0
+# The latest requests the page lists.
+LOG_ROWS = 50
 
 
 class RecentRequests:
@@ -48,6 +51,45 @@ def request_series(records: list[RequestRecord], now: float) -> list[dict[str, A
     return series
 
 
+def model_series(records: list[RequestRecord], now: float) -> dict[str, list[dict[str, Any]]]:
+    """The series for each model's requests alone."""
+    models = sorted({r.model for r in records})
+    return {m: request_series([r for r in records if r.model == m], now) for m in models}
+
+
+def log_rows(records: list[RequestRecord]) -> list[dict[str, Any]]:
+    """The latest requests, newest first: where each went, how it ended, where its time
+    to the first token went (queue, prefill; a cold load), and its decode speed."""
+    rows = []
+    for r in reversed(records[-LOG_ROWS:]):
+        decode = r.timings.decode_s
+        rows.append(
+            {
+                "at": r.at, "request_id": r.request_id, "model": r.model, "node": r.node,
+                "route": r.route, "outcome": r.outcome, "ttft_s": r.ttft_s,
+                "queue_s": r.timings.queue_s, "prefill_s": r.timings.prefill_s,
+                "load_s": r.load_s if r.cold_start else 0.0,
+                "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                "cached_tokens": r.cached_tokens,
+                "tokens_per_s": round((r.completion_tokens - 1) / decode, 2)
+                if decode > 0 and r.completion_tokens > 1 else None,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def catalogue_rows(fleet: FleetState, now_mono: float) -> list[dict[str, Any]]:
+    """Every model the fleet can serve, with its state on each neuron (for actions)."""
+    return [
+        {
+            "model": model, "embedding": view.entry.embedding, "n_ctx": view.entry.n_ctx,
+            "served_by": sorted(view.served_by), "pinned_on": view.entry.pinned_on,
+            "states": {node: m.state for node, m in sorted(view.states.items())},
+        }
+        for model, view in sorted(fleet.catalogue(now_mono).items())
+    ]  # fmt: skip
+
+
 def dashboard_data(
     fleet: FleetState, records: list[RequestRecord], now_mono: float, now: float
 ) -> dict[str, Any]:
@@ -82,6 +124,9 @@ def dashboard_data(
         "at": now,
         "neurons": neurons,
         "models": models,
+        "catalogue": catalogue_rows(fleet, now_mono),
+        "log": log_rows(records),
+        "per_model": model_series(records, now),
         "requests": {
             "last_minutes": WINDOW_S / 60,
             "total": len(records),
