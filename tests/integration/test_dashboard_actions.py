@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.support.stack import RunningStack, stack_on_own_bus
+from tests.support.stack import RunningStack, running_gateway, stack_on_own_bus
 from tests.support.tiny_gguf import build_tiny_gguf
 
 ADMIN_KEY = "dashboard-admin-key"
@@ -100,3 +100,14 @@ def test_the_playground_streams_reasoning_apart_and_the_log_shows_it(page: Page)
     expect(latest).to_contain_text("ops-neuron")
     expect(latest).to_contain_text("ok")
     expect(page.locator('#per-model tr[data-model="think"] svg polyline').first).to_be_attached()
+
+
+def test_the_log_shows_what_another_gateway_replica_served(
+    page: Page, operated: RunningStack
+) -> None:
+    with running_gateway(operated.settings) as other:
+        reply = httpx.post(
+            f"{other}/v1/completions", json={"model": "hello", "prompt": "Hi\n"}, timeout=60
+        )
+        assert reply.status_code == 200, reply.text
+    expect(page.locator("#log tbody tr").first).to_contain_text("completions")
