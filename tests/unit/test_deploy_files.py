@@ -59,12 +59,30 @@ def test_compose_runs_every_service_with_health_checks() -> None:
     services = compose["services"]
     assert sorted(services) == ["gateway", "nats", "neuron", "scheduler"]
     assert all("healthcheck" in s for s in services.values())
-    assert "-js" in services["nats"]["command"] and "nats-data:/data" in services["nats"]["volumes"]
-    neuron = services["neuron"]
-    (gpu,) = neuron["deploy"]["resources"]["reservations"]["devices"]
-    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    assert any(v.endswith(":/models:ro") for v in neuron["volumes"])
-    assert neuron["build"]["args"]["CMAKE_ARGS"] == "-DGGML_CUDA=on"
+    # The bus is cortex's own embedded nats-server, its JetStream store on a volume.
+    assert services["nats"]["command"] == ["nats"]
+    assert "nats-data:/var/lib/cortex" in services["nats"]["volumes"]
     for name in ("scheduler", "gateway", "neuron"):
         assert services[name]["command"] == [name]
         assert services[name]["environment"]["CORTEX_NATS_URL"] == "nats://nats:4222"
+        assert services[name]["depends_on"]["nats"]["condition"] == "service_healthy"
+    # Comes up anywhere: no GPU reserved, the demo catalogue the image carries.
+    neuron = services["neuron"]
+    assert "deploy" not in neuron and "volumes" not in neuron
+    assert neuron["environment"]["CORTEX_NEURON_MODELS"] == "/etc/cortex/demo-models.toml"
+
+
+def test_the_gpu_variant_adds_cuda_devices_and_models() -> None:
+    gpu = yaml.safe_load((ROOT / "compose.gpu.yaml").read_text())["services"]["neuron"]
+    (devices,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices["driver"] == "nvidia" and "gpu" in devices["capabilities"]
+    assert gpu["build"]["args"]["CMAKE_ARGS"] == "-DGGML_CUDA=on"
+    assert gpu["build"]["args"]["BASE"].startswith("nvidia/cuda:")
+    assert any(v.endswith(":/models:ro") for v in gpu["volumes"])
+    assert gpu["environment"]["CORTEX_NEURON_MODELS"] == "/models/models.toml"
+
+
+def test_the_image_runs_as_a_user_and_keeps_build_inputs_out() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    final = dockerfile.rsplit("\nFROM ", 1)[1]  # the image's own stage
+    assert "USER cortex" in final and "/inputs" not in final
