@@ -3,30 +3,21 @@ the image builds (on the default base, or a Debian base made here when that cann
 pulled), every service turns healthy, a chat completion comes back through the gateway,
 its metrics are served, and `down -v` removes it all.
 
-The build context is a copy of this checkout, with build-time inputs added the way
-deploy/docker/build-inputs/README.md describes: the llama-cpp-python wheel pip built
-for this machine (or llama.cpp compiles in the image, ~10 minutes more) and the CA bundle
-this machine's pip uses."""
+The build context is a copy of this checkout with build-time inputs (docker_host.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.docker_host import NoDocker, base_image, docker_daemon
+from tests.support.docker_host import base_image, build_context
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"nats", "scheduler", "gateway", "neuron"}
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
@@ -36,41 +27,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def build_context(target: Path) -> Path:
-    """This checkout's files (committed or not, as git sees them), plus build inputs."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-        text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    inputs = target / "deploy" / "docker" / "build-inputs"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(inputs / "wheels"),
-         f"llama-cpp-python=={version('llama-cpp-python')}"],
-        check=True, timeout=1800,
-    )  # fmt: skip
-    cert = pip_cert()
-    if cert is not None:
-        shutil.copy(cert, inputs / "ca.crt")
-    return target
-
-
-def pip_cert() -> Path | None:
-    """The CA bundle this machine's pip verifies the registry with, if it names one."""
-    listed = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
-    ).stdout.splitlines()  # every file's settings, and the environment's (PIP_CERT)
-    named = [os.environ.get("PIP_CERT", "")] + [
-        value.strip("'") for key, _, value in (line.partition("=") for line in listed)
-        if key.endswith(".cert")
-    ]  # fmt: skip
-    return next((Path(c) for c in named if c and Path(c).is_file()), None)
 
 
 class HealthWatch:
@@ -101,17 +57,7 @@ class HealthWatch:
         self._process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
-    try:
-        with docker_daemon(log):
-            yield
-    except NoDocker as why:
-        pytest.skip(f"no Docker here: {why}")
-
-
-def test_compose_comes_up_on_the_cpu_and_serves(docker, tmp_path: Path) -> None:
+def test_compose_comes_up_on_the_cpu_and_serves(docker_ready, tmp_path: Path) -> None:
     context = build_context(tmp_path / "context")
     project = f"cortex-test-{uuid.uuid4().hex[:8]}"
     port, metrics_port = free_port(), free_port()

@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # What the Dockerfile builds on by default, and what stands in for it when it can't be had.
 DEFAULT_BASE = "python:3.11-slim-bookworm"
@@ -99,3 +103,41 @@ def base_image(workdir: Path) -> str:
     if imported.returncode != 0:
         raise NoBaseImage(f"docker import failed: {imported.stderr[-1000:]}")
     return MADE_BASE
+
+
+def build_context(target: Path) -> Path:
+    """This checkout's files (committed or not, as git sees them), plus the build-time
+    inputs deploy/docker/build-inputs/README.md describes: the llama-cpp-python wheel pip
+    built for this machine (else llama.cpp compiles in the image, ~10 minutes more) and
+    the CA bundle this machine's pip uses."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+        text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    inputs = target / "deploy" / "docker" / "build-inputs"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(inputs / "wheels"),
+         f"llama-cpp-python=={version('llama-cpp-python')}"],
+        check=True, timeout=1800,
+    )  # fmt: skip
+    cert = pip_cert()
+    if cert is not None:
+        shutil.copy(cert, inputs / "ca.crt")
+    return target
+
+
+def pip_cert() -> Path | None:
+    """The CA bundle this machine's pip verifies the registry with, if it names one."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout.splitlines()  # every file's settings, and the environment's (PIP_CERT)
+    named = [os.environ.get("PIP_CERT", "")] + [
+        value.strip("'") for key, _, value in (line.partition("=") for line in listed)
+        if key.endswith(".cert")
+    ]  # fmt: skip
+    return next((Path(c) for c in named if c and Path(c).is_file()), None)
