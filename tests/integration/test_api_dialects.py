@@ -666,6 +666,13 @@ def test_a_stored_response_is_continued_through_another_gateway(
         )  # fmt: skip
         assert follow.usage is not None and whole.usage is not None
         assert follow.usage.input_tokens == whole.usage.input_tokens
+        # Its input, as the API lists input items (newest first by default).
+        items = other.responses.input_items.list(follow.id)
+        assert [(i.type, i.role) for i in items.data] == [("message", "user")]  # type: ignore[union-attr]
+        assert items.data[0].content[0].text == "Again"  # type: ignore[union-attr]
+        oldest_first = gpt.responses.input_items.list(whole.id, order="asc").data
+        texts = [i.content[0].text for i in oldest_first]  # type: ignore[union-attr]
+        assert texts == ["Hi", "Hello, world!", "Again"]
         # Streamed: stored before the stream says it is done.
         streamed = gpt.responses.create(model="hello", input="Hi", stream=True)
         done = next(e for e in streamed if e.type == "response.completed").response

@@ -253,6 +253,8 @@ class StoredResponse(Struct):
     # Every message so far (instructions aside: a next turn brings its own), this
     # response's output last.
     conversation: list[ChatMessage] = msgspec.field(default_factory=list)
+    # This request's own input, as Responses input items (GET …/input_items).
+    input_items: list[dict[str, object]] = msgspec.field(default_factory=list)
 
 
 class Cancel(Struct):

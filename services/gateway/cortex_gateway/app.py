@@ -241,6 +241,14 @@ def create_app(gateway: Gateway) -> Litestar:
     async def stored_response(response_id: FromPath[str]) -> dict[str, Any]:
         return (await gateway.responses.get(response_id)).body
 
+    @get("/v1/responses/{response_id:str}/input_items")
+    async def response_input_items(
+        response_id: FromPath[str], order: FromQuery[str] = "desc", limit: FromQuery[int] = 20,
+        after: FromQuery[str] = "",
+    ) -> dict[str, Any]:  # fmt: skip
+        stored = await gateway.responses.get(response_id)
+        return openai_responses.input_items_page(stored.input_items, order, limit, after)
+
     @delete("/v1/responses/{response_id:str}", status_code=200)
     async def delete_response(response_id: FromPath[str]) -> dict[str, Any]:
         await gateway.responses.delete(response_id)
@@ -311,6 +319,7 @@ def create_app(gateway: Gateway) -> Litestar:
             *answering_routes,
             responses,
             stored_response,
+            response_input_items,
             delete_response,
             count_tokens,
             openai_embeddings,

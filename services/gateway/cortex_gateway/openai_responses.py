@@ -8,6 +8,7 @@ a `reasoning` item (its text as `reasoning_text`), a `message` with `output_text
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -418,13 +419,54 @@ def output_messages(answer: Answer) -> list[ChatMessage]:
     ]
 
 
+def listed_inputs(request: ResponsesRequest) -> list[dict[str, Any]]:
+    """The request's input as the API lists input items: each with an id and a status,
+    a message's text as content parts."""
+    given = request.input
+    if isinstance(given, str):
+        given = [Item(role="user", content=given)]
+    items = []
+    for item in given:
+        listed = {k: v for k, v in msgspec.to_builtins(item).items() if v is not None}
+        if isinstance(item.content, str):
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            listed["content"] = [{"type": kind, "text": item.content}]
+        prefix = "msg" if item.type == "message" else item.type.split("_")[0][:4]
+        items.append({"id": f"{prefix}_{uuid.uuid4().hex[:24]}", **listed, "status": "completed"})
+    return items
+
+
 def stored(
     answer: Answer, call: CallInfo, request: ResponsesRequest, history: Sequence[ChatMessage]
 ) -> StoredResponse:
     conversation = [*history, *input_messages(request), *output_messages(answer)]
     body = response_body(answer, call, request)
-    return StoredResponse(id=call.request_id, model=call.model, body=body,
-                          conversation=conversation)  # fmt: skip
+    return StoredResponse(
+        id=call.request_id, model=call.model, body=body, conversation=conversation,
+        input_items=listed_inputs(request),
+    )  # fmt: skip
+
+
+def input_items_page(
+    items: Sequence[dict[str, object]], order: str, limit: int, after: str
+) -> dict[str, Any]:
+    """GET /v1/responses/{id}/input_items: a page of the stored input items (newest first
+    unless `order` is "asc"), `limit` of them, after the item with id `after`."""
+    if order not in ("asc", "desc"):
+        raise ApiError.invalid("order must be asc or desc", param="order")
+    if not 1 <= limit <= 100:
+        raise ApiError.invalid("limit must be between 1 and 100", param="limit")
+    ordered = list(items) if order == "asc" else list(reversed(items))
+    ids = [item.get("id") for item in ordered]
+    if after:
+        if after not in ids:
+            raise ApiError.invalid(f"no input item {after!r} in this response", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list", "data": page, "has_more": len(ordered) > limit,
+        "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+    }  # fmt: skip
 
 
 def responses_reply(
