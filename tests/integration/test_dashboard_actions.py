@@ -16,6 +16,7 @@ from tests.support.stack import RunningStack, running_gateway, stack_on_own_bus
 from tests.support.tiny_gguf import build_tiny_gguf
 
 ADMIN_KEY = "dashboard-admin-key"
+API_KEY = "dashboard-api-key"
 # Waits for the page (its own refresh every 2 s), far above what it needs.
 DEADLINE_MS = 30_000
 
@@ -31,8 +32,9 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
         {"id": "hello", "path": str(hello.path), "n_ctx": 256},
         {"id": "think", "path": str(think.path), "n_ctx": 256},
     ]
-    with stack_on_own_bus(folder, models, node="ops-neuron",
-                          gateway={"admin_keys": [ADMIN_KEY]}) as stack:  # fmt: skip
+    # Auth on: the page opens without a key, shows nothing until one is typed into it.
+    gateway = {"require_auth": True, "api_keys": [API_KEY], "admin_keys": [ADMIN_KEY]}
+    with stack_on_own_bus(folder, models, node="ops-neuron", gateway=gateway) as stack:
         yield stack
 
 
@@ -69,8 +71,10 @@ def test_an_operator_loads_pins_unpins_and_unloads_by_clicking(
 ) -> None:
     row = page.locator('#catalogue tr[data-model="hello"]')
     status = page.locator("#action-status")
+    expect(page.locator("#status")).to_contain_text("HTTP 401")  # no key yet: no data
+    page.fill("#key", API_KEY)
     expect(row).to_contain_text("not loaded")
-    act(page, "hello", "load")  # no key typed yet: refused, and the page says why
+    act(page, "hello", "load")  # an API key is not an admin key: refused, saying why
     expect(status).to_contain_text("load hello failed")
     expect(status).to_contain_text("admin")
     page.fill("#key", ADMIN_KEY)
@@ -89,6 +93,7 @@ def test_an_operator_loads_pins_unpins_and_unloads_by_clicking(
 
 
 def test_the_playground_streams_reasoning_apart_and_the_log_shows_it(page: Page) -> None:
+    page.fill("#key", API_KEY)
     page.select_option("#play-model", "think")
     page.fill("#play-input", "Hi")
     page.click("#play-send")
@@ -105,9 +110,11 @@ def test_the_playground_streams_reasoning_apart_and_the_log_shows_it(page: Page)
 def test_the_log_shows_what_another_gateway_replica_served(
     page: Page, operated: RunningStack
 ) -> None:
+    page.fill("#key", API_KEY)
     with running_gateway(operated.settings) as other:
         reply = httpx.post(
-            f"{other}/v1/completions", json={"model": "hello", "prompt": "Hi\n"}, timeout=60
-        )
+            f"{other}/v1/completions", json={"model": "hello", "prompt": "Hi\n"},
+            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+        )  # fmt: skip
         assert reply.status_code == 200, reply.text
     expect(page.locator("#log tbody tr").first).to_contain_text("completions")

@@ -23,6 +23,9 @@ def access(path: str, key: str, require: bool = True, admin=("adm",)) -> int:
         ("/admin/status", "", False, 401),
         ("/admin/status", "usr", False, 403),
         ("/admin/status", "adm", False, 200),
+        ("/dashboard", "", True, 200),  # the page; what it shows needs a key
+        ("/dashboard/data", "", True, 401),
+        ("/dashboard/data", "usr", True, 200),
     ],
 )
 def test_access_table(path: str, key: str, require: bool, status: int) -> None:

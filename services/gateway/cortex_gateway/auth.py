@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from cortex_gateway.errors import ApiError
 from cortex_wire.outcomes import Code
 
-PUBLIC_PATHS = frozenset({"/", "/health"})
+# The dashboard's page holds no data (its data route needs a key, which the page sends
+# from the key typed into it): a browser can open it with auth on.
+PUBLIC_PATHS = frozenset({"/", "/health", "/dashboard"})
 
 
 def presented_key(headers: Mapping[str, str]) -> str:
