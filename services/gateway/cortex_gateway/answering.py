@@ -153,9 +153,15 @@ def _infer_request(
 async def _collect_all(
     items: list[AsyncGenerator[StreamItem, None]], turn: Turn, calls: list[CallInfo]
 ) -> dict[str, Any]:
-    bodies = await asyncio.gather(
-        *(collect(stream, turn.reply, call) for stream, call in zip(items, calls, strict=True))
-    )
+    tasks = [
+        asyncio.ensure_future(collect(stream, turn.reply, call))
+        for stream, call in zip(items, calls, strict=True)
+    ]
+    try:
+        bodies = await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # one choice failed: the others stop generating, too
+            task.cancel()
     return bodies[0] if len(bodies) == 1 else merged_body(bodies)
 
 
