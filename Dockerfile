@@ -1,8 +1,11 @@
 # One image for every cortex service: the bus (`cortex nats`), scheduler, gateway, neuron.
 # CPU build by default. compose.gpu.yaml builds it for NVIDIA GPUs with
-#   BASE=nvidia/cuda:12.6.3-devel-ubuntu24.04 CMAKE_ARGS=-DGGML_CUDA=on
-# Any Debian or Ubuntu base works; one without Python gets it from its packages.
+#   BASE=nvidia/cuda:12.6.3-devel-ubuntu24.04 RUNTIME_BASE=nvidia/cuda:12.6.3-runtime-ubuntu24.04
+#   CMAKE_ARGS=-DGGML_CUDA=on
+# Any Debian or Ubuntu base works; one without Python gets it from its packages. The image
+# runs on RUNTIME_BASE (default: BASE): the same distribution, without the compilers.
 ARG BASE=python:3.11-slim-bookworm
+ARG RUNTIME_BASE=${BASE}
 
 FROM ${BASE} AS build
 ARG CMAKE_ARGS=""
@@ -31,7 +34,7 @@ RUN if [ -f /inputs/ca.crt ]; then export PIP_CERT=/inputs/ca.crt; fi \
  && /opt/cortex/bin/python -c "from pathlib import Path; \
 from cortex_cli.demo import write_demo_catalogue; write_demo_catalogue(Path('/etc/cortex'))"
 
-FROM ${BASE}
+FROM ${RUNTIME_BASE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \

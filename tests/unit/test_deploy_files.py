@@ -78,6 +78,7 @@ def test_the_gpu_variant_adds_cuda_devices_and_models() -> None:
     assert devices["driver"] == "nvidia" and "gpu" in devices["capabilities"]
     assert gpu["build"]["args"]["CMAKE_ARGS"] == "-DGGML_CUDA=on"
     assert gpu["build"]["args"]["BASE"].startswith("nvidia/cuda:")
+    assert "-runtime-" in gpu["build"]["args"]["RUNTIME_BASE"]  # no compilers in the image
     assert any(v.endswith(":/models:ro") for v in gpu["volumes"])
     assert gpu["environment"]["CORTEX_NEURON_MODELS"] == "/models/models.toml"
 
