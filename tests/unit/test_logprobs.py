@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cortex_gateway.logprobs import completion_logprobs, token_entries
+from cortex_gateway.logprobs import TextOffsets, completion_logprobs, token_entries
 from cortex_neuron.channel import PromptScored, TextChunk
 from cortex_neuron.frames import coalesce
 from cortex_neuron.logprobs import scores_at, token_logprob
@@ -59,7 +59,7 @@ def test_text_frames_carry_the_scores_of_their_tokens_and_the_prompt_goes_alone(
 
 def test_legacy_completions_logprobs_are_parallel_arrays_with_offsets() -> None:
     entries = [_scored("Say", None), _scored(" hi", -1.5, (" yo", -0.5)), _scored("!", -0.1)]
-    body = completion_logprobs(entries, offset=10)
+    body = completion_logprobs(entries, 10)
     assert body == {
         "tokens": ["Say", " hi", "!"],
         "token_logprobs": [None, -1.5, -0.1],
@@ -67,6 +67,20 @@ def test_legacy_completions_logprobs_are_parallel_arrays_with_offsets() -> None:
         "top_logprobs": [None, {" yo": -0.5, " hi": -1.5}, {"!": -0.1}],
         "text_offset": [10, 13, 16],
     }
+
+
+def test_offsets_count_characters_of_the_text_the_bytes_spell() -> None:
+    """A character split over two tokens starts at the first and counts once."""
+    split = [
+        TokenLogprob(token="a", logprob=-1.0, bytes=[97]),
+        TokenLogprob(token="\ufffd", logprob=-1.0, bytes=[0xC3]),
+        TokenLogprob(token="\ufffd", logprob=-1.0, bytes=[0xA9]),
+        TokenLogprob(token="b", logprob=-1.0, bytes=[98]),
+    ]
+    assert completion_logprobs(split, 0)["text_offset"] == [0, 1, 1, 2]  # "aéb"
+    offsets = TextOffsets(5)  # a stream goes on where its last chunk ended
+    assert completion_logprobs(split[:2], offsets)["text_offset"] == [5, 6]
+    assert completion_logprobs(split[2:], offsets)["text_offset"] == [6, 7]
 
 
 def test_chat_logprobs_are_objects_with_bytes_and_alternatives() -> None:

@@ -7,6 +7,7 @@ legacy completions API as parallel arrays with character offsets.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,19 +41,35 @@ def token_entries(logprobs: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
     ]
 
 
-def completion_logprobs(logprobs: Sequence[TokenLogprob], offset: int) -> dict[str, Any]:
+class TextOffsets:
+    """Where each token's text starts in the text the tokens spell, in characters, from
+    `start`: their bytes decoded as one UTF-8 stream (a character split over tokens
+    counts once, at the token that completes it)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.at = start
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def of(self, logprobs: Sequence[TokenLogprob]) -> list[int]:
+        offsets = []
+        for entry in logprobs:
+            offsets.append(self.at)
+            self.at += len(self._decoder.decode(bytes(entry.bytes)))
+        return offsets
+
+
+def completion_logprobs(
+    logprobs: Sequence[TokenLogprob], offsets: TextOffsets | int
+) -> dict[str, Any]:
     """The legacy completions API's `logprobs`: tokens, their log probabilities, the most
     likely alternatives (with the chosen token, which the API always lists) and where each
-    token's text starts, counting from `offset` characters."""
-    offsets = []
-    for entry in logprobs:
-        offsets.append(offset)
-        offset += len(entry.token)
+    token's text starts (`offsets`, or counting from that many characters)."""
+    counter = offsets if isinstance(offsets, TextOffsets) else TextOffsets(offsets)
     return {
         "tokens": [entry.token for entry in logprobs],
         "token_logprobs": [entry.logprob for entry in logprobs],
         "top_logprobs": [_alternatives(entry) for entry in logprobs],
-        "text_offset": offsets,
+        "text_offset": counter.of(logprobs),
     }
 
 

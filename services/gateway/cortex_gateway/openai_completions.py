@@ -17,7 +17,7 @@ from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, Event, Finished, PromptScored, Text, Waiting
-from cortex_gateway.logprobs import MAX_TOP, check_top, completion_logprobs
+from cortex_gateway.logprobs import MAX_TOP, TextOffsets, check_top, completion_logprobs
 from cortex_gateway.openai_chat import (
     StreamOptions,
     check_choices,
@@ -157,7 +157,7 @@ class CompletionStream:
         self.call = call
         self.include_usage = include_usage
         self.echo = echo
-        self.offset = echo.start()
+        self.offsets = TextOffsets(echo.start())
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return sse.data({**_envelope(self.call, choices), **extra})
@@ -165,8 +165,7 @@ class CompletionStream:
     def _text(self, text: str, scored: tuple[TokenLogprob, ...] | list[TokenLogprob]) -> bytes:
         logprobs = None
         if self.echo.logprobs:
-            logprobs = completion_logprobs(scored, self.offset)
-            self.offset += sum(len(entry.token) for entry in scored)
+            logprobs = completion_logprobs(scored, self.offsets)
         return self._chunk([self._choice(text, None, logprobs)])
 
     def opening(self) -> list[bytes]:
@@ -184,7 +183,7 @@ class CompletionStream:
             return [self._text(event.text, event.logprobs)]
         if isinstance(event, Finished):
             end = [event.end_logprob] if event.end_logprob else []
-            last = completion_logprobs(end, self.offset) if self.echo.logprobs else None
+            last = completion_logprobs(end, self.offsets) if self.echo.logprobs else None
             chunks = [self._chunk([self._choice("", finish_reason(answer), last)])]
             if self.call.choices > 1:  # several choices end together, once all are done
                 return chunks
