@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +52,15 @@ def stack_settings(
     return msgspec.convert(raw, Settings)
 
 
+Runner = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+
 @contextmanager
-def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[RunningStack]:
+def _serving(
+    settings: Settings, others: Sequence[Runner], timeout: float
+) -> Iterator[dict[str, int]]:
+    """A gateway and `others` (the scheduler, a neuron) on one event loop in a thread of
+    their own until the block ends: the gateway's ports (`http`, `metrics`)."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     ports: dict[str, int] = {}
@@ -67,8 +74,8 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
     async def main() -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(run_scheduler(settings, stop))
-                group.create_task(run_neuron(settings, stop))
+                for run in others:
+                    group.create_task(run(settings, stop))
                 group.create_task(run_gateway(settings, stop, listening))
         except BaseException as error:
             failure.append(error)
@@ -80,6 +87,18 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
     try:
         if not bound.wait(timeout) or failure:
             raise RuntimeError(f"stack did not start: {failure!r}")
+        yield ports
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError("stack did not stop")
+        loop.close()
+
+
+@contextmanager
+def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[RunningStack]:
+    with _serving(settings, (run_scheduler, run_neuron), timeout) as ports:
         base = f"http://127.0.0.1:{ports['http']}"
         # Readiness: the gateway long-polls until the neuron's heartbeats arrive.
         node = settings.neuron_name()
@@ -95,45 +114,16 @@ def running_stack(settings: Settings, timeout: float = 60.0) -> Iterator[Running
             nats_url=settings.nats.url,
             settings=settings,
         )
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError("stack did not stop")
-        loop.close()
 
 
 @contextmanager
 def running_gateway(settings: Settings, timeout: float = 60.0) -> Iterator[str]:
     """One more gateway replica on `settings`' bus (its own port): its base URL."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    ports: dict[str, int] = {}
-    bound = threading.Event()
-
-    def listening(http_port: int, metrics_port: int) -> None:
-        ports["http"] = http_port
-        bound.set()
-
-    async def main() -> None:
-        try:
-            await run_gateway(settings, stop, listening)
-        finally:
-            bound.set()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        if not bound.wait(timeout) or "http" not in ports:
-            raise RuntimeError("gateway did not start")
+    with _serving(settings, (), timeout) as ports:
         base = f"http://127.0.0.1:{ports['http']}"
         ready = {"neuron": settings.neuron_name(), "wait": timeout}  # it has seen the fleet
         httpx.get(f"{base}/health", params=ready, timeout=timeout + 5).raise_for_status()
         yield base
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        loop.close()
 
 
 @contextmanager

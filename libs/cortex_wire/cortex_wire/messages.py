@@ -272,6 +272,10 @@ class Usage(Struct):
     tool_calls: int = 0
 
 
+# The most alternatives a request may ask for at each position (OpenAI's own limit).
+MAX_TOP_LOGPROBS = 20
+
+
 class TopLogprob(Struct):
     token: str
     logprob: float

@@ -124,12 +124,9 @@ class Answer:
     parts: list[Part] = field(default_factory=list)
     started: Started | None = None
     finished: Finished | None = None
-    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the answer's tokens
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
-        if isinstance(event, Text):
-            self.logprobs += event.logprobs
         if isinstance(event, Started):
             self.started = event
         elif isinstance(event, PromptScored):
@@ -151,6 +148,11 @@ class Answer:
     @property
     def text(self) -> str:
         return "".join(part.text for part in self.parts if part.kind == "text")
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """The answer's tokens, scored (those of its text parts, in order)."""
+        return [entry for part in self.parts if part.kind == "text" for entry in part.logprobs]
 
     @property
     def reasoning(self) -> str:

@@ -12,17 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from cortex_gateway.errors import ApiError
-from cortex_wire.messages import TokenLogprob
-
-# The most alternatives per token a request may ask for (chat, responses: OpenAI's limit).
-MAX_TOP = 20
-# The legacy completions API's own limit on `logprobs`.
-MAX_COMPLETION_TOP = 5
+from cortex_wire.messages import MAX_TOP_LOGPROBS, TokenLogprob
 
 
-def check_top(name: str, value: int | None, high: int) -> None:
-    if value is not None and not 0 <= value <= high:
-        raise ApiError.invalid(f"{name} must be between 0 and {high}, got {value}", param=name)
+def check_top(name: str, value: int | None) -> None:
+    """How many alternatives per token a request may ask for (the neuron's own limit)."""
+    if value is not None and not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise ApiError.invalid(
+            f"{name} must be between 0 and {MAX_TOP_LOGPROBS}, got {value}", param=name
+        )
 
 
 def token_entries(logprobs: Sequence[TokenLogprob]) -> list[dict[str, Any]]:

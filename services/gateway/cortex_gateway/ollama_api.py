@@ -31,7 +31,7 @@ from cortex_gateway.events import (
     Text,
 )
 from cortex_gateway.keep_alive import residency
-from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
+from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
@@ -247,7 +247,7 @@ def _residency_only(kind: str, model: str, empty: bool) -> Callable[[str], dict[
 
 def _scoring(request: ChatRequest | GenerateRequest) -> int | None:
     """Alternatives to score at each answer token (None: no log probabilities)."""
-    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
+    check_top("top_logprobs", request.top_logprobs)
     return (request.top_logprobs or 0) if request.logprobs else None
 
 

@@ -22,7 +22,7 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
-from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
+from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
 from cortex_gateway.tool_calls import ParsedCall
@@ -227,7 +227,7 @@ def _text_of(message: Message, index: int) -> str:
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
     check_choices(request.n)
-    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
+    check_top("top_logprobs", request.top_logprobs)
     if request.top_logprobs is not None and not request.logprobs:
         raise ApiError.invalid("top_logprobs needs logprobs set to true", param="top_logprobs")
     if request.modalities and set(request.modalities) - {"text"}:

@@ -17,7 +17,7 @@ from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, Event, Finished, PromptScored, Text, Waiting
-from cortex_gateway.logprobs import MAX_TOP, TextOffsets, check_top, completion_logprobs
+from cortex_gateway.logprobs import TextOffsets, check_top, completion_logprobs
 from cortex_gateway.openai_chat import (
     StreamOptions,
     check_choices,
@@ -75,7 +75,7 @@ def parse_request(body: bytes) -> CompletionRequest:
     check_choices(request.n)
     if request.best_of not in (None, 1):
         raise unsupported("best_of", "choices are returned as generated (use n)")
-    check_top("logprobs", request.logprobs, MAX_TOP)
+    check_top("logprobs", request.logprobs)
     if request.max_tokens != 0 or not request.echo:  # 0 with echo: score the prompt only
         check_positive("max_tokens", request.max_tokens)
     check_range("temperature", request.temperature, 0.0, 2.0)

@@ -30,7 +30,7 @@ from cortex_gateway.events import (
     Waiting,
 )
 from cortex_gateway.events import Reasoning as ReasoningEvent
-from cortex_gateway.logprobs import MAX_TOP, check_top, token_entries
+from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
     ContentPart,
@@ -139,7 +139,7 @@ def parse_request(body: bytes) -> ResponsesRequest:
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError.invalid(f"unknown text.format type {fmt.type!r}", param="text.format.type")
     check_positive("max_output_tokens", request.max_output_tokens)
-    check_top("top_logprobs", request.top_logprobs, MAX_TOP)
+    check_top("top_logprobs", request.top_logprobs)
     check_range("temperature", request.temperature, 0.0, 2.0)
     check_range("top_p", request.top_p, 0.0, 1.0)
     input_messages(request)  # validates the input items
@@ -473,8 +473,8 @@ def responses_reply(
     request: ResponsesRequest, history: Sequence[ChatMessage] = (), save: Save | None = None
 ) -> Reply:
     async def keep(answer: Answer, call: CallInfo) -> None:
-        if save is not None:
-            await save(stored(answer, call, request, history))
+        assert save is not None  # only set as on_finish with a save
+        await save(stored(answer, call, request, history))
 
     return Reply(
         encoder=lambda call: ResponsesStream(call, request),

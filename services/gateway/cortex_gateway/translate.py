@@ -73,9 +73,9 @@ class Translator:
             self._call_markers = item.tool_call_markers
             return [Started(item.node, item.cold_start, item.load_s)]
         if isinstance(item, Delta):
-            events: list[Event] = [PromptScored(tuple(item.prompt_logprobs))] if (
-                item.prompt_logprobs
-            ) else []
+            events: list[Event] = []
+            if item.prompt_logprobs:
+                events.append(PromptScored(tuple(item.prompt_logprobs)))
             if item.text or item.logprobs:
                 events += self._text(item.text, tuple(item.logprobs))
             return events

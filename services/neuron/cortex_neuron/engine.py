@@ -24,16 +24,16 @@ from cortex_neuron.backend import Backend
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
-from cortex_neuron.errors import EngineError
+from cortex_neuron.errors import EngineError, check_vocabulary
 from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import fold_system, template_messages, template_variables
 from cortex_neuron.host_cache import HostCache
-from cortex_neuron.logprobs import MAX_TOP
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
 from cortex_neuron.slots import Pending, SlotView, plan_fresh, plan_start, plan_step, to_save
 from cortex_neuron.step_cost import StepCost
 from cortex_wire.messages import (
+    MAX_TOP_LOGPROBS,
     ChatMessage,
     InferRequest,
     Usage,
@@ -166,9 +166,7 @@ class Engine(ModelThread[Backend]):
                 request.text, add_bos=request.add_special, special=True
             )
         if request.tokens is not None:
-            outside = [t for t in request.tokens if not 0 <= t < backend.n_vocab]
-            if outside:
-                raise EngineError(Code.INVALID_REQUEST, _outside(outside[0], backend.n_vocab))
+            check_vocabulary(request.tokens, backend.n_vocab, "the text to detokenize")
             pieces = b"".join(backend.piece(t, special=True) for t in request.tokens)
             reply.text = pieces.decode(errors="replace")
         return reply
@@ -233,9 +231,7 @@ class Engine(ModelThread[Backend]):
         """A prompt the client tokenized itself: those ids, as they are."""
         if not tokens:
             raise TemplateError("the prompt has no tokens")
-        outside = [t for t in tokens if not 0 <= t < backend.n_vocab]
-        if outside:
-            raise TemplateError(f"the prompt names {_outside(outside[0], backend.n_vocab)}")
+        check_vocabulary(tokens, backend.n_vocab, "the prompt")
         text = b"".join(backend.piece(t) for t in tokens).decode(errors="replace")
         return list(tokens), text
 
@@ -509,10 +505,6 @@ class Engine(ModelThread[Backend]):
         self.last_used_at = time.time()
 
 
-def _outside(token: int, n_vocab: int) -> str:
-    return f"token {token}, outside this model's vocabulary of {n_vocab} tokens"
-
-
 def _scoring_prompt(slot: Slot) -> bool:
     generation = slot.generation
     return generation is not None and generation.scores_prompt and (
@@ -526,10 +518,11 @@ def _check_scoring(backend: Backend, request: InferRequest) -> None:
         return
     if not backend.has_logits:
         raise EngineError(Code.INVALID_REQUEST, "this model has no logits to score tokens with")
-    if request.logprobs is not None and not 0 <= request.logprobs <= MAX_TOP:
+    if request.logprobs is not None and not 0 <= request.logprobs <= MAX_TOP_LOGPROBS:
         raise EngineError(
             Code.INVALID_REQUEST,
-            f"top log probabilities must be 0 to {MAX_TOP} per token, got {request.logprobs}",
+            f"top log probabilities must be 0 to {MAX_TOP_LOGPROBS} per token, got "
+            f"{request.logprobs}",
         )
 
 

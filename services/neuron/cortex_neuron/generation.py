@@ -91,9 +91,11 @@ class Generation:
         self.first_at = self.last_at = 0.0
         job.channel.phase = "prefill"
 
-    def scored(self, token: int, logprob: float | None, top: Scores | None = None) -> TokenLogprob:
-        """A token of this request as the wire reports it, scored."""
-        return token_logprob(self._text_of, token, logprob, top[1] if top else ())
+    def scored(self, token: int, scores: Scores | None) -> TokenLogprob:
+        """A token of this request as the wire reports it, with its scores (None: the
+        prompt's first token, which nothing predicts)."""
+        logprob, top = scores if scores is not None else (None, [])
+        return token_logprob(self._text_of, token, logprob, top)
 
     def score_prompt(self, start: int, count: int, index: int) -> None:
         """Score the prompt tokens that the `count` prompt tokens from position `start`
@@ -104,7 +106,7 @@ class Generation:
             self._prompt_scores.append(self.scored(prompt[0], None))
         for offset, position in enumerate(range(start + 1, min(start + count + 1, len(prompt)))):
             scores = self._backend.scores(index + offset, prompt[position], top)
-            self._prompt_scores.append(self.scored(prompt[position], scores[0], scores))
+            self._prompt_scores.append(self.scored(prompt[position], scores))
         if start + count >= len(prompt):
             self.job.channel.push(PromptScored(tuple(self._prompt_scores)))
 
@@ -119,7 +121,7 @@ class Generation:
         ends here; why it ended)."""
         if self._backend.is_end(token):
             if scores is not None:
-                self._end_logprob = self.scored(token, scores[0], scores)
+                self._end_logprob = self.scored(token, scores)
             return None, "stop"
         output = self.output
         sampled = token
@@ -141,7 +143,7 @@ class Generation:
         chunks = output.add(piece)
         if scores is not None and token == sampled and token not in self._marker_ids:
             if not (was_reasoning or output.in_reasoning):  # an answer token
-                self._scored.append(self.scored(token, scores[0], scores))
+                self._scored.append(self.scored(token, scores))
         self._push(chunks)
         if output.stopped:
             return None, "stop"

@@ -22,7 +22,7 @@ import structlog
 
 from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Row
-from cortex_neuron.errors import EngineError
+from cortex_neuron.errors import EngineError, check_vocabulary
 from cortex_neuron.logprobs import Scores, scores_at
 from cortex_neuron.pieces import TokenPieces, token_piece
 from cortex_wire.messages import SamplingParams
@@ -192,13 +192,7 @@ class LlamaBackend:
 
     def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
         grammar = _grammar(params.json_schema)
-        outside = sorted(t for t in params.logit_bias if not 0 <= t < self._n_vocab)
-        if outside:
-            raise EngineError(
-                Code.INVALID_REQUEST,
-                f"logit_bias names token {outside[0]}, outside this model's vocabulary of "
-                f"{self._n_vocab} tokens",
-            )
+        check_vocabulary(sorted(params.logit_bias), self._n_vocab, "logit_bias")
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
 
         def add(sampler: Any) -> None:

@@ -15,9 +15,6 @@ import numpy.typing as npt
 
 from cortex_wire.messages import TokenLogprob, TopLogprob
 
-# The most alternatives a request may ask for at each position (OpenAI's own limit).
-MAX_TOP = 20
-
 # (log probability of the token, [(token, log probability)] of the most likely, best first)
 Scores = tuple[float, list[tuple[int, float]]]
 
