@@ -80,13 +80,25 @@ class Stack:
             text=True,
             env={**os.environ, "CORTEX_LOG_LEVEL": "warning", **(env or {})},
         )
-        self.lines: queue.Queue[str] = queue.Queue()  # what the stack prints, as it prints it
-        threading.Thread(
-            target=lambda: [self.lines.put(x) for x in self.process.stdout or []], daemon=True
-        ).start()
-        while "cortex up: ready" not in self.lines.get(timeout=120):
-            pass
+        # What the stack prints, as it prints it; None once it has closed its output.
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        printed: list[str] = []
+        while not printed or "cortex up: ready" not in printed[-1]:
+            try:
+                line = self.lines.get(timeout=120)
+            except queue.Empty:
+                line = None
+            if line is None:
+                self.process.kill()
+                raise RuntimeError("cortex up did not come up:\n" + "".join(printed[-30:]))
+            printed.append(line)
         self.base = f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        for line in self.process.stdout or []:
+            self.lines.put(line)
+        self.lines.put(None)
 
     def admin(self, operation: str, model: str) -> None:
         httpx.post(

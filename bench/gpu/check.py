@@ -115,35 +115,46 @@ def run(command: list[str], env: dict[str, str] | None = None) -> None:
     subprocess.run(command, check=True, env=env)
 
 
-def setup(prepared: Path, work: Path, times: dict[str, object]) -> dict[str, str]:
-    """Install the wheels and the CUDA build into `work/site`; the environment to run in."""
+def setup(
+    prepared: Path, work: Path, times: dict[str, object], wheel: Path | None = None
+) -> dict[str, str]:
+    """Install the wheels and the CUDA build (or a llama-cpp-python `wheel` built before)
+    into `work/site`; the environment to run in."""
     site = work / "site"
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
            "--no-compile", "--no-cache-dir", "--target", str(site)]  # fmt: skip
     started = time.perf_counter()
     run([*pip, *map(str, sorted((prepared / "wheels").glob("*.whl")))])
     times["install_wheels_s"] = round(time.perf_counter() - started, 1)
-    cublas = None if toolkit_has_cublas() else pip_cublas()
-    arch = gpu_arch()
-    env = {**os.environ, "CMAKE_ARGS": " ".join(cmake_args(arch, cublas, driver_library())),
-           "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}  # fmt: skip
-    say(f"building llama-cpp-python for sm_{arch} on {os.cpu_count()} cores: {env['CMAKE_ARGS']}")
-    started = time.perf_counter()
-    build = work / "build"  # kept, so its .ninja_log says where the build's time went
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps",
-         "--no-build-isolation", f"--config-settings=build-dir={build}", "-w",
-         str(work / "wheel"), str(prepared / "llama-cpp-python")], env)  # fmt: skip
-    times["build_llama_cpp_s"] = round(time.perf_counter() - started, 1)
-    if (build / ".ninja_log").is_file():
-        times["build_units"] = ninja_summary((build / ".ninja_log").read_text())
-    run([*pip, *map(str, (work / "wheel").glob("llama_cpp_python-*.whl"))])
+    cublas = None if wheel or toolkit_has_cublas() else pip_cublas()
+    built = [wheel] if wheel else build(prepared, work, times, cublas)
+    run([*pip, *map(str, built)])
     paths = [str(site), str(ROOT), *(str(ROOT / s) for s in SOURCES)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1",
+           # Where the wheels' programs went (nats-server, which cortex up runs).
+           "PATH": os.pathsep.join([str(site / "bin"), os.environ.get("PATH", "")])}  # fmt: skip
     if cublas is not None:  # the built library finds libcublas at run time through this
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(cublas / "lib"), os.environ.get("LD_LIBRARY_PATH")])
         )
     return env
+
+
+def build(prepared: Path, work: Path, times: dict[str, object], cublas: Path | None) -> list[Path]:
+    """Build llama-cpp-python from the carried source for this machine's GPU; its wheel."""
+    arch = gpu_arch()
+    env = {**os.environ, "CMAKE_ARGS": " ".join(cmake_args(arch, cublas, driver_library())),
+           "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}  # fmt: skip
+    say(f"building llama-cpp-python for sm_{arch} on {os.cpu_count()} cores: {env['CMAKE_ARGS']}")
+    started = time.perf_counter()
+    folder = work / "build"  # kept, so its .ninja_log says where the build's time went
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps",
+         "--no-build-isolation", f"--config-settings=build-dir={folder}", "-w",
+         str(work / "wheel"), str(prepared / "llama-cpp-python")], env)  # fmt: skip
+    times["build_llama_cpp_s"] = round(time.perf_counter() - started, 1)
+    if (folder / ".ninja_log").is_file():
+        times["build_units"] = ninja_summary((folder / ".ninja_log").read_text())
+    return sorted((work / "wheel").glob("llama_cpp_python-*.whl"))
 
 
 def main(argv: list[str]) -> int:
@@ -152,6 +163,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench-results")))
     parser.add_argument("--work", type=Path, default=Path("/tmp/cortex-gpu-check"))
     parser.add_argument("--cpu", action="store_true", help="no build, no GPU expected")
+    parser.add_argument("--wheel", type=Path, help="install this llama-cpp-python, no build")
     parser.add_argument("--streams", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args(argv)
@@ -163,11 +175,15 @@ def main(argv: list[str]) -> int:
     args.work.mkdir(parents=True)
     started = time.perf_counter()
     times: dict[str, object] = {}
-    env = (
-        {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if args.cpu
-        else setup(args.prepared, args.work, times)
-    )
+    try:
+        env = (
+            {**os.environ, "PYTHONUNBUFFERED": "1"}
+            if args.cpu
+            else setup(args.prepared, args.work, times, args.wheel)
+        )
+    except subprocess.CalledProcessError as error:  # what failed is above, in its output
+        times["failed"] = " ".join(map(str, error.cmd))[:500]
+        return finish(args.out, times, args.cpu, None, error.returncode or 1)
     command = [sys.executable, "-m", "bench.gpu.measure", "--shape", str(shape), "--out",
                str(args.work), "--streams", args.streams, "--tokens", str(args.tokens)]  # fmt: skip
     if not args.cpu:
@@ -175,18 +191,23 @@ def main(argv: list[str]) -> int:
     measured = subprocess.run(command, env=env, cwd=ROOT)
     times["total_s"] = round(time.perf_counter() - started, 1)
     found = args.work / "measure.json"
+    data = json.loads(found.read_text()) if found.is_file() else None
+    return finish(args.out, times, args.cpu, data, measured.returncode)
+
+
+def finish(out: Path, times: dict[str, object], cpu: bool, measured: object, code: int) -> int:
     result = {
         "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "cores": os.cpu_count(), "python": platform.python_version(),
-                    "gpu": "cuda" if not args.cpu else "none (--cpu)"},
+                    "gpu": "none (--cpu)" if cpu else "cuda"},
         "setup": times,
-        "measured": json.loads(found.read_text()) if found.is_file() else None,
+        "measured": measured,
     }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "gpu-check.json"
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "gpu-check.json"
     target.write_text(json.dumps(result, indent=2) + "\n")
-    say(f"written {target} in {times['total_s']} s")
-    return measured.returncode
+    say(f"written {target}")
+    return code
 
 
 if __name__ == "__main__":

