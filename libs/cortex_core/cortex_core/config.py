@@ -194,6 +194,9 @@ class ModelProfile(Section):
     # slots is held once, not once per slot, but every token's attention then spans every
     # slot's cells (see bench/results: decode slowed with it here, so off by default).
     kv_unified: bool = False
+    # llama.cpp's repacked CPU weight layouts (AMX tiles, interleaved AVX2/NEON blocks);
+    # unset: on, except where llama.cpp would use AMX, whose matrix multiply crashes.
+    cpu_repack: bool | None = None
     # Admission on each neuron: requests generating at once (0 = `parallel`) and requests
     # waiting behind them (-1 = [neuron] queue_depth); beyond that, 429 with Retry-After.
     max_in_flight: int = 0

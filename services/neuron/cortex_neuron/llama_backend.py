@@ -10,6 +10,7 @@ here runs on the engine thread.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,6 +147,10 @@ class LlamaBackend:
         params = C.llama_model_default_params()
         params.n_gpu_layers = profile.n_gpu_layers
         params.main_gpu = profile.main_gpu
+        params.use_extra_bufts = repack_weights(profile, _system_info())
+        if not params.use_extra_bufts and profile.cpu_repack is None:
+            log.info("cpu_repack_off", model=profile.id, reason="llama.cpp would use AMX, "
+                     "whose matrix multiply crashes; cpu_repack = true turns it on")  # fmt: skip
         if profile.tensor_split:
             split = (ctypes.c_float * C.LLAMA_MAX_DEVICES)(*profile.tensor_split)
             params.tensor_split = split
@@ -291,6 +296,23 @@ class LlamaBackend:
             C.llama_free(self._ctx)
             C.llama_model_free(self._model)
             self._ctx = None
+
+
+def repack_weights(profile: ModelProfile, system_info: str) -> bool:
+    """Whether llama.cpp may repack the CPU's share of the weights into its own layouts (its
+    "extra buffer types": AMX tiles, interleaved blocks for AVX2 or NEON). The profile's
+    `cpu_repack` decides; unset, not where llama.cpp would use AMX: its AMX matrix multiply
+    crashes with several sequences in a batch (seen here on a Sapphire Rapids Xeon; llama.cpp
+    issue 20824), and the plain AVX-512 kernels serve instead."""
+    if profile.cpu_repack is not None:
+        return profile.cpu_repack
+    return "AMX_INT8 = 1" not in system_info
+
+
+@functools.cache
+def _system_info() -> str:
+    info: bytes = C.llama_print_system_info()
+    return info.decode(errors="replace")
 
 
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
