@@ -238,6 +238,7 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
             found.check("cpu_device", [d.kind for d in beat.devices] == ["cpu"], devices)
         got = found.step("designed_answer", lambda: answer(stack.port, "designed"))
         found.check("designed_answer", got == "".join(REPLY), f"{got!r}")
+        free_context = nvml_free_mb()  # the neuron's CUDA context is made at its first load
         stack.admin("load", "random")
         free_one = nvml_free_mb()
         ours: dict[str, Any] = {}
@@ -255,26 +256,29 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
         stack.admin("load", "random-copy")
         free_two = nvml_free_mb()
         held = footprints(asyncio.run(heartbeat(nats_port)))
-        found.data["vram"] = vram(free_before, free_one, free_two, held)
+        found.data["vram"] = vram([free_before, free_context, free_one, free_two], held)
         say(f"vram: {found.data['vram']}")
     finally:
         stack.stop()
     return found
 
 
-def vram(before: int | None, one: int | None, two: int | None, held: dict[str, int]) -> Any:
-    """What each load took by NVML against what the neuron accounts for it. The first
-    load's drop includes the CUDA context of the neuron's process (created at that load)."""
-    if before is None or one is None or two is None:
+def vram(free: list[int | None], held: dict[str, int]) -> dict[str, Any]:
+    """What each load took by NVML's free memory (before the stack, after the designed
+    model's load, after the model's, after its second copy) against what the neuron
+    accounts for each. The first drop is mostly the neuron's CUDA context."""
+    if any(f is None for f in free):
         return {"measured": None, "accounted_mb": held}
+    before, context, one, two = (int(f or 0) for f in free)
+    copy = held.get("random-copy")
     return {
-        "free_mb": [before, one, two],
-        "first_load_mb": before - one,
+        "free_mb": free,
+        "context_and_designed_mb": before - context,
+        "first_copy_mb": context - one,
         "second_copy_mb": one - two,
         "accounted_mb": held,
-        "second_copy_over_accounted": round((one - two) / held["random-copy"], 3)
-        if held.get("random-copy") else None,
-    }  # fmt: skip
+        "second_copy_measured_over_accounted": round((one - two) / copy, 3) if copy else None,
+    }
 
 
 def main(argv: list[str]) -> int:

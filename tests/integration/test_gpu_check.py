@@ -14,6 +14,7 @@ import gguf
 import pytest
 
 from bench.gpu.check import ROOT, cmake_args, ninja_summary
+from bench.gpu.measure import vram
 from bench.gpu.model import read_shape, save_shape, write_random
 from bench.gpu.prepare import prune
 from bench.real_model import demo_gguf
@@ -70,6 +71,15 @@ def test_the_build_summary_counts_work_and_names_the_slowest_units() -> None:
     summary = ninja_summary(log, slowest=2)
     assert summary == {"steps": 3, "work_s": 5.0,
                        "slowest": {"mmq.cu.o": 3.0, "fattn.cu.o": 1.5}}  # fmt: skip
+
+
+def test_vram_sets_each_loads_measured_drop_against_its_footprint() -> None:
+    held = {"designed": 70, "random": 900, "random-copy": 800}
+    found = vram([140_000, 139_400, 138_300, 137_300], held)
+    assert found["context_and_designed_mb"] == 600 and found["first_copy_mb"] == 1100
+    assert found["second_copy_mb"] == 1000
+    assert found["second_copy_measured_over_accounted"] == 1.25
+    assert vram([None, None, None, None], held) == {"measured": None, "accounted_mb": held}
 
 
 @pytest.mark.real_model
