@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PREPARED = ROOT / ".cache" / "gpu-check"
+# The device call is killed at 600 s: measurements stop here, so the findings are written
+# and travel back.
+BUDGET_S = 540
 # Where cortex's packages live in the source tree (the check runs them from there).
 SOURCES = ("libs/cortex_wire", "libs/cortex_core", "cli/cortex_cli", "services/gateway",
            "services/neuron", "services/scheduler")  # fmt: skip
@@ -166,6 +169,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--wheel", type=Path, help="install this llama-cpp-python, no build")
     parser.add_argument("--streams", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
+                        help="seconds from the start; later measurements are skipped")  # fmt: skip
     args = parser.parse_args(argv)
     shape = args.prepared / "model-shape.json"
     if not shape.is_file():
@@ -184,13 +189,17 @@ def main(argv: list[str]) -> int:
     except subprocess.CalledProcessError as error:  # what failed is above, in its output
         times["failed"] = " ".join(map(str, error.cmd))[:500]
         return finish(args.out, times, args.cpu, None, error.returncode or 1)
+    finish(args.out, times, args.cpu, None, 0)  # the build's numbers, should the rest not end
+    (args.out / "measure.json").unlink(missing_ok=True)  # an earlier run's
+    deadline = time.time() + args.budget_s - (time.perf_counter() - started)
     command = [sys.executable, "-m", "bench.gpu.measure", "--shape", str(shape), "--out",
-               str(args.work), "--streams", args.streams, "--tokens", str(args.tokens)]  # fmt: skip
+               str(args.out), "--streams", args.streams, "--tokens", str(args.tokens),
+               "--deadline", str(deadline)]  # fmt: skip
     if not args.cpu:
         command.append("--cuda")
     measured = subprocess.run(command, env=env, cwd=ROOT)
     times["total_s"] = round(time.perf_counter() - started, 1)
-    found = args.work / "measure.json"
+    found = args.out / "measure.json"
     data = json.loads(found.read_text()) if found.is_file() else None
     return finish(args.out, times, args.cpu, data, measured.returncode)
 

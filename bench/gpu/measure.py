@@ -161,11 +161,15 @@ def footprints(beat: Heartbeat) -> dict[str, int]:
 
 
 class Findings:
-    """What the run found, each check with its outcome; a failing step is recorded and
-    the run goes on."""
+    """What the run found, each check with its outcome, saved to `target` after each (the
+    device call is killed at its limit, and only what is written by then comes back). A
+    failing step is recorded and the run goes on; past `deadline` (time.time()) the steps
+    left are skipped, so the run ends with its findings written."""
 
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {"checks": {}}
+    def __init__(self, target: Path, deadline: float) -> None:
+        self.target = target
+        self.deadline = deadline
+        self.data: dict[str, Any] = {"checks": {}, "skipped": []}
         self.failed: list[str] = []
 
     def check(self, name: str, ok: bool, detail: Any) -> None:
@@ -173,8 +177,13 @@ class Findings:
         say(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
         if not ok:
             self.failed.append(name)
+        self.save()
 
     def step(self, name: str, action: Callable[[], Any]) -> Any:
+        if time.time() > self.deadline:
+            say(f"skip {name}: past the deadline")
+            self.data["skipped"].append(name)
+            return None
         started = time.perf_counter()
         try:
             value = action()
@@ -182,7 +191,11 @@ class Findings:
             self.check(name, False, f"{type(error).__name__}: {error}")
             return None
         self.data.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 2)
+        self.save()
         return value
+
+    def save(self) -> None:
+        self.target.write_text(json.dumps({**self.data, "failed": self.failed}, indent=2) + "\n")
 
 
 def measure(args: argparse.Namespace, work: Path) -> Findings:
@@ -190,7 +203,7 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
 
     from tests.support.tiny_gguf import build_tiny_gguf
 
-    found = Findings()
+    found = Findings(args.out / "measure.json", args.deadline)
     offload = bool(llama_cpp.llama_supports_gpu_offload())
     found.data["llama_cpp"] = {"version": llama_cpp.__version__, "gpu_offload": offload}
     found.check("cuda_build", offload == args.cuda, f"GPU offload supported: {offload}")
@@ -288,16 +301,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--streams", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--cuda", action="store_true", help="expect CUDA offload and GPUs")
+    parser.add_argument("--deadline", type=float, default=float("inf"),
+                        help="time.time() after which the steps left are skipped")  # fmt: skip
     args = parser.parse_args(argv)
     args.streams = sorted({int(n) for n in args.streams.split(",")} | {1})
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         found = measure(args, Path(folder))
-    found.data["failed"] = found.failed
-    target = args.out / "measure.json"
-    target.write_text(json.dumps(found.data, indent=2) + "\n")
-    say(f"written {target}; {len(found.failed)} check(s) failed: {found.failed}")
-    return 1 if found.failed else 0
+    found.save()
+    say(f"written {found.target}; failed: {found.failed}; skipped: {found.data['skipped']}")
+    return 1 if found.failed or found.data["skipped"] else 0
 
 
 if __name__ == "__main__":

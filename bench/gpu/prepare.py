@@ -143,7 +143,8 @@ def main() -> int:
         return 1
     print(
         f'run there (device run, carry [".cache/gpu-check"], timeout_s {CALL_LIMIT_S}):\n'
-        "  PYTHONUNBUFFERED=1 python3 -m bench.gpu.check"
+        "  set -o pipefail; PYTHONUNBUFFERED=1 python3 -m bench.gpu.check 2>&1"
+        " | tee $OUT/gpu-check.log"
     )
     return 0
 

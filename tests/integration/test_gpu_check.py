@@ -108,10 +108,25 @@ def test_the_check_runs_its_whole_flow_on_the_cpu(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
     measured = result["measured"]
-    assert measured["failed"] == []
+    assert measured["failed"] == [] and measured["skipped"] == []
     assert set(measured["checks"]) == {"cuda_build", "cpu_device", "designed_answer"}
     for streams in ("1", "2"):
         row = measured["throughput"][streams]
         assert row["cortex"]["tok_s"] > 0 and row["direct"]["tok_s"] > 0 and row["ratio"] > 0
     assert measured["throughput"]["2"]["cortex"]["tokens"] == 2 * 6
     assert set(measured["vram"]["accounted_mb"]) == {"designed", "random", "random-copy"}
+
+
+@pytest.mark.real_model
+def test_past_its_budget_the_check_skips_what_is_left_and_still_writes_it(tmp_path: Path) -> None:
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    save_shape(demo_gguf(), prepared / "model-shape.json")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.gpu.check", "--cpu", "--prepared", str(prepared),
+         "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--budget-s", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1
+    measured = json.loads((tmp_path / "out" / "gpu-check.json").read_text())["measured"]
+    assert measured["skipped"] == ["write_model"] and measured["failed"] == []
