@@ -231,9 +231,16 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
     folder.mkdir()
     nats_port = free_port()
     free_before = nvml_free_mb()
-    stack = Stack(folder, write_models(folder / "models.toml", entries, {}), nats_port=nats_port)
+    models = write_models(folder / "models.toml", entries, {})
+    stack = found.step("stack_up", lambda: Stack(folder, models, nats_port=nats_port))
+    beat = None
+    if stack is not None:
+        beat = found.step("heartbeat", lambda: asyncio.run(heartbeat(nats_port)))
+    if stack is None or beat is None:
+        if stack is not None:
+            stack.stop()
+        return found
     try:
-        beat = asyncio.run(heartbeat(nats_port))
         devices = [{"name": d.name, "kind": d.kind, "total_mb": d.total_mb,
                     "free_mb": d.free_mb} for d in beat.devices]  # fmt: skip
         found.data["heartbeat"] = {"devices": devices, "memory_budget_mb": beat.memory_budget_mb}
@@ -252,7 +259,7 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
         got = found.step("designed_answer", lambda: answer(stack.port, "designed"))
         found.check("designed_answer", got == "".join(REPLY), f"{got!r}")
         free_context = nvml_free_mb()  # the neuron's CUDA context is made at its first load
-        stack.admin("load", "random")
+        found.step("load", partial(stack.admin, "load", "random"))
         free_one = nvml_free_mb()
         ours: dict[str, Any] = {}
         for n in args.streams:
@@ -266,9 +273,10 @@ def measure(args: argparse.Namespace, work: Path) -> Findings:
                 if ours.get(n) and direct.get(n) else None}
             for n in ours
         }  # fmt: skip
-        stack.admin("load", "random-copy")
+        found.step("load_copy", partial(stack.admin, "load", "random-copy"))
         free_two = nvml_free_mb()
-        held = footprints(asyncio.run(heartbeat(nats_port)))
+        after = found.step("heartbeat_after", lambda: asyncio.run(heartbeat(nats_port)))
+        held = footprints(after) if after else {}
         found.data["vram"] = vram([free_before, free_context, free_one, free_two], held)
         say(f"vram: {found.data['vram']}")
     finally:
