@@ -35,6 +35,7 @@ from bench.gpu.model import load_shape, write_random
 from bench.stack import Stack, free_port, stream_chat, write_models
 from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Row
+from cortex_neuron.devices import discover_gpus
 from cortex_wire import codec, subjects
 from cortex_wire.messages import Heartbeat
 
@@ -140,17 +141,8 @@ def answer(port: int, model: str) -> str:
 
 def nvml_free_mb() -> int | None:
     """Free memory on GPU 0 now, as NVML measures it (None without a GPU)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free // MIB)
-    finally:
-        pynvml.nvmlShutdown()
+    gpus = discover_gpus()
+    return gpus[0].free_mb if gpus else None
 
 
 def footprints(beat: Heartbeat) -> dict[str, int]:

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import gguf
 import pytest
@@ -94,20 +95,25 @@ def test_the_random_model_has_the_demo_models_shape(tmp_path: Path) -> None:
     assert written["tensors"] == shape["tensors"]
 
 
-@pytest.mark.real_model
-def test_the_check_runs_its_whole_flow_on_the_cpu(tmp_path: Path) -> None:
+def check_on_cpu(tmp_path: Path, *options: str) -> tuple[int, dict[str, Any], str]:
+    """`bench.gpu.check --cpu` on a folder prepared with the demo's shape: its exit code,
+    what it measured, and its output."""
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     save_shape(demo_gguf(), prepared / "model-shape.json")
     run = subprocess.run(
         [sys.executable, "-m", "bench.gpu.check", "--cpu", "--prepared", str(prepared),
-         "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
-         "--streams", "1,2", "--tokens", "6"],
+         "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *options],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
-    measured = result["measured"]
+    return run.returncode, result["measured"], run.stdout[-3000:] + run.stderr[-3000:]
+
+
+@pytest.mark.real_model
+def test_the_check_runs_its_whole_flow_on_the_cpu(tmp_path: Path) -> None:
+    code, measured, output = check_on_cpu(tmp_path, "--streams", "1,2", "--tokens", "6")
+    assert code == 0, output
     assert measured["failed"] == [] and measured["skipped"] == []
     assert set(measured["checks"]) == {"cuda_build", "cpu_device", "designed_answer"}
     for streams in ("1", "2"):
@@ -119,14 +125,6 @@ def test_the_check_runs_its_whole_flow_on_the_cpu(tmp_path: Path) -> None:
 
 @pytest.mark.real_model
 def test_past_its_budget_the_check_skips_what_is_left_and_still_writes_it(tmp_path: Path) -> None:
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    save_shape(demo_gguf(), prepared / "model-shape.json")
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.gpu.check", "--cpu", "--prepared", str(prepared),
-         "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--budget-s", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 1
-    measured = json.loads((tmp_path / "out" / "gpu-check.json").read_text())["measured"]
+    code, measured, output = check_on_cpu(tmp_path, "--budget-s", "0")
+    assert code == 1, output
     assert measured["skipped"] == ["write_model"] and measured["failed"] == []
