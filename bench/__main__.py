@@ -1,7 +1,7 @@
 """`python -m bench [overhead] [real_model] [concurrency] [placement] [shared] [versus]
-[routing] [kv]`: run scenarios (all by default), print each result with its ratio against
-the baseline measured in the same run, and write them, with the machine they ran on, to
-bench-results/<timestamp>.json."""
+[routing] [kv] [attention]`: run scenarios (all by default), print each result with its
+ratio against the baseline measured in the same run, and write them, with the machine they
+ran on, to bench-results/<timestamp>.json."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ SCENARIOS = (
     "versus",
     "routing",
     "kv",
+    "attention",
 )
 
 

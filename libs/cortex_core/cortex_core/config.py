@@ -197,6 +197,9 @@ class ModelProfile(Section):
     # llama.cpp's repacked CPU weight layouts (AMX tiles, interleaved AVX2/NEON blocks);
     # unset: on, except where llama.cpp would use AMX, whose matrix multiply crashes.
     cpu_repack: bool | None = None
+    # llama.cpp's flash attention; unset: llama.cpp's own choice when layers go to a GPU,
+    # off on the CPU, where it makes steps under 64 tokens slower (bench `attention`).
+    flash_attn: bool | None = None
     # Admission on each neuron: requests generating at once (0 = `parallel`) and requests
     # waiting behind them (-1 = [neuron] queue_depth); beyond that, 429 with Retry-After.
     max_in_flight: int = 0

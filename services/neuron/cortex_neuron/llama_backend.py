@@ -111,6 +111,12 @@ class LlamaBackend:
         params.n_seq_max = self.parallel
         params.kv_unified = self.unified = profile.kv_unified
         params.n_threads = params.n_threads_batch = n_threads
+        params.flash_attn_type = flash_attention(profile, bool(C.llama_supports_gpu_offload()))
+        plain = params.flash_attn_type == C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        if plain and profile.flash_attn is None:
+            log.info("flash_attn_off", model=profile.id, reason="the model runs on the CPU, "
+                     "where llama.cpp's flash attention slows every step under 64 tokens; "
+                     "flash_attn = true turns it on")  # fmt: skip
         params.no_perf = True
         self._ctx = C.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -307,6 +313,20 @@ def repack_weights(profile: ModelProfile, system_info: str) -> bool:
     if profile.cpu_repack is not None:
         return profile.cpu_repack
     return "AMX_INT8 = 1" not in system_info
+
+
+def flash_attention(profile: ModelProfile, gpu_offload: bool) -> int:
+    """llama.cpp's flash_attn_type for the model's context. The profile's `flash_attn`
+    decides; unset, llama.cpp's own choice (on where the device supports it) when layers go
+    to a GPU, and off on the CPU: there llama.cpp runs attention for batches under 64 tokens
+    (every decode step, a follow-up turn's prefill) through an untiled kernel, 1.2x slower
+    than plain attention at 200 tokens of context and 2.8x at 7000, while the tiled one
+    gains 1.4x only on long prefill batches (bench/results: `attention`)."""
+    if profile.flash_attn is not None:
+        enabled = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        return int(enabled if profile.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    on_gpu = gpu_offload and profile.n_gpu_layers != 0
+    return int(C.LLAMA_FLASH_ATTN_TYPE_AUTO if on_gpu else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
 
 
 @functools.cache
