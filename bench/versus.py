@@ -8,6 +8,12 @@ same model and machine, servers started one at a time.
 - agents: four conversations behind one fresh shared system prompt, four turns each (the
   history grows by each turn), run together: wall time, and TTFT of turns 2 and on.
 
+llama-server runs twice: as it ships (its defaults: the ratios), and with the attention
+cortex runs on this machine (`-fa off` where cortex's `flash_attn` is unset and the model is
+on the CPU: the `same_attention` ratios), so a gain from that choice is told apart from one
+from scheduling. Where cortex does not repack weights (llama.cpp would use AMX, which
+crashes) both runs pass `--no-repack`: llama-server crashed at start without it.
+
 The server binary comes from $CORTEX_LLAMA_SERVER, or .cache/llama-server/bin/llama-server
 (build it from the llama.cpp inside the llama-cpp-python sdist:
 `cmake -S vendor/llama.cpp -B .cache/llama-server -DLLAMA_CURL=OFF && cmake --build
@@ -21,16 +27,20 @@ import asyncio
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import llama_cpp.llama_cpp as C
 
 from bench.concurrency import body as story
 from bench.real_model import demo_gguf
 from bench.shared import body as shared_body
 from bench.stack import Streamed, free_port, serving, stream_chat
+from cortex_core.config import ModelProfile
+from cortex_neuron.llama_backend import flash_attention, repack_weights, system_info
 
 STREAMS = 8
 AGENTS, TURNS = 4, 4
@@ -44,12 +54,14 @@ def server_binary() -> Path | None:
 
 
 class LlamaServer:
-    def __init__(self, binary: Path, model: Path) -> None:
+    def __init__(self, binary: Path, model: Path, flags: list[str]) -> None:
         self.port = free_port()
+        self.log = tempfile.TemporaryFile(mode="w+")  # what it prints, for a failed start
         self.process = subprocess.Popen(
             [str(binary), "-m", str(model), "--alias", "smollm2", "--port", str(self.port),
-             "-np", str(STREAMS), "-c", str(2048 * STREAMS), "-t", str(os.cpu_count())],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "-np", str(STREAMS), "-c", str(2048 * STREAMS), "-t", str(os.cpu_count()),
+             *flags],
+            stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -61,11 +73,35 @@ class LlamaServer:
             if self.process.poll() is not None:
                 break
             time.sleep(0.2)  # polling a starting process: it has no readiness event
-        raise RuntimeError(f"{binary} did not start")
+        self.log.seek(0)
+        tail = "".join(self.log.readlines()[-20:])
+        self.stop()
+        raise RuntimeError(f"{binary} did not start (exit {self.process.returncode}):\n{tail}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+def server_flags(model: Path) -> tuple[list[str], list[str]]:
+    """llama-server's flags as it ships and with cortex's attention, each with
+    `--no-repack` where cortex does not repack the model's weights on this CPU."""
+    profile = ModelProfile(id="smollm2", path=str(model))
+    shared = [] if repack_weights(profile, system_info()) else ["--no-repack"]
+    plain = flash_attention(profile, bool(C.llama_supports_gpu_offload())) == (
+        C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+    return shared, [*shared, "-fa", "off" if plain else "auto"]
+
+
+def against(binary: Path, model: Path, flags: list[str]) -> dict[str, float]:
+    server = LlamaServer(binary, model, flags)
+    try:
+        return measure(server.port)
+    finally:
+        server.stop()
 
 
 def fresh_story(nonce: int, i: int) -> dict[str, object]:
@@ -130,42 +166,41 @@ def measure(port: int) -> dict[str, float]:
     }
 
 
+RATIOS = {  # name: (measure, target)
+    "tok_s_ratio": ("tok_s", ">= 1.0"),
+    "ttft_p50_ratio": ("ttft_p50_s", "<= 1.0"),
+    "fresh_tok_s_ratio": ("fresh_tok_s", ">= 1.0"),
+    "fresh_ttft_p50_ratio": ("fresh_ttft_p50_s", "<= 1.0"),
+    "shared_first_turn_ratio": ("shared_first_turn_p50_s", ""),
+    "agents_wall_ratio": ("agents_wall_s", "<= 0.6"),
+    "agents_followup_ttft_ratio": ("agents_followup_ttft_p50_s", "<= 0.5"),
+}
+
+
 def run() -> dict[str, Any]:
     binary = server_binary()
     if binary is None:
         return {"scenario": "versus_llama_server", "skipped": "no llama-server binary: see "
                 "bench/versus.py for how to build one"}  # fmt: skip
     model = demo_gguf()
-    server = LlamaServer(binary, model)
-    try:
-        theirs = measure(server.port)
-    finally:
-        server.stop()
+    as_shipped, same_attention = server_flags(model)
+    theirs = against(binary, model, as_shipped)
+    alike = against(binary, model, same_attention)
     with serving(model, STREAMS) as stack:
         ours = measure(stack.port)
     return {
         "scenario": "versus_llama_server",
         "model": model.name,
         "streams": STREAMS,
+        "llama_server_flags": as_shipped,
+        "llama_server_same_attention_flags": same_attention,
         **{f"cortex_{k}": round(v, 3) for k, v in ours.items()},
         **{f"llama_server_{k}": round(v, 3) for k, v in theirs.items()},
-        "tok_s_ratio": round(ours["tok_s"] / theirs["tok_s"], 3),
-        "ttft_p50_ratio": round(ours["ttft_p50_s"] / theirs["ttft_p50_s"], 3),
-        "fresh_tok_s_ratio": round(ours["fresh_tok_s"] / theirs["fresh_tok_s"], 3),
-        "fresh_ttft_p50_ratio": round(ours["fresh_ttft_p50_s"] / theirs["fresh_ttft_p50_s"], 3),
-        "shared_first_turn_ratio": round(
-            ours["shared_first_turn_p50_s"] / theirs["shared_first_turn_p50_s"], 3
-        ),
-        "agents_wall_ratio": round(ours["agents_wall_s"] / theirs["agents_wall_s"], 3),
-        "agents_followup_ttft_ratio": round(
-            ours["agents_followup_ttft_p50_s"] / theirs["agents_followup_ttft_p50_s"], 3
-        ),
-        "targets": {
-            "tok_s_ratio": ">= 1.0",
-            "ttft_p50_ratio": "<= 1.0",
-            "fresh_tok_s_ratio": ">= 1.0",
-            "fresh_ttft_p50_ratio": "<= 1.0",
-            "agents_wall_ratio": "<= 0.6",
-            "agents_followup_ttft_ratio": "<= 0.5",
+        **{f"llama_server_same_attention_{k}": round(v, 3) for k, v in alike.items()},
+        **{name: round(ours[key] / theirs[key], 3) for name, (key, _) in RATIOS.items()},
+        **{
+            f"{name}_same_attention": round(ours[key] / alike[key], 3)
+            for name, (key, _) in RATIOS.items()
         },
+        "targets": {name: target for name, (_, target) in RATIOS.items() if target},
     }

@@ -59,9 +59,10 @@ def direct_single(path: Path, tokens: int, gpu_layers: int, rounds: int = 3) -> 
 
     from bench.real_model import raw_run
 
+    # The attention cortex runs (flash_attn unset): flash on a GPU, plain on the CPU.
     llm = llama_cpp.Llama(
         model_path=str(path), n_ctx=2048, n_gpu_layers=gpu_layers, verbose=False,
-        n_threads=os.cpu_count(),
+        n_threads=os.cpu_count(), flash_attn=gpu_layers != 0,
     )  # fmt: skip
     try:
         runs = [raw_run(llm, tokens) for _ in range(rounds)]

@@ -153,7 +153,7 @@ class LlamaBackend:
         params = C.llama_model_default_params()
         params.n_gpu_layers = profile.n_gpu_layers
         params.main_gpu = profile.main_gpu
-        params.use_extra_bufts = repack_weights(profile, _system_info())
+        params.use_extra_bufts = repack_weights(profile, system_info())
         if not params.use_extra_bufts and profile.cpu_repack is None:
             log.info("cpu_repack_off", model=profile.id, reason="llama.cpp would use AMX, "
                      "whose matrix multiply crashes; cpu_repack = true turns it on")  # fmt: skip
@@ -330,7 +330,7 @@ def flash_attention(profile: ModelProfile, gpu_offload: bool) -> int:
 
 
 @functools.cache
-def _system_info() -> str:
+def system_info() -> str:
     info: bytes = C.llama_print_system_info()
     return info.decode(errors="replace")
 
