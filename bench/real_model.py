@@ -43,11 +43,35 @@ def raw_run(llm: Any, tokens: int) -> dict[str, float]:
     return {"ttft_s": stamps[0] - started, "tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0])}
 
 
-def raw_load(path: Path) -> tuple[Any, float]:
+def raw_llama(path: Path, **options: Any) -> Any:
+    """llama-cpp-python's own `Llama` on `path`, with the CPU weight layouts cortex picks
+    here. `Llama` has no switch for them: it starts from llama_model_default_params, so for
+    this load that returns cortex's choice (no repacking where llama.cpp would use AMX,
+    whose matrix multiply crashes: the raw baseline segfaulted on such a CPU)."""
     import llama_cpp
+    import llama_cpp.llama_cpp as C
 
+    from cortex_core.config import ModelProfile
+    from cortex_neuron.llama_backend import repack_weights, system_info
+
+    repack = repack_weights(ModelProfile(id="raw", path=str(path)), system_info())
+    defaults = C.llama_model_default_params
+
+    def chosen() -> Any:
+        params = defaults()
+        params.use_extra_bufts = repack
+        return params
+
+    C.llama_model_default_params = chosen
+    try:
+        return llama_cpp.Llama(model_path=str(path), verbose=False, **options)
+    finally:
+        C.llama_model_default_params = defaults
+
+
+def raw_load(path: Path) -> tuple[Any, float]:
     started = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+    llm = raw_llama(path, n_ctx=2048, n_threads=os.cpu_count())
     return llm, time.perf_counter() - started
 
 

@@ -55,14 +55,12 @@ def prompt(i: int) -> list[dict[str, str]]:
 
 
 def direct_single(path: Path, tokens: int, gpu_layers: int, rounds: int = 3) -> dict[str, Any]:
-    import llama_cpp
-
-    from bench.real_model import raw_run
+    from bench.real_model import raw_llama, raw_run
 
     # The attention cortex runs (flash_attn unset): flash on a GPU, plain on the CPU.
-    llm = llama_cpp.Llama(
-        model_path=str(path), n_ctx=2048, n_gpu_layers=gpu_layers, verbose=False,
-        n_threads=os.cpu_count(), flash_attn=gpu_layers != 0,
+    llm = raw_llama(
+        path, n_ctx=2048, n_gpu_layers=gpu_layers, n_threads=os.cpu_count(),
+        flash_attn=gpu_layers != 0,
     )  # fmt: skip
     try:
         runs = [raw_run(llm, tokens) for _ in range(rounds)]
