@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any
 
+from bench.kv import prefill_tokens
 from bench.real_model import demo_gguf
 from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Row
@@ -30,8 +31,7 @@ def step_times(flash: bool, context: int) -> dict[int, float]:
     try:
         text = " ".join(f"Rule {n}: answer plainly, keep it short." for n in range(400))
         tokens = backend.tokenize(text, add_bos=True, special=True)[: context + max(STEPS)]
-        for at in range(0, context, backend.n_batch):
-            backend.decode([Row(0, tokens[at : min(at + backend.n_batch, context)], at)])
+        prefill_tokens(backend, 0, tokens[:context])
         times = {}
         for n in STEPS:
             runs = []

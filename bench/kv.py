@@ -19,6 +19,12 @@ from cortex_neuron.llama_backend import LlamaBackend
 SLOTS, PROMPT, STEPS = 8, 900, 48
 
 
+def prefill_tokens(backend: LlamaBackend, seq: int, tokens: list[int]) -> None:
+    """Decode `tokens` into `seq` from position 0, a batch at a time, keeping no logits."""
+    for at in range(0, len(tokens), backend.n_batch):
+        backend.decode([Row(seq, tokens[at : at + backend.n_batch], at)])
+
+
 def measure(unified: bool, shared: bool) -> dict[str, float]:
     profile = ModelProfile(
         id="smollm2", path=str(demo_gguf()), n_ctx=2048, parallel=SLOTS, kv_unified=unified
@@ -34,8 +40,7 @@ def measure(unified: bool, shared: bool) -> dict[str, float]:
                 continue
             tokens = base if shared else [(t + 7 * seq) % 40_000 + 100 for t in base]
             started = time.perf_counter()
-            for at in range(0, PROMPT, backend.n_batch):
-                backend.decode([Row(seq, tokens[at : at + backend.n_batch], at)])
+            prefill_tokens(backend, seq, tokens)
             prefill += time.perf_counter() - started
         steps = []
         for step in range(STEPS):

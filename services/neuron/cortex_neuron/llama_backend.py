@@ -19,6 +19,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama_cpp as C
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from cortex_core.config import ModelProfile
@@ -89,11 +90,15 @@ class GreedySampler:
         self._n_vocab = n_vocab
 
     def sample(self, output: int) -> int:
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, output), (self._n_vocab,))
-        return int(logits.argmax())
+        return int(logits_at(self._ctx, output, self._n_vocab).argmax())
 
     def close(self) -> None:
         pass
+
+
+def logits_at(ctx: Any, index: int, n_vocab: int) -> npt.NDArray[np.float32]:
+    """The logits at batch index `index` of the last decode, as a view (no copy)."""
+    return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
 
 
 def plain_greedy(params: SamplingParams) -> bool:
@@ -276,10 +281,7 @@ class LlamaBackend:
         return LlamaSampler(self._ctx, chain)
 
     def scores(self, index: int, token: int, top: int) -> Scores:
-        logits = np.ctypeslib.as_array(
-            C.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)
-        )
-        return scores_at(logits, token, top)
+        return scores_at(logits_at(self._ctx, index, self._n_vocab), token, top)
 
     # --- decoding -------------------------------------------------------------------------
 
@@ -352,9 +354,9 @@ def flash_attention(profile: ModelProfile, gpu_offload: bool) -> int:
     """llama.cpp's flash_attn_type for the model's context. The profile's `flash_attn`
     decides; unset, llama.cpp's own choice (on where the device supports it) when layers go
     to a GPU, and off on the CPU: there llama.cpp runs attention for batches under 64 tokens
-    (every decode step, a follow-up turn's prefill) through an untiled kernel, 1.2x slower
-    than plain attention at 200 tokens of context and 2.8x at 7000, while the tiled one
-    gains 1.4x only on long prefill batches (bench/results: `attention`)."""
+    (every decode step, a follow-up turn's prefill) through an untiled kernel, 1.3-5.7x
+    slower than plain attention after 200-3000 cached tokens, while the tiled one gains
+    ~1.2x only on long prefill chunks (bench/results: `attention`)."""
     if profile.flash_attn is not None:
         enabled = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
         return int(enabled if profile.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
