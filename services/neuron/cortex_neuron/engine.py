@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from cortex_core.config import ModelProfile
+from cortex_neuron.arrivals import hold_for_more
 from cortex_neuron.backend import Backend
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
@@ -93,6 +94,10 @@ class Engine(ModelThread[Backend]):
         self._active: list[Job] = []
         # Jobs waiting for another slot to finish prefilling the prefix they share.
         self._deferred: list[Job] = []
+        # Jobs held on the event loop for the ones arriving behind them (arrivals.py), and
+        # when the first of them was held.
+        self._held: list[Job] = []
+        self._held_at = 0.0
         self._slots: list[Slot] = []
         self._host = HostCache(host_cache_mb * 1024 * 1024)
         self._step_cost = StepCost()  # what a decode step costs here, learned as it runs
@@ -110,12 +115,35 @@ class Engine(ModelThread[Backend]):
         held = dict.fromkeys(d for slot in self._slots for d in reversed(slot.digests))
         return list(held)[:MAX_DIGESTS]
 
-    def submit(self, job: Job) -> None:
-        self._enqueue(job)
+    def submit(self, job: Job, more_coming: bool = False) -> None:
+        """Hand a request to the engine thread. `more_coming`: other requests are already
+        on their way in; an idle engine then holds this one until they are handed over
+        too, or `release` is called, so that they start in one step."""
+        if not self._held:
+            self._held_at = time.monotonic()
+        self._held.append(job)
+        idle = self.busy == 0 and self._jobs.empty() and not self._deferred
+        waited = time.monotonic() - self._held_at
+        if not hold_for_more(
+            idle=idle,
+            more_coming=more_coming,
+            held=len(self._held),
+            slots=max(1, self.profile.parallel),
+            waited_s=waited,
+        ):
+            self.release()
+
+    def release(self) -> None:
+        """Hand the held requests to the engine thread as one item: they start together.
+        (While any are held the queue is empty, so this one item always fits.)"""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self._enqueue(held[0] if len(held) == 1 else tuple(held))
 
     @property
     def queued(self) -> int:
-        return super().queued + len(self._deferred)
+        return super().queued + len(self._deferred) + len(self._held)
 
     async def stop(self) -> None:
         """Cancel what runs, fail what waits, free the model, and join the thread."""
@@ -128,16 +156,15 @@ class Engine(ModelThread[Backend]):
         await self._join()
 
     def _drain_queue(self, reason: str) -> None:
-        deferred, self._deferred = self._deferred, []
-        for job in deferred:
-            job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
+        waiting = [*self._deferred, *self._held]
+        self._deferred, self._held = [], []
         while True:
             try:
-                job = self._jobs.get_nowait()
+                waiting += _jobs_in(self._jobs.get_nowait())
             except queue.Empty:
-                return
-            if isinstance(job, Job):
-                job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
+                break
+        for job in waiting:
+            job.channel.push(Errored(WireError(code=Code.UNLOADING, message=reason)))
 
     def prompt_of(self, request: InferRequest) -> tuple[list[int], str]:
         """The prompt exactly as a generation sees it: its tokens and its text; EngineError
@@ -325,12 +352,13 @@ class Engine(ModelThread[Backend]):
             if not free:
                 return True
             try:
-                job = self._jobs.get(block=len(free) == len(slots))
+                item = self._jobs.get(block=len(free) == len(slots))
             except queue.Empty:
                 return True
-            if job is STOP:
+            if item is STOP:
                 return False
-            self._start(backend, slots, job)
+            for job in _jobs_in(item):
+                self._start(backend, slots, job)  # past the free slots: deferred
 
     def _start(self, backend: Backend, slots: Sequence[Slot], job: Job) -> None:
         if job.cancelled.is_set():
@@ -503,6 +531,13 @@ class Engine(ModelThread[Backend]):
         slot.last_used = time.perf_counter()
         self.busy = len(self._active)
         self.last_used_at = time.time()
+
+
+def _jobs_in(item: object) -> tuple[Job, ...]:
+    """The jobs a queue item carries: one, or a burst released together (none: STOP)."""
+    if isinstance(item, Job):
+        return (item,)
+    return tuple(job for job in item if isinstance(job, Job)) if isinstance(item, tuple) else ()
 
 
 def _scoring_prompt(slot: Slot) -> bool:

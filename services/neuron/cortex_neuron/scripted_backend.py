@@ -75,6 +75,7 @@ class ScriptedBackend:
         self._repeat = script.repeat
         self._step_s = 1.0 / script.tokens_per_s if script.tokens_per_s > 0 else 0.0
         self._script = self.tokenize(script.reply, add_bos=False, special=True)
+        self.steps: list[int] = []  # how many sequences each decode step carried
         if not self._script:
             raise EngineError(Code.LOAD_FAILED, f"model {profile.id!r} has an empty script")
 
@@ -119,6 +120,7 @@ class ScriptedBackend:
         pass
 
     def decode(self, rows: Sequence[Row]) -> None:
+        self.steps.append(len(rows))
         if self._step_s:
             time.sleep(self._step_s)  # the step's "compute", whatever the batch holds
 

@@ -13,6 +13,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_core.metrics_server import serve_metrics
@@ -84,6 +85,7 @@ class Neuron:
         self._seq = 0
         self.cycles = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._infer: Subscription | None = None  # inference requests, as they arrive
         self._footprints = {m.id: profile_footprint(m) for m in catalogue.models}
         self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
         self.log = log.bind(node=self.node)
@@ -92,8 +94,9 @@ class Neuron:
     # --- lifecycle --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._infer = await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer)
         subs = [
-            await self.nc.subscribe(subjects.infer(self.node), cb=self._on_infer),
+            self._infer,
             await self.nc.subscribe(subjects.tokenize(self.node), cb=self._on_tokenize),
             await self.nc.subscribe(subjects.vocab(self.node), cb=self._on_vocab),
             await self.nc.subscribe(subjects.embed(self.node), cb=self._on_embed_msg),
@@ -353,6 +356,20 @@ class Neuron:
 
     async def _on_infer(self, msg: Msg) -> None:
         try:
+            await self._infer_one(msg)
+        finally:
+            if not self._more_coming():
+                # The requests that arrived together are all in: they start together.
+                for resident in self.residents.values():
+                    if isinstance(resident.engine, Engine):
+                        resident.engine.release()
+
+    def _more_coming(self) -> bool:
+        """Whether inference requests wait behind the one being handled."""
+        return self._infer is not None and self._infer.pending_msgs > 0
+
+    async def _infer_one(self, msg: Msg) -> None:
+        try:
             request = codec.decode(msg.data, InferRequest)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await _reply(
@@ -381,7 +398,7 @@ class Neuron:
             prompt = await asyncio.to_thread(engine.prompt_of, request)
             engine.check_fits(prompt[0])
             job = Job(request, TokenChannel(asyncio.get_running_loop()), prompt=prompt)
-            engine.submit(job)
+            engine.submit(job, more_coming=self._more_coming())
         except EngineError as error:
             self.metrics.refused.labels(request.model, error.wire.code).inc()
             await _reply(msg, InferReply(accepted=False, error=error.wire))
