@@ -65,3 +65,44 @@ async def test_tokens_share_frames_and_the_first_is_sent_at_once(
     # and travelled together (far fewer messages than tokens).
     assert deltas[0].tokens < TOKENS // 2
     assert len(deltas) <= 3
+
+
+@pytest.fixture
+async def slow_neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[None]:
+    models = tmp_path / "models.toml"
+    # 25 steps/s: each stream's token comes every 40 ms or more, slower than the 20 ms
+    # frame interval (a CPU host's decode).
+    models.write_text(
+        '[[models]]\nid = "slow"\nn_ctx = 4096\nparallel = 2\n'
+        '[models.script]\nreply = "abc"\nrepeat = true\ntokens_per_s = 25\n'
+    )
+    settings = stack_settings(nats_url, models, node=NODE, neuron={"keepalive_interval_s": 5})
+    beat = await bus.subscribe(subjects.heartbeat(NODE))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_neuron(settings, stop))
+    codec.decode((await beat.next_msg(timeout=10)).data, Heartbeat)
+    await beat.unsubscribe()
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def test_under_load_slow_steps_still_put_two_tokens_in_a_frame(
+    slow_neuron: None, bus: Client
+) -> None:
+    assert (await load(bus, "slow")).ok
+    # A first request teaches the engine one stream's decode rate.
+    first = await Stream(bus, "req-first").open()
+    assert (await first.submit("slow", max_tokens=8)).accepted
+    await first.until_end()
+    streams = [await Stream(bus, f"req-{i}").open() for i in range(2)]
+    for stream in streams:
+        assert (await stream.submit("slow", max_tokens=40)).accepted
+    for stream in streams:
+        frames = await stream.until_end()
+        assert_numbered(frames)
+        deltas = [f for f in frames if isinstance(f, Delta)]
+        assert sum(d.tokens for d in deltas) == 40
+        # One frame per token at the 20 ms interval; about two tokens a frame when the
+        # pause follows the stream's own pace.
+        assert len(deltas) <= 30, [d.tokens for d in deltas]

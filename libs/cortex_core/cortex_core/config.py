@@ -97,10 +97,10 @@ class NeuronSettings(Section):
     # A stream with nothing to say (queued, prefilling) sends a keep-alive frame this often.
     keepalive_interval_s: float = 1.0
     # While more than one stream runs here, a stream's frames are at least this far apart
-    # (one more interval per 16 streams, up to 4x):
-    # tokens produced meanwhile share the next frame, so a fast stream costs the bus and
-    # gateways one message per interval, not one per token. The first frame is never held
-    # back. 0 sends whatever is ready at once.
+    # (one more interval per 16 streams, up to 4x, and two of the stream's tokens where
+    # steps are slower): tokens produced meanwhile share the next frame, so a fast stream
+    # costs the bus and gateways one message per interval, not one per token. The first
+    # frame is never held back. 0 sends whatever is ready at once.
     frame_interval_s: float = 0.02
     # Bound on requests waiting for each loaded model's engine thread.
     queue_depth: int = 64

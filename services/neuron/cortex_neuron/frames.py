@@ -8,16 +8,26 @@ from cortex_wire.messages import Delta, ReasoningDelta, ToolCallFrame
 # Streams per neuron that one frame interval serves; beyond, the interval stretches.
 STREAMS_PER_INTERVAL = 16
 MAX_INTERVAL_STRETCH = 4
+# Under load a frame waits for about this many of its stream's tokens, however slow the
+# steps, but never longer than MAX_PAUSE_S.
+TOKENS_PER_FRAME = 2
+MAX_PAUSE_S = 0.25
 
 
-def frame_pause(interval: float, streams: int) -> float:
-    """How long a stream waits before its next frame (pure): nothing for a lone stream;
-    `interval` under load; longer as streams pile up (up to 4x), so the messages a neuron
-    sends per second stop growing with its stream count."""
-    if streams <= 1:
+def frame_pause(interval: float, streams: int, stream_rate: float = 0.0) -> float:
+    """How long a stream waits before its next frame (pure): nothing for a lone stream, or
+    with pacing off (`interval` 0); under load `interval`, longer as streams pile up (up
+    to 4x), so the messages a neuron sends per second stop growing with its stream count;
+    and at least the time of two of the stream's tokens (`stream_rate`: one stream's decode
+    tokens/s on this model, 0 when not known yet), so that where steps are slower than the
+    interval (a CPU host) a frame still carries two tokens rather than one."""
+    if streams <= 1 or interval <= 0:
         return 0.0
     stretch = min(MAX_INTERVAL_STRETCH, -(-streams // STREAMS_PER_INTERVAL))
-    return interval * stretch
+    pause = interval * stretch
+    if stream_rate > 0:
+        pause = max(pause, min(TOKENS_PER_FRAME / stream_rate, MAX_PAUSE_S))
+    return pause
 
 
 def coalesce(

@@ -547,7 +547,7 @@ class Neuron:
                         error=end.error.message,
                     )  # fmt: skip
                     return
-                pause = frame_pause(interval, len(self.jobs))
+                pause = frame_pause(interval, len(self.jobs), self._stream_rate(request.model))
                 if pause:
                     # Under load, pace the frames: what the engine makes meanwhile waits in
                     # the channel and leaves as one frame. A lone stream goes unpaced.
@@ -562,6 +562,12 @@ class Neuron:
         finally:
             job.cancelled.set()  # if the pump dies, the engine must not keep generating
             self.jobs.pop(request.request_id, None)
+
+
+    def _stream_rate(self, model: str) -> float:
+        """One stream's decode tokens/s on `model` lately (0: not known yet)."""
+        resident = self.residents.get(model)
+        return resident.engine.tokens_per_s if resident and resident.engine else 0.0
 
 
 def _wrong_kind(model: str, what: str) -> WireError:
