@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client
 
 from cortex_core.config import ModelProfile, ScriptProfile
+from cortex_neuron import engine as engine_module
 from cortex_neuron.channel import Errored, TokenChannel
 from cortex_neuron.engine import Engine, Job
 from cortex_neuron.main import run_neuron
@@ -37,7 +38,10 @@ def job(name: str) -> Job:
     return Job(request=chat(name, max_tokens=2), channel=TokenChannel(asyncio.get_running_loop()))
 
 
-async def test_requests_arriving_together_start_in_one_step(engine: Engine) -> None:
+async def test_requests_arriving_together_start_in_one_step(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "HOLD_LIMIT_S", 30.0)  # the test's pause is no limit
     jobs = [job(f"user {i}") for i in range(3)]
     for held in jobs[:2]:
         engine.submit(held, more_coming=True)
@@ -69,6 +73,12 @@ async def test_release_hands_over_what_is_held(engine: Engine) -> None:
     assert finished(await read(held, Outcome())).finish_reason == "length"
 
 
+async def test_a_hold_ends_at_its_limit_when_the_rest_never_come(engine: Engine) -> None:
+    held = job("held")
+    engine.submit(held, more_coming=True)  # and nothing follows, nor any release
+    assert finished(await read(held, Outcome())).finish_reason == "length"
+
+
 async def test_unloading_fails_held_requests_with_the_reason(engine: Engine) -> None:
     held = job("held")
     engine.submit(held, more_coming=True)
@@ -95,9 +105,12 @@ async def neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[No
     await asyncio.wait_for(task, 30)
 
 
-async def test_a_burst_ending_in_a_refusal_still_runs(neuron: None, bus: Client) -> None:
+async def test_a_burst_ending_in_a_refusal_still_runs(
+    neuron: None, bus: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sent in one flush, the burst waits at the neuron together; the last request is
-    refused, and the ones held for it start anyway."""
+    refused, and the ones held for it start once it is handled, not at the hold's limit."""
+    monkeypatch.setattr(engine_module, "HOLD_LIMIT_S", 600.0)
     assert (await load(bus, "burst")).ok
     streams = [await Stream(bus, f"burst-{i}").open() for i in range(3)]
     refused = await Stream(bus, "burst-refused").open()

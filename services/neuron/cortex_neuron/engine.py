@@ -9,6 +9,7 @@ request takes the free slot whose cached tokens share the longest prefix with it
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import structlog
 
 from cortex_core.config import ModelProfile
-from cortex_neuron.arrivals import hold_for_more
+from cortex_neuron.arrivals import HOLD_LIMIT_S, hold_for_more
 from cortex_neuron.backend import Backend
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
@@ -98,6 +99,7 @@ class Engine(ModelThread[Backend]):
         # when the first of them was held.
         self._held: list[Job] = []
         self._held_at = 0.0
+        self._hold_ends: asyncio.TimerHandle | None = None  # releases them at the limit
         self._slots: list[Slot] = []
         self._host = HostCache(host_cache_mb * 1024 * 1024)
         self._step_cost = StepCost()  # what a decode step costs here, learned as it runs
@@ -132,10 +134,18 @@ class Engine(ModelThread[Backend]):
             waited_s=waited,
         ):
             self.release()
+        elif self._hold_ends is None:
+            # The ones behind may take long to arrive (a huge prompt to render): the hold
+            # ends at its limit whatever comes.
+            loop = asyncio.get_running_loop()
+            self._hold_ends = loop.call_later(HOLD_LIMIT_S, self.release)
 
     def release(self) -> None:
         """Hand the held requests to the engine thread as one item: they start together.
         (While any are held the queue is empty, so this one item always fits.)"""
+        if self._hold_ends is not None:
+            self._hold_ends.cancel()
+            self._hold_ends = None
         if not self._held:
             return
         held, self._held = self._held, []
