@@ -14,13 +14,12 @@ from cortex_core.config import ModelProfile, ScriptProfile
 from cortex_neuron import engine as engine_module
 from cortex_neuron.channel import Errored, TokenChannel
 from cortex_neuron.engine import Engine, Job
-from cortex_neuron.main import run_neuron
 from cortex_neuron.scripted_backend import ScriptedBackend
-from cortex_wire import codec, subjects
-from cortex_wire.messages import Done, Heartbeat, InferReply
+from cortex_wire.messages import Done, InferReply
+from tests.conftest import write_catalogue
 from tests.integration.test_engine_contract import Outcome, chat, finished, read
 from tests.integration.test_neuron import NODE, Stream, bus, load
-from tests.support.stack import stack_settings
+from tests.support.neuron import neuron_serving, scripted
 
 __all__ = ["bus"]  # the fixture, shared with test_neuron
 
@@ -89,20 +88,9 @@ async def test_unloading_fails_held_requests_with_the_reason(engine: Engine) -> 
 
 @pytest.fixture
 async def neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[None]:
-    models = tmp_path / "models.toml"
-    models.write_text(
-        '[[models]]\nid = "burst"\nn_ctx = 512\nparallel = 4\n'
-        '[models.script]\nreply = "abc"\ntokens_per_s = 500\n'
-    )
-    settings = stack_settings(nats_url, models, node=NODE)
-    beat = await bus.subscribe(subjects.heartbeat(NODE))
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_neuron(settings, stop))
-    codec.decode((await beat.next_msg(timeout=10)).data, Heartbeat)
-    await beat.unsubscribe()
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    models = write_catalogue(tmp_path / "models.toml", [scripted("burst", 500, parallel=4)])
+    async with neuron_serving(bus, nats_url, models, NODE):
+        yield
 
 
 async def test_a_burst_ending_in_a_refusal_still_runs(

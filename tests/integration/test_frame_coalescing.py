@@ -3,18 +3,17 @@ back to wait for company."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
-from cortex_neuron.main import run_neuron
 from cortex_wire import codec, subjects
-from cortex_wire.messages import Cancel, Delta, Done, Heartbeat
+from cortex_wire.messages import Cancel, Delta, Done
+from tests.conftest import write_catalogue
 from tests.integration.test_neuron import NODE, Stream, assert_numbered, bus, load
-from tests.support.stack import stack_settings
+from tests.support.neuron import neuron_serving, scripted
 
 __all__ = ["bus"]  # the fixture, shared with test_neuron
 
@@ -23,23 +22,12 @@ TOKENS = 300
 
 @pytest.fixture
 async def scripted_neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[None]:
-    models = tmp_path / "models.toml"
     # 1000 steps/s for 300 tokens: a 0.3 s generation, shorter than one frame interval.
-    models.write_text(
-        '[[models]]\nid = "fast"\nn_ctx = 4096\nparallel = 2\n'
-        '[models.script]\nreply = "abc"\nrepeat = true\ntokens_per_s = 1000\n'
-    )
-    settings = stack_settings(
-        nats_url, models, node=NODE, neuron={"frame_interval_s": 0.5, "keepalive_interval_s": 5}
-    )
-    beat = await bus.subscribe(subjects.heartbeat(NODE))
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_neuron(settings, stop))
-    codec.decode((await beat.next_msg(timeout=10)).data, Heartbeat)
-    await beat.unsubscribe()
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    models = write_catalogue(tmp_path / "models.toml", [scripted("fast", 1000)])
+    async with neuron_serving(
+        bus, nats_url, models, NODE, frame_interval_s=0.5, keepalive_interval_s=5
+    ):
+        yield
 
 
 async def test_tokens_share_frames_and_the_first_is_sent_at_once(
@@ -69,22 +57,11 @@ async def test_tokens_share_frames_and_the_first_is_sent_at_once(
 
 @pytest.fixture
 async def slow_neuron(nats_url: str, tmp_path: Path, bus: Client) -> AsyncIterator[None]:
-    models = tmp_path / "models.toml"
     # 25 steps/s: each stream's token comes every 40 ms or more, slower than the 20 ms
     # frame interval (a CPU host's decode).
-    models.write_text(
-        '[[models]]\nid = "slow"\nn_ctx = 4096\nparallel = 2\n'
-        '[models.script]\nreply = "abc"\nrepeat = true\ntokens_per_s = 25\n'
-    )
-    settings = stack_settings(nats_url, models, node=NODE, neuron={"keepalive_interval_s": 5})
-    beat = await bus.subscribe(subjects.heartbeat(NODE))
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_neuron(settings, stop))
-    codec.decode((await beat.next_msg(timeout=10)).data, Heartbeat)
-    await beat.unsubscribe()
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    models = write_catalogue(tmp_path / "models.toml", [scripted("slow", 25)])
+    async with neuron_serving(bus, nats_url, models, NODE, keepalive_interval_s=5):
+        yield
 
 
 async def test_under_load_slow_steps_still_put_two_tokens_in_a_frame(
