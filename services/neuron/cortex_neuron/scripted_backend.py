@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from cortex_core.config import ModelProfile, ScriptProfile
@@ -75,7 +76,8 @@ class ScriptedBackend:
         self._repeat = script.repeat
         self._step_s = 1.0 / script.tokens_per_s if script.tokens_per_s > 0 else 0.0
         self._script = self.tokenize(script.reply, add_bos=False, special=True)
-        self.steps: list[int] = []  # how many sequences each decode step carried
+        # How many sequences each of the last 1000 decode steps carried.
+        self.steps: deque[int] = deque(maxlen=1000)
         if not self._script:
             raise EngineError(Code.LOAD_FAILED, f"model {profile.id!r} has an empty script")
 
