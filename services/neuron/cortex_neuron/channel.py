@@ -2,7 +2,8 @@
 
 The engine thread pushes events without ever blocking; the loop side takes everything that
 has accumulated at once, which is what coalesces tokens into frames when the bus side runs
-behind. The loop is woken only when the channel goes from empty to non-empty.
+behind. The loop is woken only when its reader is waiting: a paced stream's reader (asleep
+between frames, not waiting) costs the loop no wakeup per token.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class TokenChannel:
         self._items: deque[Event] = deque()
         self._lock = threading.Lock()
         self._ready = asyncio.Event()
+        self._waiting = False  # the reader waits in take() for the next event
         self.phase: Phase = "queued"
 
     # --- engine thread side -----------------------------------------------------------
@@ -92,21 +94,34 @@ class TokenChannel:
             if len(self._items) >= self._limit and not isinstance(event, Finished | Errored):
                 raise ChannelOverflow
             self._items.append(event)
-            first = len(self._items) == 1
-        if first:
+            wake, self._waiting = self._waiting, False
+        if wake:
             self._loop.call_soon_threadsafe(self._ready.set)
 
     # --- event loop side --------------------------------------------------------------
 
     async def take(self, timeout: float) -> list[Event]:
         """Everything pushed so far, waiting up to `timeout` for the first; [] on timeout."""
-        if not self._ready.is_set():
+        deadline = self._loop.time() + timeout
+        while True:
+            with self._lock:
+                if self._items:
+                    items = list(self._items)
+                    self._items.clear()
+                    self._waiting = False
+                    return items
+                self._waiting = True
+                self._ready.clear()  # a wakeup left over from an earlier wait
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                with self._lock:
+                    self._waiting = False
+                    if not self._items:
+                        return []
+                continue
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # Not wait_for: that wraps the wait in a new task, once per frame.
+                async with asyncio.timeout(remaining):
+                    await self._ready.wait()
             except TimeoutError:
-                return []
-        with self._lock:
-            items = list(self._items)
-            self._items.clear()
-            self._ready.clear()
-        return items
+                pass  # one more look, then []
