@@ -72,6 +72,13 @@ class Resident:
     )
 
 
+# A request this small renders and tokenizes in about half a millisecond (0.2 ms for a
+# one-line chat here, 0.7 ms for 2.6 KB): on the event loop, since the hop to a worker
+# thread cost more than that and held a burst's requests back from the engine. Larger ones
+# render on a thread, so the loop keeps carrying frames meanwhile.
+INLINE_RENDER_BYTES = 2048
+
+
 class Neuron:
     def __init__(self, settings: Settings, catalogue: Catalogue, nc: Client) -> None:
         self.settings = settings
@@ -395,7 +402,10 @@ class Neuron:
         try:
             # Rendered and measured before accepting: a prompt the template refuses or the
             # context cannot hold is the client's error, a real HTTP status, for streams too.
-            prompt = await asyncio.to_thread(engine.prompt_of, request)
+            if len(msg.data) <= INLINE_RENDER_BYTES:
+                prompt = engine.prompt_of(request)
+            else:
+                prompt = await asyncio.to_thread(engine.prompt_of, request)
             engine.check_fits(prompt[0])
             job = Job(request, TokenChannel(asyncio.get_running_loop()), prompt=prompt)
             engine.submit(job, more_coming=self._more_coming())
