@@ -110,15 +110,11 @@ class TokenChannel:
                     self._items.clear()
                     self._waiting = False
                     return items
-                self._waiting = True
+                remaining = deadline - self._loop.time()
+                self._waiting = remaining > 0
+                if not self._waiting:
+                    return []
                 self._ready.clear()  # a wakeup left over from an earlier wait
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                with self._lock:
-                    self._waiting = False
-                    if not self._items:
-                        return []
-                continue
             try:
                 # Not wait_for: that wraps the wait in a new task, once per frame.
                 async with asyncio.timeout(remaining):

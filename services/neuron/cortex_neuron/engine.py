@@ -547,7 +547,7 @@ def _jobs_in(item: object) -> tuple[Job, ...]:
     """The jobs a queue item carries: one, or a burst released together (none: STOP)."""
     if isinstance(item, Job):
         return (item,)
-    return tuple(job for job in item if isinstance(job, Job)) if isinstance(item, tuple) else ()
+    return item if isinstance(item, tuple) else ()
 
 
 def _scoring_prompt(slot: Slot) -> bool:
