@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 
 def cortex(*args: str) -> list[str]:
@@ -54,3 +57,62 @@ def test_cortex_nats_serves_jetstream_until_interrupted(tmp_path: Path) -> None:
     assert (tmp_path / "nats").is_dir()
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
+
+
+def operator_env() -> dict[str, str]:
+    """This environment without CORTEX_* overrides (the config file alone decides)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
+
+
+def test_without_a_url_the_cli_looks_for_the_embedded_server_and_says_so(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    config = tmp_path / "cortex.toml"
+    config.write_text(f"[nats]\nembedded_port = {port}\n")
+    result = subprocess.run(
+        cortex("status", "--config", str(config)),
+        capture_output=True, text=True, timeout=60, env=operator_env(),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot reach NATS at nats://127.0.0.1:{port} (" in result.stderr
+    assert "[nats] embedded_host:embedded_port" in result.stderr and str(config) in result.stderr
+    assert "[nats] url or CORTEX_NATS_URL" in result.stderr
+
+    config.write_text("[nats]\nembedded_port = -1\n")
+    result = subprocess.run(
+        cortex("status", "--config", str(config)),
+        capture_output=True, text=True, timeout=60, env=operator_env(),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "embedded_port is -1" in result.stderr and "cannot be known" in result.stderr
+    assert "[nats] url or CORTEX_NATS_URL" in result.stderr
+
+
+def test_config_before_the_command_is_read(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    result = subprocess.run(
+        cortex("--config", str(missing), "status"), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"cortex status: config error: {missing}: file not found"
+
+
+def test_a_bad_watch_pattern_is_one_line_and_exit_2(tmp_path: Path, nats_url: str) -> None:
+    config = tmp_path / "cortex.toml"
+    config.write_text(f'[nats]\nurl = "{nats_url}"\n')
+    result = subprocess.run(
+        cortex("watch", "foo bar", "--config", str(config)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cortex watch: invalid subject pattern 'foo bar': ")
+
+
+def test_top_refuses_an_interval_that_is_not_above_zero() -> None:
+    for interval in ("0", "-2"):
+        result = subprocess.run(
+            cortex("top", "--interval", interval), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2
+        assert "argument --interval: must be > 0" in result.stderr

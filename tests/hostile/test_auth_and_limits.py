@@ -101,6 +101,15 @@ def test_admin_operations_need_an_admin_key(guarded: RunningStack) -> None:
     assert pin.status_code == 200 and pin.json()["ok"]
     status = httpx.get(f"{guarded.base_url}/admin/status", headers=headers(ADMIN_KEY)).json()
     assert ["hello"] == [p["model"] for p in status["pins"]]
+    pinned = httpx.post(
+        f"{guarded.base_url}/admin/models/unload",
+        json={"model": "hello"},
+        headers=headers(ADMIN_KEY),
+        timeout=60,
+    )
+    assert pinned.status_code == 409, pinned.text  # the pin would load it straight back
+    assert pinned.json()["error"]["code"] == "model_pinned"
+    assert "pinned on any neuron; unpin it first" in pinned.json()["error"]["message"]
     unpin = httpx.post(
         f"{guarded.base_url}/admin/models/unpin",
         json={"model": "hello"},

@@ -28,12 +28,15 @@ async def fleet(tmp_path: Path, hello_model) -> AsyncIterator[Fleet]:
         yield running
 
 
-async def cortex(fleet: Fleet, *args: str, url: str | None = None) -> tuple[int, str, str]:
+async def cortex(
+    fleet: Fleet, *args: str, url: str | None = None, config_text: str | None = None
+) -> tuple[int, str, str]:
     config = fleet.folder / "cli.toml"
-    config.write_text(f'[nats]\nurl = "{url or fleet.nats_url}"\n')
+    config.write_text(config_text or f'[nats]\nurl = "{url or fleet.nats_url}"\n')
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cortex_cli.main", *args, "--config", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")},
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -63,6 +66,12 @@ async def test_load_status_explain_pin_unpin_unload(fleet: Fleet) -> None:
     plan = json.loads(out)
     assert (plan["node"], plan["evictions"]) == ("n1", [])
 
+    # The pin would load it straight back: refused, saying what to do.
+    code, _, err = await cortex(fleet, "unload", "a")
+    assert code == 1 and "model_pinned: 'a' is pinned on n1; unpin it first" in err
+    code, out, _ = await cortex(fleet, "status", "--json")
+    assert [m["state"] for m in json.loads(out)["neurons"][0]["models"]] == ["ready"]
+
     code, out, _ = await cortex(fleet, "unpin", "a")
     assert code == 0 and "unpinned 'a'" in out
     code, out, _ = await cortex(fleet, "unload", "a")
@@ -86,10 +95,62 @@ async def test_an_alias_names_its_model_for_every_operation(fleet: Fleet) -> Non
 
 async def test_errors_say_what_went_wrong(fleet: Fleet) -> None:
     code, _, err = await cortex(fleet, "load", "ghost")
-    assert code == 1 and "no_capacity" in err and "ghost" in err
+    assert code == 1 and "model_not_found: unknown model 'ghost'" in err
+    code, out, err = await cortex(fleet, "unload", "ghost")
+    assert code == 1 and "model_not_found: unknown model 'ghost'" in err and out == ""
+    code, _, err = await cortex(fleet, "pin", "ghost")
+    assert code == 1 and "model_not_found: not pinned: unknown model 'ghost'" in err
 
     code, _, err = await cortex(fleet, "status", url=f"nats://127.0.0.1:{free_port()}")
     assert code == 1 and "cannot reach NATS at nats://127.0.0.1:" in err
+
+
+def embedded_port(fleet: Fleet) -> int:
+    return int(fleet.nats_url.rsplit(":", 1)[1])
+
+
+async def test_without_a_url_cli_and_services_find_the_embedded_bus(tmp_path: Path) -> None:
+    """The cortex.toml `cortex up --config` used (embedded_port set, no url) is enough for
+    `cortex status --config` and for a service run alone."""
+    async with running_fleet(tmp_path) as bus:
+        port = embedded_port(bus)
+        await bus.start_scheduler(nats={"url": "", "embedded_port": port})
+        code, out, err = await cortex(
+            bus, "status", "--json", config_text=f"[nats]\nembedded_port = {port}\n"
+        )
+    assert code == 0, err
+    assert json.loads(out)["neurons"] == []
+
+
+async def test_watch_prints_every_kind_of_subject(tmp_path: Path) -> None:
+    async with running_fleet(tmp_path) as bus:
+        config = bus.folder / "watch.toml"
+        config.write_text(f'[nats]\nurl = "{bus.nats_url}"\n')
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cortex_cli.main", "watch", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "300"},
+        )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert "watching cortex.>" in line
+            # Kinds with no style of their own, payloads that look like rich markup.
+            await bus.nc.publish("cortex.metrics.request", b'{"text":"[/] [bold]x"}')
+            await bus.nc.publish("cortex.neuron.n1.vocab", b'"[red]"')
+            await bus.nc.publish("cortex.event.scheduler.loaded", b'{"model":"last"}')
+            await bus.nc.flush()
+            seen = []
+            while not any('"last"' in s for s in seen):
+                line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+                assert line, "cortex watch ended"
+                seen.append(line)
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+    assert any("cortex.metrics.request" in s and '"[/] [bold]x"' in s for s in seen), seen
+    assert any("cortex.neuron.n1.vocab" in s and '"[red]"' in s for s in seen), seen
 
 
 async def test_without_a_scheduler_the_cli_says_so(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.js.errors import NoKeysError
 
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -190,3 +191,76 @@ async def test_bad_requests_to_the_scheduler_get_clear_errors(fleet: Fleet) -> N
     unknown = await fleet.ask(subjects.SCHED_ENSURE, EnsureModel(model="ghost"), EnsureReply)
     assert unknown.error is not None and unknown.error.code == "no_capacity"
     assert "no live neuron" in unknown.error.message
+
+
+async def stored_pins(fleet: Fleet) -> list[str]:
+    kv = await fleet.nc.jetstream().key_value(subjects.PINS_BUCKET)
+    try:
+        return sorted(await kv.keys())
+    except NoKeysError:
+        return []
+
+
+async def test_a_refused_pin_is_not_kept_and_says_why(fleet: Fleet, hello_model) -> None:
+    await fleet.start_neuron(
+        "n1", 1000, [model("a", hello_model), model("huge", hello_model, 5000)]
+    )
+    await fleet.start_scheduler()
+    asked = (
+        (ModelRef(model="ghost"), "model_not_found", "not pinned: unknown model 'ghost'"),
+        (ModelRef(model="a", node="nowhere"), "no_capacity", "nowhere: no such live neuron"),
+        (ModelRef(model="huge"), "no_capacity", "needs 5000 MiB, capacity is 1000 MiB"),
+    )
+    replies = [await fleet.ask(subjects.SCHED_PIN, ref, SchedulerReply) for ref, _, _ in asked]
+    assert await stored_pins(fleet) == []  # nothing for the scheduler to retry each tick
+    for reply, (ref, code, said) in zip(replies, asked, strict=True):
+        assert not reply.ok and reply.error is not None, ref
+        assert reply.error.code == code and said in reply.error.message, reply.error
+    status: FleetStatus = await fleet.ask(subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+    assert status.pins == [] and fleet.scheduler_events("pinned") == []
+
+    # A pin that holds is stored, and a refused re-pin leaves it as it was.
+    assert (await fleet.ask(subjects.SCHED_PIN, ModelRef(model="a"), SchedulerReply)).ok
+    moved = await fleet.ask(subjects.SCHED_PIN, ModelRef(model="a", node="gone"), SchedulerReply)
+    assert not moved.ok
+    status = await fleet.ask(subjects.SCHED_STATUS, ModelRef(model=""), FleetStatus)
+    assert [(p.model, p.node) for p in status.pins] == [("a", "")]
+    assert await stored_pins(fleet) == [subjects.kv_key("a")]
+
+
+async def test_unloading_a_pinned_model_is_refused_until_unpinned(
+    fleet: Fleet, hello_model
+) -> None:
+    await fleet.start_neuron("n1", 1000, [model("a", hello_model)])
+    await fleet.start_scheduler()
+    pinned = await fleet.ask(subjects.SCHED_PIN, ModelRef(model="a", node="n1"), SchedulerReply)
+    assert pinned.ok, pinned.error
+    assert (await fleet.ensure("a")).ok
+    refused: SchedulerReply = await fleet.ask(
+        subjects.SCHED_UNLOAD, ModelRef(model="a"), SchedulerReply
+    )
+    assert not refused.ok and refused.error is not None
+    assert (refused.error.code, refused.error.message) == (
+        "model_pinned", "'a' is pinned on n1; unpin it first"
+    )  # fmt: skip
+    assert fleet.scheduler_events("unloaded") == [] and fleet.model_events("a", "unloading") == []
+    assert (await fleet.ask(subjects.SCHED_UNPIN, ModelRef(model="a"), SchedulerReply)).ok
+    unloaded = await fleet.ask(subjects.SCHED_UNLOAD, ModelRef(model="a"), SchedulerReply)
+    assert unloaded.ok and unloaded.detail == "unloaded 'a' from n1"
+
+
+async def test_a_model_no_neuron_serves_is_not_found(fleet: Fleet, hello_model) -> None:
+    await fleet.start_neuron("n1", 1000, [model("a", hello_model), model("big", hello_model, 5000)])
+    await fleet.start_scheduler()
+    unknown = await fleet.ensure("ghost")
+    assert not unknown.ok and unknown.error is not None
+    assert unknown.error.code == "model_not_found" and "'ghost'" in unknown.error.message
+    too_big = await fleet.ensure("big")  # served, but nowhere it fits: a capacity answer
+    assert too_big.error is not None and too_big.error.code == "no_capacity"
+    unload: SchedulerReply = await fleet.ask(
+        subjects.SCHED_UNLOAD, ModelRef(model="ghost"), SchedulerReply
+    )
+    assert not unload.ok and unload.error is not None
+    assert unload.error.code == "model_not_found"
+    not_loaded = await fleet.ask(subjects.SCHED_UNLOAD, ModelRef(model="a"), SchedulerReply)
+    assert not_loaded.ok and not_loaded.detail == "'a' is not loaded"

@@ -39,3 +39,30 @@ def test_a_gateway_heartbeat_reads_as_one_line() -> None:
     beat = GatewayHeartbeat(gateway="gw:1", sent_at=0, interval_s=1, streams=3)
     line = summarize(subjects.gateway_heartbeat("gw:1"), codec.encode(beat))
     assert line == "gateway gw:1 alive, following 3 streams"
+
+
+def test_every_subject_prints_whatever_its_kind_and_payload() -> None:
+    from rich.console import Console
+
+    from cortex_cli.watch import watch_line
+
+    console = Console(record=True, width=300, color_system="truecolor")
+    for subject, payload in (  # kinds without a style (rich used to raise MarkupError)
+        ("cortex.metrics.request", b'{"text": "[/] [bold]x"}'),
+        ("cortex.neuron.n1.vocab", b'"[red]"'),
+        ("cortex.sched.ensure", b'{"model": "a\\\\"}'),
+    ):
+        line = watch_line("12:00:00.000", subject, payload)
+        console.print(line, soft_wrap=True)
+        assert line.plain.startswith(f"12:00:00.000 {subject} ")
+    text = console.export_text()
+    assert '"text":"[/] [bold]x"' in text and '"[red]"' in text and '"model":"a\\\\"' in text
+
+
+def test_a_bad_subject_pattern_is_named_before_connecting() -> None:
+    from cortex_cli.watch import pattern_problem
+
+    assert pattern_problem("cortex.>") is None
+    assert pattern_problem("cortex.*.heartbeat") is None
+    for bad in ("foo bar", "", "cortex..x", "cortex.>.x", "cortex.a*", "cortex.\t"):
+        assert pattern_problem(bad), bad

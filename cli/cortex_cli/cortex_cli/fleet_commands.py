@@ -4,6 +4,7 @@ scheduler over NATS. Each says plainly when it cannot reach the bus or a schedul
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -17,7 +18,8 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cortex_core.bus import DEFAULT_URL, connect_options
+from cortex_core.bus import connect_options
+from cortex_core.bus_address import bus_url, url_origin
 from cortex_core.config import Settings
 from cortex_core.scheduler_client import NoScheduler, SchedulerClient, SchedulerSilent
 from cortex_wire import codec, subjects
@@ -42,7 +44,11 @@ class CommandError(Exception):
     """Something the operator must be told; the command exits 1."""
 
 
-async def _connect(settings: Settings) -> Client:
+class UsageError(CommandError):
+    """The command line itself is wrong; the command exits 2, as argparse's errors do."""
+
+
+async def _connect(settings: Settings, config: str | None) -> Client:
     options = connect_options(settings.nats)
     options.update(allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
     last_error: list[Exception] = []
@@ -55,10 +61,12 @@ async def _connect(settings: Settings) -> Client:
             nats.connect(name="cortex-cli", error_cb=remember, **options), CONNECT_TIMEOUT_S
         )
     except Exception as error:
-        url = settings.nats.url or DEFAULT_URL
         cause = last_error[-1] if last_error else error
         reason = str(cause) or type(cause).__name__
-        raise CommandError(f"cannot reach NATS at {url}: {reason}") from None
+        where = url_origin(settings.nats, config, os.environ)
+        raise CommandError(
+            f"cannot reach NATS at {bus_url(settings.nats)} ({where}): {reason}"
+        ) from None
 
 
 async def _ask(
@@ -214,7 +222,7 @@ def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
     errors = Console(stderr=True, soft_wrap=True)
 
     async def main() -> None:
-        nc = await _connect(settings)
+        nc = await _connect(settings, getattr(args, "config", None))
         try:
             node = getattr(args, "node", None) or ""
             if command == "load":
@@ -240,7 +248,10 @@ def run_fleet_command(settings: Settings, command: str, args: Any) -> int:
 
     try:
         asyncio.run(main())
+    except UsageError as error:
+        errors.print(f"cortex {command}: {error}", markup=False)
+        return 2
     except CommandError as error:
-        errors.print(f"cortex {command}: {error}")
+        errors.print(f"cortex {command}: {error}", markup=False)
         return 1
     return 0

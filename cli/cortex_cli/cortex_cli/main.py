@@ -10,14 +10,29 @@ from cortex_cli.lifecycle import run_service
 from cortex_core.config import Settings
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="cortex.toml (default: built-in defaults)")
+def _config_arg(parser: argparse.ArgumentParser, dest: str = "config") -> None:
+    parser.add_argument(
+        "--config", dest=dest, metavar="FILE", help="cortex.toml (default: built-in defaults)"
+    )
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cortex", description="One OpenAI/Anthropic-compatible API over a fleet of local LLMs."
     )
+    # --config before the command, as well as after it (after wins: see parse_args).
+    _config_arg(parser, dest="config_before")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = commands.add_parser("up", help="run the whole stack here (embedded NATS, demo model)")
     _config_arg(up)
@@ -50,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="machine-readable output")
     top = commands.add_parser("top", help="cortex status, live, refreshing in place")
     _config_arg(top)
-    top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
+    top.add_argument("--interval", type=positive_seconds, default=1.0, metavar="SECONDS")
     watch = commands.add_parser("watch", help="every bus message as it happens, decoded")
     _config_arg(watch)
     watch.add_argument("pattern", nargs="?", default="cortex.>", help="NATS subject pattern")
@@ -78,8 +93,16 @@ async def _run_nats(settings: Settings, stop: asyncio.Event) -> None:
         server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with `config` the one --config that counts: the command's own,
+    else the one given before the command."""
     args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config", None) or args.config_before
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.command == "up":
         from cortex_cli.up import run_up
 
@@ -104,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 def _fleet_command(args: argparse.Namespace) -> int:
     from cortex_cli.fleet_commands import run_fleet_command
     from cortex_core.config import ConfigError, load_settings
+
+    if args.command == "watch":
+        from cortex_cli.watch import pattern_problem
+
+        problem = pattern_problem(args.pattern)
+        if problem is not None:
+            line = f"cortex watch: invalid subject pattern {args.pattern!r}: {problem}"
+            print(line, file=sys.stderr)
+            return 2
 
     try:
         settings = load_settings(args.config)

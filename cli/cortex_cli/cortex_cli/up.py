@@ -191,6 +191,10 @@ def run_up(config_path: str | None, models_path: str | None, join: str | None = 
             return 1
         env["CORTEX_NATS_URL"] = url
         supervisor.say(f"embedded NATS with JetStream on {url} (data in {state_dir / 'nats'})")
+        if settings.nats.embedded_port < 0:
+            # Operator commands find a fixed embedded_port from the same --config; a port
+            # picked at random they can only be told.
+            supervisor.say(f"operator commands: CORTEX_NATS_URL={url} cortex status")
     else:
         supervisor.say(f"using NATS at {settings.nats.url}")
 

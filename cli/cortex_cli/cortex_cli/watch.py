@@ -9,9 +9,11 @@ import signal
 import time
 from typing import Any
 
+from nats.errors import BadSubjectError
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
+from cortex_cli.fleet_commands import UsageError
 from cortex_wire import subjects
 
 # Color per kind of subject, so a busy bus stays readable.
@@ -24,6 +26,24 @@ STYLES = {
     "control": "bold magenta",
     "cancel": "red",
 }
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` is no NATS subscription subject (pure), or None: the rules nats-py
+    checks on subscribe, said before any connection is made."""
+    if not pattern:
+        return "it is empty"
+    if any(c.isspace() for c in pattern):
+        return "subjects cannot contain spaces or other whitespace"
+    tokens = pattern.split(".")
+    for index, token in enumerate(tokens):
+        if not token:
+            return "it has an empty token (a leading, trailing or doubled '.')"
+        if token == ">" and index != len(tokens) - 1:
+            return "'>' may only be the last token"
+        if token not in (">", "*") and ("*" in token or ">" in token):
+            return "'*' and '>' must be whole tokens (e.g. 'cortex.*.heartbeat')"
+    return None
 
 
 def _kind(subject: str) -> str:
@@ -82,6 +102,15 @@ def readable_subject(subject: str) -> str:
     return ".".join(out)
 
 
+def watch_line(stamp: str, subject: str, payload: bytes) -> Text:
+    """One printed line: time, subject (styled by kind), summary. Built as Text, never as
+    markup, so a subject of a kind without a style, or a payload holding '[', prints as is."""
+    style = STYLES.get(_kind(subject), "")
+    return Text.assemble(
+        stamp, " ", (readable_subject(subject), style), " ", summarize(subject, payload)
+    )
+
+
 async def watch(nc: Any, pattern: str, console: Console) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,14 +121,13 @@ async def watch(nc: Any, pattern: str, console: Console) -> None:
         stamp = (
             time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
         )
-        style = STYLES.get(_kind(msg.subject), "")
-        subject = escape(readable_subject(msg.subject))
-        console.print(
-            f"{stamp} [{style}]{subject}[/] {escape(summarize(msg.subject, msg.data))}",
-            soft_wrap=True,
-        )
+        console.print(watch_line(stamp, msg.subject, msg.data), soft_wrap=True)
 
-    sub = await nc.subscribe(pattern, cb=show)
+    try:
+        sub = await nc.subscribe(pattern, cb=show)
+    except BadSubjectError:  # pattern_problem should have said so before connecting
+        raise UsageError(f"invalid subject pattern {pattern!r}") from None
+    await nc.flush()  # subscribed at the server: whatever is sent after the line below shows
     console.print(f"watching {pattern} (Ctrl-C stops)", style="dim")
     await stop.wait()
     await sub.unsubscribe()

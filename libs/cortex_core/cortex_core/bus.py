@@ -10,15 +10,16 @@ import structlog
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
+from cortex_core.bus_address import bus_url
 from cortex_core.config import NatsSettings
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
 log = structlog.get_logger("bus")
 
 
 def connect_options(settings: NatsSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "servers": [u.strip() for u in (settings.url or DEFAULT_URL).split(",")],
+        # Empty [nats] url: the embedded server's address from the same settings.
+        "servers": [u.strip() for u in bus_url(settings).split(",")],
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
@@ -74,7 +75,10 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         except (OSError, NoServersError, TimeoutError) as error:
             # The bus may simply not be up yet (compose, systemd ordering): say so, retry.
             reason = str(error) or type(error).__name__
-            log.warning("nats_unreachable", servers=options["servers"], error=reason, retry_s=delay)
+            log.warning(
+                "nats_unreachable", servers=options["servers"], error=reason, retry_s=delay,
+                hint="set [nats] url or CORTEX_NATS_URL",
+            )  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     url = client.connected_url.geturl() if client.connected_url else ""

@@ -29,7 +29,9 @@ class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class NatsSettings(Section):
-    # Empty url: `cortex up` starts an embedded nats-server; services alone use the default.
+    # Empty url: `cortex up` starts an embedded nats-server; services run alone and the
+    # operator commands connect to embedded_host:embedded_port (with port -1, to the default
+    # nats://127.0.0.1:4222: there is no knowing which port the server picked).
     url: str = ""
     user: str = ""
     password: str = ""

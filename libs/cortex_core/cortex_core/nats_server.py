@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cortex_core import orphans
+from cortex_core.bus_address import client_url
 
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
@@ -116,7 +117,9 @@ class EmbeddedNats:
             match = _LISTEN.search(line)
             if match:
                 self.port = int(match.group(2))
-                self.url = f"nats://{self.host}:{self.port}"
+                # How a client here reaches it (0.0.0.0 is no address to connect to),
+                # the same URL the operator commands work out from [nats] settings.
+                self.url = client_url(self.host, self.port)
             if "Server is ready" in line:
                 self._settled.set()
             with self._watch_lock:

@@ -30,6 +30,7 @@ from cortex_core.metrics_server import serve_metrics
 from cortex_scheduler.durable import LeaderLease, PinStore
 from cortex_scheduler.metrics import SchedulerMetrics
 from cortex_scheduler.policy import Plan, plan_load
+from cortex_scheduler.refusals import not_pinned, pinned_against_unload, unknown_model
 from cortex_scheduler.snapshot import neuron_states
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -260,14 +261,16 @@ class Scheduler:
         """Decide where `model` goes and make room there; return the node (or the failure)."""
         await self._hear_a_neuron()
         for _ in range(3):  # an eviction refused (a request arrived meanwhile): plan again
-            plan = plan_load(model, self.snapshot(), self.settings.eviction.strategy, node or None)
+            fleet = self.snapshot()
+            plan = plan_load(model, fleet, self.settings.eviction.strategy, node or None)
             if plan.node is None:
-                self.metrics.placements.labels("no_capacity").inc()
-                self.log.warning("placement_failed", model=model, reason=plan.reason)
-                await self.event("placement_failed", model=model, reason=plan.reason)
-                return EnsureReply(
-                    ok=False, error=WireError(code=Code.NO_CAPACITY, message=plan.reason)
+                error = unknown_model(model, fleet) or WireError(
+                    code=Code.NO_CAPACITY, message=plan.reason
                 )
+                self.metrics.placements.labels(error.code).inc()
+                self.log.warning("placement_failed", model=model, reason=error.message)
+                await self.event("placement_failed", model=model, reason=error.message)
+                return EnsureReply(ok=False, error=error)
             refused = False
             for eviction in plan.evictions:
                 reply = await self._control(eviction.node, UnloadModel(model=eviction.model))
@@ -423,7 +426,16 @@ class Scheduler:
             if not ref.node or n == ref.node
         ]
         if not nodes:
+            unknown = unknown_model(ref.model, self.snapshot())
+            if unknown is not None:
+                await self._respond(msg, SchedulerReply(ok=False, error=unknown))
+                return
             await self._respond(msg, SchedulerReply(ok=True, detail=f"{ref.model!r} is not loaded"))
+            return
+        pinned = pinned_against_unload(ref.model, nodes, self.pins)
+        if pinned is not None:
+            # The pin would load it straight back: refuse rather than report a success.
+            await self._respond(msg, SchedulerReply(ok=False, error=pinned))
             return
         for node in nodes:
             reply = await self._control(node, UnloadModel(model=ref.model))
@@ -442,14 +454,21 @@ class Scheduler:
             await self._respond(msg, SchedulerReply(ok=False, error=ref))
             return
         pin = Pin(model=ref.model, node=ref.node, at=time.time())
-        await self.pins_store.put(pin)
+        before = [p for p in self.pins if p.model == pin.model]
+        # Held in memory while it loads (nothing evicts it meanwhile); stored only once
+        # the model could be placed, so a refused pin is not retried every tick.
         self.pins = [p for p in self.pins if p.model != pin.model] + [pin]
         self._failures.pop(pin.model, None)
-        await self.event("pinned", model=pin.model, node=pin.node)
         reply = await self.ensure(pin.model, pin.node, self.settings.scheduler.ensure_wait_s)
         if reply.error is not None:
-            await self._respond(msg, SchedulerReply(ok=False, error=reply.error))
+            if any(p is pin for p in self.pins):  # (an unpin meanwhile has the last word)
+                self.pins = [p for p in self.pins if p is not pin] + before
+            reason = reply.error.message
+            self.log.warning("pin_refused", model=pin.model, node=pin.node, reason=reason)
+            await self._respond(msg, SchedulerReply(ok=False, error=not_pinned(reply.error)))
             return
+        await self.pins_store.put(pin)
+        await self.event("pinned", model=pin.model, node=pin.node)
         where = reply.node or "(loading)"
         await self._respond(msg, SchedulerReply(ok=True, detail=f"pinned {pin.model!r} on {where}"))
 
