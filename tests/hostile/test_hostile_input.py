@@ -138,3 +138,51 @@ def test_extreme_but_valid_numbers_are_served(client: httpx.Client) -> None:
         answer = client.post("/v1/chat/completions", json={"model": "s", "messages": M, **extra})
         assert answer.status_code == 200, (extra, answer.text)
         assert answer.json()["choices"][0]["message"]["content"] == "fine"
+
+
+def test_an_empty_prompt_starts_from_the_bos_token_of_a_model_that_has_one(
+    client: httpx.Client,
+) -> None:
+    """OpenAI takes "" as a prompt; the scripted model has a BOS token, so the prompt is
+    that one token and the model answers (a model without one refuses: no tokens)."""
+    answer = client.post("/v1/completions", json={"model": "s", "prompt": ""})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["text"] == "fine"
+    assert answer.json()["usage"]["prompt_tokens"] == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"response_format": {"type": "json_object"}}, "cannot follow a JSON schema"),
+        ({"logit_bias": {"5": 1}}, "no logits to bias"),
+        ({"logprobs": True}, "no logits to score"),
+    ],
+)
+def test_what_a_scripted_model_cannot_do_is_a_400_before_its_stream(
+    client: httpx.Client, extra: dict[str, Any], says: str
+) -> None:
+    """The scripted model follows no schema and has no logits: refused before the
+    stream's headers, as llama.cpp's refusals are."""
+    body = {"model": "s", "messages": M, "stream": True, **extra}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.read()
+    assert response.status_code == 400, response.text
+    assert says in openai_error(response)["message"]
+
+
+def test_schema_errors_name_the_field_and_malformed_json_says_so(client: httpx.Client) -> None:
+    missing = openai_error(client.post("/v1/chat/completions", json={"messages": M}))
+    assert missing["message"] == "invalid request: Object missing required field `model`"
+    assert missing["param"] == "model"
+    typed = openai_error(
+        client.post("/v1/chat/completions", json={"model": "s", "messages": [{"role": 1}]})
+    )
+    assert typed["param"] == "messages[0].role"
+    malformed = openai_error(
+        client.post(
+            "/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}
+        )
+    )
+    assert malformed["message"].startswith("request body is not valid JSON")
+    assert malformed["param"] is None

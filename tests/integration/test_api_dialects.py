@@ -42,6 +42,8 @@ STRICT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# Only the messages' text: an empty message renders nothing at all.
+BARE_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -70,10 +72,12 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         folder / "fim.gguf", ("return", " x"), specials=(*DEFAULT_SPECIALS, *FIM_KEYS),
         start="<|fim_middle|>",
     )  # fmt: skip
+    bare = build_tiny_gguf(folder / "bare.gguf", ("Hello", "!"), chat_template=BARE_TEMPLATE)
     models = write_catalogue(
         folder / "models.toml",
         [
             {"id": "hello", "path": str(hello.path), "n_ctx": 512},
+            {"id": "bare", "path": str(bare.path), "n_ctx": 256},
             {"id": "think", "path": str(think.path), "n_ctx": 256},
             {"id": "tool", "path": str(tool.path), "n_ctx": 512},
             {"id": "bad-tool", "path": str(bad_tool.path), "n_ctx": 256},
@@ -431,7 +435,9 @@ def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tool_choice": "required", "tools": [OPENAI_TOOL]}, "tool_choice"),
+        ({"tool_choice": {"type": "allowed_tools", "allowed_tools": {}}}, "tool_choice"),
+        ({"functions": [OPENAI_TOOL["function"]]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
     ],
 )
 def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, extra, param) -> None:
@@ -852,6 +858,126 @@ def test_completions_reject_what_they_cannot_do(gpt: openai.OpenAI) -> None:
         assert caught.value.body["param"] == param  # type: ignore[index]
 
 
+def test_a_prompt_with_no_tokens_is_a_400_on_every_route(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    """An empty prompt is one OpenAI takes (a model with a BOS token starts from it); these models
+    have none, so it is no tokens at all, which nothing can be predicted from: a 400, at
+    once, streamed or not — never a wait for a first token that cannot come."""
+    quick = gpt.with_options(timeout=60)
+    says = "the prompt has no tokens"
+    with pytest.raises(openai.BadRequestError, match=says):
+        quick.completions.create(model="hello", prompt="")
+    with pytest.raises(openai.BadRequestError, match=says):
+        for _ in quick.completions.create(model="hello", prompt="", stream=True):
+            pass
+    # A chat whose template renders nothing for an empty message.
+    empty: list[Any] = [{"role": "user", "content": ""}]
+    with pytest.raises(openai.BadRequestError, match=says):
+        for _ in quick.chat.completions.create(model="bare", messages=empty, stream=True):
+            pass
+    with pytest.raises(anthropic.BadRequestError, match=says):
+        claude.with_options(timeout=60).messages.create(
+            model="bare", max_tokens=8, messages=[{"role": "assistant", "content": ""}]
+        )
+    answered = quick.chat.completions.create(model="bare", messages=HI, max_tokens=4)
+    assert answered.choices[0].finish_reason in ("stop", "length")  # the model still serves
+
+
+BAD_SCHEMA = {"type": "nonsense"}
+
+
+def test_what_the_sampler_would_refuse_is_a_400_before_the_stream(gpt: openai.OpenAI) -> None:
+    """A schema with no grammar, a bias outside the vocabulary: the neuron refuses them
+    before it accepts the request, so a stream gets the same 400 as a whole answer."""
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "x", "schema": BAD_SCHEMA}}
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError, match="cannot be used for decoding"):
+            answer = gpt.chat.completions.create(
+                model="hello", messages=HI, response_format=fmt, stream=stream
+            )
+            for _ in answer if stream else ():
+                pass
+        with pytest.raises(openai.BadRequestError, match="outside this model's vocabulary"):
+            answer = gpt.chat.completions.create(
+                model="hello", messages=HI, logit_bias={"999999999": 5}, stream=stream
+            )
+            for _ in answer if stream else ():
+                pass
+        text: Any = {"format": {"type": "json_schema", "name": "x", "schema": BAD_SCHEMA}}
+        with pytest.raises(openai.BadRequestError, match="cannot be used for decoding"):
+            response = gpt.responses.create(model="hello", input="Hi", text=text, stream=stream)
+            for _ in response if stream else ():
+                pass
+
+
+def test_empty_content_lists_are_refused_as_the_apis_do(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    for model in ("hello", "strict"):
+        with pytest.raises(anthropic.BadRequestError, match="non-empty content") as caught:
+            claude.messages.create(
+                model=model, max_tokens=8, messages=[{"role": "user", "content": []}]
+            )
+        assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+        with pytest.raises(openai.BadRequestError) as refused:
+            gpt.chat.completions.create(model=model, messages=[{"role": "user", "content": []}])
+        assert refused.value.body["param"] == "messages[0].content"  # type: ignore[index]
+    # An empty string is a message OpenAI takes (the template renders its turn).
+    said = gpt.chat.completions.create(model="hello", messages=[{"role": "user", "content": ""}])
+    assert said.choices[0].message.content == "Hello, world!"
+
+
+def test_an_unknown_tool_choice_type_is_refused_by_name(
+    claude: anthropic.Anthropic, api_stack: RunningStack
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=r"tool_choice\.type must be one of"):
+        claude.messages.create(
+            model="hello", max_tokens=8, messages=HI, tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tool_choice={"type": "bogus"},  # type: ignore[arg-type,misc]
+        )  # fmt: skip
+    counted = httpx.post(
+        f"{api_stack.base_url}/v1/messages/count_tokens",
+        json={"model": "hello", "messages": HI, "tool_choice": {"type": "bogus"}}, timeout=30,
+    )  # fmt: skip
+    assert counted.status_code == 400 and "tool_choice.type" in counted.text
+
+
+def test_count_tokens_takes_the_fields_the_sdk_sends(claude: anthropic.Anthropic) -> None:
+    plain = claude.messages.count_tokens(model="hello", messages=HI)
+    counted = claude.messages.count_tokens(
+        model="hello", messages=HI, cache_control={"type": "ephemeral"}, speed="standard",
+        extra_body={"user_profile_id": "u1", "workspace_id": "w1"},
+    )  # fmt: skip
+    assert counted.input_tokens == plain.input_tokens
+
+
+def test_a_body_of_the_wrong_shape_names_the_field(api_stack: RunningStack) -> None:
+    """Valid JSON that does not fit is "invalid request", naming the field msgspec found
+    (param, in OpenAI's envelope); only malformed JSON is "not valid JSON"."""
+    base = api_stack.base_url
+    cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("/v1/chat/completions", {"messages": HI}, "model"),
+        ("/v1/chat/completions", {"model": "hello", "messages": [{"content": "x"}]},
+         "messages[0].role"),
+        ("/v1/completions", {"model": "hello", "prompt": 5}, "prompt"),
+        ("/v1/responses", {"model": "hello"}, "input"),
+    ]  # fmt: skip
+    for path, body, param in cases:
+        error = httpx.post(base + path, json=body, timeout=30).json()["error"]
+        assert error["message"].startswith("invalid request: "), (path, error)
+        assert error["param"] == param, (path, error)
+    malformed = httpx.post(
+        base + "/v1/chat/completions", content=b'{"model": ', timeout=30,
+        headers={"content-type": "application/json"},
+    ).json()["error"]  # fmt: skip
+    assert malformed["message"].startswith("request body is not valid JSON")
+    anthropic_error = httpx.post(
+        base + "/v1/messages", json={"max_tokens": 8, "messages": HI}, timeout=30
+    ).json()["error"]
+    assert anthropic_error["message"] == "invalid request: Object missing required field `model`"
+
+
 # --- OpenAI responses --------------------------------------------------------------------
 
 RESPONSES_TOOL = {
@@ -919,5 +1045,12 @@ def test_responses_max_output_tokens_is_incomplete(gpt: openai.OpenAI) -> None:
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
+    assert [item.status for item in response.output] == ["incomplete"]  # type: ignore[union-attr]
+    events = list(gpt.responses.create(model="hello", input="Hi", max_output_tokens=2, stream=True))
+    done = [e.item.status for e in events if e.type == "response.output_item.done"]
+    assert done == ["incomplete"] and events[-1].type == "response.incomplete"
+    assert [i.status for i in events[-1].response.output] == ["incomplete"]  # type: ignore[union-attr]
+    whole = gpt.responses.create(model="think", input="Hi")  # not cut: every item completed
+    assert [item.status for item in whole.output] == ["completed", "completed"]  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError, match="no stored response 'resp_1'"):
         gpt.responses.create(model="hello", input="Hi", previous_response_id="resp_1")

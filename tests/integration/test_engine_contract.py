@@ -262,3 +262,35 @@ async def test_output_is_the_same_alone_or_batched(make_engine: MakeEngine) -> N
     together = await asyncio.gather(*(run(engine, r) for r in [request, *others]))
     assert together[0].text == alone.text
     assert finished(together[0]).usage.completion_tokens == 12
+
+
+async def test_a_prompt_with_no_tokens_is_refused_not_waited_on(make_engine: MakeEngine) -> None:
+    """Nothing predicts a first token from no tokens: refused before it is accepted, and
+    a job that reaches the engine with such a prompt all the same ends with the error."""
+    engine = await make_engine()
+    given = InferRequest(request_id="none", model="m", stream_subject="unused", prompt_tokens=[])
+    with pytest.raises(EngineError, match="the prompt has no tokens"):
+        engine.checked_prompt(given)
+    job = Job(request=chat(), channel=TokenChannel(asyncio.get_running_loop()), prompt=([], ""))
+    engine.submit(job)
+    end = (await read(job, Outcome())).end
+    assert isinstance(end, Errored) and end.error.message == "the prompt has no tokens"
+    assert finished(await run(engine, chat())).finish_reason == "stop"  # and it serves on
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"json_schema": {"type": "nonsense"}}, {"logit_bias": {10**9: 5.0}}],
+    ids=["schema without a grammar", "bias outside the vocabulary"],
+)
+async def test_what_the_sampler_refuses_is_refused_before_acceptance(
+    make_engine: MakeEngine, params: dict[str, object]
+) -> None:
+    """The neuron checks a request with `checked_prompt` before it accepts it, so the
+    refusal is an HTTP status even for a stream; the engine refuses it alike."""
+    engine = await make_engine()
+    with pytest.raises(EngineError) as refused:
+        engine.checked_prompt(chat(**params))
+    assert refused.value.wire.code == "invalid_request"
+    end = (await run(engine, chat(**params))).end
+    assert isinstance(end, Errored) and end.error == refused.value.wire

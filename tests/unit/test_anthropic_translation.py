@@ -77,7 +77,14 @@ def test_claude_code_like_request_becomes_one_history() -> None:
     [
         ({"max_tokens": None}, "max_tokens: field required"),
         ({"temperature": 1.5}, "temperature must be between 0 and 1"),
-        ({"tool_choice": {"type": "any"}}, "'tool_choice' is not supported"),
+        (
+            {
+                "tool_choice": {"type": "any"},
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+            },
+            "thinking may not be enabled when tool_choice forces tool use",
+        ),
+        ({"tool_choice": {"type": "tool"}}, 'tool_choice "tool" needs a name'),
         ({"thinking": {"type": "enabled"}}, "budget_tokens is required"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
@@ -92,8 +99,10 @@ def test_claude_code_like_request_becomes_one_history() -> None:
         ({"mcp_servers": [{"type": "url", "url": "http://x"}]}, "'mcp_servers' is not supported"),
         ({"service_tier": "priority"}, "service_tier must be"),
         ({"top_logprobs": 3}, "unknown field `top_logprobs`"),
-        ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
-         r"'context_management.edits\[0\].type' is not supported"),
+        (
+            {"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+            r"'context_management.edits\[0\].type' is not supported",
+        ),
         ({"messages": []}, "at least one message"),
     ],
 )
@@ -106,6 +115,76 @@ def test_bad_requests_are_named(change: dict, message: str) -> None:
         ar.chat_messages(request.system, request.messages)
     assert caught.value.status == 400
     assert caught.value.anthropic_body()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("change", "says", "where"),
+    [
+        ({"messages": [{"role": "user", "content": []}]}, "non-empty content", "[0]"),
+        ({"messages": [{"role": "user", "content": ""}]}, "non-empty content", "[0]"),
+        (
+            {"messages": [{"role": "assistant", "content": []}, {"role": "user", "content": "x"}]},
+            "non-empty content",
+            "[0]",
+        ),
+        ({"tool_choice": {"type": "bogus"}}, "tool_choice.type must be one of", "tool_choice"),
+    ],
+)
+def test_what_anthropic_refuses_is_refused_on_both_routes(change: dict, says: str, where: str):
+    for route in (ar.parse_request, ar.parse_count):
+        body = {**CLAUDE_CODE_LIKE, **change}
+        if route is ar.parse_count:
+            body.pop("max_tokens")
+        with pytest.raises(ApiError, match=says) as caught:
+            request = route(json.dumps(body).encode())
+            ar.chat_messages(request.system, request.messages)
+        assert caught.value.status == 400 and where in (caught.value.param or "")
+
+
+def test_a_last_assistant_message_may_be_empty() -> None:
+    body = {**CLAUDE_CODE_LIKE, "messages": [{"role": "user", "content": "x"},
+                                              {"role": "assistant", "content": []}]}  # fmt: skip
+    request = parse(body)
+    assert [m.role for m in ar.chat_messages(request.system, request.messages)] == [
+        "system", "user",
+    ]  # fmt: skip
+
+
+def test_count_tokens_takes_what_the_sdk_sends_it() -> None:
+    """Every field of the SDK's MessageCountTokensParams (and the beta one) that
+    /v1/messages takes too, or that Anthropic's count ignores."""
+    body = {
+        "model": "m", "messages": [{"role": "user", "content": "x"}],
+        "cache_control": {"type": "ephemeral"}, "speed": "fast", "user_profile_id": "u",
+        "workspace_id": "w", "billing_policy": {"type": "x"}, "compaction": {"type": "y"},
+    }  # fmt: skip
+    ar.parse_count(json.dumps(body).encode())
+    with pytest.raises(ApiError, match="unknown field `max_tokens`"):
+        ar.parse_count(json.dumps({**body, "max_tokens": 5}).encode())
+
+
+@pytest.mark.parametrize(
+    ("raw", "says", "param"),
+    [
+        (b'{"model": "m", "max_tokens": 5', "request body is not valid JSON", None),
+        (b'{"max_tokens": 5, "messages": []}', "invalid request: Object missing", "model"),
+        (
+            b'{"model": "m", "max_tokens": 5, "messages": [{"content": "x"}]}',
+            "invalid request: Object missing required field `role`",
+            "messages[0].role",
+        ),
+        (
+            b'{"model": "m", "max_tokens": 5, "messages": [], "frobnicate": 1}',
+            "invalid request: Object contains unknown field `frobnicate`",
+            "frobnicate",
+        ),
+    ],
+)
+def test_a_body_that_does_not_fit_names_the_field(raw: bytes, says: str, param) -> None:
+    with pytest.raises(ApiError) as caught:
+        ar.parse_request(raw)
+    assert caught.value.message.startswith(says) and caught.value.param == param
+    assert caught.value.anthropic_body()["error"]["message"] == caught.value.message
 
 
 ACCEPTED = Accepted("n", ["<think>", "</think>"], ["<tool_call>", "</tool_call>"])

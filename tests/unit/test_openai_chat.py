@@ -52,7 +52,7 @@ def test_valid_request_becomes_messages_and_params() -> None:
     ("body", "status", "param"),
     [
         (b"{not json", 400, None),
-        ({"model": "m"}, 400, None),
+        ({"model": "m"}, 400, "messages"),
         ({"model": "m", "messages": []}, 400, "messages"),
         ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
         ({"model": "m", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
@@ -79,6 +79,46 @@ def test_bad_requests_get_400_naming_the_parameter(body, status: int, param: str
     assert error.status == status
     assert error.param == param
     assert error.openai_body()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "says", "param"),
+    [
+        (b"{not json", "request body is not valid JSON", None),
+        ({"messages": []}, "invalid request: Object missing required field `model`", "model"),
+        (
+            {"model": "m", "messages": [{"content": "x"}]},
+            "invalid request: Object missing required field `role`",
+            "messages[0].role",
+        ),
+        ({"model": 5, "messages": []}, "invalid request: Expected `str`, got `int`", "model"),
+    ],
+)
+def test_json_that_does_not_fit_is_not_called_malformed(body, says: str, param) -> None:
+    """Only malformed JSON is "not valid JSON"; valid JSON of the wrong shape names the
+    field msgspec found at fault."""
+    error = error_of(body)
+    assert error.message.startswith(says) and error.param == param
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"function_call": {"name": "f"}}, "function_call"),
+    ],
+)
+def test_legacy_function_calling_is_refused_by_name(extra: dict, param: str) -> None:
+    error = error_of({"model": "m", "messages": [{"role": "user", "content": "x"}], **extra})
+    assert error.param == param and error.code == "unsupported_parameter"
+    assert "use `tools` / `tool_choice`" in error.message
+
+
+def test_empty_content_is_a_message_but_no_parts_is_not() -> None:
+    parse({"model": "m", "messages": [{"role": "user", "content": ""}]})
+    error = error_of({"model": "m", "messages": [{"role": "user", "content": []}]})
+    assert error.param == "messages[0].content" and "empty array" in error.message
 
 
 def test_image_content_is_rejected_clearly() -> None:

@@ -181,6 +181,10 @@ class InferRequest(Struct):
     # Also report the log probability of every prompt token after the first (the prompt
     # is then prefilled whole, without reusing a cache, whose logits are gone).
     prompt_logprobs: bool = False
+    # A forced tool choice: the reply is one call, written as the JSON object `{"name":
+    # …, "arguments": {…}}` that `params.json_schema` constrains it to (the gateway builds
+    # that schema from `tools`); the neuron reads the whole output as that call.
+    require_call: bool = False
 
 
 class InferReply(Struct):

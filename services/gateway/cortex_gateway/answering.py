@@ -147,6 +147,7 @@ def _infer_request(
         prompt_tokens=ask.prompt_tokens,
         logprobs=ask.logprobs,
         prompt_logprobs=ask.prompt_logprobs,
+        require_call=ask.require_call,
     )
 
 

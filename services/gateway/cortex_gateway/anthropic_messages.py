@@ -10,7 +10,12 @@ from typing import Any, Literal
 
 from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
-from cortex_gateway.anthropic_request import parse_request, sampling_params, template_fields
+from cortex_gateway.anthropic_request import (
+    forced_tool,
+    parse_request,
+    sampling_params,
+    template_fields,
+)
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import (
     Answer,
@@ -25,6 +30,7 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
+from cortex_gateway.forced_calls import forcing
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_wire.messages import Usage
 
@@ -155,14 +161,14 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = parse_request(body)
     thinking = request.thinking
     show_thinking = thinking is not None and thinking.type != "disabled"
+    fields = template_fields(request, settings.strip_billing_header)
+    ask = Ask(params=sampling_params(request), **fields)
+    forced, name = forced_tool(request.tool_choice)
     return Turn(
         route="messages",
         model=request.model,
         stream=request.stream,
-        ask=Ask(
-            params=sampling_params(request),
-            **template_fields(request, settings.strip_billing_header),
-        ),
+        ask=forcing(ask, name, "tool_choice") if forced else ask,
         reply=messages_reply(show_thinking),
         request_prefix="msg_",
     )

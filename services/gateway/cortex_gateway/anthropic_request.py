@@ -75,6 +75,8 @@ class ContextManagement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
 # "adaptive": the model decides how long to think (the effort, if given, bounds it).
 THINKING_TYPES = ("enabled", "disabled", "adaptive")
+# The tool_choice types the API defines.
+TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
 # output_config.effort → reasoning tokens before the neuron closes the reasoning itself
 # (None: no bound), and the effort level a model's template takes.
 EFFORT_BUDGETS: dict[str, int | None] = {
@@ -108,6 +110,13 @@ class Conversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     output_config: OutputConfig | None = None
     context_management: ContextManagement | None = None
     mcp_servers: list[Any] | None = None
+    # Taken as they are: prefix caching is automatic here; ids are the client's own
+    # records. (Counting tokens takes them too: a client counts the body it will send.)
+    cache_control: Any = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
+    billing_policy: Any = None
+    speed: str | None = None  # answering: "standard" only; counting: either
 
 
 class MessagesRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
@@ -117,16 +126,11 @@ class MessagesRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
     top_p: float | None = None
     top_k: int | None = None
     stream: bool = False
-    # Taken as they are: prefix caching is automatic here; ids and metadata are the
-    # client's own records; there is one place and one tier to run in.
-    cache_control: Any = None
+    # Taken as they are: metadata is the client's own record; there is one place and one
+    # tier to run in.
     metadata: dict[str, Any] | None = None
-    user_profile_id: str | None = None
-    workspace_id: str | None = None
     inference_geo: str | None = None
     service_tier: str | None = None  # "auto" or "standard_only": both fit the one tier
-    speed: str | None = None  # "standard" only
-    billing_policy: Any = None
     # Refused (see ANTHROPIC_SIDE).
     container: Any = None
     compaction: Any = None
@@ -137,7 +141,8 @@ class MessagesRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
 
 
 class CountTokensRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
-    pass
+    # Anthropic's count_tokens takes it and counts the messages as sent; so does this.
+    compaction: Any = None
 
 
 # --- the conversation -----------------------------------------------------------------------
@@ -179,6 +184,11 @@ def _validate_roles(messages: list[Message]) -> None:
             raise ApiError.invalid(
                 f"messages[{index}].role must be 'user', 'assistant' or 'system', "
                 f"got {message.role!r}", param=f"messages[{index}].role",
+            )  # fmt: skip
+        if not message.content and not (index == len(messages) - 1 and message.role == "assistant"):
+            raise ApiError.invalid(
+                f"messages[{index}]: all messages must have non-empty content except for the "
+                "optional final assistant message", param=f"messages[{index}].content",
             )  # fmt: skip
 
 
@@ -268,6 +278,18 @@ def edited(messages: list[ChatMessage], keep: int | None) -> list[ChatMessage]:
     ]
 
 
+def forced_tool(choice: ToolChoice | None) -> tuple[bool, str | None]:
+    """Whether `tool_choice` forces a call (`any`, or `tool` with its name), and to which
+    tool (None: any of them)."""
+    if choice is None or choice.type not in ("any", "tool"):
+        return False, None
+    if choice.type == "any":
+        return True, None
+    if not choice.name:
+        raise ApiError.invalid('tool_choice "tool" needs a name', param="tool_choice.name")
+    return True, choice.name
+
+
 def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dict[str, Any]]:
     if choice is not None and choice.type == "none":
         return []
@@ -344,8 +366,12 @@ def check_conversation(request: Conversation) -> None:
         raise unsupported(
             "mcp_servers", "the gateway connects to no MCP server; run tools in the client"
         )
-    if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
-        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
+    forced, _ = forced_tool(request.tool_choice)
+    if forced and request.thinking is not None and request.thinking.type != "disabled":
+        # As Anthropic's API: a forced call is written at once, with no thinking before it.
+        raise ApiError.invalid(
+            "thinking may not be enabled when tool_choice forces tool use", param="tool_choice"
+        )
     if request.thinking is not None and request.thinking.type not in THINKING_TYPES:
         raise ApiError.invalid(
             f"thinking.type must be one of {', '.join(THINKING_TYPES)}", param="thinking.type"
@@ -354,6 +380,12 @@ def check_conversation(request: Conversation) -> None:
     thinking_budget(request.thinking, request.output_config)
     output_schema(request.output_config)
     thinking_kept(request.context_management)
+    choice = request.tool_choice
+    if choice is not None and choice.type not in TOOL_CHOICE_TYPES:
+        raise ApiError.invalid(
+            f"tool_choice.type must be one of {', '.join(TOOL_CHOICE_TYPES)}, got "
+            f"{choice.type!r}", param="tool_choice.type",
+        )  # fmt: skip
 
 
 def parse_request(body: bytes) -> MessagesRequest:
@@ -381,6 +413,8 @@ def parse_request(body: bytes) -> MessagesRequest:
 def parse_count(body: bytes) -> CountTokensRequest:
     request: CountTokensRequest = decode_body(body, CountTokensRequest)
     check_conversation(request)
+    if request.speed not in (None, "standard", "fast"):  # the count is the same at either
+        raise ApiError.invalid("speed must be 'standard' or 'fast'", param="speed")
     return request
 
 
@@ -397,6 +431,9 @@ def template_fields(request: Conversation, strip_billing: bool) -> dict[str, Any
         "tools": template_tools(request.tools, request.tool_choice),
         # A last assistant message is the start of the reply: the model continues it.
         "continue_final": request.messages[-1].role == "assistant",
+        # A forced call is written at once: the model's thinking is off (Anthropic refuses
+        # thinking with it; counting renders the prompt the answer would have).
+        "thinking": False if forced_tool(request.tool_choice)[0] else None,
         **thinking_switch(request.thinking, request.output_config),
     }
 

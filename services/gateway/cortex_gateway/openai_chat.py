@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
+from cortex_gateway.forced_calls import CHAT_NAME, forcing, openai_forced
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
@@ -130,18 +132,30 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
+    # The legacy function calling: refused (its reply would need `function_call`).
+    functions: list[Any] | None = None
+    function_call: str | dict[str, Any] | None = None
+
+
+# msgspec's words for a field an object lacks or should not have.
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]*)`")
 
 
 def decode_error(error: msgspec.MsgspecError) -> ApiError:
+    """Malformed JSON, or JSON that does not fit the request's schema (msgspec's
+    ValidationError is a DecodeError too): then `param` is the field at fault, as
+    msgspec names it ("$.messages[0].role" → "messages[0].role")."""
     text = str(error)
-    param = None
-    if " - at `$." in text:
-        text, _, where = text.partition(" - at `$.")
-        param = where.rstrip("`")
-    if isinstance(error, msgspec.DecodeError) and param is None:
+    if not isinstance(error, msgspec.ValidationError):
         return ApiError.invalid(f"request body is not valid JSON: {text}")
+    where = ""
+    if " - at `$" in text:
+        text, _, where = text.partition(" - at `$")
+        where = where.rstrip("`").removeprefix(".")
+    named = _NAMED_FIELD.match(text)
+    param = ".".join(p for p in (where, named.group(1) if named else "") if p) or None
     return ApiError.invalid(
-        f"invalid request: {text}" + (f" (at {param})" if param else ""), param=param
+        f"invalid request: {text}" + (f" (at {where})" if where else ""), param=param
     )
 
 
@@ -235,11 +249,10 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
     for name in ("audio", "prediction", "web_search_options"):
         if getattr(request, name):
             raise unsupported(name)
-    choice = request.tool_choice
-    if isinstance(choice, dict) or choice == "required":
-        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
-    if choice not in (None, "auto", "none", "required") and not isinstance(choice, dict):
-        raise ApiError.invalid(f"unknown tool_choice {choice!r}", param="tool_choice")
+    for name in ("functions", "function_call"):
+        if getattr(request, name) is not None:
+            raise unsupported(name, "the legacy function calling; use `tools` / `tool_choice`")
+    openai_forced(request.tool_choice, CHAT_NAME)  # refuses a choice it cannot read
     fmt = request.response_format
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError.invalid(
@@ -272,6 +285,11 @@ def validate(request: ChatCompletionRequest) -> None:
             raise ApiError.invalid(
                 f"unknown role {message.role!r}; expected one of {', '.join(sorted(ROLES))}",
                 param=f"messages[{index}].role",
+            )
+        if message.content == []:  # "" is a message (OpenAI takes it); no parts is not
+            raise ApiError.invalid(
+                f"messages[{index}].content must not be an empty array",
+                param=f"messages[{index}].content",
             )
         _text_of(message, index)  # rejects content parts a text model cannot take
     _reject_unsupported(request)
@@ -500,18 +518,20 @@ def chat_reply(include_usage: bool, logprobs: bool = False) -> Reply:
 def turn(body: bytes, settings: GatewaySettings) -> Turn:
     chat = parse_request(body)
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+    ask = Ask(
+        messages=chat_messages(chat),
+        params=sampling_params(chat),
+        chat_template_kwargs=chat.chat_template_kwargs or {},
+        tools=template_tools(chat),
+        logprobs=(chat.top_logprobs or 0) if chat.logprobs else None,
+        **thinking_of(chat.reasoning_effort),
+    )
+    forced, name = openai_forced(chat.tool_choice, CHAT_NAME)
     return Turn(
         route="chat",
         model=chat.model,
         stream=chat.stream,
-        ask=Ask(
-            messages=chat_messages(chat),
-            params=sampling_params(chat),
-            chat_template_kwargs=chat.chat_template_kwargs or {},
-            tools=template_tools(chat),
-            logprobs=(chat.top_logprobs or 0) if chat.logprobs else None,
-            **thinking_of(chat.reasoning_effort),
-        ),
+        ask=forcing(ask, name, "tool_choice") if forced else ask,
         reply=chat_reply(include_usage, bool(chat.logprobs)),
         choices=chat.n or 1,
     )

@@ -30,6 +30,7 @@ from cortex_gateway.events import (
     Waiting,
 )
 from cortex_gateway.events import Reasoning as ReasoningEvent
+from cortex_gateway.forced_calls import RESPONSES_NAME, forcing, openai_forced
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
@@ -125,8 +126,7 @@ def parse_request(body: bytes) -> ResponsesRequest:
     request: ResponsesRequest = decode_body(body, ResponsesRequest)
     if not request.model:
         raise ApiError.invalid("model must not be empty", param="model")
-    if isinstance(request.tool_choice, dict) or request.tool_choice == "required":
-        raise unsupported("tool_choice", "a call cannot be forced; use 'auto' or 'none'")
+    openai_forced(request.tool_choice, RESPONSES_NAME)  # refuses a choice it cannot read
     for index, tool in enumerate(request.tools or []):
         if tool.type != "function" or not tool.name:
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only named function tools")
@@ -264,12 +264,22 @@ def _output_text(part: Part, logprobs: bool) -> dict[str, Any]:
     return {"type": "output_text", "text": part.text, "annotations": [], "logprobs": scores}
 
 
+def cut_status(status: str, part: Part) -> str:
+    """The status of the answer's last item once the response has `status`: a text or
+    reasoning item a limit cut off is "incomplete" as the response is (a call item is
+    whole once it closed)."""
+    if status == "incomplete" and part.kind != "call":
+        return "incomplete"
+    return "in_progress" if status == "in_progress" else "completed"
+
+
 def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> dict[str, Any]:
     usage, finished = answer.usage, answer.finished
     status = "in_progress" if finished is None else (
         "incomplete" if finished.stop in CUT_SHORT else "completed"
     )  # fmt: skip
     done = "in_progress" if finished is None else "completed"
+    last = len(answer.parts) - 1
     return {
         "id": call.request_id,
         "object": "response",
@@ -279,7 +289,10 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": request.instructions,
         "model": call.model,
-        "output": [item_of(part, done, scored(request)) for part in answer.parts],
+        "output": [
+            item_of(part, cut_status(status, part) if index == last else done, scored(request))
+            for index, part in enumerate(answer.parts)
+        ],
         "top_logprobs": request.top_logprobs,
         "parallel_tool_calls": True,
         "tool_choice": request.tool_choice or "auto",
@@ -322,11 +335,11 @@ class ResponsesStream:
             self._event("response.in_progress", response=snapshot),
         ]
 
-    def _close(self, index: int) -> list[bytes]:
+    def _close(self, index: int, status: str = "completed") -> list[bytes]:
         part, self.open = self.open, None
         if part is None:
             return []
-        item = item_of(part, "completed", scored(self.request))
+        item = item_of(part, cut_status(status, part), scored(self.request))
         where = {"item_id": item["id"], "output_index": index, "content_index": 0}
         if part.kind == "reasoning":
             chunks = [self._event("response.reasoning_text.done", **where, text=part.text)]
@@ -389,7 +402,7 @@ class ResponsesStream:
         if isinstance(event, Finished):
             body = response_body(answer, self.call, self.request)
             kind = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
-            return [*self._close(index), self._event(kind, response=body)]
+            return [*self._close(index, body["status"]), self._event(kind, response=body)]
         return []
 
     def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
@@ -488,17 +501,19 @@ def turn(
 ) -> Turn:
     """The request as a turn: after `history` (the conversation a previous response
     ended), kept by `save` once it is done (with store, the default)."""
+    ask = Ask(
+        messages=chat_messages(parsed, history),
+        params=sampling_params(parsed),
+        tools=template_tools(parsed),
+        logprobs=(parsed.top_logprobs or 0) if scored(parsed) else None,
+        **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
+    )
+    forced, name = openai_forced(parsed.tool_choice, RESPONSES_NAME)
     return Turn(
         route="responses",
         model=parsed.model,
         stream=parsed.stream,
-        ask=Ask(
-            messages=chat_messages(parsed, history),
-            params=sampling_params(parsed),
-            tools=template_tools(parsed),
-            logprobs=(parsed.top_logprobs or 0) if scored(parsed) else None,
-            **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
-        ),
+        ask=forcing(ask, name, "tool_choice") if forced else ask,
         reply=responses_reply(parsed, history, save if parsed.store is not False else None),
         request_prefix="resp_",
     )

@@ -90,6 +90,7 @@ class Ask:
     prompt_tokens: list[int] | None = None  # the prompt as token ids, used as they are
     logprobs: int | None = None  # score each answer token, with this many alternatives
     prompt_logprobs: bool = False  # score the prompt's tokens too
+    require_call: bool = False  # a forced tool choice: the reply is one call (forced_calls)
 
 
 @dataclass

@@ -59,6 +59,11 @@ class Backend(Protocol):
 
     def is_end(self, token: int) -> bool: ...
 
+    def check(self, params: SamplingParams) -> None:
+        """Raise EngineError for the parameters `sampler` would refuse. It touches nothing
+        the engine thread drives, so the neuron calls it before it accepts a request."""
+        ...
+
     def sampler(self, params: SamplingParams, seed: int) -> Sampler:
         """A sampler for one request; raises EngineError for parameters it cannot honour."""
         ...

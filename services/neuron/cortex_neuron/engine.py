@@ -211,8 +211,31 @@ class Engine(ModelThread[Backend]):
     def count_tokens(self, request: InferRequest) -> int:
         return len(self.prompt_of(request)[0])
 
+    def checked_prompt(self, request: InferRequest) -> tuple[list[int], str]:
+        """The prompt (as `prompt_of` gives it) of a request nothing will refuse once it
+        runs; EngineError otherwise. The neuron calls this before it accepts a request, so
+        every refusal is a real HTTP status, for streams too. It reads only the vocabulary
+        (no llama context), so it may run off the engine thread."""
+        prompt = self.prompt_of(request)
+        self.check_request(request, prompt[0])
+        return prompt
+
+    def check_request(self, request: InferRequest, prompt: Sequence[int]) -> None:
+        """Everything that could refuse `request` when it starts with `prompt`: a prompt
+        with no tokens or no room left to generate, log probabilities the model cannot
+        give, sampling parameters (a JSON schema, logit biases) the backend cannot honour."""
+        self.check_fits(prompt)
+        backend = self._backend
+        if backend is None:
+            raise EngineError(Code.MODEL_NOT_READY, f"model {self.profile.id!r} is not loaded")
+        _check_scoring(backend, request)
+        backend.check(request.params)
+
     def check_fits(self, prompt: Sequence[int]) -> None:
-        """A prompt that leaves no room to generate is the request's error."""
+        """A prompt with no tokens (nothing to predict the first token from) or one that
+        leaves no room to generate is the request's error."""
+        if not prompt:
+            raise EngineError(Code.INVALID_REQUEST, "the prompt has no tokens")
         n_ctx = self._backend.n_ctx if self._backend else self.profile.n_ctx
         if len(prompt) >= n_ctx:
             raise EngineError(
@@ -265,9 +288,8 @@ class Engine(ModelThread[Backend]):
         return code, prefix
 
     def _given_tokens(self, backend: Backend, tokens: list[int]) -> tuple[list[int], str]:
-        """A prompt the client tokenized itself: those ids, as they are."""
-        if not tokens:
-            raise TemplateError("the prompt has no tokens")
+        """A prompt the client tokenized itself: those ids, as they are (none: check_fits
+        refuses it, as any prompt without tokens)."""
         check_vocabulary(tokens, backend.n_vocab, "the prompt")
         text = b"".join(backend.piece(t) for t in tokens).decode(errors="replace")
         return list(tokens), text
@@ -380,8 +402,7 @@ class Engine(ModelThread[Backend]):
         request = job.request
         try:
             prompt, prompt_text = job.prompt or self._prompt_tokens(backend, request)
-            self.check_fits(prompt)
-            _check_scoring(backend, request)
+            self.check_request(request, prompt)  # the neuron checked, but not every caller
             views = [_view(slot) for slot in slots]
             plan = (
                 plan_fresh(views)  # the logits of cached tokens are gone

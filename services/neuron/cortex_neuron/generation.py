@@ -21,7 +21,7 @@ from cortex_neuron.channel import (
     TextChunk,
     TokenChannel,
 )
-from cortex_neuron.dialect import Dialect
+from cortex_neuron.dialect import CallMode, Dialect
 from cortex_neuron.logprobs import Scores, token_logprob
 from cortex_neuron.output_channels import Chunk, OutputChannels
 from cortex_wire.messages import (
@@ -43,6 +43,14 @@ class Job:
     accepted_at: float = field(default_factory=time.monotonic)
     # The prompt's tokens and text, when the neuron already rendered them to admit it.
     prompt: tuple[list[int], str] | None = None
+
+
+def call_mode(request: InferRequest) -> CallMode:
+    """A forced call is the whole output; with no tools offered a call is not read as one
+    (what the model wrote stays text), as hosted APIs never call a tool they were not given."""
+    if request.require_call:
+        return "forced"
+    return "parse" if request.tools else "off"
 
 
 class Generation:
@@ -73,8 +81,9 @@ class Generation:
             if isinstance(f := tool.get("function"), dict)
         }
         self.output = OutputChannels(
-            dialect, prompt_text, params.stop, schemas, job.request.stream_calls
-        )
+            dialect, prompt_text, params.stop, schemas, job.request.stream_calls,
+            call_mode(job.request),
+        )  # fmt: skip
         # The tokens that close the reasoning (and open the answer) in the model's place.
         self._close_reasoning = list(close_reasoning)
         self._forced: list[int] = []

@@ -237,6 +237,9 @@ class LlamaBackend:
 
     # --- sampling -------------------------------------------------------------------------
 
+    def check(self, params: SamplingParams) -> None:
+        check_sampling(params, self._n_vocab)
+
     def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler | GreedySampler:
         if plain_greedy(params):
             return GreedySampler(self._ctx, self._n_vocab)
@@ -368,6 +371,14 @@ def flash_attention(profile: ModelProfile, gpu_offload: bool) -> int:
 def system_info() -> str:
     info: bytes = C.llama_print_system_info()
     return info.decode(errors="replace")
+
+
+def check_sampling(params: SamplingParams, n_vocab: int) -> None:
+    """What `LlamaBackend.sampler` refuses, found without the llama context (pure Python:
+    the neuron runs it before it accepts a request): a JSON schema that has no grammar, a
+    logit bias on a token outside the vocabulary."""
+    _grammar(params.json_schema)
+    check_vocabulary(sorted(params.logit_bias), n_vocab, "logit_bias")
 
 
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cortex_neuron.channel import CallChunk, TextChunk
-from cortex_neuron.dialect import CallDelta, Dialect, ParsedCall, new_parser
+from cortex_neuron.dialect import CallDelta, CallMode, Dialect, ParsedCall, new_parser
 from cortex_neuron.text_stream import StopScanner
 
 Chunk = TextChunk | CallChunk
@@ -24,9 +24,10 @@ class OutputChannels:
         stops: Sequence[str],
         schemas: Mapping[str, Mapping[str, Any]] | None = None,
         stream_calls: bool = False,
+        calls: CallMode = "parse",
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._parser = new_parser(dialect, prompt_text, schemas, stream_calls)
+        self._parser = new_parser(dialect, prompt_text, schemas, stream_calls, calls)
         # Stop sequences end the answer; reasoning and tool calls never stop generation.
         self._stops = StopScanner(stops)
         self._uncounted = 0  # tokens not yet attributed to a chunk

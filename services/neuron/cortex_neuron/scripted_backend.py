@@ -99,11 +99,14 @@ class ScriptedBackend:
     def is_end(self, token: int) -> bool:
         return token == EOS
 
-    def sampler(self, params: SamplingParams, seed: int) -> ScriptedSampler:
+    def check(self, params: SamplingParams) -> None:
         if params.json_schema is not None:
             raise EngineError(Code.INVALID_REQUEST, "a scripted model cannot follow a JSON schema")
         if params.logit_bias:
             raise EngineError(Code.INVALID_REQUEST, "a scripted model has no logits to bias")
+
+    def sampler(self, params: SamplingParams, seed: int) -> ScriptedSampler:
+        self.check(params)
         return ScriptedSampler(self._script, self._repeat)
 
     def scores(self, index: int, token: int, top: int) -> Scores:

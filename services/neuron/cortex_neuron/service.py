@@ -400,13 +400,14 @@ class Neuron:
         assert isinstance(resident.engine, Engine)
         engine = resident.engine
         try:
-            # Rendered and measured before accepting: a prompt the template refuses or the
-            # context cannot hold is the client's error, a real HTTP status, for streams too.
+            # Rendered, measured and checked before accepting: a prompt the template refuses,
+            # one with no tokens or more than the context holds, a schema with no grammar, a
+            # bias outside the vocabulary are the client's error, a real HTTP status, for
+            # streams too.
             if len(msg.data) <= INLINE_RENDER_BYTES:
-                prompt = engine.prompt_of(request)
+                prompt = engine.checked_prompt(request)
             else:
-                prompt = await asyncio.to_thread(engine.prompt_of, request)
-            engine.check_fits(prompt[0])
+                prompt = await asyncio.to_thread(engine.checked_prompt, request)
             job = Job(request, TokenChannel(asyncio.get_running_loop()), prompt=prompt)
             engine.submit(job, more_coming=self._more_coming())
         except EngineError as error:

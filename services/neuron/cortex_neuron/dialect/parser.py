@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from cortex_neuron.dialect.call_stream import CallDelta, CallStream
@@ -22,6 +23,7 @@ Piece = tuple[Literal["text", "reasoning"], str] | ParsedCall | CallDelta
 
 __all__ = [
     "CallDelta",
+    "CallMode",
     "OutputParser",
     "ParsedCall",
     "Piece",
@@ -261,10 +263,15 @@ class ChannelParser(MarkerScanner):
     other channel is the answer."""
 
     def __init__(
-        self, channels: ChannelFormat, stream_calls: bool = False, in_header: bool = False
+        self,
+        channels: ChannelFormat,
+        stream_calls: bool = False,
+        in_header: bool = False,
+        calls: bool = True,
     ) -> None:
         self.fmt = channels
         self._stream_calls = stream_calls
+        self._calls = calls  # False: a message to a recipient is text (no tools offered)
         self._stream: CallStream | None = None
         self.state: State = "content"
         self.unparsed = 0
@@ -332,7 +339,7 @@ class ChannelParser(MarkerScanner):
         name = channel.group(1) if channel else ""
         # a recipient may come before the channel (in the role part) or after it
         recipient = re.search(r"to=([^\s<]+)", header)
-        self._recipient = recipient.group(1) if recipient else ""
+        self._recipient = recipient.group(1) if recipient and self._calls else ""
         if self._recipient:
             self._body_kind, self._call = "call", []
             name = self._recipient.split(".", 1)[-1]
@@ -366,16 +373,29 @@ class ChannelParser(MarkerScanner):
         self.state = "content"
 
 
+# What a generation's calls are: read in the model's own format ("parse"); not read at all,
+# the request offered no tools ("off": what the model wrote stays text, markers included);
+# or forced ("forced": the grammar made the whole output one JSON call object).
+CallMode = Literal["parse", "off", "forced"]
+# A forced call's output: one bare JSON call, `{"name": …, "arguments": {…}}`.
+FORCED_CALL = Dialect(tools=ToolFormat(kind="json", section_open=""))
+
+
 def new_parser(
     dialect: Dialect,
     prompt: str,
     schemas: Mapping[str, Mapping[str, Any]] | None = None,
     stream_calls: bool = False,
+    calls: CallMode = "parse",
 ) -> OutputParser:
     """The parser for one generation. `stream_calls`: calls come as `CallDelta`s while
     their arguments grow; otherwise each call comes whole (`ParsedCall`), once its section
     has ended and parsed."""
+    if calls == "forced":
+        return TagParser(FORCED_CALL, False, schemas, stream_calls)
     if dialect.channels is not None:
         in_header = starts_in_header(dialect.channels, prompt)
-        return ChannelParser(dialect.channels, stream_calls, in_header)
+        return ChannelParser(dialect.channels, stream_calls, in_header, calls == "parse")
+    if calls == "off":
+        dialect = replace(dialect, tools=None)
     return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas, stream_calls)

