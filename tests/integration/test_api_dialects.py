@@ -233,6 +233,7 @@ def test_anthropic_errors_use_its_envelope(claude: anthropic.Anthropic, api_stac
     assert response.json() == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "max_tokens: field required"},
+        "request_id": response.headers["request-id"],
     }
 
 

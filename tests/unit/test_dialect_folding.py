@@ -228,6 +228,6 @@ def test_a_stream_that_fails_after_it_started_says_so_last(name: str) -> None:
         assert last["response"]["output"][0]["content"][0]["text"] == "Hel"
     elif name == "messages":
         error = {"type": "overloaded_error", "message": "the neuron went silent"}
-        assert last == {"type": "error", "error": error}
+        assert last == {"type": "error", "error": error, "request_id": "r1"}
     else:
         assert "the neuron went silent" in json.dumps(last)

@@ -195,6 +195,9 @@ class InferReply(Struct):
     # The model's [open, close] reasoning markers (for clients that want them inline).
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
     tool_call_markers: list[str] = msgspec.field(default_factory=list)
+    # The prompt's length in tokens, as the neuron rendered and measured it before
+    # accepting (0: a neuron that does not say), for APIs that report it before any token.
+    prompt_tokens: int = 0
 
 
 class EmbedRequest(Struct):

@@ -20,12 +20,20 @@ from cortex_gateway.choices import choice_seed, interleaved, merged_body, total_
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer
 from cortex_gateway.gateway_state import Gateway
-from cortex_gateway.inference import StreamItem
+from cortex_gateway.inference import Accepted, StreamItem
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
 from cortex_wire import subjects
-from cortex_wire.messages import Failed, InferRequest
+from cortex_wire.messages import (
+    Delta,
+    Failed,
+    InferRequest,
+    ReasoningDelta,
+    ToolCallBlock,
+    ToolCallFrame,
+)
+from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -66,6 +74,12 @@ def next_request_id() -> str:
     return f"{_ID_BASE}{next(_id_counter):012x}"
 
 
+def id_headers(request_id: str) -> dict[str, str]:
+    """A request's id as response headers: `request-id` (the Anthropic SDKs read it) and
+    `x-request-id`."""
+    return {"request-id": request_id, "x-request-id": request_id}
+
+
 async def answer(
     gateway: Gateway, request: Request[Any, Any, Any], turn: Turn
 ) -> Response[Any] | Stream:
@@ -98,27 +112,39 @@ async def _answer(
             )
         )  # fmt: skip
         items.append(gateway.inference.stream(_infer_request(gateway, turn, model, own_id, choice)))
-    headers = {"x-request-id": request_id}
+    headers = id_headers(request_id)
     if turn.stream:
         # Headers go out once a neuron accepted the request (or a cold load began): a
         # refusal before that (unknown model, 429 overloaded, 503) is a real HTTP status.
         # The neuron starts meanwhile, while the response is being set up.
-        firsts = await asyncio.gather(*(anext(stream) for stream in items))
+        try:
+            firsts = await asyncio.gather(*(anext(stream) for stream in items))
+        except BaseException as error:
+            gone = isinstance(error, asyncio.CancelledError)
+            for call in calls:
+                call.trace.finish("cancelled" if gone else Code.INTERNAL)
+            raise
         failed = next((first for first in firsts if isinstance(first, Failed)), None)
         if failed is not None:
             for stream in items:
                 await stream.aclose()
+            for first, call in zip(firsts, calls, strict=True):  # refused: counted here
+                call.trace.finish(first.error.code if isinstance(first, Failed) else "cancelled")
             raise ApiError.from_wire(failed.error)
         answers = [Answer() for _ in calls]
         streams = [
-            project(resumed(first, stream), turn.reply, call, answer)
+            project(noted(stream, call.trace, first), turn.reply, call, answer)
             for first, stream, call, answer in zip(firsts, items, calls, answers, strict=True)
         ]
         body = streams[0] if len(streams) == 1 else _together(streams, turn, calls[0], answers)
         return Stream(body, media_type=turn.media_type, headers={**SSE_HEADERS, **headers})
-    result = await _collect_while_connected(request, _collect_all(items, turn, calls))
+    try:
+        result = await _collect_while_connected(request, _collect_all(items, turn, calls))
+    finally:
+        for call in calls:  # one cancelled before it ever ran (finishing again is a no-op)
+            call.trace.finish("cancelled")
     if result is None:
-        return Response(b"", status_code=499)
+        return Response(b"", status_code=499, headers=headers)
     return Response(result, media_type=MediaType.JSON, headers=headers)
 
 
@@ -155,7 +181,7 @@ async def _collect_all(
     items: list[AsyncGenerator[StreamItem, None]], turn: Turn, calls: list[CallInfo]
 ) -> dict[str, Any]:
     tasks = [
-        asyncio.ensure_future(collect(stream, turn.reply, call))
+        asyncio.ensure_future(collect(noted(stream, call.trace), turn.reply, call))
         for stream, call in zip(items, calls, strict=True)
     ]
     try:
@@ -178,11 +204,25 @@ async def _together(
         yield chunk
 
 
-async def resumed(
-    first: StreamItem, items: AsyncGenerator[StreamItem, None]
+async def noted(
+    items: AsyncGenerator[StreamItem, None], trace: RequestTrace, *taken: StreamItem
 ) -> AsyncGenerator[StreamItem, None]:
-    """`items` again, with its already-taken first item in front."""
+    """`items` (after those already `taken` from it), each noted on the request's trace as
+    it passes: the prompt's length once a neuron accepted it, the tokens of every frame (so
+    a request that ends before its final frame, the client gone, still counts them)."""
     async with aclosing(items):
-        yield first
-        async for item in items:
+        for item in taken:
+            _note(trace, item)
             yield item
+        async for item in items:
+            _note(trace, item)
+            yield item
+
+
+def _note(trace: RequestTrace, item: StreamItem) -> None:
+    if isinstance(item, Delta | ToolCallBlock | ToolCallFrame):
+        trace.generated(item.tokens)
+    elif isinstance(item, ReasoningDelta):
+        trace.generated(item.tokens, reasoning=True)
+    elif isinstance(item, Accepted):
+        trace.admitted(item.prompt_tokens)

@@ -26,6 +26,7 @@ from cortex_gateway.events import (
     Finished,
     Part,
     Reasoning,
+    Started,
     Stop,
     Text,
     Waiting,
@@ -41,11 +42,11 @@ STOP_REASONS = {
 }  # fmt: skip
 
 
-def _message(call: CallInfo) -> dict[str, Any]:
+def _message(call: CallInfo, usage: Usage) -> dict[str, Any]:
     return {
         "id": call.request_id, "type": "message", "role": "assistant", "model": call.model,
         "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": _usage(Usage()),
+        "usage": _usage(usage),
     }  # fmt: skip
 
 
@@ -80,11 +81,15 @@ def block_of(part: Part) -> dict[str, Any]:
 
 class MessagesStream:
     """message_start, then each content block started, grown and stopped in turn, then
-    message_delta (why it stopped, usage) and message_stop; pings while nothing comes."""
+    message_delta (why it stopped, usage) and message_stop; pings while nothing comes.
+
+    message_start waits for the neuron to accept the request, so that its usage has the
+    prompt's tokens (as Anthropic's does); keep-alive comments meanwhile (a cold load)."""
 
     def __init__(self, call: CallInfo, show_thinking: bool) -> None:
         self.call = call
         self.show_thinking = show_thinking
+        self.begun = False  # message_start is out
         self.blocks = 0  # blocks started
         self.open: str | None = None  # the kind of the block being written
 
@@ -115,11 +120,25 @@ class MessagesStream:
         return [*chunks, self._event("content_block_delta", index=self.blocks - 1, delta=delta)]
 
     def opening(self) -> list[bytes]:
-        return [self._event("message_start", message=_message(self.call))]
+        return []  # message_start comes with the neuron's acceptance (see the class)
+
+    def _begin(self) -> list[bytes]:
+        if self.begun:
+            return []
+        self.begun = True
+        # The whole prompt as input_tokens: what the cache held is known only at the end,
+        # where message_delta splits it.
+        usage = Usage(prompt_tokens=self.call.trace.prompt_tokens)
+        return [self._event("message_start", message=_message(self.call, usage))]
 
     def encode(self, event: Event, answer: Answer) -> list[bytes]:
         if isinstance(event, Waiting):
-            return [self._event("ping")]
+            return [self._event("ping")] if self.begun else [sse.KEEPALIVE]
+        return [*self._begin(), *self._encoded(event, answer)]
+
+    def _encoded(self, event: Event, answer: Answer) -> list[bytes]:
+        if isinstance(event, Started):
+            return []  # message_start, from _begin
         if isinstance(event, Text):
             return self._delta("text", event.text)
         if isinstance(event, Reasoning):
@@ -139,12 +158,12 @@ class MessagesStream:
         return []
 
     def failure(self, error: ApiError, answer: Answer) -> list[bytes]:
-        return [sse.event("error", error.anthropic_body())]
+        return [sse.event("error", {**error.anthropic_body(), "request_id": self.call.request_id})]
 
 
 def message_body(answer: Answer, call: CallInfo, show_thinking: bool) -> dict[str, Any]:
     return {
-        **_message(call), **_stop(answer), "usage": _usage(answer.usage),
+        **_message(call, answer.usage), **_stop(answer),
         "content": [block_of(part) for part in answer.visible(reasoning=show_thinking)],
     }  # fmt: skip
 

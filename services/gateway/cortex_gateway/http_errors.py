@@ -1,32 +1,106 @@
 """Errors as HTTP responses: each path answers in its API's envelope (from the route
-table), whatever raised them."""
+table), whatever raised them.
+
+A request to an inference route that ends in an error is accounted for here, once: it
+answers with the request's id (`request-id`, `x-request-id`, and Anthropic's `request_id`
+in the body), leaves one log line, and, unless a RequestTrace already counted it (a refusal
+after a neuron was asked), is counted in `cortex_requests_total` by its outcome code."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.utils.scope.state import ScopeState
 
 from cortex_gateway import (
     ollama_api,
 )
+from cortex_gateway.answering import id_headers, next_request_id
 from cortex_gateway.errors import ApiError
+from cortex_gateway.gateway_state import Gateway
+from cortex_gateway.metrics import count_refused, counted_request
 from cortex_gateway.routes import api_of
 from cortex_wire.outcomes import Code
 
 log = structlog.get_logger("gateway")
 
+# The inference routes by path, with the route label their requests are counted under.
+INFERENCE_ROUTES = {
+    "/v1/chat/completions": "chat", "/v1/completions": "completions",
+    "/v1/responses": "responses", "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens", "/v1/embeddings": "embeddings",
+    "/api/chat": "ollama_chat", "/api/generate": "ollama_generate",
+    "/api/embed": "ollama_embed", "/api/embeddings": "ollama_embed",
+}  # fmt: skip
+# Routes whose answers are not counted at all (their successes are not either).
+UNCOUNTED = frozenset({"count_tokens"})
 
-def _error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
+
+class _Named(msgspec.Struct):
+    """The one field of a request body the error path reads: the model it names."""
+
+    model: str = ""
+
+
+def _model_label(gateway: Gateway, request: Request[Any, Any, Any]) -> str:
+    """The catalogue's id of the model the request's body names, or "" (no body read yet,
+    one that does not parse, a model not served): never a name a client made up."""
+    body = ScopeState.from_scope(request.scope).body
+    if not isinstance(body, bytes) or not body:
+        return ""
+    try:
+        name = msgspec.json.decode(body, type=_Named).model
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # hostile bodies
+        return ""
+    now = time.monotonic()
+    model = gateway.fleet.resolve(name, now)
+    return model if model in gateway.fleet.catalogue(now) else ""
+
+
+def _account(request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool) -> str:
+    """Count (if no trace did) and log the failed request; its id."""
+    outcome = error.code or "error"
+    request_id = counted_request()
+    if request_id is None:
+        request_id = f"req_{next_request_id()}"
+        gateway = request.app.state.get("gateway")
+        if isinstance(gateway, Gateway) and route not in UNCOUNTED:
+            count_refused(
+                gateway.metrics, _model_label(gateway, request), route, outcome,
+                gateway.publish_record, request_id, gateway.name,
+            )  # fmt: skip
+    fields = {"request_id": request_id, "route": route, "status": error.status, "code": outcome}
+    if unhandled:  # with its traceback
+        log.exception("unhandled_error", path=request.url.path, **fields)
+    elif error.status >= 500:
+        log.warning("request_failed", **fields, error=error.message)
+    else:
+        log.info("request_failed", **fields, error=error.message)
+    return request_id
+
+
+def _error_response(
+    request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False
+) -> Response[Any]:
     api = api_of(request.url.path)
     body = {
         "ollama": ollama_api.error_body,
         "anthropic": ApiError.anthropic_body,
         "openai": ApiError.openai_body,
     }[api](error)
-    return Response(body, status_code=error.status, headers=error.headers())
+    headers = error.headers()
+    route = INFERENCE_ROUTES.get(request.url.path)
+    if route is not None:
+        request_id = _account(request, route, error, unhandled)
+        headers.update(id_headers(request_id))
+        if api == "anthropic":
+            body["request_id"] = request_id
+    return Response(body, status_code=error.status, headers=headers)
 
 
 def api_error_handler(request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
@@ -51,9 +125,10 @@ def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) ->
 
 
 def internal_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
-    log.exception("unhandled_error", path=request.url.path)
+    if request.url.path not in INFERENCE_ROUTES:  # those log it with their request's id
+        log.exception("unhandled_error", path=request.url.path)
     failure = ApiError.of(Code.INTERNAL, f"internal error: {type(error).__name__}")
-    return _error_response(request, failure)
+    return _error_response(request, failure, unhandled=True)
 
 
 HANDLERS = {

@@ -77,6 +77,8 @@ class Accepted:
     # The request waited for a model load (seconds spent on it).
     cold_start: bool = False
     load_s: float = 0.0
+    # The prompt's length in tokens, as the neuron measured it (0: it did not say).
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -264,16 +266,19 @@ class Inference:
         refused = refusal(True, reply.error)
         return (node, reply) if refused is None else refused
 
-    async def _submit(self, node: str, request: InferRequest) -> Admitted | Refused:
+    async def _submit(self, node: str, request: InferRequest) -> tuple[Admitted | Refused, int]:
+        """The neuron's answer, and the prompt's length in tokens it measured (0: unsaid)."""
         try:
             raw = await self.nc.request(
                 subjects.infer(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
             )
         except (NoRespondersError, NatsTimeout):
-            return Refused.of(
+            refused = Refused.of(
                 Code.NEURON_UNAVAILABLE, f"neuron {node!r} did not accept the request"
             )
-        return admission(codec.decode(raw.data, InferReply))
+            return refused, 0
+        reply = codec.decode(raw.data, InferReply)
+        return admission(reply), reply.prompt_tokens
 
     async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
@@ -350,6 +355,7 @@ class Inference:
                 Code.MODEL_NOT_READY, f"model {request.model!r} is not ready anywhere"
             )
             routed = Routed("")
+            prompt_tokens = 0
             digests = prefix_digests(request)
             for cold in (False, True):
                 route = self._route(request.model, request.request_id, cold, tried, digests)
@@ -367,7 +373,7 @@ class Inference:
                     counts[counted_on] -= 1  # routed again (the model was gone): moved
                 counted_on = node
                 counts[node] += 1
-                admitted = await self._submit(node, request)
+                admitted, prompt_tokens = await self._submit(node, request)
                 # Refused as not ready: the model went away between a heartbeat and our
                 # request, so load it again.
                 if not isinstance(admitted, Refused) or admitted.code != Code.MODEL_NOT_READY:
@@ -387,6 +393,7 @@ class Inference:
                     tool_call_markers=admitted.tool_call_markers,
                     cold_start=routed.cold_start,
                     load_s=routed.load_s,
+                    prompt_tokens=prompt_tokens,
                 )
             async for item in self._frames(frames, request.request_id):
                 if isinstance(item, Done | Failed) and item.seq >= 0:

@@ -7,8 +7,10 @@ prefill), decode speed, cold starts. Fleet gauges come from heartbeats at scrape
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -101,8 +103,54 @@ class FleetCollector(Collector):
         yield from (up, total, free, loaded, busy, queued)
 
 
+# The request the running task answers, once a trace counts it: (the task, the request's
+# id). The HTTP error handler answers with that id, and knows not to count it again.
+_counted: ContextVar[tuple[object, str] | None] = ContextVar("cortex_counted", default=None)
+
+
+def _running_task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop
+        return None
+
+
+def counted_request() -> str | None:
+    """The id of the request this task answers, if a RequestTrace already counts it."""
+    counted = _counted.get()
+    if counted is None or counted[0] is None or counted[0] is not _running_task():
+        return None  # none, or one a task before this one (on the same connection) ran
+    return counted[1]
+
+
+def count_refused(
+    metrics: GatewayMetrics,
+    model: str,
+    route: str,
+    outcome: str,
+    publish: Callable[[RequestRecord], None] | None = None,
+    request_id: str = "",
+    gateway: str = "",
+) -> None:
+    """A request refused before any trace followed it (the HTTP edge's own refusals: a
+    body that does not parse, an unknown model); `model` is "" unless the catalogue has it,
+    so clients cannot mint label values."""
+    metrics.requests.labels(model, "", route, outcome).inc()
+    if publish is not None:
+        publish(
+            RequestRecord(
+                request_id=request_id, gateway=gateway, model=model, node="", route=route,
+                outcome=outcome, at=time.time(), duration_s=0.0,
+            )
+        )  # fmt: skip
+
+
 class RequestTrace:
-    """Times one request and records it once, whichever way it ends."""
+    """Times one request and records it once, whichever way it ends.
+
+    What its stream carried is noted as it passes (`admitted`, `generated`), so a request
+    that ends before the neuron's final frame (the client left, the stream broke) still
+    counts the tokens it was sent."""
 
     def __init__(
         self,
@@ -124,7 +172,13 @@ class RequestTrace:
         self.first_token_at: float | None = None
         self._finished = False
         self.outcome = ""
+        # The prompt's length once a neuron accepted the request, and the answer's tokens
+        # (reasoning among them) streamed so far.
+        self.prompt_tokens = 0
+        self.streamed = Usage()
         metrics.in_flight.labels(model, route).inc()
+        if counted_request() is None:  # the first of a request's traces (n choices) names it
+            _counted.set((_running_task(), request_id))
 
     def accepted(self, node: str, cold_start: bool, load_s: float) -> None:
         self.node, self.cold_start, self.load_s = node, cold_start, load_s
@@ -133,6 +187,15 @@ class RequestTrace:
         if self.first_token_at is None:
             self.first_token_at = self._clock()
 
+    def admitted(self, prompt_tokens: int) -> None:
+        self.prompt_tokens = prompt_tokens
+
+    def generated(self, tokens: int, reasoning: bool = False) -> None:
+        """`tokens` more of the answer went out (reasoning ones, if `reasoning`)."""
+        self.streamed.completion_tokens += tokens
+        if reasoning:
+            self.streamed.reasoning_tokens += tokens
+
     def finish(
         self, outcome: str, usage: Usage | None = None, timings: Timings | None = None
     ) -> None:
@@ -140,7 +203,9 @@ class RequestTrace:
             return
         self._finished = True
         self.outcome = outcome
-        usage, timings = usage or Usage(), timings or Timings()
+        if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
+            usage = self._streamed_usage()  # no final frame: what was streamed
+        timings = timings or Timings()
         now = self._clock()
         m = self._metrics
         labels = (self.model, self.node, self.route)
@@ -186,3 +251,15 @@ class RequestTrace:
                     timings=timings,
                 )
             )
+
+    def _streamed_usage(self) -> Usage:
+        """The usage of a request without the neuron's final count: the tokens it was sent,
+        and its prompt once anything was generated from it."""
+        streamed = self.streamed
+        if not streamed.completion_tokens:
+            return Usage()
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=streamed.completion_tokens,
+            reasoning_tokens=streamed.reasoning_tokens,
+        )

@@ -415,7 +415,10 @@ class Neuron:
             await _reply(msg, InferReply(accepted=False, error=error.wire))
             return
         self.jobs[request.request_id] = job
-        reply = InferReply(accepted=True, reasoning_markers=engine.dialect.inline_markers())
+        reply = InferReply(
+            accepted=True, reasoning_markers=engine.dialect.inline_markers(),
+            prompt_tokens=len(prompt[0]),
+        )  # fmt: skip
         await _reply(msg, reply)
         # Every line the pump logs for this request carries its id.
         with structlog.contextvars.bound_contextvars(request_id=request.request_id):
