@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
 
 from cortex_core.config import ModelProfile
 from cortex_neuron.arrivals import HOLD_LIMIT_S, hold_for_more
-from cortex_neuron.backend import Backend
+from cortex_neuron.backend import Backend, Sampler
 from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
@@ -110,6 +111,7 @@ class Engine(ModelThread[Backend]):
         self.dialect = Dialect()
         self._marker_ids: frozenset[int] = frozenset()
         self._close_reasoning: list[int] = []
+        self._free_openers: frozenset[int] = frozenset()
 
     def held_prefixes(self) -> list[str]:
         """The conversation prefixes the slots hold, for the heartbeat (read off the
@@ -361,6 +363,9 @@ class Engine(ModelThread[Backend]):
             ids[0] for text in marker_texts(self.dialect) if len(ids := tokenize(text)) == 1
         )
         self._close_reasoning = tokenize(_reasoning_close(self.dialect))
+        self._free_openers = frozenset(
+            ids[0] for text in _free_openers(self.dialect) if len(ids := tokenize(text)) == 1
+        )
         log.info("model_dialect", model=self.profile.id, **self.dialect.summary())
         self._backend = backend
         return backend
@@ -392,6 +397,16 @@ class Engine(ModelThread[Backend]):
             for job in _jobs_in(item):
                 self._start(backend, slots, job)  # past the free slots: deferred
 
+    def _free_sampler(self, backend: Backend, request: InferRequest, seed: int) -> Sampler | None:
+        """For a JSON schema on a model that reasons: the same sampler without the schema,
+        for its reasoning (None: the schema holds the whole output)."""
+        params, dialect = request.params, self.dialect
+        if params.json_schema is None or request.require_call:
+            return None
+        if dialect.reasoning is None and dialect.channels is None:
+            return None
+        return backend.sampler(msgspec.structs.replace(params, json_schema=None), seed)
+
     def _start(self, backend: Backend, slots: Sequence[Slot], job: Job) -> None:
         if job.cancelled.is_set():
             job.channel.push(Finished("cancelled", Usage()))
@@ -414,9 +429,9 @@ class Engine(ModelThread[Backend]):
                 self._deferred.append(job)
                 return
             seed = request.params.seed
-            sampler = backend.sampler(
-                request.params, seed if seed is not None else random.getrandbits(31)
-            )
+            seed = seed if seed is not None else random.getrandbits(31)
+            sampler = backend.sampler(request.params, seed)
+            free = self._free_sampler(backend, request, seed)
         except TemplateError as error:
             job.channel.push(Errored(WireError(code=Code.INVALID_REQUEST, message=str(error))))
             return
@@ -454,6 +469,8 @@ class Engine(ModelThread[Backend]):
             close_reasoning=self._close_reasoning,
             marker_ids=self._marker_ids,
             cached=reused,
+            free_sampler=free,
+            free_openers=self._free_openers,
         )
         self._active.append(job)
         self.busy = len(self._active)
@@ -517,7 +534,7 @@ class Engine(ModelThread[Backend]):
             self._end(slot, "length")
             return
         try:
-            sampled = generation.sampler.sample(output)
+            sampled = generation.sample(output)
             top = generation.top_logprobs
             scores = None if top is None else backend.scores(output, sampled, top)
             token, finish = generation.take(sampled, scores)
@@ -590,6 +607,14 @@ def _check_scoring(backend: Backend, request: InferRequest) -> None:
             f"top log probabilities must be 0 to {MAX_TOP_LOGPROBS} per token, got "
             f"{request.logprobs}",
         )
+
+
+def _free_openers(dialect: Dialect) -> list[str]:
+    """The markers that lead into what a JSON schema does not hold: the reasoning, or a
+    message header of a channel grammar."""
+    if dialect.channels is not None:
+        return [m for m in (dialect.channels.start, dialect.channels.channel) if m]
+    return [dialect.reasoning.open] if dialect.reasoning and dialect.reasoning.open else []
 
 
 def _reasoning_close(dialect: Dialect) -> str:

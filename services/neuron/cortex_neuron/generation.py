@@ -66,10 +66,18 @@ class Generation:
         close_reasoning: Sequence[int],
         marker_ids: frozenset[int],
         cached: int,
+        free_sampler: Sampler | None = None,
+        free_openers: frozenset[int] = frozenset(),
     ) -> None:
         self.job = job
         self.prompt = prompt
         self.sampler = sampler
+        # With a JSON schema on a model that reasons, the schema holds the answer only:
+        # reasoning and message headers are sampled by `free_sampler`, and before the answer
+        # has begun a token in `free_openers` (a reasoning or header opener) may lead there.
+        self._free = free_sampler
+        self._free_openers = free_openers
+        self._answering = False
         self._backend = backend
         params = job.request.params
         room = backend.n_ctx - len(prompt)
@@ -99,6 +107,19 @@ class Generation:
         self.started = time.perf_counter()
         self.first_at = self.last_at = 0.0
         job.channel.phase = "prefill"
+
+    def sample(self, output: int) -> int:
+        """The next token from batch output `output`, by the sampler the moment wants."""
+        free = self._free
+        if free is None or self._answering:
+            return self.sampler.sample(output)
+        if self.output.before_answer:
+            return free.sample(output)
+        token = free.sample(output)  # the model may open its reasoning first...
+        if token in self._free_openers:
+            return token
+        self._answering = True  # ... or it begins the answer, which the schema holds
+        return self.sampler.sample(output)
 
     def scored(self, token: int, scores: Scores | None) -> TokenLogprob:
         """A token of this request as the wire reports it, with its scores (None: the
@@ -193,11 +214,16 @@ class Generation:
                 reason, usage, stop, timings, context_full=full, end_logprob=self._end_logprob
             )
         )
-        self.sampler.close()
+        self._close_samplers()
 
     def fail(self, error: WireError) -> None:
         self.job.channel.push(Errored(error))
+        self._close_samplers()
+
+    def _close_samplers(self) -> None:
         self.sampler.close()
+        if self._free is not None:
+            self._free.close()
 
     def decode_rate(self) -> float | None:
         """Tokens per second between the first and the last token, if it can be told."""

@@ -45,6 +45,11 @@ class OutputChannels:
         return self._parser.state == "reasoning"
 
     @property
+    def before_answer(self) -> bool:
+        """In the model's reasoning or a message header: what a JSON schema does not hold."""
+        return self._parser.state == "reasoning" or self._parser.in_header
+
+    @property
     def unparsed(self) -> int:
         """Tool sections that did not parse (returned as text)."""
         return self._parser.unparsed

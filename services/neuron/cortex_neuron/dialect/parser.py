@@ -36,6 +36,11 @@ class OutputParser(Protocol):
     state: State
     unparsed: int
 
+    @property
+    def in_header(self) -> bool:
+        """Inside a message header (a channel grammar's role, channel and recipient)."""
+        ...
+
     def feed(self, text: str) -> list[Piece]: ...
 
     def finish(self) -> list[Piece]: ...
@@ -129,6 +134,8 @@ class MarkerScanner:
 class TagParser(MarkerScanner):
     """Reasoning between two markers, tool sections between two markers (or to the end),
     and wrapper markers dropped from the answer."""
+
+    in_header = False  # no headers in this format
 
     def __init__(
         self,
@@ -289,6 +296,10 @@ class ChannelParser(MarkerScanner):
             *channels.ends,
             *([channels.start] if channels.start else []),
         ]
+
+    @property
+    def in_header(self) -> bool:
+        return self._in_header
 
     def _markers(self) -> list[str]:
         return self._header_markers if self._in_header else self._body_markers
