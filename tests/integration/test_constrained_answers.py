@@ -34,7 +34,9 @@ REPLIES = {
 
 
 @pytest.fixture(scope="module")
-def reasoning_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def reasoning_stack(
+    nats_server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
     folder: Path = tmp_path_factory.mktemp("constrained")
     models: list[dict[str, object]] = []
     for name, reply in REPLIES.items():
@@ -67,7 +69,8 @@ def test_the_schema_holds_the_answer_and_the_model_still_reasons(
 def test_ollama_format_with_think_reasons_then_answers(reasoning_stack: RunningStack) -> None:
     reply = httpx.post(
         f"{reasoning_stack.base_url}/api/chat",
-        json={"model": "hermes", "messages": USER, "think": True, "format": SCHEMA, "stream": False},
+        json={"model": "hermes", "messages": USER, "think": True, "format": SCHEMA,
+              "stream": False},
         timeout=60,
     ).json()
     assert (reply["message"]["thinking"], json.loads(reply["message"]["content"])) == (

@@ -30,6 +30,11 @@ JSON_CALL = ('{"name": "get_weather", "arguments": {"city": "Par', 'is"}}')
 TAGGED_CALL = (
     "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"
 )  # fmt: skip
+# The same, with the argument written in two tokens: cut after the second, the call is
+# open, its arguments half written.
+CUT_CALL = (
+    "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Par', 'is"}}', "</tool_call>"
+)  # fmt: skip
 PICK = {
     "type": "function",
     "function": {
@@ -50,7 +55,9 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     folder: Path = tmp_path_factory.mktemp("forced")
     models: list[dict[str, object]] = [{"id": "smollm2", "path": str(gguf_path), "n_ctx": 2048}]
-    for name, reply in (("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL)):
+    for name, reply in (
+        ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL)
+    ):  # fmt: skip
         built = build_tiny_gguf(
             folder / f"{name}.gguf", reply, specials=(IM_START, IM_END, *HERMES),
             chat_template=template("Qwen-Qwen3-0.6B.jinja"), n_ctx=4096,
@@ -159,6 +166,30 @@ def test_a_call_to_tools_not_offered_stays_text(
     assert reply.content[0].text == written
     offered = oai.chat.completions.create(model="tagged-call", messages=USER, tools=TOOLS)
     assert offered.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_a_call_cut_off_is_the_same_call_streamed_or_not(
+    oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    """A call the token limit cuts off comes back as the (unfinished) call it is, whole or
+    streamed alike; before, the whole answer turned it into text, markers and all."""
+    asked = {"model": "cut-call", "messages": USER, "tools": TOOLS, "max_tokens": 2}
+    whole = oai.chat.completions.create(**asked)
+    [call] = whole.choices[0].message.tool_calls
+    chunks = list(oai.chat.completions.create(**asked, stream=True))
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    parts = [part for delta in deltas for part in delta.tool_calls or []]
+    streamed = "".join(p.function.arguments or "" for p in parts)
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Par')
+    assert (parts[0].function.name, streamed) == ("get_weather", call.function.arguments)
+    assert whole.choices[0].finish_reason == chunks[-1].choices[0].finish_reason == "length"
+    ask = {"model": "cut-call", "messages": USER, "tools": ANTHROPIC_TOOLS, "max_tokens": 2}
+    message = claude.messages.create(**ask)
+    with claude.messages.stream(**ask) as stream:
+        final = stream.get_final_message()
+    assert [(b.type, b.name) for b in message.content] == [("tool_use", "get_weather")]
+    assert [(b.type, b.name) for b in final.content] == [("tool_use", "get_weather")]
+    assert message.stop_reason == final.stop_reason == "max_tokens"
 
 
 @pytest.mark.real_model

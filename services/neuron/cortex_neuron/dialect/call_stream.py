@@ -23,6 +23,7 @@ from cortex_neuron.dialect.model import ToolFormat
 from cortex_neuron.dialect.tool_bodies import (
     ARGUMENT_FIELDS,
     NAME_FIELDS,
+    ParsedCall,
     argument_value,
     name_of,
     pattern,
@@ -72,6 +73,17 @@ class JsonExtent:
                     self.ended = True
                     return i + 1
         return len(text)
+
+
+def folded_calls(deltas: list[CallDelta]) -> list[ParsedCall]:
+    """Streamed deltas as the whole calls they make (the arguments as written: a call cut
+    off mid-way has JSON that does not end)."""
+    calls: list[tuple[str, list[str]]] = []
+    for delta in deltas:
+        if delta.opened or not calls:
+            calls.append((delta.name, []))
+        calls[-1][1].append(delta.arguments)
+    return [ParsedCall(name, "".join(parts)) for name, parts in calls]
 
 
 Step = Literal["call", "json_args", "json_members", "arg", "arg_text", "arg_value", "failed"]

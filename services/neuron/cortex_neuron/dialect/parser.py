@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, Protocol
 
-from cortex_neuron.dialect.call_stream import CallDelta, CallStream
+from cortex_neuron.dialect.call_stream import CallDelta, CallStream, folded_calls
 from cortex_neuron.dialect.model import ChannelFormat, Dialect, ToolFormat
 from cortex_neuron.dialect.tool_bodies import ParsedCall, parse_json_calls, parse_section
 
@@ -95,9 +95,25 @@ class MarkerScanner:
     is held back until more text arrives."""
 
     _held = ""
+    _stream: CallStream | None = None  # the open call section, read as it grows
+    _stream_calls = False
+    _unsent: list[CallDelta]  # what a streaming client would have been sent of it
 
     def _markers(self) -> list[str]:
         raise NotImplementedError
+
+    def _feed_call(self, pieces: list[Piece], text: str) -> None:
+        """A call section's text to its stream: a streaming client gets the deltas now;
+        otherwise they are kept, for a call the generation cuts off."""
+        if self._stream is not None:
+            deltas = self._stream.feed(text)
+            (pieces if self._stream_calls else self._unsent).extend(deltas)
+
+    def _cut_off(self, stream: CallStream) -> list[ParsedCall]:
+        """A call the generation cut off: whole, as a streaming client would have it (its
+        arguments as far as they were written), so a whole answer and a stream agree."""
+        deltas, _ = stream.finish()
+        return folded_calls([*self._unsent, *deltas])
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         raise NotImplementedError
@@ -214,15 +230,14 @@ class TagParser(MarkerScanner):
     def _open_section(self, marker: str) -> None:
         self.state, self._section_open, self._section = "tool", marker, []
         tools = self._tools()
-        self._stream = CallStream(tools, self._schemas) if self._stream_calls else None
+        self._stream, self._unsent = CallStream(tools, self._schemas), []
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         if not text:
             return
         if self.state == "tool":
             self._section.append(text)
-            if self._stream is not None:
-                pieces.extend(self._stream.feed(text))
+            self._feed_call(pieces, text)
             return
         kind: Literal["text", "reasoning"] = "reasoning" if self.state == "reasoning" else "text"
         if kind == "text" and text.strip():
@@ -247,7 +262,7 @@ class TagParser(MarkerScanner):
         body = "".join(self._section)
         self._section, self.state = [], "content"
         stream, self._stream = self._stream, None
-        if stream is not None and stream.started:
+        if stream is not None and stream.started and self._stream_calls:
             deltas, rest = stream.finish()
             pieces.extend(deltas)
             if rest.strip():  # text after the calls that no call could hold
@@ -257,6 +272,9 @@ class TagParser(MarkerScanner):
         calls = parse_section(tools, body, self._schemas) if body.strip() else None
         if calls:
             pieces.extend(calls)
+            return
+        if not complete and stream is not None and stream.started:
+            pieces.extend(self._cut_off(stream))
             return
         self.unparsed += 1
         closer = tools.section_close if complete else ""
@@ -311,7 +329,7 @@ class ChannelParser(MarkerScanner):
         if self._in_header and self._header.strip():  # a header never ended: keep it
             self.unparsed += 1
             append_text(pieces, "text", self._header)
-        self._end_message(pieces)
+        self._end_message(pieces, complete=False)  # the generation ended it
         return pieces
 
     def _take(self, pieces: list[Piece], text: str) -> None:
@@ -321,8 +339,7 @@ class ChannelParser(MarkerScanner):
             self._header += text
         elif self._body_kind == "call":
             self._call.append(text)
-            if self._stream is not None:
-                pieces.extend(self._stream.feed(text))
+            self._feed_call(pieces, text)
         elif self._header or self._body_kind == "reasoning" or text.strip() or pieces:
             kind: Literal["text", "reasoning"] = (
                 "reasoning" if self._body_kind == "reasoning" else "text"
@@ -354,7 +371,7 @@ class ChannelParser(MarkerScanner):
         if self._recipient:
             self._body_kind, self._call = "call", []
             name = self._recipient.split(".", 1)[-1]
-            self._stream = CallStream(None, name=name) if self._stream_calls else None
+            self._stream, self._unsent = CallStream(None, name=name), []
         elif name == self.fmt.reasoning_channel:
             self._body_kind = "reasoning"
         else:
@@ -363,9 +380,9 @@ class ChannelParser(MarkerScanner):
             "tool" if self._body_kind == "call" else "content"
         )  # fmt: skip
 
-    def _end_message(self, pieces: list[Piece]) -> None:
+    def _end_message(self, pieces: list[Piece], complete: bool = True) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None and stream.started:
+        if stream is not None and stream.started and self._stream_calls:
             deltas, rest = stream.finish()
             pieces.extend(deltas)
             if rest.strip():
@@ -377,6 +394,8 @@ class ChannelParser(MarkerScanner):
             calls = parse_json_calls(f'{{"name": {json.dumps(name)}, "arguments": {body or "{}"}}}')
             if calls:
                 pieces.extend(calls)
+            elif not complete and stream is not None and stream.started:
+                pieces.extend(self._cut_off(stream))
             else:
                 self.unparsed += 1
                 pieces.append(("text", body))
