@@ -48,7 +48,7 @@ def test_tags_ps_show_and_version(llama: ollama.Client, stack: RunningStack) -> 
 @pytest.mark.parametrize(
     ("call", "status", "says"),
     [
-        (lambda c: c.chat(model="no-such-model", messages=USER), 404, "does not exist"),
+        (lambda c: c.chat(model="no-such-model", messages=USER), 404, "not found"),
         (lambda c: c.chat(model="tiny-hello", messages=USER, options={"mirostat": 2}), 400,
          "options.mirostat"),
         (lambda c: c.chat(model="tiny-hello", messages=USER, keep_alive="forever"), 400,
@@ -59,7 +59,7 @@ def test_tags_ps_show_and_version(llama: ollama.Client, stack: RunningStack) -> 
         (lambda c: c.generate(model="tiny-hello", keep_alive=-1), 403, "pins the model"),
         (lambda c: c.chat(model="tiny-hello", messages=USER, think="hard"), 400, "think"),
         (lambda c: c.generate(model="tiny-hello", prompt="hi", images=["aGk="]), 400, "images"),
-        (lambda c: c.show("no-such-model"), 404, "does not exist"),
+        (lambda c: c.show("no-such-model"), 404, "not found"),
     ],
 )  # fmt: skip
 def test_errors_come_in_ollamas_shape(llama: ollama.Client, call, status: int, says: str) -> None:

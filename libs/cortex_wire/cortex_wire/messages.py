@@ -56,6 +56,20 @@ class CatalogueEntry(Struct):
     parallel: int = 1
     # An embedding model: it answers embedding requests, never chat.
     embedding: bool = False
+    # What the neuron read of the model's GGUF at its start (header and vocabulary, not the
+    # weights), the same whether it is loaded or not; "", 0 and [] where it could not.
+    # 64 hex digits naming the file's contents (the neuron's catalogue_facts.file_digest).
+    digest: str = ""
+    architecture: str = ""  # general.architecture
+    parameter_count: int = 0
+    context_length: int = 0  # what the model was trained for; n_ctx is what is served
+    embedding_length: int = 0
+    quantization: str = ""  # how most weights are stored: "Q4_K_M", "F16", …
+    # In Ollama's words: completion, tools, thinking, insert; embedding for embedding models.
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    # The dialect the load will read (LoadedModel.dialect), and its inline reasoning markers.
+    dialect: dict[str, str] = msgspec.field(default_factory=dict)
+    reasoning_markers: list[str] = msgspec.field(default_factory=list)
 
 
 class LoadedModel(Struct):

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from litestar import Litestar, MediaType, Request, Response, delete, get, head, post
+from litestar import Litestar, MediaType, Request, Response, delete, get, head, post, route
+from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
@@ -26,7 +27,7 @@ from cortex_gateway.answering import answer, next_request_id
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import dashboard_data
 from cortex_gateway.errors import ApiError
-from cortex_gateway.gateway_state import Gateway
+from cortex_gateway.gateway_state import ANTHROPIC_PAGE, Gateway, anthropic_models_page
 from cortex_gateway.http_errors import HANDLERS
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.openapi import openapi_document
@@ -49,6 +50,9 @@ from cortex_wire.verdicts import Refused
 log = structlog.get_logger("gateway")
 DASHBOARD_PAGE = (Path(__file__).parent / "dashboard.html").read_text()
 IDENTITY = "cortex is running: OpenAI (/v1), Anthropic (/v1/messages) and Ollama (/api) APIs\n"
+# The anthropic SDK sends it with every request (the openai SDK never does): /v1/models then
+# answers in Anthropic's shape.
+ANTHROPIC_VERSION = "anthropic-version"
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -125,19 +129,40 @@ def create_app(gateway: Gateway) -> Litestar:
         }
         return Response(body, status_code=200 if ready else 503)
 
+    def anthropic_error(error: ApiError) -> Response[Any]:
+        """/v1/models is OpenAI's path, but an anthropic client reads Anthropic's errors."""
+        return Response(error.anthropic_body(), status_code=error.status)
+
     @get("/v1/models", sync_to_thread=False)
-    def list_models() -> dict[str, Any]:
-        return gateway.models_body()
+    def list_models(
+        request: Request[Any, Any, Any],
+        limit: FromQuery[int] = ANTHROPIC_PAGE,
+        after_id: FromQuery[str] = "",
+        before_id: FromQuery[str] = "",
+    ) -> Response[Any]:
+        """OpenAI's list; Anthropic's pages (limit, after_id, before_id) for its SDK."""
+        if ANTHROPIC_VERSION not in request.headers:
+            return Response(gateway.models_body())
+        try:
+            models = gateway.anthropic_models()
+            return Response(anthropic_models_page(models, limit, after_id, before_id))
+        except ApiError as error:
+            return anthropic_error(error)
 
     @get("/v1/models/{model_id:path}", sync_to_thread=False)
-    def get_model(model_id: FromPath[str]) -> dict[str, Any]:
+    def get_model(model_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         name = model_id.lstrip("/")
-        for entry in gateway.models_body()["data"]:
+        anthropic = ANTHROPIC_VERSION in request.headers
+        entries = gateway.anthropic_models() if anthropic else gateway.models_body()["data"]
+        for entry in entries:
             if entry["id"] == name:
-                return dict(entry)
-        raise ApiError.of(
+                return Response(dict(entry))
+        missing = ApiError.of(
             Code.MODEL_NOT_FOUND, f"The model `{name}` does not exist.", param="model"
         )
+        if anthropic:
+            return anthropic_error(missing)
+        raise missing
 
     def answering(route: Route) -> Any:
         """The handler of a route that answers through the projection core."""
@@ -145,7 +170,12 @@ def create_app(gateway: Gateway) -> Litestar:
         to_turn = route.turn
 
         async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-            return await answer(gateway, request, to_turn(await request.body(), settings))
+            turn = to_turn(await request.body(), settings)
+            if route.api == "ollama":  # Ollama refuses tools or thinking a model lacks
+                model = gateway.resolve_model(turn.model)
+                gateway.check_kind(model, embedding=False)
+                ollama_api.check_capabilities(turn, gateway.capabilities(model))
+            return await answer(gateway, request, turn)
 
         return post(route.path, status_code=200, name=route.path)(handler)
 
@@ -200,12 +230,21 @@ def create_app(gateway: Gateway) -> Litestar:
         await residency.before(gateway, request, model, ask.residency)
         return residency.after(gateway, model, ask.residency, Response(await body()))
 
+    async def loaded_only(ask: embeddings.EmbedAsk) -> None:
+        """Nothing to embed: load the model, as Ollama does."""
+        model = gateway.resolve_model(ask.model)
+        gateway.check_kind(model, embedding=True)
+        await gateway.make_ready(model)
+
     @post("/api/embed", status_code=200)
     async def ollama_embed(request: Request[Any, Any, Any]) -> Response[Any]:
         started = time.perf_counter()
         ask = embeddings.ollama_request(await request.body())
 
         async def body() -> dict[str, Any]:
+            if not ask.texts:
+                await loaded_only(ask)
+                return embeddings.ollama_body(ask.model, [], 0, started, 0.0)
             reply, trace = await embed(ask, "ollama_embed")
             return embeddings.ollama_body(
                 ask.model, reply.vectors, reply.tokens, started, trace.load_s
@@ -218,6 +257,9 @@ def create_app(gateway: Gateway) -> Litestar:
         ask = embeddings.ollama_legacy_request(await request.body())
 
         async def body() -> dict[str, Any]:
+            if not ask.texts:
+                await loaded_only(ask)
+                return {"embedding": []}
             reply, _ = await embed(ask, "ollama_embed")
             return {"embedding": reply.vectors[0]}
 
@@ -289,6 +331,11 @@ def create_app(gateway: Gateway) -> Litestar:
         now = time.monotonic()
         return ollama_api.tags_body(gateway.fleet.catalogue(now), gateway.fleet.aliases(now))
 
+    @head(["/api/tags", "/api/version"], sync_to_thread=False)
+    def ollama_head() -> None:
+        """Clients check that an Ollama server answers with HEAD."""
+        return None
+
     @get("/api/ps", sync_to_thread=False)
     def ollama_ps() -> dict[str, Any]:
         return ollama_api.ps_body(gateway.fleet.catalogue(time.monotonic()))
@@ -296,13 +343,25 @@ def create_app(gateway: Gateway) -> Litestar:
     @post("/api/show", status_code=200)
     async def ollama_show(request: Request[Any, Any, Any]) -> dict[str, Any]:
         asked = openai_chat.decode_body(await request.body(), ollama_api.ShowRequest)
-        name = asked.model or asked.name
+        name = asked.model or asked.name or ""
         model = gateway.resolve_model(name)
         return ollama_api.show_body(name, gateway.fleet.catalogue(time.monotonic())[model])
 
     @get("/api/version", sync_to_thread=False)
     def ollama_version() -> dict[str, Any]:
         return {"version": ollama_api.VERSION}
+
+    managing = ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete",
+                "/api/blobs/{digest:str}"]  # fmt: skip
+
+    @route(managing, http_method=["POST", "DELETE"], status_code=501, sync_to_thread=False)
+    def ollama_managing(request: Request[Any, Any, Any]) -> None:
+        """What Ollama does with its own model store: not here (a 501 saying what is)."""
+        raise ollama_api.not_supported(request.url.path)
+
+    @head("/api/blobs/{digest:str}", status_code=501, sync_to_thread=False)
+    def ollama_blob_head(request: Request[Any, Any, Any]) -> None:
+        raise ollama_api.not_supported(request.url.path)
 
     @get("/openapi.json", sync_to_thread=False)
     def openapi() -> dict[str, Any]:
@@ -332,6 +391,9 @@ def create_app(gateway: Gateway) -> Litestar:
             ollama_ps,
             ollama_show,
             ollama_version,
+            ollama_head,
+            ollama_managing,
+            ollama_blob_head,
             admin_models,
             admin_status,
             dashboard,
@@ -341,4 +403,5 @@ def create_app(gateway: Gateway) -> Litestar:
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=gateway.settings.max_body_bytes,
         openapi_config=None,
+        state=State({"gateway": gateway}),  # the error handlers count refusals on its metrics
     )

@@ -1,7 +1,8 @@
 """Embeddings: OpenAI's `/v1/embeddings` and Ollama's `/api/embed`, for models whose
 profile marks them as embedding models (the neuron pools as the GGUF says, and
 normalises). A chat model asked for embeddings, or an embedding model asked to chat, gets a
-clear 400."""
+clear 400. Ollama's routes, as Ollama, take no input (or an empty one) as a request to load
+the model only, and a `null` where a field is optional as its default."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ class OpenAIEmbeddingsRequest(msgspec.Struct, kw_only=True):
 
 class OllamaEmbedRequest(msgspec.Struct, kw_only=True):
     model: str
-    input: str | list[str]
-    truncate: bool = True
+    input: str | list[str] | None = None
+    truncate: bool | None = None  # None: True
     dimensions: int | None = None
     options: dict[str, Any] | None = None
     keep_alive: str | float | None = None
@@ -101,8 +102,10 @@ def ollama_request(body: bytes) -> EmbedAsk:
         raise ApiError.invalid(
             "dimensions is not supported (the model's size is used)", param="dimensions"
         )
+    # No input (none, "" or []): only load the model, and answer no embeddings.
+    texts = texts_of(request.input) if request.input else []
     return EmbedAsk(
-        request.model, texts_of(request.input), truncate=request.truncate,
+        request.model, texts, truncate=request.truncate is not False,
         residency=residency(request.keep_alive),
     )  # fmt: skip
 
@@ -111,7 +114,7 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
     """The older /api/embeddings: one `prompt`, one `embedding` back."""
 
     model: str
-    prompt: str
+    prompt: str | None = None
     options: dict[str, Any] | None = None
     keep_alive: str | float | None = None
 
@@ -119,7 +122,7 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
 def ollama_legacy_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OllamaLegacyRequest)
     return EmbedAsk(
-        request.model, texts_of(request.prompt), truncate=True,
+        request.model, texts_of(request.prompt) if request.prompt else [], truncate=True,
         residency=residency(request.keep_alive),
     )  # fmt: skip
 

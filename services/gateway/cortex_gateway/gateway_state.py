@@ -1,5 +1,6 @@
 """The gateway's state: the fleet it sees, its bus, its metrics, and the questions every
-route asks of them (which model a name means, what /v1/models lists)."""
+route asks of them (which model a name means, what /v1/models lists, in OpenAI's shape or
+Anthropic's)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import structlog
 from nats.aio.client import Client
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, is_pattern, least_busy
+from cortex_core.fleet import CatalogueView, FleetState, is_pattern, least_busy
 from cortex_core.scheduler_client import NoScheduler, SchedulerSilent
 from cortex_gateway.dashboard import RecentRequests
 from cortex_gateway.errors import ApiError
@@ -24,12 +25,79 @@ from cortex_gateway.metrics import GatewayMetrics
 from cortex_gateway.response_store import ResponseStore
 from cortex_wire import codec, subjects
 from cortex_wire.messages import EnsureModel, ModelRef, RequestRecord, SchedulerReply
-from cortex_wire.outcomes import Code
+from cortex_wire.outcomes import Code, outcome
 from cortex_wire.verdicts import Refused, refusal
 
 Reply = TypeVar("Reply")
 
 log = structlog.get_logger("gateway")
+# Ollama's way to name a model's default tag: `x` and `x:latest` are one model.
+LATEST = ":latest"
+# Anthropic's model list: a page holds this many models unless `limit` says (1 to 1000).
+ANTHROPIC_PAGE = 20
+ANTHROPIC_MAX_PAGE = 1000
+EPOCH = "1970-01-01T00:00:00Z"  # when a model was released, unknown
+# /v1/models capabilities, in cortex's words, from the catalogue's (Ollama's) words.
+CAPABILITY_WORDS = {"embedding": "embeddings", "thinking": "reasoning", "tools": "tools"}
+
+
+class ModelNotFound(ApiError):
+    """No live neuron's catalogue has the model a request names (each dialect words it as
+    its clients expect: Ollama's say "not found")."""
+
+    def __init__(self, name: str) -> None:
+        row = outcome(Code.MODEL_NOT_FOUND)
+        super().__init__(
+            row.status,
+            f"The model `{name}` does not exist or is not served by any neuron.",
+            code=Code.MODEL_NOT_FOUND,
+            type=row.openai_type,
+            param="model",
+        )
+        self.model = name
+
+
+def catalogue_capabilities(view: CatalogueView) -> list[str]:
+    """/v1/models capabilities: what the catalogue entry says (the same loaded or not), or
+    for an entry that does not say (an older neuron's), what a loaded replica read."""
+    entry = view.entry
+    if entry.capabilities:
+        words = {CAPABILITY_WORDS[c] for c in entry.capabilities if c in CAPABILITY_WORDS}
+        return [w for w in ("embeddings", "reasoning", "tools") if w in words]
+    states = view.states.values()
+    reasoning = any(m.reasoning_markers for m in states)
+    dialect: dict[str, str] = next((m.dialect for m in states if m.dialect), {})
+    return [
+        *(["embeddings"] if entry.embedding else []),
+        *(["reasoning"] if reasoning else []),
+        *(["tools"] if dialect.get("tools") else []),
+    ]
+
+
+def anthropic_models_page(
+    models: list[dict[str, Any]], limit: int, after_id: str, before_id: str
+) -> dict[str, Any]:
+    """A page of Anthropic's model list (`after_id` / `before_id`: the ids the page starts
+    after or ends before)."""
+    if not 1 <= limit <= ANTHROPIC_MAX_PAGE:
+        raise ApiError.invalid(f"limit must be 1 to {ANTHROPIC_MAX_PAGE}", param="limit")
+    ids = [m["id"] for m in models]
+    for cursor, param in ((after_id, "after_id"), (before_id, "before_id")):
+        if cursor and cursor not in ids:
+            raise ApiError.invalid(f"{param} {cursor!r} is not a model id", param=param)
+    if before_id:
+        end = ids.index(before_id)
+        start = max(0, end - limit)
+        page, more = models[start:end], start > 0
+    else:
+        start = ids.index(after_id) + 1 if after_id else 0
+        page, more = models[start : start + limit], start + limit < len(models)
+    return {
+        "data": page,
+        "has_more": more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
 
 
 @dataclass
@@ -122,17 +190,24 @@ class Gateway:
         return ensured.node
 
     def resolve_model(self, name: str) -> str:
+        """The catalogue id `name` means (an alias's target); `x:latest` means `x`, as in
+        Ollama, unless `x:latest` is itself an id or an alias."""
         now = time.monotonic()
         if not self.fleet.live(now):
             raise ApiError.of(Code.NO_NEURONS, "no neuron is connected, so no model can be served")
+        catalogue = self.fleet.catalogue(now)
         model = self.fleet.resolve(name, now)
-        if model not in self.fleet.catalogue(now):
-            raise ApiError.of(
-                Code.MODEL_NOT_FOUND,
-                f"The model `{name}` does not exist or is not served by any neuron.",
-                param="model",
-            )
+        if model not in catalogue and name.endswith(LATEST):
+            model = self.fleet.resolve(name.removesuffix(LATEST), now)
+        if model not in catalogue:
+            raise ModelNotFound(name)
         return model
+
+    def capabilities(self, model: str) -> list[str]:
+        """A catalogue model's capabilities as its neurons announce them (Ollama's words);
+        empty when they do not say."""
+        view = self.fleet.catalogue(time.monotonic()).get(model)
+        return list(view.entry.capabilities) if view is not None else []
 
     def model_or_only(self, name: str | None) -> str:
         """The model a request names, resolved; a request that names none gets the one
@@ -172,17 +247,16 @@ class Gateway:
                 "served_by": sorted(view.served_by),
                 "state": {node: m.state for node, m in sorted(view.states.items())},
             }
-            # How a model reasons and calls tools is read from its GGUF when it loads.
+            # How a model reasons and calls tools: read from its GGUF when its neuron starts
+            # (a loaded replica's reading, for an older neuron's entry).
             states = view.states.values()
-            reasoning: list[str] = next(
+            reasoning: list[str] = view.entry.reasoning_markers or next(
                 (m.reasoning_markers for m in states if m.reasoning_markers), []
             )
-            dialect: dict[str, str] = next((m.dialect for m in states if m.dialect), {})
-            entry["capabilities"] = [
-                *(["embeddings"] if view.entry.embedding else []),
-                *(["reasoning"] if reasoning else []),
-                *(["tools"] if dialect.get("tools") else []),
-            ]
+            dialect: dict[str, str] = view.entry.dialect or next(
+                (m.dialect for m in states if m.dialect), {}
+            )
+            entry["capabilities"] = catalogue_capabilities(view)
             if reasoning:
                 entry["reasoning_markers"] = reasoning
             if dialect:
@@ -202,3 +276,27 @@ class Gateway:
                     }
                 )
         return {"object": "list", "data": data}
+
+    def anthropic_models(self) -> list[dict[str, Any]]:
+        """The chat models (and aliases naming one) in Anthropic's shape, for clients that
+        ask with `anthropic-version` (the anthropic SDK's models.list and retrieve)."""
+        now = time.monotonic()
+        catalogue = self.fleet.catalogue(now)
+        named = [(m, m) for m in catalogue]
+        named += [
+            (a, t) for a, t in self.fleet.aliases(now).items()
+            if not is_pattern(a) and a not in catalogue  # an id wins over an alias
+        ]  # fmt: skip
+        return [
+            {
+                "type": "model",
+                "id": name,
+                "display_name": name,
+                "created_at": EPOCH,
+                "lifecycle": "active",
+                "max_input_tokens": catalogue[target].entry.n_ctx,
+                "max_tokens": catalogue[target].entry.n_ctx,
+            }
+            for name, target in sorted(named)
+            if target in catalogue and not catalogue[target].entry.embedding
+        ]

@@ -5,15 +5,20 @@ Many clients speak only Ollama (Open WebUI, editor plugins, scripts). Streams ar
 one JSON object per line, the last with `done: true` and Ollama's counts and durations
 (nanoseconds). Reasoning goes to `message.thinking` (`thinking` for generate), never into
 the content; tool calls arrive whole, with their arguments as an object. Errors are
-`{"error": "…"}`. Sampling follows Ollama's documented defaults.
+`{"error": "…"}`. Sampling follows Ollama's documented defaults. As Ollama's own decoder
+does, a `null` where a field is optional means its default.
+
+The model list describes each model from its neurons' catalogue entries (what they read of
+its GGUF at their start), so a model's details and capabilities do not change when it loads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -30,13 +35,14 @@ from cortex_gateway.events import (
     Reasoning,
     Text,
 )
+from cortex_gateway.gateway_state import ModelNotFound
 from cortex_gateway.keep_alive import residency
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
 from cortex_gateway.tool_calls import ParsedCall
-from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall
+from cortex_wire.messages import CatalogueEntry, ChatMessage, SamplingParams, ToolCall
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
 NDJSON = "application/x-ndjson"
@@ -45,6 +51,15 @@ RUNTIME_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap", "use_mlock",
      "numa", "low_vram", "num_keep", "vocab_only", "f16_kv", "logits_all"}
 )  # fmt: skip
+# Tokens the neuron's repetition penalties look back over (its llama_backend.PENALTY_WINDOW).
+PENALTY_WINDOW = 64
+# Standard options cortex cannot honour, and the values at which they change nothing (those
+# are accepted; any other value would change the answer, so it is refused).
+NEUTRAL = {
+    "mirostat": "0 (off)", "mirostat_tau": "any, with mirostat 0",
+    "mirostat_eta": "any, with mirostat 0", "typical_p": "1.0", "tfs_z": "1.0",
+    "repeat_last_n": f"{PENALTY_WINDOW}, or any without a repetition penalty",
+}  # fmt: skip
 
 
 class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -62,7 +77,7 @@ class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 
 class Function(msgspec.Struct, kw_only=True):
     name: str
-    arguments: dict[str, Any] | str = msgspec.field(default_factory=dict)
+    arguments: dict[str, Any] | str | None = None
 
 
 class Call(msgspec.Struct, kw_only=True):
@@ -72,7 +87,7 @@ class Call(msgspec.Struct, kw_only=True):
 
 class Message(msgspec.Struct, kw_only=True):
     role: str
-    content: str = ""
+    content: str | None = None
     thinking: str | None = None
     images: list[str] | None = None
     tool_calls: list[Call] | None = None
@@ -82,12 +97,12 @@ class Message(msgspec.Struct, kw_only=True):
 
 class ChatRequest(msgspec.Struct, kw_only=True):
     model: str
-    messages: list[Message] = msgspec.field(default_factory=list)
+    messages: list[Message] | None = None
     tools: list[dict[str, Any]] | None = None
     think: bool | str | None = None
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
-    stream: bool = True
+    stream: bool | None = None  # None: stream (Ollama's default)
     keep_alive: str | float | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
@@ -95,16 +110,16 @@ class ChatRequest(msgspec.Struct, kw_only=True):
 
 class GenerateRequest(msgspec.Struct, kw_only=True):
     model: str
-    prompt: str = ""
+    prompt: str | None = None
     system: str | None = None
     suffix: str | None = None
     template: str | None = None
-    raw: bool = False
+    raw: bool | None = None
     images: list[str] | None = None
     think: bool | str | None = None
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
-    stream: bool = True
+    stream: bool | None = None
     keep_alive: str | float | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
@@ -118,14 +133,49 @@ def _refuse(param: str, what: str) -> ApiError:
     return ApiError.invalid(f"{param}: {what} is not supported", param=param)
 
 
+def _penalised(raw: dict[str, Any]) -> bool:
+    """Whether any repetition penalty is on (Ollama's default repeat_penalty is)."""
+    repeat = raw.get("repeat_penalty")
+    return (OLLAMA.repeat_penalty if repeat is None else repeat) != 1.0 or bool(
+        raw.get("presence_penalty") or raw.get("frequency_penalty")
+    )
+
+
+def _changes_nothing(name: str, value: Any, raw: dict[str, Any]) -> bool:
+    """Whether a standard option cortex has no sampler for is at a value that leaves the
+    answer as it is."""
+    if isinstance(value, bool) and name != "penalize_newline":
+        return False
+    if name == "mirostat":
+        return value == 0
+    if name in ("mirostat_tau", "mirostat_eta"):  # only read by mirostat
+        return not raw.get("mirostat")
+    if name in ("typical_p", "tfs_z"):
+        return value == 1
+    if name == "repeat_last_n":
+        return value == PENALTY_WINDOW or not _penalised(raw)
+    # llama.cpp (and Ollama itself) no longer has the switch: newlines are penalised like
+    # any other token whatever it says.
+    return name == "penalize_newline" and isinstance(value, bool)
+
+
 def sampling_params(
     options: dict[str, Any] | None, fmt: str | dict[str, Any] | None
 ) -> SamplingParams:
     raw = dict(options or {})
     for name in sorted(raw):
-        if name in RUNTIME_OPTIONS:
+        value = raw[name]
+        if name in RUNTIME_OPTIONS or value is None:
             raw.pop(name)
-        elif name not in Options.__struct_fields__ and raw[name] is not None:
+        elif name in Options.__struct_fields__:
+            continue
+        elif _changes_nothing(name, value, raw):
+            raw.pop(name)
+        elif name in NEUTRAL:
+            raise _refuse(
+                f"options.{name}", f"{name} {value!r} (cortex honours only {NEUTRAL[name]})"
+            )
+        else:
             raise _refuse(f"options.{name}", "this sampling option")
     try:
         opts = msgspec.convert(raw, Options)
@@ -178,7 +228,9 @@ def _budget(think: bool | str | None) -> int | None:
     return EFFORT_BUDGETS.get(think) if isinstance(think, str) else None
 
 
-def _arguments(arguments: dict[str, Any] | str) -> str:
+def _arguments(arguments: dict[str, Any] | str | None) -> str:
+    if arguments is None:
+        return "{}"
     return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
@@ -198,7 +250,7 @@ def chat_messages(messages: list[Message]) -> list[ChatMessage]:
         out.append(
             ChatMessage(
                 role=message.role,
-                content=message.content,
+                content=message.content or "",
                 tool_calls=calls,
                 tool_call_id=message.tool_call_id or "",
                 name=message.tool_name or "",
@@ -255,22 +307,26 @@ def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, ChatRequest)
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
+    messages = chat_messages(request.messages or [])
     return Turn(
         route="ollama_chat",
         model=request.model,
-        stream=request.stream,
+        stream=request.stream is not False,
         ask=Ask(
-            messages=chat_messages(request.messages),
+            messages=messages,
             params=params,
             tools=_tools(request.tools),
             logprobs=_scoring(request),
+            # A last assistant message is the start of the reply (a prefill): the prompt
+            # ends inside it and the answer is its continuation, as in Ollama.
+            continue_final=bool(messages) and messages[-1].role == "assistant",
             **thinking_of(request.think),
         ),
         reply=ollama_reply("chat", bool(request.logprobs)),
         request_prefix="ollama-",
         media_type=NDJSON,
         residency=residency(request.keep_alive),
-        residency_only=_residency_only("chat", request.model, not request.messages),
+        residency_only=_residency_only("chat", request.model, not messages),
     )
 
 
@@ -282,29 +338,44 @@ def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     scoring = _scoring(request)
+    prompt = request.prompt or ""
     if request.suffix:  # fill in the middle: the model's FIM tokens, not its chat template
-        ask = Ask(params=params, prompt=request.prompt, suffix=request.suffix, logprobs=scoring)
+        ask = Ask(params=params, prompt=prompt, suffix=request.suffix, logprobs=scoring)
     elif request.raw:
-        ask = Ask(
-            params=params, prompt=request.prompt, logprobs=scoring, **thinking_of(request.think)
-        )
+        ask = Ask(params=params, prompt=prompt, logprobs=scoring, **thinking_of(request.think))
     else:
         system = [ChatMessage(role="system", content=request.system)] if request.system else []
-        messages = [*system, ChatMessage(role="user", content=request.prompt)]
+        messages = [*system, ChatMessage(role="user", content=prompt)]
         ask = Ask(
             params=params, messages=messages, logprobs=scoring, **thinking_of(request.think)
         )
     return Turn(
         route="ollama_generate",
         model=request.model,
-        stream=request.stream,
+        stream=request.stream is not False,
         ask=ask,
         reply=ollama_reply("generate", bool(request.logprobs)),
         request_prefix="ollama-",
         media_type=NDJSON,
         residency=residency(request.keep_alive),
-        residency_only=_residency_only("generate", request.model, not request.prompt),
+        residency_only=_residency_only("generate", request.model, not prompt),
     )
+
+
+def check_capabilities(turn: Turn, capabilities: Sequence[str]) -> None:
+    """Refuse what the model cannot do, in Ollama's words (clients read them to fall back:
+    retry without tools, turn thinking off). Capabilities not known (an empty list: an
+    older neuron, a file it could not read) refuse nothing."""
+    if not capabilities:
+        return
+    asked = (
+        ("tools", bool(turn.ask.tools), "tools"),
+        ("thinking", bool(turn.ask.thinking), "think"),
+        ("insert", turn.ask.suffix is not None, "suffix"),
+    )
+    for capability, wanted, param in asked:
+        if wanted and capability not in capabilities:
+            raise ApiError.invalid(f'"{turn.model}" does not support {capability}', param=param)
 
 
 # --- responses ----------------------------------------------------------------------------
@@ -409,21 +480,76 @@ def ollama_reply(kind: str, scored: bool = False) -> Reply:
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
+    if isinstance(error, ModelNotFound):  # Ollama's words: clients look for "not found"
+        return {"error": f"model '{error.model}' not found (no neuron's catalogue has it)"}
     return {"error": error.message}
+
+
+# What Ollama manages on its own disk, cortex leaves to its operators.
+NOT_HERE = {
+    "pull": "pulling a model", "push": "pushing a model", "create": "creating a model",
+    "copy": "copying a model", "delete": "deleting a model", "blobs": "uploading a blob",
+}  # fmt: skip
+
+
+def not_supported(path: str) -> ApiError:
+    """/api/pull, /api/create, …: a 501 saying where cortex's models come from instead."""
+    operation = path.removeprefix("/api/").split("/")[0]
+    what = NOT_HERE.get(operation, path)
+    return ApiError(
+        501,
+        f"{what} is not supported here: cortex serves the models of its neurons' catalogues "
+        "(models.toml); a request loads the one it names, `cortex load MODEL` loads one ahead, "
+        "and keep_alive -1 keeps it loaded",
+        type="invalid_request_error",
+    )
 
 
 # --- the model list -------------------------------------------------------------------
 
 
+def digest_of(entry: CatalogueEntry) -> str:
+    """64 hex digits naming the model: the neuron's digest of its GGUF (CatalogueEntry.digest:
+    the sha256 of the file's size, header and first and last MiB of weights — not Ollama's
+    sha256 of the whole file). An entry without one (a file its neuron could not read, an
+    older neuron) gets the sha256 of its id, so clients that cut it to 12 still can."""
+    return entry.digest or hashlib.sha256(f"cortex-model:{entry.id}".encode()).hexdigest()
+
+
+def parameter_size(count: int) -> str:
+    """A parameter count as Ollama writes it ("134.52M", "8.0B"); "" when unknown."""
+    for unit, scale, places in (("B", 1e9, 1), ("M", 1e6, 2), ("K", 1e3, 0)):
+        if count >= scale:
+            number = count / scale
+            return f"{number:.{0 if number == int(number) else places}f}{unit}"
+    return str(count) if count else ""
+
+
 def _details(view: CatalogueView) -> dict[str, Any]:
+    entry = view.entry
+    arch = entry.architecture
     return {
-        "format": "gguf", "family": "", "families": [], "parameter_size": "",
-        "quantization_level": "", "parent_model": "",
+        "parent_model": "", "format": "gguf", "family": arch, "families": [arch] if arch else [],
+        "parameter_size": parameter_size(entry.parameter_count),
+        "quantization_level": entry.quantization,
     }  # fmt: skip
 
 
-def _capabilities(view: CatalogueView) -> list[str]:
-    dialect: dict[str, str] = next((m.dialect for m in view.states.values() if m.dialect), {})
+def _loaded_dialect(view: CatalogueView) -> dict[str, str]:
+    """The dialect as a loaded replica reports it (for entries of older neurons)."""
+    return next((m.dialect for m in view.states.values() if m.dialect), {})
+
+
+def capabilities_of(view: CatalogueView) -> list[str]:
+    """What the model can do, in Ollama's words, from its catalogue entry (the same loaded
+    or not); an entry that does not say (an older neuron's) is read as before, from a
+    loaded replica's dialect."""
+    entry = view.entry
+    if entry.capabilities:
+        return list(entry.capabilities)
+    if entry.embedding:
+        return ["embedding"]
+    dialect = _loaded_dialect(view)
     return [
         "completion",
         *(["tools"] if dialect.get("tools") else []),
@@ -435,7 +561,7 @@ def _listing(name: str, view: CatalogueView) -> dict[str, Any]:
     size = view.entry.footprint_mb * 1024 * 1024
     return {
         "name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": size,
-        "digest": "", "details": _details(view),
+        "digest": digest_of(view.entry), "details": _details(view),
     }  # fmt: skip
 
 
@@ -450,9 +576,18 @@ def tags_body(catalogue: dict[str, CatalogueView], aliases: dict[str, str]) -> d
     return {"models": models}
 
 
+def forever(now: datetime) -> str:
+    """When a loaded model expires: cortex has no idle timers (a model stays loaded until the
+    scheduler needs its room), so as far as Ollama's clients can tell, never — the far-future
+    time Ollama itself sends for keep_alive -1 (now plus Go's longest duration, ~292 years;
+    clients show "Forever")."""
+    return (now + timedelta(microseconds=(2**63 - 1) // 1000)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def ps_body(catalogue: dict[str, CatalogueView]) -> dict[str, Any]:
     """The models loaded (ready) somewhere, with where and how much memory."""
     running = []
+    expires = forever(datetime.now(UTC))
     for name, view in sorted(catalogue.items()):
         for node, state in sorted(view.states.items()):
             if state.state != "ready":
@@ -460,22 +595,37 @@ def ps_body(catalogue: dict[str, CatalogueView]) -> dict[str, Any]:
             size = (state.footprint_mb or view.entry.footprint_mb) * 1024 * 1024
             running.append(
                 {**_listing(name, view), "size": size, "size_vram": size, "node": node,
-                 "expires_at": "0001-01-01T00:00:00Z", "context_length": view.entry.n_ctx}
+                 "expires_at": expires, "context_length": view.entry.n_ctx}
             )  # fmt: skip
     return {"models": running}
 
 
 class ShowRequest(msgspec.Struct, kw_only=True):
-    model: str = ""
-    name: str = ""  # older clients
-    verbose: bool = False
+    model: str | None = None
+    name: str | None = None  # older clients
+    verbose: bool | None = None
+
+
+def model_info(entry: CatalogueEntry) -> dict[str, Any]:
+    """Ollama's model_info keys, from the GGUF header as the neuron read it. Every key is
+    there even when not known (clients read them without looking first). The context
+    lengths are the context cortex serves, when that is less than the model was trained on:
+    clients (Zed, Copilot) size their prompts from the prefixed key, and where Ollama would
+    cut a longer prompt short, cortex refuses it."""
+    arch = entry.architecture
+    return {
+        "general.architecture": arch,
+        "general.parameter_count": entry.parameter_count,
+        f"{arch}.context_length": min(entry.context_length or entry.n_ctx, entry.n_ctx),
+        f"{arch}.embedding_length": entry.embedding_length,
+        "context_length": entry.n_ctx,
+    }
 
 
 def show_body(name: str, view: CatalogueView) -> dict[str, Any]:
-    dialect: dict[str, str] = next((m.dialect for m in view.states.values() if m.dialect), {})
     return {
         "modelfile": "", "parameters": "", "template": "", "details": _details(view),
-        "model_info": {"general.architecture": "", "context_length": view.entry.n_ctx},
-        "capabilities": _capabilities(view), "dialect": dialect,
+        "model_info": model_info(view.entry), "capabilities": capabilities_of(view),
+        "dialect": view.entry.dialect or _loaded_dialect(view),
         "modified_at": "1970-01-01T00:00:00Z",
     }  # fmt: skip

@@ -104,11 +104,9 @@ async def run_gateway(
         kv_replicas=settings.nats.kv_replicas,
     )  # fmt: skip
     sock = bind(settings.gateway.listen)
-    app = create_app(gateway)
-    app.state.gateway = gateway  # the error handlers count refusals on its metrics
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_config=None, log_level="warning", access_log=False,
+            create_app(gateway), log_config=None, log_level="warning", access_log=False,
             lifespan="off", timeout_graceful_shutdown=5,
         )
     )  # fmt: skip

@@ -1,12 +1,15 @@
 """Reading a GGUF file's metadata (the key/value header) without loading the model.
 
 Only the header is read; large arrays (the vocabulary) are skipped, not decoded, so this
-takes milliseconds even for big models.
+takes milliseconds even for big models. `read_header` also reads the tensor table that
+follows the metadata (names, shapes, where the weights begin).
 """
 
 from __future__ import annotations
 
+import math
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,10 +20,30 @@ _SCALARS: dict[int, str] = {
 _STRING, _ARRAY = 8, 9
 # Arrays up to this length are decoded (per-layer values); longer ones are skipped.
 _MAX_ARRAY = 4096
+# Where the weights start is aligned to this (unless general.alignment says otherwise).
+_ALIGNMENT = 32
 
 
 class GGUFError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    kind: int  # ggml type
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Header:
+    metadata: dict[str, Any]
+    tensors: list[Tensor]
+    data_start: int  # the offset of the first tensor's data: the header is the bytes before
 
 
 def _read(stream: BinaryIO, fmt: str) -> Any:
@@ -57,14 +80,39 @@ def _value(stream: BinaryIO, kind: int) -> Any:
     return None
 
 
+def _metadata(stream: BinaryIO, path: str | Path) -> tuple[int, dict[str, Any]]:
+    """The tensor count and every metadata key, the stream left after them."""
+    if stream.read(4) != b"GGUF":
+        raise GGUFError(f"{path} is not a GGUF file")
+    version = _read(stream, "<I")
+    if version < 2:
+        raise GGUFError(f"GGUF version {version} is not supported")
+    tensor_count = _read(stream, "<Q")
+    kv_count = _read(stream, "<Q")
+    return tensor_count, {
+        _string(stream): _value(stream, _read(stream, "<I")) for _ in range(kv_count)
+    }
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Every key of the GGUF header with its value (long arrays as None)."""
     with open(path, "rb") as stream:
-        if stream.read(4) != b"GGUF":
-            raise GGUFError(f"{path} is not a GGUF file")
-        version = _read(stream, "<I")
-        if version < 2:
-            raise GGUFError(f"GGUF version {version} is not supported")
-        _read(stream, "<Q")  # tensor count
-        kv_count = _read(stream, "<Q")
-        return {_string(stream): _value(stream, _read(stream, "<I")) for _ in range(kv_count)}
+        return _metadata(stream, path)[1]
+
+
+def read_header(path: str | Path) -> Header:
+    """The metadata, the tensor table and where the tensors' data begins."""
+    with open(path, "rb") as stream:
+        tensor_count, metadata = _metadata(stream, path)
+        tensors = []
+        for _ in range(tensor_count):
+            name = _string(stream)
+            dims = _read(stream, "<I")
+            shape = tuple(_read(stream, "<Q") for _ in range(dims))
+            kind = _read(stream, "<I")
+            _read(stream, "<Q")  # offset within the data
+            tensors.append(Tensor(name, shape, kind))
+        alignment = metadata.get("general.alignment", _ALIGNMENT)
+        if not isinstance(alignment, int) or alignment <= 0:
+            alignment = _ALIGNMENT
+        return Header(metadata, tensors, -(-stream.tell() // alignment) * alignment)
