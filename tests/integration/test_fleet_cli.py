@@ -122,15 +122,20 @@ async def test_without_a_url_cli_and_services_find_the_embedded_bus(tmp_path: Pa
     assert json.loads(out)["neurons"] == []
 
 
+async def started_watch(folder: Path, nats_url: str) -> asyncio.subprocess.Process:
+    """`cortex watch` on that bus, its lines wide enough not to wrap."""
+    config = folder / "watch.toml"
+    config.write_text(f'[nats]\nurl = "{nats_url}"\n')
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cortex_cli.main", "watch", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+
+
 async def test_watch_prints_every_kind_of_subject(tmp_path: Path) -> None:
     async with running_fleet(tmp_path) as bus:
-        config = bus.folder / "watch.toml"
-        config.write_text(f'[nats]\nurl = "{bus.nats_url}"\n')
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cortex_cli.main", "watch", "--config", str(config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "COLUMNS": "300"},
-        )  # fmt: skip
+        process = await started_watch(bus.folder, bus.nats_url)
         assert process.stdout is not None
         try:
             line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
@@ -160,13 +165,7 @@ async def test_without_a_scheduler_the_cli_says_so(tmp_path: Path) -> None:
 
 
 async def test_watch_shows_the_bus_live(fleet: Fleet) -> None:
-    config = fleet.folder / "watch.toml"
-    config.write_text(f'[nats]\nurl = "{fleet.nats_url}"\n')
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cortex_cli.main", "watch", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "300"},
-    )  # fmt: skip
+    process = await started_watch(fleet.folder, fleet.nats_url)
     assert process.stdout is not None
 
     async def line_with(needle: str) -> str:

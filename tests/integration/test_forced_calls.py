@@ -56,7 +56,8 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     folder: Path = tmp_path_factory.mktemp("forced")
     models: list[dict[str, object]] = [{"id": "smollm2", "path": str(gguf_path), "n_ctx": 2048}]
     for name, reply in (
-        ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL)
+        ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL),
+        ("think-call", ("<think>", "Ponder", "</think>", *JSON_CALL)),
     ):  # fmt: skip
         built = build_tiny_gguf(
             folder / f"{name}.gguf", reply, specials=(IM_START, IM_END, *HERMES),
@@ -70,12 +71,12 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture
 def oai(forced_stack: RunningStack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{forced_stack.base_url}/v1", api_key="x", max_retries=0)
+    return forced_stack.openai()
 
 
 @pytest.fixture
 def claude(forced_stack: RunningStack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=forced_stack.base_url, api_key="x", max_retries=0)
+    return forced_stack.anthropic()
 
 
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
@@ -190,6 +191,38 @@ def test_a_call_cut_off_is_the_same_call_streamed_or_not(
     assert [(b.type, b.name) for b in message.content] == [("tool_use", "get_weather")]
     assert [(b.type, b.name) for b in final.content] == [("tool_use", "get_weather")]
     assert message.stop_reason == final.stop_reason == "max_tokens"
+
+
+def test_a_call_to_a_tool_not_offered_stays_text(
+    oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    """Offered only `read_file`, a model that calls get_weather wrote text, not a call the
+    client cannot run (Claude Code answered "No such tool" in a loop)."""
+    read = [{"type": "function", "function": {"name": "read_file", "parameters": {}}}]
+    written = "".join(TAGGED_CALL)
+    done = oai.chat.completions.create(model="tagged-call", messages=USER, tools=read)
+    assert (done.choices[0].message.content, done.choices[0].message.tool_calls) == (written, None)
+    chunks = list(oai.chat.completions.create(
+        model="tagged-call", messages=USER, tools=read, stream=True
+    ))  # fmt: skip
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == written
+    assert not [call for d in deltas for call in d.tool_calls or []]
+    tools = [{"name": "read_file", "input_schema": {"type": "object"}}]
+    reply = claude.messages.create(model="tagged-call", max_tokens=64, messages=USER, tools=tools)
+    assert [(b.type, getattr(b, "text", "")) for b in reply.content] == [("text", written)]
+
+
+def test_a_forced_call_comes_after_the_reasoning_asked_for(oai: openai.OpenAI) -> None:
+    """Reasoning asked for is written freely; the grammar holds the call after it."""
+    done = oai.chat.completions.create(
+        model="think-call", messages=USER, tools=TOOLS, tool_choice="required",
+        reasoning_effort="high",
+    )  # fmt: skip
+    message = done.choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == "Ponder"
+    [call] = message.tool_calls or []
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
 
 
 @pytest.mark.real_model

@@ -272,12 +272,12 @@ def family_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture
 def oai(family_stack: RunningStack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{family_stack.base_url}/v1", api_key="x", max_retries=0)
+    return family_stack.openai()
 
 
 @pytest.fixture
 def claude(family_stack: RunningStack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=family_stack.base_url, api_key="x", max_retries=0)
+    return family_stack.anthropic()
 
 
 def switch(family: Family) -> dict[str, object]:
@@ -326,6 +326,30 @@ def test_chat_tool_call_is_one_structured_call(oai: openai.OpenAI, name: str) ->
     assert json.loads("".join(pieces)) == CITY  # in as many pieces as frames came
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_answers_log_probabilities_spell_the_answer(oai: openai.OpenAI, name: str) -> None:
+    """Only the answer's tokens are scored: not the reasoning, not a marker, not a message
+    header's channel or role (a channel grammar writes them between reasoning and answer)."""
+    family = FAMILIES[name]
+    done = oai.chat.completions.create(
+        model=f"{name}-answer", messages=USER, logprobs=True, **switch(family)
+    )
+    scored = done.choices[0].logprobs
+    assert scored is not None and scored.content is not None
+    assert "".join(t.token for t in scored.content) == done.choices[0].message.content == ANSWER
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_tool_without_description_or_parameters_reaches_the_template(
+    oai: openai.OpenAI, name: str
+) -> None:
+    """The APIs leave both optional; templates (gpt-oss's) use them unguarded."""
+    bare = [{"type": "function", "function": {"name": "get_weather"}}]
+    done = oai.chat.completions.create(model=f"{name}-call", messages=USER, tools=bare)
+    [call] = done.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather"
 
 
 @pytest.mark.parametrize("name", FAMILIES)

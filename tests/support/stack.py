@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import msgspec
+import openai
 
 from cortex_core.config import Settings
 from cortex_gateway.service import run_gateway
@@ -26,6 +28,13 @@ class RunningStack:
     metrics_url: str
     nats_url: str
     settings: Settings
+
+    def openai(self) -> openai.OpenAI:
+        """The official openai client on this stack (no retries: a test sees each answer)."""
+        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key="x", max_retries=0)
+
+    def anthropic(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.base_url, api_key="x", max_retries=0)
 
 
 def stack_settings(

@@ -19,8 +19,10 @@ from cortex_neuron.output_channels import OutputChannels
 from tests.support.templates import template
 
 WEATHER = {"name": "get_weather", "arguments": {"city": "Paris"}}
+# The tools the cases' requests offer (a call to any other stays text).
 SCHEMAS = {
     "get_weather": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}},
+    "get_time": {"properties": {"zone": {"type": "string"}}},
     "run": {"properties": {"code": {"type": "string"}}},
 }
 
@@ -277,6 +279,22 @@ CASES = {
         "Paris.",
         content="Paris.",
         prompt="<|turn>model\n<|channel>thought\n<channel|>",
+    ),
+    "unoffered-tool-stays-text": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        '<tool_call>\n{"name": "delete_all", "arguments": {}}\n</tool_call>',
+        content='<tool_call>\n{"name": "delete_all", "arguments": {}}\n</tool_call>',
+    ),
+    "unoffered-recipient-stays-text": Case(
+        "openai-gpt-oss-120b.jinja",
+        '<|channel|>commentary to=functions.delete_all <|constrain|>json<|message|>{"all": true}<|call|>',
+        content='{"all": true}',
+    ),
+    # Fed a byte at a time, the blank line is a token of its own: it stays in the answer.
+    "channels-blank-line": Case(
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>final<|message|>Hello.\n\nWorld.<|return|>",
+        content="Hello.\n\nWorld.",
     ),
     "broken-block-stays-text": Case(
         "Qwen-Qwen3-0.6B.jinja",

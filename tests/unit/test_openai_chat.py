@@ -244,3 +244,27 @@ def test_a_call_in_several_frames_streams_its_arguments_as_deltas() -> None:
         ("Read", '{"path": "a.txt"}'), ("Ls", "{}"),
     ]  # fmt: skip
     assert body["choices"][0]["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize(("effort", "budget"), [("xhigh", 16384), ("max", None)])
+def test_efforts_above_high_are_taken(effort: str, budget: int | None) -> None:
+    """The openai SDK's efforts above "high": the template's own highest word, a larger
+    budget (none for max)."""
+    chat = openai_chat.decode_body(
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                    "reasoning_effort": effort}).encode(), openai_chat.ChatCompletionRequest,
+    )  # fmt: skip
+    openai_chat.validate(chat)
+    assert openai_chat.thinking_of(effort) == {"thinking": True, "reasoning_effort": "high"}
+    assert openai_chat.sampling_params(chat).reasoning_budget == budget
+
+
+def test_a_call_item_cut_off_is_incomplete() -> None:
+    from cortex_gateway.events import Part
+    from cortex_gateway.openai_responses import cut_status
+
+    cut = Part("call", call=openai_chat.ParsedCall("c1", "get_weather", '{"city": "Par'))
+    whole = Part("call", call=openai_chat.ParsedCall("c1", "get_weather", '{"city": "Paris"}'))
+    assert (cut_status("incomplete", cut), cut_status("incomplete", whole)) == (
+        "incomplete", "completed",
+    )  # fmt: skip

@@ -64,11 +64,7 @@ def call_schema(tools: list[dict[str, Any]], name: str | None, param: str) -> di
     calls: list[dict[str, Any]] = []
     definitions: dict[str, dict[str, Any]] = {}
     for function in functions:
-        arguments = dict(function.get("parameters") or {})
-        for key in DEFINITIONS:
-            if isinstance(lifted := arguments.pop(key, None), dict):
-                definitions.setdefault(key, {}).update(lifted)
-        arguments.setdefault("type", "object")
+        arguments = _lifted(function, definitions)
         calls.append(
             {
                 "type": "object",
@@ -79,6 +75,47 @@ def call_schema(tools: list[dict[str, Any]], name: str | None, param: str) -> di
         )
     schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
     return {**schema, **definitions}
+
+
+# A function without parameters takes none (OpenAI's reading): its arguments are `{}`.
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def _lifted(function: dict[str, Any], definitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The function's parameters schema, its definitions moved into `definitions` (the
+    root's): one that another tool already put there under its name, with other content,
+    is renamed for this tool, and this tool's references follow it."""
+    arguments = dict(function.get("parameters") or NO_PARAMETERS)
+    arguments.setdefault("type", "object")
+    renamed: dict[str, str] = {}
+    for key in DEFINITIONS:
+        own = arguments.pop(key, None)
+        if not isinstance(own, dict):
+            continue
+        root = definitions.setdefault(key, {})
+        for def_name, definition in own.items():
+            target = def_name
+            if root.get(def_name, definition) != definition:
+                target = f"{function['name']}.{def_name}"
+                renamed[f"#/{key}/{def_name}"] = f"#/{key}/{target}"
+            root[target] = definition
+    return _with_refs(arguments, renamed) if renamed else arguments
+
+
+def _with_refs(value: Any, renamed: dict[str, str]) -> Any:
+    """`value` with each `$ref` in `renamed` pointing at its new name (references deeper
+    into a definition keep their tail)."""
+    if isinstance(value, list):
+        return [_with_refs(item, renamed) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _with_refs(v, renamed) for k, v in value.items()}
+    ref = out.get("$ref")
+    if isinstance(ref, str):
+        for old, new in renamed.items():
+            if ref == old or ref.startswith(old + "/"):
+                out["$ref"] = new + ref[len(old) :]
+    return out
 
 
 def forcing(ask: Ask, name: str | None, param: str) -> Ask:

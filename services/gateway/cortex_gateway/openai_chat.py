@@ -32,9 +32,14 @@ from cortex_wire.messages import ChatMessage, SamplingParams, TokenLogprob, Tool
 from cortex_wire.outcomes import Code
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-# reasoning_effort → reasoning tokens before the neuron closes the reasoning itself.
-EFFORT_BUDGETS = {"none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": 8192}
-# reasoning_effort → the effort level a model's template takes (its own words).
+# reasoning_effort → reasoning tokens before the neuron closes the reasoning itself (None:
+# no bound).
+EFFORT_BUDGETS: dict[str, int | None] = {
+    "none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": 8192, "xhigh": 16384,
+    "max": None,
+}  # fmt: skip
+# reasoning_effort → the effort level a model's template takes (its own words); above
+# "high" (xhigh, max) templates have no word but "high".
 EFFORT_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
@@ -45,7 +50,7 @@ def thinking_of(effort: str | None) -> dict[str, Any]:
         return {}
     if effort == "none":
         return {"thinking": False}
-    return {"thinking": True, "reasoning_effort": EFFORT_LEVELS.get(effort, "")}
+    return {"thinking": True, "reasoning_effort": EFFORT_LEVELS.get(effort, "high")}
 
 
 class ContentPart(msgspec.Struct, kw_only=True):

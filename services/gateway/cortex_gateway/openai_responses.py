@@ -8,6 +8,7 @@ a `reasoning` item (its text as `reasoning_text`), a `message` with `output_text
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -44,6 +45,7 @@ from cortex_gateway.openai_chat import (
 )
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
+from cortex_gateway.tool_calls import ParsedCall
 from cortex_wire.messages import (
     ChatMessage,
     SamplingParams,
@@ -265,12 +267,19 @@ def _output_text(part: Part, logprobs: bool) -> dict[str, Any]:
 
 
 def cut_status(status: str, part: Part) -> str:
-    """The status of the answer's last item once the response has `status`: a text or
-    reasoning item a limit cut off is "incomplete" as the response is (a call item is
-    whole once it closed)."""
-    if status == "incomplete" and part.kind != "call":
+    """The status of the answer's last item once the response has `status`: an item a
+    limit cut off is "incomplete" as the response is — a text or reasoning item, or a call
+    whose arguments never ended (one whose arguments are whole had closed)."""
+    if status == "incomplete" and (part.kind != "call" or not _whole(part.call)):
         return "incomplete"
     return "in_progress" if status == "in_progress" else "completed"
+
+
+def _whole(call: ParsedCall | None) -> bool:
+    try:
+        return call is not None and isinstance(json.loads(call.arguments), dict)
+    except ValueError:
+        return False
 
 
 def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> dict[str, Any]:
@@ -294,7 +303,7 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
             for index, part in enumerate(answer.parts)
         ],
         "top_logprobs": request.top_logprobs,
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
         "tool_choice": request.tool_choice or "auto",
         "tools": [msgspec.to_builtins(t) for t in request.tools or []],
         "temperature": request.temperature,

@@ -29,7 +29,12 @@ from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError, check_vocabulary
 from cortex_neuron.generation import Generation, Job
-from cortex_neuron.history import fold_system, template_messages, template_variables
+from cortex_neuron.history import (
+    fold_system,
+    template_messages,
+    template_tools,
+    template_variables,
+)
 from cortex_neuron.host_cache import HostCache
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 from cortex_neuron.model_thread import STOP, ModelThread
@@ -305,7 +310,7 @@ class Engine(ModelThread[Backend]):
             bos_token=backend.bos_text,
             eos_token=backend.eos_text,
             template_kwargs=template_variables(request, self.dialect),
-            tools=request.tools or None,
+            tools=template_tools(request.tools),
         )
 
     # --- everything below runs on the engine thread -----------------------------------
@@ -401,9 +406,13 @@ class Engine(ModelThread[Backend]):
         """For a JSON schema on a model that reasons: the same sampler without the schema,
         for its reasoning (None: the schema holds the whole output)."""
         params, dialect = request.params, self.dialect
-        if params.json_schema is None or request.require_call:
+        if params.json_schema is None:
             return None
-        if dialect.reasoning is None and dialect.channels is None:
+        if request.require_call:  # a forced call: reasoning in tags first, if asked for
+            reasons = bool(request.thinking) and dialect.reasoning is not None
+            if not reasons or dialect.channels is not None:
+                return None
+        elif dialect.reasoning is None and dialect.channels is None:
             return None
         return backend.sampler(msgspec.structs.replace(params, json_schema=None), seed)
 

@@ -53,6 +53,18 @@ def call_mode(request: InferRequest) -> CallMode:
     return "parse" if request.tools else "off"
 
 
+def spelling(scored: Sequence[TokenLogprob], text: str) -> tuple[TokenLogprob, ...]:
+    """The scored tokens that spell `text`: the last ones, when those before them wrote
+    what the parser dropped from the answer (a header's role word between reasoning and
+    answer); all of them when no tail spells it exactly (a stop sequence cut a token)."""
+    tail = b""
+    for start in range(len(scored) - 1, -1, -1):
+        tail = bytes(scored[start].bytes) + tail
+        if tail == text.encode():
+            return tuple(scored[start:])
+    return tuple(scored)
+
+
 class Generation:
     def __init__(
         self,
@@ -88,10 +100,12 @@ class Generation:
             for tool in job.request.tools
             if isinstance(f := tool.get("function"), dict)
         }
+        mode = call_mode(job.request)
+        if mode == "forced" and not job.request.thinking:
+            dialect = replace(dialect, reasoning=None)  # the call is all it writes
         self.output = OutputChannels(
-            dialect, prompt_text, params.stop, schemas, job.request.stream_calls,
-            call_mode(job.request),
-        )  # fmt: skip
+            dialect, prompt_text, params.stop, schemas, job.request.stream_calls, mode
+        )
         # The tokens that close the reasoning (and open the answer) in the model's place.
         self._close_reasoning = list(close_reasoning)
         self._forced: list[int] = []
@@ -169,10 +183,11 @@ class Generation:
         # Marker tokens are rendered as their text (a CONTROL token's piece is empty) so
         # the dialect parser sees them; other special tokens stay invisible.
         piece = self._backend.piece(token, token in self._marker_ids)
-        was_reasoning = output.in_reasoning
+        was_before = output.before_answer
         chunks = output.add(piece)
         if scores is not None and token == sampled and token not in self._marker_ids:
-            if not (was_reasoning or output.in_reasoning):  # an answer token
+            # An answer token: neither reasoning nor a message header (a channel's name).
+            if not (was_before or output.before_answer):
                 self._scored.append(self.scored(token, scores))
         self._push(chunks)
         if output.stopped:
@@ -188,7 +203,7 @@ class Generation:
             if isinstance(chunk, CallChunk):
                 self._scored.clear()
             elif isinstance(chunk, TextChunk) and chunk.kind == "text" and self._scored:
-                chunk = replace(chunk, logprobs=tuple(self._scored))
+                chunk = replace(chunk, logprobs=spelling(self._scored, chunk.text))
                 self._scored.clear()
             self.job.channel.push(chunk)
 

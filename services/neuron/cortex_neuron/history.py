@@ -71,6 +71,31 @@ def call_id(original: str, dialect: Dialect) -> str:
     return "".join(_ALNUM[b % len(_ALNUM)] for b in digest[:9])
 
 
+# What a tool without parameters takes: none (OpenAI's reading of a function without any).
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def template_tools(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The request's tools as templates read them: each function with a description and
+    parameters, which the APIs leave optional and templates use unguarded (one adds the
+    description to a string; others walk the parameters' properties)."""
+    if not tools:
+        return None
+    shaped = []
+    for tool in tools:
+        function = tool.get("function")
+        if isinstance(function, dict):
+            description = function.get("description")
+            function = {
+                **function,
+                "description": description if isinstance(description, str) else "",
+                "parameters": function.get("parameters") or NO_PARAMETERS,
+            }
+            tool = {**tool, "function": function}
+        shaped.append(tool)
+    return shaped
+
+
 def template_variables(request: InferRequest, dialect: Dialect) -> dict[str, Any]:
     """Template variables: the dialect's thinking switches, effort and budget from the
     request, then the client's own chat_template_kwargs (which win)."""

@@ -95,25 +95,51 @@ class MarkerScanner:
     is held back until more text arrives."""
 
     _held = ""
-    _stream: CallStream | None = None  # the open call section, read as it grows
-    _stream_calls = False
-    _unsent: list[CallDelta]  # what a streaming client would have been sent of it
+    _names: frozenset[str] | None = None  # the tools the request offered (None: any)
+    _stream_calls = False  # the client streams: calls go out as they grow
+    # The open call section, read as it grows (whole answers too, so that they are the
+    # fold of what a stream would have sent); whether its deltas go out now (`_live`);
+    # those kept back, and whether any went out.
+    _stream: CallStream | None = None
+    _live = False
+    _unsent: list[CallDelta]
+    _sent = False
 
     def _markers(self) -> list[str]:
         raise NotImplementedError
 
-    def _feed_call(self, pieces: list[Piece], text: str) -> None:
-        """A call section's text to its stream: a streaming client gets the deltas now;
-        otherwise they are kept, for a call the generation cuts off."""
-        if self._stream is not None:
-            deltas = self._stream.feed(text)
-            (pieces if self._stream_calls else self._unsent).extend(deltas)
+    def _offered(self, name: str) -> bool:
+        return self._names is None or name in self._names
 
-    def _cut_off(self, stream: CallStream) -> list[ParsedCall]:
-        """A call the generation cut off: whole, as a streaming client would have it (its
-        arguments as far as they were written), so a whole answer and a stream agree."""
-        deltas, _ = stream.finish()
-        return folded_calls([*self._unsent, *deltas])
+    def _begin_calls(self, stream: CallStream) -> None:
+        self._stream, self._live, self._unsent, self._sent = stream, self._stream_calls, [], False
+
+    def _feed_call(self, pieces: list[Piece], text: str) -> None:
+        """A call section's text to its stream. A streaming client gets the deltas as they
+        come, unless the section's first call names a tool the request did not offer: that
+        section is held back (it will be text)."""
+        if self._stream is None:
+            return
+        deltas = self._stream.feed(text)
+        if self._live and not self._sent:
+            self._live = all(self._offered(d.name) for d in deltas if d.opened)
+        if self._live:
+            pieces.extend(deltas)
+            self._sent = self._sent or bool(deltas)
+        else:
+            self._unsent.extend(deltas)
+
+    def _end_calls(self, stream: CallStream) -> tuple[list[Piece] | None, str]:
+        """A section's calls once it ended, as its stream read them (a call cut off has its
+        arguments as far as they were written): what to add, or None when a call names a
+        tool not offered (the section is text); and the text after the calls."""
+        deltas, rest = stream.finish()
+        if self._live:
+            return list(deltas), rest
+        calls = folded_calls([*self._unsent, *deltas])
+        if not all(self._offered(call.name) for call in calls):
+            return None, rest
+        return list(calls), rest
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         raise NotImplementedError
@@ -162,7 +188,7 @@ class TagParser(MarkerScanner):
     ) -> None:
         self.dialect = dialect
         self._stream_calls = stream_calls
-        self._stream: CallStream | None = None
+        self._names = frozenset(schemas) if schemas is not None else None
         self.state: State = "reasoning" if in_reasoning and dialect.reasoning else "content"
         self.unparsed = 0
         self._schemas = schemas or {}
@@ -230,7 +256,7 @@ class TagParser(MarkerScanner):
     def _open_section(self, marker: str) -> None:
         self.state, self._section_open, self._section = "tool", marker, []
         tools = self._tools()
-        self._stream, self._unsent = CallStream(tools, self._schemas), []
+        self._begin_calls(CallStream(tools, self._schemas))
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         if not text:
@@ -262,20 +288,19 @@ class TagParser(MarkerScanner):
         body = "".join(self._section)
         self._section, self.state = [], "content"
         stream, self._stream = self._stream, None
-        if stream is not None and stream.started and self._stream_calls:
-            deltas, rest = stream.finish()
-            pieces.extend(deltas)
-            if rest.strip():  # text after the calls that no call could hold
-                self.unparsed += 1
-                self._take(pieces, rest)
-            return
-        calls = parse_section(tools, body, self._schemas) if body.strip() else None
-        if calls:
-            pieces.extend(calls)
-            return
-        if not complete and stream is not None and stream.started:
-            pieces.extend(self._cut_off(stream))
-            return
+        if stream is not None and stream.started:
+            calls, rest = self._end_calls(stream)
+            if calls is not None:
+                pieces.extend(calls)
+                if rest.strip():  # text after the calls that no call could hold
+                    self.unparsed += 1
+                    self._take(pieces, rest)
+                return
+        elif body.strip():  # one the stream could not read: the whole-section parser may
+            parsed = parse_section(tools, body, self._schemas)
+            if parsed and all(self._offered(call.name) for call in parsed):
+                pieces.extend(parsed)
+                return
         self.unparsed += 1
         closer = tools.section_close if complete else ""
         self._take(pieces, self._section_open + body + closer)
@@ -293,10 +318,12 @@ class ChannelParser(MarkerScanner):
         stream_calls: bool = False,
         in_header: bool = False,
         calls: bool = True,
+        names: frozenset[str] | None = None,
     ) -> None:
         self.fmt = channels
         self._stream_calls = stream_calls
         self._calls = calls  # False: a message to a recipient is text (no tools offered)
+        self._names = names
         self._stream: CallStream | None = None
         self.state: State = "content"
         self.unparsed = 0
@@ -305,6 +332,7 @@ class ChannelParser(MarkerScanner):
         # the rest of it (channel, recipient) before its first message marker.
         self._in_header = in_header
         self._header = ""
+        self._in_body = False  # inside a message's body (its header has ended)
         self._body_kind: Literal["text", "reasoning", "call"] = "text"
         self._recipient = ""
         self._call: list[str] = []
@@ -329,7 +357,7 @@ class ChannelParser(MarkerScanner):
         if self._in_header and self._header.strip():  # a header never ended: keep it
             self.unparsed += 1
             append_text(pieces, "text", self._header)
-        self._end_message(pieces, complete=False)  # the generation ended it
+        self._end_message(pieces)
         return pieces
 
     def _take(self, pieces: list[Piece], text: str) -> None:
@@ -340,7 +368,9 @@ class ChannelParser(MarkerScanner):
         elif self._body_kind == "call":
             self._call.append(text)
             self._feed_call(pieces, text)
-        elif self._header or self._body_kind == "reasoning" or text.strip() or pieces:
+        elif self._in_body or self._body_kind == "reasoning" or text.strip() or pieces:
+            # A message's body keeps all its text, a lone "\n\n" token too; between
+            # messages only what is not blank.
             kind: Literal["text", "reasoning"] = (
                 "reasoning" if self._body_kind == "reasoning" else "text"
             )
@@ -361,17 +391,19 @@ class ChannelParser(MarkerScanner):
 
     def _open_body(self) -> None:
         header = self._header
-        self._header = ""
+        self._header, self._in_body = "", True
         after_channel = header.rsplit(self.fmt.channel, 1)[-1] if self.fmt.channel in header else ""
         channel = re.match(r"\s*(\w+)", after_channel)
         name = channel.group(1) if channel else ""
         # a recipient may come before the channel (in the role part) or after it
         recipient = re.search(r"to=([^\s<]+)", header)
-        self._recipient = recipient.group(1) if recipient and self._calls else ""
+        to = recipient.group(1) if recipient and self._calls else ""
+        # A message to a tool the request did not offer is text.
+        self._recipient = to if self._offered(to.split(".", 1)[-1]) else ""
         if self._recipient:
             self._body_kind, self._call = "call", []
             name = self._recipient.split(".", 1)[-1]
-            self._stream, self._unsent = CallStream(None, name=name), []
+            self._begin_calls(CallStream(None, name=name))
         elif name == self.fmt.reasoning_channel:
             self._body_kind = "reasoning"
         else:
@@ -380,11 +412,11 @@ class ChannelParser(MarkerScanner):
             "tool" if self._body_kind == "call" else "content"
         )  # fmt: skip
 
-    def _end_message(self, pieces: list[Piece], complete: bool = True) -> None:
+    def _end_message(self, pieces: list[Piece]) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None and stream.started and self._stream_calls:
-            deltas, rest = stream.finish()
-            pieces.extend(deltas)
+        if stream is not None and stream.started:
+            read, rest = self._end_calls(stream)  # its name was offered (see _open_body)
+            pieces.extend(read or [])
             if rest.strip():
                 self.unparsed += 1
                 append_text(pieces, "text", rest)
@@ -394,12 +426,11 @@ class ChannelParser(MarkerScanner):
             calls = parse_json_calls(f'{{"name": {json.dumps(name)}, "arguments": {body or "{}"}}}')
             if calls:
                 pieces.extend(calls)
-            elif not complete and stream is not None and stream.started:
-                pieces.extend(self._cut_off(stream))
             else:
                 self.unparsed += 1
                 pieces.append(("text", body))
         self._body_kind, self._call, self._recipient = "text", [], ""
+        self._in_body = False
         self.state = "content"
 
 
@@ -421,11 +452,13 @@ def new_parser(
     """The parser for one generation. `stream_calls`: calls come as `CallDelta`s while
     their arguments grow; otherwise each call comes whole (`ParsedCall`), once its section
     has ended and parsed."""
-    if calls == "forced":
-        return TagParser(FORCED_CALL, False, schemas, stream_calls)
+    if calls == "forced":  # reasoning first, if the model reasons in tags (and was asked)
+        forced = replace(FORCED_CALL, reasoning=None if dialect.channels else dialect.reasoning)
+        return TagParser(forced, starts_in_reasoning(forced, prompt), schemas, stream_calls)
     if dialect.channels is not None:
         in_header = starts_in_header(dialect.channels, prompt)
-        return ChannelParser(dialect.channels, stream_calls, in_header, calls == "parse")
+        names = frozenset(schemas) if schemas is not None else None
+        return ChannelParser(dialect.channels, stream_calls, in_header, calls == "parse", names)
     if calls == "off":
         dialect = replace(dialect, tools=None)
     return TagParser(dialect, starts_in_reasoning(dialect, prompt), schemas, stream_calls)
