@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.support.fleet import running_fleet
+from tests.support.tiny_gguf import TinyModel
 
 
 def cortex(*args: str) -> list[str]:
@@ -116,3 +119,35 @@ def test_top_refuses_an_interval_that_is_not_above_zero() -> None:
         )
         assert result.returncode == 2
         assert "argument --interval: must be > 0" in result.stderr
+
+
+async def test_explain_refuses_an_unknown_model_and_says_a_loaded_one_is_there(
+    tmp_path: Path, hello_model: TinyModel
+) -> None:
+    """As `cortex load` does: an unknown model is model_not_found (exit 1). A loaded model
+    is said to be where it is, not where it "would load"."""
+    async with running_fleet(tmp_path) as fleet:
+        models = [{"id": "a", "path": str(hello_model.path), "n_ctx": 256, "vram_mb": 400}]
+        await fleet.start_neuron("n1", 1000, models)
+        await fleet.start_scheduler()
+        config = tmp_path / "cli.toml"
+        config.write_text(f'[nats]\nurl = "{fleet.nats_url}"\n')
+
+        async def run(*args: str) -> tuple[int, str, str]:
+            process = await asyncio.create_subprocess_exec(
+                *cortex(*args, "--config", str(config)), env=operator_env(),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode is not None
+            return process.returncode, out.decode(), err.decode()
+
+        _, _, loading = await run("load", "nope")
+        for asked in (("explain", "nope"), ("explain", "nope", "--json")):
+            code, out, err = await run(*asked)
+            assert (code, out) == (1, ""), (asked, out, err)
+            assert "cortex explain: model_not_found: unknown model 'nope'" in err
+            assert err.split(": ", 1)[1] == loading.split(": ", 1)[1]  # load's own words
+        assert (await run("load", "a"))[0] == 0
+        code, out, _ = await run("explain", "a")
+        assert code == 0 and "a is already on n1" in out and "would load on" not in out

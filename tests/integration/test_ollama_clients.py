@@ -72,21 +72,81 @@ def post(stack: RunningStack, path: str, body: dict[str, Any]) -> httpx.Response
 
 def test_listings_can_be_sliced_and_read_as_the_go_cli_does(llama: ollama.Client) -> None:
     listed = {m.model: m for m in llama.list().models}
-    digest = listed["tiny-hello"].digest or ""
+    digest = listed["tiny-hello:latest"].digest or ""
     assert len(digest) == 64 and int(digest, 16) >= 0  # the CLI shows digest[:12]
-    assert listed["tiny-idle"].digest == digest  # the same file, the same digest
+    assert listed["tiny-idle:latest"].digest == digest  # the same file, the same digest
+    # `tiny-plain:latest` is an alias of another model: `tiny-plain` is listed untagged
     assert listed["tiny-plain"].digest not in ("", digest)
     assert listed["tiny-plain:latest"].digest == digest  # an alias is its target
-    details = listed["tiny-hello"].details
+    details = listed["tiny-hello:latest"].details
     assert details is not None
     assert (details.format, details.family, details.quantization_level) == ("gguf", "llama", "F32")
     assert details.parameter_size
     llama.chat(model="tiny-hello", messages=USER)
     running = {m.model: m for m in llama.ps().models}
-    assert running["tiny-hello"].digest == digest
+    assert running["tiny-hello:latest"].digest == digest
     # cortex has no idle timers: a loaded model shows as kept for good ("Forever")
-    expires = running["tiny-hello"].expires_at
+    expires = running["tiny-hello:latest"].expires_at
     assert expires is not None and expires > datetime.now(UTC) + timedelta(days=365 * 21)
+
+
+def test_the_list_names_models_as_ollama_does_and_each_name_answers(
+    llama: ollama.Client,
+) -> None:
+    """LangChain's ChatOllama(validate_model_on_init=True) looks for the tagged name in the
+    list; the untagged one still answers."""
+    names = [m.model for m in llama.list().models]
+    assert {"tiny-hello:latest", "tiny-idle:latest", "tiny-embed:latest"} <= set(names)
+    assert "tiny-hello" not in names
+    for name in ("tiny-hello:latest", "tiny-hello"):
+        assert llama.chat(model=name, messages=USER).message.content == "Hello, world!"
+
+
+def test_the_list_sizes_each_file_on_disk_and_dates_it(
+    llama: ollama.Client, hello_model: TinyModel, clients_stack: RunningStack
+) -> None:
+    on_disk = hello_model.path.stat()
+    when = datetime.fromtimestamp(int(on_disk.st_mtime), UTC)
+    listed = {m.model: m for m in llama.list().models}
+    hello = listed["tiny-hello:latest"]
+    assert (hello.size, hello.modified_at) == (on_disk.st_size, when)
+    assert listed["tiny-idle:latest"].size == on_disk.st_size  # the same file
+    shown = post(clients_stack, "/api/show", {"model": "tiny-hello"}).json()
+    assert datetime.fromisoformat(shown["modified_at"]) == when
+    llama.chat(model="tiny-hello", messages=USER)
+    [running] = [m for m in llama.ps().models if m.model == "tiny-hello:latest"]
+    assert running.size and running.size != on_disk.st_size  # loaded: its memory
+
+
+async def test_ps_says_whether_a_model_is_in_vram_as_its_neuron_s_devices_do(
+    clients_stack: RunningStack,
+) -> None:
+    """`ollama ps` prints "100% GPU" when size_vram is the size, "100% CPU" when it is 0."""
+    nc = await nats.connect(clients_stack.nats_url)
+    try:
+        beats = await nc.subscribe(subjects.heartbeat(NODE))
+        beat = codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
+    finally:
+        await nc.close()
+    on_gpu = any(d.kind == "cuda" for d in beat.devices)
+    llama = ollama.Client(host=clients_stack.base_url)
+    await asyncio.to_thread(llama.chat, model="tiny-hello", messages=USER)
+    running = await asyncio.to_thread(llama.ps)
+    [hello] = [m for m in running.models if m.model == "tiny-hello:latest"]
+    assert hello.size and hello.size_vram == (hello.size if on_gpu else 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/show", {}), ("/api/show", {"model": ""}),
+     ("/api/chat", {"model": "", "messages": USER}), ("/api/generate", {"model": ""}),
+     ("/api/embed", {"model": "", "input": "x"}), ("/api/embeddings", {"model": ""})],
+)  # fmt: skip
+def test_naming_no_model_is_told_the_model_is_required(
+    clients_stack: RunningStack, path: str, body: dict[str, Any]
+) -> None:
+    answer = post(clients_stack, path, body)
+    assert (answer.status_code, answer.json()) == (400, {"error": "model is required"})
 
 
 def test_show_says_what_the_gguf_says_and_the_same_loaded_or_not(
@@ -206,7 +266,7 @@ def test_embed_without_input_loads_the_model_and_embeds_nothing(
     answer = post(clients_stack, "/api/embed", {"model": "tiny-embed", **body})
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "tiny-embed" and answer.json()["embeddings"] == []
-    assert "tiny-embed" in {m.model for m in llama.ps().models}
+    assert "tiny-embed:latest" in {m.model for m in llama.ps().models}
 
 
 def test_null_is_the_default(clients_stack: RunningStack) -> None:
@@ -218,6 +278,54 @@ def test_null_is_the_default(clients_stack: RunningStack) -> None:
     assert answer.status_code == 200, answer.text
     lines = answer.text.splitlines()  # stream null: streamed, as Ollama's default
     assert len(lines) > 1
+
+
+ANSWERS_WITH_IDS = [
+    ("/v1/embeddings", {"model": "tiny-embed", "input": "Hi"}),
+    ("/api/embed", {"model": "tiny-embed", "input": "Hi"}),
+    ("/api/embed", {"model": "tiny-embed"}),  # nothing to embed: a load
+    ("/api/embeddings", {"model": "tiny-embed", "prompt": "Hi"}),
+    ("/v1/messages/count_tokens", {"model": "tiny-hello", "messages": USER}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), ANSWERS_WITH_IDS)
+def test_answers_carry_their_request_id(
+    clients_stack: RunningStack, path: str, body: dict[str, Any]
+) -> None:
+    answer = post(clients_stack, path, body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["request-id"] and answer.headers["x-request-id"] == (
+        answer.headers["request-id"]
+    )
+
+
+def test_the_anthropic_model_list_carries_request_ids(clients_stack: RunningStack) -> None:
+    client = anthropic.Anthropic(base_url=clients_stack.base_url, api_key="unused")
+    page = client.models.with_raw_response.list(limit=1)
+    assert page.headers["request-id"].startswith("req_")
+    retrieved = client.models.with_raw_response.retrieve("tiny-hello")
+    assert retrieved.headers["request-id"].startswith("req_")
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.models.retrieve("nope")
+    assert missing.value.request_id and missing.value.request_id.startswith("req_")
+    assert missing.value.body["request_id"] == missing.value.request_id  # type: ignore[index]
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "1.5", ""])
+def test_a_bad_page_limit_is_refused_in_anthropic_s_shape(
+    clients_stack: RunningStack, limit: str
+) -> None:
+    answer = httpx.get(
+        f"{clients_stack.base_url}/v1/models", params={"limit": limit},
+        headers={"anthropic-version": "2023-06-01"},
+    )  # fmt: skip
+    assert answer.status_code == 400
+    body = answer.json()
+    assert (body["type"], body["error"]["type"]) == ("error", "invalid_request_error")
+    assert "limit" in body["error"]["message"] and body["request_id"].startswith("req_")
+    # the openai SDK's list does not read the query
+    assert httpx.get(f"{clients_stack.base_url}/v1/models", params={"limit": limit}).is_success
 
 
 def test_the_anthropic_sdk_lists_and_retrieves_models(clients_stack: RunningStack) -> None:

@@ -1,6 +1,7 @@
 """Ollama's keep_alive against a stack with keys: a request with nothing to run loads the
 model (or, with keep_alive 0, unloads it); keep_alive 0 on an answer unloads the model
-once the answer is out; a negative one pins it. Pins and unloads take an admin key."""
+once the answer is out, and takes an admin key; a negative one pins it when an admin key
+asks, and from anyone else is what happens anyway (Zed sends -1 with every request)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ async def until_unloaded(stack: RunningStack, run: object) -> None:
 def test_nothing_to_run_loads_the_model_for_anyone(keyed: RunningStack) -> None:
     done = client(keyed, "usr").generate(model="tiny-hello")
     assert (done.done, done.done_reason, done.response) == (True, "load", "")
-    assert "tiny-hello" in loaded(keyed)
+    assert "tiny-hello:latest" in loaded(keyed)
     chat = client(keyed, "usr").chat(model="tiny-hello", messages=[])
     assert (chat.done_reason, chat.message.content) == ("load", "")
 
@@ -68,14 +69,36 @@ def test_a_positive_duration_is_taken_and_the_model_answers(keyed: RunningStack)
     assert done.message.content == "Hello, world!"
 
 
-def test_unloading_and_pinning_need_an_admin_key(keyed: RunningStack) -> None:
+def pins(stack: RunningStack) -> list[str]:
+    status = httpx.get(
+        f"{stack.base_url}/admin/status", headers={"authorization": "Bearer adm"}
+    ).json()
+    return [p["model"] for p in status["pins"]]
+
+
+def test_unloading_needs_an_admin_key(keyed: RunningStack) -> None:
     client(keyed, "usr").generate(model="tiny-hello")
-    for keep_alive, says in ((0, "keep_alive 0 unloads it"), ("-1m", "pins the model")):
-        with pytest.raises(ollama.ResponseError) as refused:
-            client(keyed, "usr").chat(model="tiny-hello", messages=USER, keep_alive=keep_alive)
-        assert refused.value.status_code == 403 and says in refused.value.error
-        assert "admin key" in refused.value.error
-    assert "tiny-hello" in loaded(keyed)  # nothing was done
+    with pytest.raises(ollama.ResponseError) as refused:
+        client(keyed, "usr").chat(model="tiny-hello", messages=USER, keep_alive=0)
+    assert refused.value.status_code == 403
+    assert "keep_alive 0 unloads it" in refused.value.error and "admin key" in refused.value.error
+    assert "tiny-hello:latest" in loaded(keyed)  # nothing was done
+
+
+@pytest.mark.parametrize("keep_alive", [-1, "-1m", "-1"])
+def test_a_negative_keep_alive_without_an_admin_key_is_as_scheduled(
+    keyed: RunningStack, keep_alive: float | str
+) -> None:
+    """What Zed's Ollama provider sends with every chat: answered, and nothing pinned."""
+    done = client(keyed, "usr").chat(model="tiny-hello", messages=USER, keep_alive=keep_alive)
+    assert done.message.content == "Hello, world!"
+    streamed = client(keyed, "usr").generate(
+        model="tiny-hello", prompt="Say hello", keep_alive=keep_alive, stream=True
+    )
+    assert "".join(p.response for p in streamed) == "Hello, world!"
+    nothing = client(keyed, "usr").generate(model="tiny-hello", keep_alive=keep_alive)
+    assert nothing.done_reason == "load"
+    assert "tiny-hello:latest" in loaded(keyed) and pins(keyed) == []
 
 
 async def test_keep_alive_zero_unloads_after_the_answer(keyed: RunningStack) -> None:
@@ -90,7 +113,7 @@ async def test_keep_alive_zero_unloads_after_the_answer(keyed: RunningStack) -> 
 
     await until_unloaded(keyed, ask)
     assert answers == ["Hello, world!"]  # the whole answer came first
-    assert "tiny-hello" not in await asyncio.to_thread(loaded, keyed)
+    assert "tiny-hello:latest" not in await asyncio.to_thread(loaded, keyed)
 
 
 async def test_keep_alive_zero_with_nothing_to_run_unloads_now(keyed: RunningStack) -> None:
@@ -107,10 +130,7 @@ async def test_keep_alive_zero_with_nothing_to_run_unloads_now(keyed: RunningSta
 def test_a_negative_keep_alive_pins_the_model(keyed: RunningStack) -> None:
     done = client(keyed, "adm").chat(model="tiny-hello", messages=USER, keep_alive=-1)
     assert done.message.content == "Hello, world!"
-    status = httpx.get(
-        f"{keyed.base_url}/admin/status", headers={"authorization": "Bearer adm"}
-    ).json()
-    assert [p["model"] for p in status["pins"]] == ["tiny-hello"]
+    assert pins(keyed) == ["tiny-hello"]
     unpinned = httpx.post(
         f"{keyed.base_url}/admin/models/unpin", json={"model": "tiny-hello"},
         headers={"authorization": "Bearer adm"},

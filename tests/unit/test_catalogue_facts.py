@@ -4,6 +4,7 @@ digest, and Ollama's details."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def test_the_digest_names_the_contents_not_the_place(
     assert facts(models["plain"]).digest != digest
 
 
+def test_the_file_s_size_on_disk_and_when_it_changed(
+    models: dict[str, TinyModel], tmp_path: Path
+) -> None:
+    """What Ollama lists as a model's size and modified_at (not its memory footprint)."""
+    copy = tmp_path / "dated.gguf"
+    shutil.copy(models["full"].path, copy)
+    os.utime(copy, (1_700_000_000.5, 1_700_000_000.5))
+    dated = model_facts(ModelProfile(id="dated", path=str(copy)))
+    assert (dated.file_size, dated.file_mtime) == (copy.stat().st_size, 1_700_000_000.5)
+    catalogue = Catalogue(models=[ModelProfile(id="dated", path=str(copy))])
+    [entry] = catalogue_entries(catalogue, {"dated": 10})
+    assert (entry.file_size, entry.file_mtime) == (copy.stat().st_size, 1_700_000_000.5)
+
+
 def test_what_cannot_be_read_is_left_unknown(tmp_path: Path) -> None:
     assert model_facts(ModelProfile(id="gone", path=str(tmp_path / "none.gguf"))) == ModelFacts()
     bogus = tmp_path / "bogus.gguf"
@@ -104,6 +119,7 @@ def test_entries_carry_the_facts_and_older_peers_still_decode_them(
     # an entry without the new fields (an older neuron's) decodes with them empty
     old = codec.decode(b'{"id": "x", "n_ctx": 8, "footprint_mb": 1}', CatalogueEntry)
     assert (old.capabilities, old.digest, old.dialect) == ([], "", {})
+    assert (old.file_size, old.file_mtime) == (0, 0.0)
 
 
 def test_the_gateway_s_penalty_window_is_the_neuron_s() -> None:

@@ -2,8 +2,10 @@
 
 import pytest
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway.errors import ApiError
 from cortex_gateway.keep_alive import Residency, residency, seconds_of
+from cortex_gateway.residency import granted
 
 
 @pytest.mark.parametrize(
@@ -28,3 +30,19 @@ def test_negative_pins_zero_unloads_and_anything_else_is_the_schedulers_call() -
     assert residency(-1) is residency("-5m") is Residency.PIN
     assert residency(0) is residency("0s") is Residency.UNLOAD
     assert residency(None) is residency("5m") is residency(1) is Residency.AS_SCHEDULED
+
+
+def test_a_pin_is_granted_to_an_admin_key_and_is_as_scheduled_for_anyone_else() -> None:
+    """Clients (Zed) send keep_alive -1 with every request: without an admin key it is no
+    refusal but what happens anyway. An unload still needs one, and says why."""
+    keyed = GatewaySettings(api_keys=["usr"], admin_keys=["adm"])
+    assert granted(Residency.PIN, "adm", keyed) is Residency.PIN
+    for key, settings in (("usr", keyed), ("", keyed), ("", GatewaySettings())):
+        assert granted(Residency.PIN, key, settings) is Residency.AS_SCHEDULED
+        with pytest.raises(ApiError) as refused:
+            granted(Residency.UNLOAD, key, settings)
+        assert refused.value.status in (401, 403) and "keep_alive 0 unloads it" in str(
+            refused.value.message
+        )
+    assert granted(Residency.UNLOAD, "adm", keyed) is Residency.UNLOAD
+    assert granted(Residency.AS_SCHEDULED, "", keyed) is Residency.AS_SCHEDULED

@@ -33,7 +33,7 @@ def entry(**fields: Any) -> CatalogueEntry:
         "context_length": 8192, "embedding_length": 576, "quantization": "Q4_1",
         "capabilities": ["completion", "tools", "thinking"], "dialect": DIALECT,
     }  # fmt: skip
-    return CatalogueEntry(id="m", n_ctx=2048, footprint_mb=100, **{**known, **fields})
+    return CatalogueEntry(**{"id": "m", "n_ctx": 2048, "footprint_mb": 100, **known, **fields})
 
 
 def chat(**body: Any) -> Any:
@@ -133,6 +133,25 @@ def test_managing_models_is_not_supported_here_and_says_what_is() -> None:
         error = ollama_api.not_supported(path)
         assert error.status == 501
         assert "models.toml" in error.message and "cortex load" in error.message
+        # -1 from anyone is what already happens; a pin is an operator's (cortex pin)
+        assert "keep_alive -1 with an admin key" in error.message
+        assert "cortex pin MODEL" in error.message
+
+
+def test_a_request_that_names_no_model_is_told_the_model_is_required() -> None:
+    body = json.dumps({"model": "", "messages": [USER], "prompt": "hi", "input": "x"}).encode()
+    asks = (
+        lambda: ollama_api.chat_turn(body, SETTINGS),
+        lambda: ollama_api.generate_turn(body, SETTINGS),
+        lambda: embeddings.ollama_request(body),
+        lambda: embeddings.ollama_legacy_request(body),
+        lambda: ollama_api.required_model(None),  # /api/show {}
+    )
+    for ask in asks:
+        with pytest.raises(ApiError) as refused:
+            ask()
+        assert (refused.value.status, refused.value.param) == (400, "model")
+        assert ollama_api.error_body(refused.value) == {"error": "model is required"}
 
 
 # --- the model list ------------------------------------------------------------------------
@@ -151,6 +170,50 @@ def test_listings_carry_a_digest_and_the_details() -> None:
     first = ollama_api.tags_body({"m": bare}, {})["models"][0]["digest"]
     assert len(first) == 64 and int(first, 16) >= 0
     assert first == ollama_api.tags_body({"m": bare}, {})["models"][0]["digest"]
+
+
+def test_listings_size_the_file_on_disk_and_say_when_it_changed() -> None:
+    mtime = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC).timestamp()
+    view = CatalogueView(
+        entry=entry(file_size=270_000_123, file_mtime=mtime),
+        states={"n": LoadedModel(id="m", state="ready", footprint_mb=300)},
+    )
+    [listed] = ollama_api.tags_body({"m": view}, {})["models"]
+    assert (listed["size"], listed["modified_at"]) == (270_000_123, "2025-03-04T05:06:07Z")
+    assert ollama_api.show_body("m", view)["modified_at"] == "2025-03-04T05:06:07Z"
+    [running] = ollama_api.ps_body({"m": view}, {}, on_gpu=())["models"]
+    assert running["size"] == 300 * 1024 * 1024  # what is loaded: its memory
+    # an older neuron's entry says neither: the footprint, and the epoch
+    [old] = ollama_api.tags_body({"m": CatalogueView(entry=entry())}, {})["models"]
+    assert (old["size"], old["modified_at"]) == (100 * 1024 * 1024, "1970-01-01T00:00:00Z")
+
+
+def test_size_vram_is_the_size_on_a_gpu_and_none_of_it_on_a_cpu() -> None:
+    ready = LoadedModel(id="m", state="ready", footprint_mb=300)
+    view = CatalogueView(entry=entry(), states={"cpu-host": ready, "gpu-host": ready})
+    running = ollama_api.ps_body({"m": view}, {}, on_gpu={"gpu-host"})["models"]
+    vram = {m["node"]: (m["size"], m["size_vram"]) for m in running}
+    size = 300 * 1024 * 1024
+    assert vram == {"cpu-host": (size, 0), "gpu-host": (size, size)}  # "100% CPU" / "100% GPU"
+
+
+def test_untagged_names_are_listed_as_latest() -> None:
+    catalogue = {
+        name: CatalogueView(entry=entry(id=name))
+        for name in ("m", "org/m:q4", "plain", "host:8080/x")
+    }
+    aliases = {"short": "m", "plain:latest": "m", "claude-*": "m"}
+    tags = [(t["name"], t["model"]) for t in ollama_api.tags_body(catalogue, aliases)["models"]]
+    assert [name for name, model in tags if name == model] == [
+        "host:8080/x:latest", "m:latest", "org/m:q4",
+        "plain",  # plain:latest names another model (an alias): only `plain` reaches this one
+        "plain:latest", "short:latest",
+    ]  # fmt: skip
+    assert len(tags) == 6
+    running = {**catalogue, "m": CatalogueView(entry=entry(), states={"n": LoadedModel(
+        id="m", state="ready")})}  # fmt: skip
+    [loaded] = ollama_api.ps_body(running, aliases, on_gpu=())["models"]
+    assert (loaded["name"], loaded["model"]) == ("m:latest", "m:latest")
 
 
 @pytest.mark.parametrize(
@@ -196,7 +259,7 @@ def test_capabilities_come_from_the_catalogue_loaded_or_not() -> None:
 
 def test_a_loaded_model_never_expires() -> None:
     view = CatalogueView(entry=entry(), states={"n": LoadedModel(id="m", state="ready")})
-    [running] = ollama_api.ps_body({"m": view})["models"]
+    [running] = ollama_api.ps_body({"m": view}, {}, on_gpu=())["models"]
     expires = datetime.fromisoformat(running["expires_at"].replace("Z", "+00:00"))
     # Ollama's clients show "Forever" past 20 years from now
     assert expires > datetime.now(UTC) + timedelta(days=365 * 21)

@@ -24,6 +24,7 @@ from cortex_core.config import Settings
 from cortex_core.scheduler_client import NoScheduler, SchedulerClient, SchedulerSilent
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
+    CandidateView,
     EnsureModel,
     EnsureReply,
     Explanation,
@@ -31,7 +32,9 @@ from cortex_wire.messages import (
     Heartbeat,
     ModelRef,
     SchedulerReply,
+    WireError,
 )
+from cortex_wire.outcomes import Code
 from cortex_wire.verdicts import Ready, Refused, readiness, refusal
 
 # A command waits this long for a standby to take over when no scheduler answers.
@@ -138,28 +141,59 @@ async def simple(nc: Client, console: Console, subject: str, model: str, node: s
     console.print(reply.detail)
 
 
-async def explain(nc: Client, console: Console, model: str, node: str, as_json: bool) -> None:
-    plan: Explanation = await _ask(
-        nc, subjects.SCHED_EXPLAIN, ModelRef(model=model, node=node), Explanation
+_NO_PLAN = WireError(code=Code.INTERNAL, message="the scheduler answered without a plan")
+
+
+def plan_of(raw: bytes) -> Explanation:
+    """The scheduler's explanation, or the refusal it answered instead (a model no live
+    neuron serves, a request it could not read) as a CommandError."""
+    try:
+        return codec.decode(raw, Explanation)
+    except msgspec.ValidationError:
+        reply = codec.decode(raw, SchedulerReply)
+        raise _fail(Refused(reply.error or _NO_PLAN)) from None
+
+
+def _how(candidate: CandidateView) -> str:
+    fits = (
+        "fits now"
+        if candidate.fits_now
+        else f"after evicting {', '.join(e.model for e in candidate.evictions)}"
     )
+    return f"{fits}, {candidate.free_mb} MiB free"
+
+
+def explain_lines(plan: Explanation, node: str) -> list[str]:
+    """`cortex explain` in words (pure). A model already on the neuron asked about (any,
+    without --node) is there, and nothing would load; where a replica more could go is
+    what `--node` would ask."""
+    model = plan.model  # what the scheduler resolved the name to (an alias names a model)
+    here = [n for n in plan.already_on if not node or n == node]
+    if here:
+        lines = [f"{model} is already on {', '.join(here)} (nothing to load)"]
+        lines += [
+            f"  a replica more could load on {c.node} ({_how(c)}): "
+            f"cortex load {model} --node {c.node}"
+            for c in plan.candidates
+            if c.node not in plan.already_on
+        ]
+        return lines
+    lines = [f"{model} is already on {', '.join(plan.already_on)}"] if plan.already_on else []
+    lines.append(f"{model} would load on [bold]{plan.node or 'no neuron'}[/]: {plan.reason}")
+    lines += [f"  evict {e.model} from {e.node}: {e.reason}" for e in plan.evictions]
+    lines += [f"  also possible: {c.node} ({_how(c)})" for c in plan.candidates[1:]]
+    lines += [f"  not {node_name}: {why}" for node_name, why in plan.rejected.items()]
+    return lines
+
+
+async def explain(nc: Client, console: Console, model: str, node: str, as_json: bool) -> None:
+    raw = await _ask(nc, subjects.SCHED_EXPLAIN, ModelRef(model=model, node=node), msgspec.Raw)
+    plan = plan_of(bytes(raw))
     if as_json:
         sys.stdout.write(msgspec.json.format(codec.encode(plan)).decode() + "\n")
         return
-    model = plan.model  # what the scheduler resolved the name to (an alias names a model)
-    if plan.already_on:
-        console.print(f"{model} is already on {', '.join(plan.already_on)}")
-    console.print(f"{model} would load on [bold]{plan.node or 'no neuron'}[/]: {plan.reason}")
-    for eviction in plan.evictions:
-        console.print(f"  evict {eviction.model} from {eviction.node}: {eviction.reason}")
-    for candidate in plan.candidates[1:]:
-        how = (
-            "fits now"
-            if candidate.fits_now
-            else f"after evicting {', '.join(e.model for e in candidate.evictions)}"
-        )
-        console.print(f"  also possible: {candidate.node} ({how}, {candidate.free_mb} MiB free)")
-    for node_name, why in plan.rejected.items():
-        console.print(f"  not {node_name}: {why}")
+    for line in explain_lines(plan, node):
+        console.print(line)
 
 
 def _status_tables(status: FleetStatus) -> list[Table]:

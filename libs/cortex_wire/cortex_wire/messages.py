@@ -70,6 +70,9 @@ class CatalogueEntry(Struct):
     # The dialect the load will read (LoadedModel.dialect), and its inline reasoning markers.
     dialect: dict[str, str] = msgspec.field(default_factory=dict)
     reasoning_markers: list[str] = msgspec.field(default_factory=list)
+    # The GGUF on disk: its size in bytes and when it last changed (Unix seconds).
+    file_size: int = 0
+    file_mtime: float = 0.0
 
 
 class LoadedModel(Struct):

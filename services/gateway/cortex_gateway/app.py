@@ -23,11 +23,16 @@ from cortex_gateway import (
     residency,
     tokenizer_api,
 )
-from cortex_gateway.answering import answer, next_request_id
+from cortex_gateway.answering import answer, id_headers, next_request_id
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import dashboard_data
 from cortex_gateway.errors import ApiError
-from cortex_gateway.gateway_state import ANTHROPIC_PAGE, Gateway, anthropic_models_page
+from cortex_gateway.gateway_state import (
+    ANTHROPIC_MAX_PAGE,
+    ANTHROPIC_PAGE,
+    Gateway,
+    anthropic_models_page,
+)
 from cortex_gateway.http_errors import HANDLERS
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.openapi import openapi_document
@@ -53,6 +58,19 @@ IDENTITY = "cortex is running: OpenAI (/v1), Anthropic (/v1/messages) and Ollama
 # The anthropic SDK sends it with every request (the openai SDK never does): /v1/models then
 # answers in Anthropic's shape.
 ANTHROPIC_VERSION = "anthropic-version"
+
+
+def _page_limit(text: str | None) -> int:
+    """Anthropic's `limit` query parameter (a page's size): a whole number, or a 400."""
+    if text is None:
+        return ANTHROPIC_PAGE
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError.invalid(
+            f"limit must be a whole number from 1 to {ANTHROPIC_MAX_PAGE}, not {text!r}",
+            param="limit",
+        ) from None
 
 
 def create_app(gateway: Gateway) -> Litestar:
@@ -129,25 +147,34 @@ def create_app(gateway: Gateway) -> Litestar:
         }
         return Response(body, status_code=200 if ready else 503)
 
+    def anthropic_answer(body: dict[str, Any]) -> Response[Any]:
+        """/v1/models in Anthropic's shape, with the id its SDK reads (`request-id`)."""
+        return Response(body, headers=id_headers(f"req_{next_request_id()}"))
+
     def anthropic_error(error: ApiError) -> Response[Any]:
-        """/v1/models is OpenAI's path, but an anthropic client reads Anthropic's errors."""
-        return Response(error.anthropic_body(), status_code=error.status)
+        """/v1/models is OpenAI's path, but an anthropic client reads Anthropic's errors
+        (with their request's id, in the body too)."""
+        request_id = f"req_{next_request_id()}"
+        body = {**error.anthropic_body(), "request_id": request_id}
+        headers = {**error.headers(), **id_headers(request_id)}
+        return Response(body, status_code=error.status, headers=headers)
 
     @get("/v1/models", sync_to_thread=False)
-    def list_models(
-        request: Request[Any, Any, Any],
-        limit: FromQuery[int] = ANTHROPIC_PAGE,
-        after_id: FromQuery[str] = "",
-        before_id: FromQuery[str] = "",
-    ) -> Response[Any]:
-        """OpenAI's list; Anthropic's pages (limit, after_id, before_id) for its SDK."""
+    def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
+        """OpenAI's list; Anthropic's pages (limit, after_id, before_id) for its SDK. The
+        query is read here, so that a bad `limit` is refused in Anthropic's shape."""
         if ANTHROPIC_VERSION not in request.headers:
             return Response(gateway.models_body())
+        query = request.query_params
         try:
+            limit = _page_limit(query.get("limit"))
             models = gateway.anthropic_models()
-            return Response(anthropic_models_page(models, limit, after_id, before_id))
+            page = anthropic_models_page(
+                models, limit, query.get("after_id") or "", query.get("before_id") or ""
+            )
         except ApiError as error:
             return anthropic_error(error)
+        return anthropic_answer(page)
 
     @get("/v1/models/{model_id:path}", sync_to_thread=False)
     def get_model(model_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
@@ -156,7 +183,7 @@ def create_app(gateway: Gateway) -> Litestar:
         entries = gateway.anthropic_models() if anthropic else gateway.models_body()["data"]
         for entry in entries:
             if entry["id"] == name:
-                return Response(dict(entry))
+                return anthropic_answer(dict(entry)) if anthropic else Response(dict(entry))
         missing = ApiError.of(
             Code.MODEL_NOT_FOUND, f"The model `{name}` does not exist.", param="model"
         )
@@ -182,11 +209,12 @@ def create_app(gateway: Gateway) -> Litestar:
     answering_routes = [answering(route) for route in ROUTES if route.turn is not None]
 
     @post("/v1/messages/count_tokens", status_code=200)
-    async def count_tokens(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def count_tokens(request: Request[Any, Any, Any]) -> Response[Any]:
         """The prompt as /v1/messages would render it, counted by the model's tokenizer."""
         counted = anthropic_request.parse_count(await request.body())
+        request_id = f"count-{next_request_id()}"
         infer = InferRequest(
-            request_id=f"count-{next_request_id()}",
+            request_id=request_id,
             model=gateway.resolve_model(counted.model),
             stream_subject="",
             **anthropic_request.template_fields(counted, settings.strip_billing_header),
@@ -194,12 +222,16 @@ def create_app(gateway: Gateway) -> Litestar:
         tokens = await gateway.inference.count_tokens(infer)
         if isinstance(tokens, Refused):
             raise ApiError.refused(tokens)
-        return {"input_tokens": tokens}
+        return Response({"input_tokens": tokens}, headers=id_headers(request_id))
 
-    async def embed(ask: embeddings.EmbedAsk, route: str) -> tuple[EmbedReply, RequestTrace]:
+    def embedding_id() -> str:
+        return f"emb-{next_request_id()}"
+
+    async def embed(
+        ask: embeddings.EmbedAsk, route: str, request_id: str
+    ) -> tuple[EmbedReply, RequestTrace]:
         model = gateway.resolve_model(ask.model)
         gateway.check_kind(model, embedding=True)
-        request_id = f"emb-{next_request_id()}"
         trace = RequestTrace(
             gateway.metrics, model, route, gateway.publish_record, request_id, gateway.name
         )
@@ -215,20 +247,24 @@ def create_app(gateway: Gateway) -> Litestar:
         return reply, trace
 
     @post("/v1/embeddings", status_code=200)
-    async def openai_embeddings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def openai_embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
         ask = embeddings.openai_request(await request.body())
-        reply, _ = await embed(ask, "embeddings")
-        return embeddings.openai_body(ask.model, reply.vectors, reply.tokens, ask.encoding)
+        request_id = embedding_id()
+        reply, _ = await embed(ask, "embeddings", request_id)
+        body = embeddings.openai_body(ask.model, reply.vectors, reply.tokens, ask.encoding)
+        return Response(body, headers=id_headers(request_id))
 
     async def kept(
         request: Request[Any, Any, Any],
         ask: embeddings.EmbedAsk,
+        request_id: str,
         body: Callable[[], Awaitable[dict[str, Any]]],
     ) -> Response[Any]:
         """An Ollama embedding answer, with its keep_alive carried out around it."""
         model = gateway.resolve_model(ask.model)
         await residency.before(gateway, request, model, ask.residency)
-        return residency.after(gateway, model, ask.residency, Response(await body()))
+        answered = Response(await body(), headers=id_headers(request_id))
+        return residency.after(gateway, model, ask.residency, answered)
 
     async def loaded_only(ask: embeddings.EmbedAsk) -> None:
         """Nothing to embed: load the model, as Ollama does."""
@@ -240,30 +276,32 @@ def create_app(gateway: Gateway) -> Litestar:
     async def ollama_embed(request: Request[Any, Any, Any]) -> Response[Any]:
         started = time.perf_counter()
         ask = embeddings.ollama_request(await request.body())
+        request_id = embedding_id()
 
         async def body() -> dict[str, Any]:
             if not ask.texts:
                 await loaded_only(ask)
                 return embeddings.ollama_body(ask.model, [], 0, started, 0.0)
-            reply, trace = await embed(ask, "ollama_embed")
+            reply, trace = await embed(ask, "ollama_embed", request_id)
             return embeddings.ollama_body(
                 ask.model, reply.vectors, reply.tokens, started, trace.load_s
             )
 
-        return await kept(request, ask, body)
+        return await kept(request, ask, request_id, body)
 
     @post("/api/embeddings", status_code=200)
     async def ollama_embeddings_legacy(request: Request[Any, Any, Any]) -> Response[Any]:
         ask = embeddings.ollama_legacy_request(await request.body())
+        request_id = embedding_id()
 
         async def body() -> dict[str, Any]:
             if not ask.texts:
                 await loaded_only(ask)
                 return {"embedding": []}
-            reply, _ = await embed(ask, "ollama_embed")
+            reply, _ = await embed(ask, "ollama_embed", request_id)
             return {"embedding": reply.vectors[0]}
 
-        return await kept(request, ask, body)
+        return await kept(request, ask, request_id, body)
 
     # --- stored responses ----------------------------------------------------------------
 
@@ -338,12 +376,15 @@ def create_app(gateway: Gateway) -> Litestar:
 
     @get("/api/ps", sync_to_thread=False)
     def ollama_ps() -> dict[str, Any]:
-        return ollama_api.ps_body(gateway.fleet.catalogue(time.monotonic()))
+        now = time.monotonic()
+        live = gateway.fleet.live(now)
+        on_gpu = {v.node for v in live if any(d.kind == "cuda" for d in v.heartbeat.devices)}
+        return ollama_api.ps_body(gateway.fleet.catalogue(now), gateway.fleet.aliases(now), on_gpu)
 
     @post("/api/show", status_code=200)
     async def ollama_show(request: Request[Any, Any, Any]) -> dict[str, Any]:
         asked = openai_chat.decode_body(await request.body(), ollama_api.ShowRequest)
-        name = asked.model or asked.name or ""
+        name = ollama_api.required_model(asked.model or asked.name)
         model = gateway.resolve_model(name)
         return ollama_api.show_body(name, gateway.fleet.catalogue(time.monotonic())[model])
 

@@ -16,6 +16,7 @@ import msgspec
 
 from cortex_gateway.errors import ApiError
 from cortex_gateway.keep_alive import Residency, residency
+from cortex_gateway.ollama_api import required_model
 from cortex_gateway.openai_chat import decode_body
 
 # Inputs in one request at most (OpenAI's own limit).
@@ -98,6 +99,7 @@ def openai_body(model: str, vectors: list[list[float]], tokens: int, fmt: str) -
 
 def ollama_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OllamaEmbedRequest)
+    required_model(request.model)
     if request.dimensions is not None:
         raise ApiError.invalid(
             "dimensions is not supported (the model's size is used)", param="dimensions"
@@ -121,6 +123,7 @@ class OllamaLegacyRequest(msgspec.Struct, kw_only=True):
 
 def ollama_legacy_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OllamaLegacyRequest)
+    required_model(request.model)
     return EmbedAsk(
         request.model, texts_of(request.prompt) if request.prompt else [], truncate=True,
         residency=residency(request.keep_alive),

@@ -3,8 +3,9 @@
 Ollama takes seconds (a number) or a Go duration ("5m", "1h30m", "300ms"); a negative value
 keeps the model loaded for good and zero unloads it when the answer is done. Cortex has no
 idle timers — a model stays loaded until the scheduler needs its room — so a positive
-duration asks for nothing more than what already happens; "for good" is a pin and "now" an
-unload, both operator actions.
+duration asks for nothing more than what already happens. "For good" is a pin when an
+operator asks for it and otherwise what already happens (clients such as Zed send -1 with
+every request); "now" is an unload, an operator's action (`residency.before` decides).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cortex_gateway.errors import ApiError
 
 class Residency(Enum):
     AS_SCHEDULED = "as scheduled"  # the default, or a positive duration
-    PIN = "pin"  # keep it loaded for good
+    PIN = "pin"  # keep it loaded for good (a pin, asked with an admin key)
     UNLOAD = "unload"  # unload it once the answer is done
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,7 @@ from cortex_gateway.events import (
     Reasoning,
     Text,
 )
-from cortex_gateway.gateway_state import ModelNotFound
+from cortex_gateway.gateway_state import LATEST, ModelNotFound
 from cortex_gateway.keep_alive import residency
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
@@ -127,6 +127,14 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
 
 
 # --- requests -----------------------------------------------------------------------------
+
+
+def required_model(name: str | None) -> str:
+    """The model a request names; one that names none is Ollama's 400, not a model "" that
+    is not found."""
+    if not name:
+        raise ApiError.invalid("model is required", param="model")
+    return name
 
 
 def _refuse(param: str, what: str) -> ApiError:
@@ -305,6 +313,7 @@ def _scoring(request: ChatRequest | GenerateRequest) -> int | None:
 
 def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, ChatRequest)
+    required_model(request.model)
     params = sampling_params(request.options, request.format)
     params.reasoning_budget = _budget(request.think)
     messages = chat_messages(request.messages or [])
@@ -332,6 +341,7 @@ def chat_turn(body: bytes, settings: GatewaySettings) -> Turn:
 
 def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
     request = decode_body(body, GenerateRequest)
+    required_model(request.model)
     for name in ("template", "images", "context"):
         if getattr(request, name):
             raise _refuse(name, f"{name} on generate")
@@ -499,8 +509,9 @@ def not_supported(path: str) -> ApiError:
     return ApiError(
         501,
         f"{what} is not supported here: cortex serves the models of its neurons' catalogues "
-        "(models.toml); a request loads the one it names, `cortex load MODEL` loads one ahead, "
-        "and keep_alive -1 keeps it loaded",
+        "(models.toml); a request loads the one it names, which stays loaded until the "
+        "scheduler needs its room; `cortex load MODEL` loads one ahead, and `cortex pin MODEL` "
+        "(or keep_alive -1 with an admin key) keeps it loaded",
         type="invalid_request_error",
     )
 
@@ -557,23 +568,44 @@ def capabilities_of(view: CatalogueView) -> list[str]:
     ]
 
 
+def modified_at(entry: CatalogueEntry) -> str:
+    """When the model's file last changed (RFC 3339, UTC); the epoch when not known."""
+    return datetime.fromtimestamp(entry.file_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def listed_name(name: str, names: Collection[str]) -> str:
+    """The name a model is listed by: `x:latest` for an untagged `x`, as Ollama lists it
+    (clients look for the tagged name), unless `x:latest` is itself an id or alias: then
+    `x`, the only name that reaches it."""
+    tagged = ":" in name.rsplit("/", 1)[-1]
+    return name if tagged or name + LATEST in names else name + LATEST
+
+
 def _listing(name: str, view: CatalogueView) -> dict[str, Any]:
-    size = view.entry.footprint_mb * 1024 * 1024
+    """A model as /api/tags lists it: `size` is its file's on disk (its memory footprint
+    for an entry that does not say, an older neuron's)."""
+    entry = view.entry
+    size = entry.file_size or entry.footprint_mb * 1024 * 1024
     return {
-        "name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": size,
-        "digest": digest_of(view.entry), "details": _details(view),
+        "name": name, "model": name, "modified_at": modified_at(entry), "size": size,
+        "digest": digest_of(entry), "details": _details(view),
     }  # fmt: skip
 
 
+def _names(catalogue: dict[str, CatalogueView], aliases: dict[str, str]) -> dict[str, str]:
+    """Every name a model is listed by (aliases too, but not patterns), to the model."""
+    named = {name: name for name in catalogue}
+    for alias, target in aliases.items():
+        if target in catalogue and not is_pattern(alias) and alias not in named:
+            named[alias] = target
+    return named
+
+
 def tags_body(catalogue: dict[str, CatalogueView], aliases: dict[str, str]) -> dict[str, Any]:
-    """Every model any neuron can serve (aliases too), loaded or not."""
-    models = [_listing(name, view) for name, view in sorted(catalogue.items())]
-    models += [
-        _listing(alias, catalogue[target])
-        for alias, target in sorted(aliases.items())
-        if target in catalogue and not is_pattern(alias)  # a pattern names no one model
-    ]
-    return {"models": models}
+    """Every model any neuron can serve, then the aliases, loaded or not."""
+    named = _names(catalogue, aliases)
+    order = sorted(named, key=lambda name: (name not in catalogue, name))
+    return {"models": [_listing(listed_name(n, named), catalogue[named[n]]) for n in order]}
 
 
 def forever(now: datetime) -> str:
@@ -584,17 +616,22 @@ def forever(now: datetime) -> str:
     return (now + timedelta(microseconds=(2**63 - 1) // 1000)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def ps_body(catalogue: dict[str, CatalogueView]) -> dict[str, Any]:
-    """The models loaded (ready) somewhere, with where and how much memory."""
+def ps_body(
+    catalogue: dict[str, CatalogueView], aliases: dict[str, str], on_gpu: Collection[str]
+) -> dict[str, Any]:
+    """The models loaded (ready) somewhere, with where and how much memory: all of it in
+    VRAM on a neuron with GPUs (`on_gpu`), none on one that serves on its CPU."""
     running = []
     expires = forever(datetime.now(UTC))
+    named = _names(catalogue, aliases)
     for name, view in sorted(catalogue.items()):
         for node, state in sorted(view.states.items()):
             if state.state != "ready":
                 continue
             size = (state.footprint_mb or view.entry.footprint_mb) * 1024 * 1024
             running.append(
-                {**_listing(name, view), "size": size, "size_vram": size, "node": node,
+                {**_listing(listed_name(name, named), view), "size": size,
+                 "size_vram": size if node in on_gpu else 0, "node": node,
                  "expires_at": expires, "context_length": view.entry.n_ctx}
             )  # fmt: skip
     return {"models": running}
@@ -627,5 +664,5 @@ def show_body(name: str, view: CatalogueView) -> dict[str, Any]:
         "modelfile": "", "parameters": "", "template": "", "details": _details(view),
         "model_info": model_info(view.entry), "capabilities": capabilities_of(view),
         "dialect": view.entry.dialect or _loaded_dialect(view),
-        "modified_at": "1970-01-01T00:00:00Z",
+        "modified_at": modified_at(view.entry),
     }  # fmt: skip

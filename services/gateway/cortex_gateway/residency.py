@@ -1,8 +1,11 @@
 """What a request asks of its model's residency (Ollama's keep_alive), carried out: a pin
 before the answer, an unload after it, or — with nothing to run — only a load or an unload.
 
-Pinning and unloading change the fleet for everyone, so they take an admin key, as the
-operator's own routes do; a plain load is what any request may cause anyway.
+An unload changes the fleet for everyone, so it takes an admin key, as the operator's own
+routes do. A pin does too, but a negative keep_alive without one is no refusal: clients send
+-1 with every request (Zed does) and Ollama takes it from anyone, so it is taken as what
+happens anyway — the model stays loaded until the scheduler needs its room. A plain load is
+what any request may cause.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from litestar import MediaType, Request, Response
 from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
+from cortex_core.config import GatewaySettings
 from cortex_gateway.auth import presented_key, require_admin
 from cortex_gateway.errors import ApiError
 from cortex_gateway.gateway_state import Gateway
@@ -22,7 +26,20 @@ from cortex_gateway.keep_alive import Residency
 from cortex_wire.subjects import SCHED_PIN, SCHED_UNLOAD
 
 log = structlog.get_logger("gateway")
-WHAT = {Residency.PIN: "keep_alive < 0 pins the model", Residency.UNLOAD: "keep_alive 0 unloads it"}
+UNLOADING = "keep_alive 0 unloads it"
+
+
+def granted(wanted: Residency, key: str, settings: GatewaySettings) -> Residency:
+    """What a request with `key` gets of what it asked (pure): a pin only with an admin key
+    (without one, what happens anyway); an unload with one, or a 401/403 saying why."""
+    if wanted is Residency.UNLOAD:
+        require_admin(key, settings.api_keys, settings.admin_keys, UNLOADING)
+    elif wanted is Residency.PIN:
+        try:
+            require_admin(key, settings.api_keys, settings.admin_keys)
+        except ApiError:
+            return Residency.AS_SCHEDULED
+    return wanted
 
 
 async def before(
@@ -34,10 +51,7 @@ async def before(
 ) -> Response[Any] | None:
     """Check and carry out what comes before the answer. With nothing to run (`only`),
     load or unload the model and return the whole response, `only`'s body."""
-    if wanted is not Residency.AS_SCHEDULED:
-        settings = gateway.settings
-        key = presented_key(request.headers)
-        require_admin(key, settings.api_keys, settings.admin_keys, WHAT[wanted])
+    wanted = granted(wanted, presented_key(request.headers), gateway.settings)
     if wanted is Residency.PIN:
         log.info("pinned_by_request", model=model, detail=await gateway.operate(SCHED_PIN, model))
     if only is None:

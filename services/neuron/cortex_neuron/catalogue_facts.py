@@ -59,6 +59,8 @@ class ModelFacts:
     capabilities: tuple[str, ...] = ()
     dialect: dict[str, str] = field(default_factory=dict)  # Dialect.summary()
     reasoning_markers: tuple[str, ...] = ()  # Dialect.inline_markers()
+    file_size: int = 0  # the GGUF's size on disk, in bytes (what Ollama lists as a size)
+    file_mtime: float = 0.0  # when it last changed (Unix seconds)
 
 
 class Vocabulary(Protocol):
@@ -229,12 +231,18 @@ def _file_dialect(path: str, mtime_ns: int, size: int) -> tuple[Dialect, bool]:
 
 
 def _facts(
-    base: dict[str, Any], digest: str, profile: ModelProfile, probed: tuple[Dialect, bool] | None
+    base: dict[str, Any],
+    digest: str,
+    profile: ModelProfile,
+    probed: tuple[Dialect, bool] | None,
+    stat: os.stat_result | None = None,
 ) -> ModelFacts:
     dialect, fim = probed if probed is not None else (None, False)
     return ModelFacts(
         digest=digest,
         **base,
+        file_size=stat.st_size if stat is not None else 0,
+        file_mtime=stat.st_mtime if stat is not None else 0.0,
         capabilities=capabilities(dialect, embedding=profile.embedding, fim=fim),
         dialect=dialect.summary() if dialect is not None and not profile.embedding else {},
         reasoning_markers=tuple(dialect.inline_markers())
@@ -274,4 +282,4 @@ def model_facts(profile: ModelProfile) -> ModelFacts:
             log.warning("model_capabilities_unknown", model=profile.id, error=str(error))
         except Exception as error:  # one model's odd file must not stop the neuron starting
             log.exception("model_capabilities_unknown", model=profile.id, error=repr(error))
-    return _facts(read.header, read.digest, profile, probed)
+    return _facts(read.header, read.digest, profile, probed, stat)

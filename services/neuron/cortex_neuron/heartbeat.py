@@ -39,6 +39,8 @@ def catalogue_entries(
                 capabilities=list(known.capabilities),
                 dialect=dict(known.dialect),
                 reasoning_markers=list(known.reasoning_markers),
+                file_size=known.file_size,
+                file_mtime=known.file_mtime,
             )
         )
     return entries

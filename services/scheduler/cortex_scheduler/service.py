@@ -489,6 +489,10 @@ class Scheduler:
         if isinstance(ref, WireError):
             await self._respond(msg, SchedulerReply(ok=False, error=ref))
             return
+        unknown = unknown_model(ref.model, self.snapshot())
+        if unknown is not None:  # as `cortex load` is told: no neuron serves it at all
+            await self._respond(msg, SchedulerReply(ok=False, error=unknown))
+            return
         plan = plan_load(
             ref.model, self.snapshot(), self.settings.eviction.strategy, ref.node or None
         )
