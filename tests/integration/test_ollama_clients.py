@@ -16,6 +16,7 @@ import gguf
 import httpx
 import nats
 import ollama
+import openai
 import pytest
 
 from cortex_wire import codec, subjects
@@ -100,6 +101,17 @@ def test_the_list_names_models_as_ollama_does_and_each_name_answers(
     assert "tiny-hello" not in names
     for name in ("tiny-hello:latest", "tiny-hello"):
         assert llama.chat(model=name, messages=USER).message.content == "Hello, world!"
+
+
+def test_a_listed_name_is_a_model_on_every_route(clients_stack: RunningStack) -> None:
+    """A client that listed /api/tags uses its tagged names on the OpenAI routes too: they
+    answer, and looking one up finds the model they answer with."""
+    oai = clients_stack.openai()
+    done = oai.chat.completions.create(model="tiny-hello:latest", messages=USER)
+    assert done.choices[0].message.content == "Hello, world!"
+    assert oai.models.retrieve("tiny-hello:latest").id == "tiny-hello"
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("tiny-nope:latest")
 
 
 def test_the_list_sizes_each_file_on_disk_and_dates_it(

@@ -30,6 +30,7 @@ from cortex_gateway.errors import ApiError
 from cortex_gateway.gateway_state import (
     ANTHROPIC_MAX_PAGE,
     ANTHROPIC_PAGE,
+    LATEST,
     Gateway,
     anthropic_models_page,
 )
@@ -181,9 +182,13 @@ def create_app(gateway: Gateway) -> Litestar:
         name = model_id.lstrip("/")
         anthropic = ANTHROPIC_VERSION in request.headers
         entries = gateway.anthropic_models() if anthropic else gateway.models_body()["data"]
-        for entry in entries:
-            if entry["id"] == name:
-                return anthropic_answer(dict(entry)) if anthropic else Response(dict(entry))
+        # `x:latest` names `x` wherever a request may use it (clients that listed models
+        # through /api/tags use the tagged names on every route).
+        bare = name.removesuffix(LATEST)
+        found = [e for e in entries if e["id"] == name] or [e for e in entries if e["id"] == bare]
+        if found:
+            entry = dict(found[0])
+            return anthropic_answer(entry) if anthropic else Response(entry)
         missing = ApiError.of(
             Code.MODEL_NOT_FOUND, f"The model `{name}` does not exist.", param="model"
         )
