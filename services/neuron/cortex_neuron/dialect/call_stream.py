@@ -130,6 +130,11 @@ class CallStream:
         if self._open:
             out.append(CallDelta(self._name, self._closing_text(), closed=True))
             self._open = False
+        elif self._step == "json_args" and self._name and not self._rest().strip():
+            # The name was written, its arguments never began (the generation ended
+            # there): the call, with none.
+            self._opens(out, self._name)
+            self._closes(out, "{}")
         rest = self._text[self._at :]
         return out, ("" if self.started and not rest.strip() else rest)
 

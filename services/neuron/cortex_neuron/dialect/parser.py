@@ -288,8 +288,9 @@ class TagParser(MarkerScanner):
         body = "".join(self._section)
         self._section, self.state = [], "content"
         stream, self._stream = self._stream, None
+        # (Ending the stream may open a call whose name alone was written.)
+        calls, rest = self._end_calls(stream) if stream is not None else (None, "")
         if stream is not None and stream.started:
-            calls, rest = self._end_calls(stream)
             if calls is not None:
                 pieces.extend(calls)
                 if rest.strip():  # text after the calls that no call could hold
