@@ -58,6 +58,8 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     for name, reply in (
         ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL),
         ("think-call", ("<think>", "Ponder", "</think>", *JSON_CALL)),
+        ("two-calls", (*TAGGED_CALL, " ", "<tool_call>", '{"name": "get_time", "arguments": {}}',
+                       "</tool_call>")),
     ):  # fmt: skip
         built = build_tiny_gguf(
             folder / f"{name}.gguf", reply, specials=(IM_START, IM_END, *HERMES),
@@ -223,6 +225,32 @@ def test_a_forced_call_comes_after_the_reasoning_asked_for(oai: openai.OpenAI) -
     assert (message.model_extra or {}).get("reasoning_content") == "Ponder"
     [call] = message.tool_calls or []
     assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+
+
+def test_parallel_calls_off_is_one_call(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
+    """The model writes two calls; with parallel tool calls off the reply ends after the
+    first, whole or streamed (Anthropic: disable_parallel_tool_use)."""
+    asked = {"model": "two-calls", "messages": USER, "tools": [*TOOLS, TIME]}
+    both = oai.chat.completions.create(**asked)
+    assert [c.function.name for c in both.choices[0].message.tool_calls or []] == [
+        "get_weather", "get_time",
+    ]  # fmt: skip
+    one = oai.chat.completions.create(**asked, parallel_tool_calls=False)
+    assert [c.function.name for c in one.choices[0].message.tool_calls or []] == ["get_weather"]
+    assert one.choices[0].finish_reason == "tool_calls"
+    chunks = list(oai.chat.completions.create(**asked, parallel_tool_calls=False, stream=True))
+    parts = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+    named = [t.function.name for t in parts if t.function and t.function.name]
+    assert named == ["get_weather"]
+    tools = [*ANTHROPIC_TOOLS, {"name": "get_time", "input_schema": {"type": "object"}}]
+    reply = claude.messages.create(
+        model="two-calls", max_tokens=64, messages=USER, tools=tools,
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )  # fmt: skip
+    assert [(b.type, b.name) for b in reply.content] == [("tool_use", "get_weather")]
 
 
 @pytest.mark.real_model

@@ -202,6 +202,9 @@ class InferRequest(Struct):
     # …, "arguments": {…}}` that `params.json_schema` constrains it to (the gateway builds
     # that schema from `tools`); the neuron reads the whole output as that call.
     require_call: bool = False
+    # At most one tool call (OpenAI's parallel_tool_calls false, Anthropic's
+    # disable_parallel_tool_use): the generation ends once its first call is whole.
+    single_call: bool = False
 
 
 class InferReply(Struct):

@@ -174,6 +174,7 @@ def _infer_request(
         logprobs=ask.logprobs,
         prompt_logprobs=ask.prompt_logprobs,
         require_call=ask.require_call,
+        single_call=ask.single_call,
     )
 
 

@@ -181,7 +181,8 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
     thinking = request.thinking
     show_thinking = thinking is not None and thinking.type != "disabled"
     fields = template_fields(request, settings.strip_billing_header)
-    ask = Ask(params=sampling_params(request), **fields)
+    one = request.tool_choice is not None and bool(request.tool_choice.disable_parallel_tool_use)
+    ask = Ask(params=sampling_params(request), single_call=one, **fields)
     forced, name = forced_tool(request.tool_choice)
     return Turn(
         route="messages",

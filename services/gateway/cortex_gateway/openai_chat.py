@@ -127,6 +127,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     chat_template_kwargs: dict[str, Any] | None = None
     tools: list[ToolDef] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None  # false: at most one call
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
     logprobs: bool | None = None
@@ -529,6 +530,7 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
         chat_template_kwargs=chat.chat_template_kwargs or {},
         tools=template_tools(chat),
         logprobs=(chat.top_logprobs or 0) if chat.logprobs else None,
+        single_call=chat.parallel_tool_calls is False,
         **thinking_of(chat.reasoning_effort),
     )
     forced, name = openai_forced(chat.tool_choice, CHAT_NAME)

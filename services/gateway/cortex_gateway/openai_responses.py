@@ -515,6 +515,7 @@ def turn(
         params=sampling_params(parsed),
         tools=template_tools(parsed),
         logprobs=(parsed.top_logprobs or 0) if scored(parsed) else None,
+        single_call=parsed.parallel_tool_calls is False,
         **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
     )
     forced, name = openai_forced(parsed.tool_choice, RESPONSES_NAME)

@@ -91,6 +91,7 @@ class Ask:
     logprobs: int | None = None  # score each answer token, with this many alternatives
     prompt_logprobs: bool = False  # score the prompt's tokens too
     require_call: bool = False  # a forced tool choice: the reply is one call (forced_calls)
+    single_call: bool = False  # at most one call (parallel tool calls off)
 
 
 @dataclass

@@ -90,6 +90,7 @@ class Generation:
         self._free = free_sampler
         self._free_openers = free_openers
         self._answering = False
+        self._calls_done = 0  # calls whole so far
         self._backend = backend
         params = job.request.params
         room = backend.n_ctx - len(prompt)
@@ -190,7 +191,7 @@ class Generation:
             if not (was_before or output.before_answer):
                 self._scored.append(self.scored(token, scores))
         self._push(chunks)
-        if output.stopped:
+        if output.stopped or (self.job.request.single_call and self._calls_done):
             return None, "stop"
         if output.tokens >= self.limit:
             return None, "length"
@@ -200,8 +201,11 @@ class Generation:
         """Push chunks, the scored answer tokens riding on the text they made (those a
         call consumed are dropped: a call is not text)."""
         for chunk in chunks:
+            if self.job.request.single_call and self._calls_done:
+                return  # the one call is made: what follows it is not sent
             if isinstance(chunk, CallChunk):
                 self._scored.clear()
+                self._calls_done += chunk.last
             elif isinstance(chunk, TextChunk) and chunk.kind == "text" and self._scored:
                 chunk = replace(chunk, logprobs=spelling(self._scored, chunk.text))
                 self._scored.clear()
