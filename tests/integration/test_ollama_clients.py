@@ -130,16 +130,21 @@ def test_the_list_sizes_each_file_on_disk_and_dates_it(
     assert running.size and running.size != on_disk.st_size  # loaded: its memory
 
 
+async def next_heartbeat(stack: RunningStack) -> Heartbeat:
+    """The neuron's next heartbeat, off the bus."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        beats = await nc.subscribe(subjects.heartbeat(NODE))
+        return codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
+    finally:
+        await nc.close()
+
+
 async def test_ps_says_whether_a_model_is_in_vram_as_its_neuron_s_devices_do(
     clients_stack: RunningStack,
 ) -> None:
     """`ollama ps` prints "100% GPU" when size_vram is the size, "100% CPU" when it is 0."""
-    nc = await nats.connect(clients_stack.nats_url)
-    try:
-        beats = await nc.subscribe(subjects.heartbeat(NODE))
-        beat = codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
-    finally:
-        await nc.close()
+    beat = await next_heartbeat(clients_stack)
     on_gpu = any(d.kind == "cuda" for d in beat.devices)
     llama = ollama.Client(host=clients_stack.base_url)
     await asyncio.to_thread(llama.chat, model="tiny-hello", messages=USER)
@@ -186,12 +191,7 @@ async def test_the_catalogue_says_what_the_load_reads(clients_stack: RunningStac
     """The dialect a neuron announces for a model at its start is the one its load reads."""
     llama = ollama.Client(host=clients_stack.base_url)
     await asyncio.to_thread(llama.chat, model="tiny-hello", messages=USER)
-    nc = await nats.connect(clients_stack.nats_url)
-    try:
-        beats = await nc.subscribe(subjects.heartbeat(NODE))
-        beat = codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
-    finally:
-        await nc.close()
+    beat = await next_heartbeat(clients_stack)
     [loaded] = [m for m in beat.models if m.id == "tiny-hello" and m.state == "ready"]
     [entry] = [e for e in beat.catalogue if e.id == "tiny-hello"]
     assert loaded.dialect and entry.dialect == loaded.dialect
