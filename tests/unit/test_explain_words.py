@@ -54,3 +54,13 @@ def test_a_refusal_instead_of_a_plan_is_the_command_s_error() -> None:
     assert str(failed.value) == "model_not_found: unknown model 'nope': no live neuron serves it"
     plan = Explanation("a", "n1", "fits")
     assert plan_of(codec.encode(plan)) == plan
+
+
+def test_an_explanation_that_says_why_there_is_none_is_the_command_s_error() -> None:
+    """What the scheduler answers for a model no live neuron serves: an Explanation with its
+    error (an older CLI still decodes it; this one fails with the error's words)."""
+    unknown = WireError(code="model_not_found", message="unknown model 'nope'")
+    none = Explanation("nope", None, unknown.message, error=unknown)
+    with pytest.raises(CommandError) as failed:
+        plan_of(codec.encode(none))
+    assert str(failed.value) == "model_not_found: unknown model 'nope'"

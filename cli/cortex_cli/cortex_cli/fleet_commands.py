@@ -145,13 +145,16 @@ _NO_PLAN = WireError(code=Code.INTERNAL, message="the scheduler answered without
 
 
 def plan_of(raw: bytes) -> Explanation:
-    """The scheduler's explanation, or the refusal it answered instead (a model no live
-    neuron serves, a request it could not read) as a CommandError."""
+    """The scheduler's explanation, or why there is none (a model no live neuron serves; a
+    request it could not read, answered as a refusal) as a CommandError."""
     try:
-        return codec.decode(raw, Explanation)
+        plan = codec.decode(raw, Explanation)
     except msgspec.ValidationError:
         reply = codec.decode(raw, SchedulerReply)
         raise _fail(Refused(reply.error or _NO_PLAN)) from None
+    if plan.error is not None:
+        raise _fail(Refused(plan.error))
+    return plan
 
 
 def _how(candidate: CandidateView) -> str:

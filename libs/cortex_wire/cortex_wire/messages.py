@@ -470,6 +470,8 @@ class Explanation(Struct):
     evictions: list[EvictionView] = msgspec.field(default_factory=list)
     candidates: list[CandidateView] = msgspec.field(default_factory=list)
     rejected: dict[str, str] = msgspec.field(default_factory=dict)
+    # The model cannot be explained at all (no live neuron serves it): why.
+    error: WireError | None = None
 
 
 class FleetStatus(Struct):

@@ -491,7 +491,8 @@ class Scheduler:
             return
         unknown = unknown_model(ref.model, self.snapshot())
         if unknown is not None:  # as `cortex load` is told: no neuron serves it at all
-            await self._respond(msg, SchedulerReply(ok=False, error=unknown))
+            none = Explanation(model=ref.model, node=None, reason=unknown.message, error=unknown)
+            await self._respond(msg, none)
             return
         plan = plan_load(
             ref.model, self.snapshot(), self.settings.eviction.strategy, ref.node or None
