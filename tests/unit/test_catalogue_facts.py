@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import gguf
@@ -101,6 +102,12 @@ def test_what_cannot_be_read_is_left_unknown(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a gguf at all")
     assert model_facts(ModelProfile(id="bogus", path=str(bogus))) == ModelFacts()
+    # A header whose first key claims 2**40 bytes (or more than an index can hold): this
+    # model's facts are unknown, and the neuron still starts.
+    for length in (2**40, 2**63 + 5):
+        corrupt = tmp_path / f"corrupt-{length}.gguf"
+        corrupt.write_bytes(b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, length))
+        assert model_facts(ModelProfile(id="corrupt", path=str(corrupt))) == ModelFacts()
 
 
 def test_a_scripted_model_is_probed_like_a_file() -> None:

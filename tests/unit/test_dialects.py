@@ -302,6 +302,19 @@ CASES = {
         "[TOOL_CALLS]get_weather[ARGS]",
         calls=({"name": "get_weather", "arguments": {}},),
     ),
+    # Cut right after a name not offered: no call, the text as written.
+    "unoffered-name-cut-off-stays-text": Case(
+        "unsloth-mistral-Devstral-Small-2507.jinja",
+        "[TOOL_CALLS]delete_all[ARGS]",
+        content="[TOOL_CALLS]delete_all[ARGS]",
+    ),
+    # One call offered, the next not: the first is a call, the second its text.
+    "second-call-unoffered-is-text": Case(
+        "unsloth-mistral-Devstral-Small-2507.jinja",
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]delete_all[ARGS]{}',
+        content='{"name": "delete_all", "arguments": {}}',
+        calls=(WEATHER,),
+    ),
     "broken-block-stays-text": Case(
         "Qwen-Qwen3-0.6B.jinja",
         '<tool_call>\n{"name": broken\n</tool_call>',

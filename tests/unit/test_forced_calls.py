@@ -74,3 +74,14 @@ def test_openai_choices_that_cannot_be_read_are_refused(choice) -> None:
     with pytest.raises(ApiError) as refused:
         openai_forced(choice, CHAT_NAME)
     assert refused.value.status == 400 and (refused.value.param or "").startswith("tool_choice")
+
+
+def test_a_renamed_definition_that_refers_to_itself_follows_its_new_name() -> None:
+    leaf = tool("a", {"type": "object", "properties": {"n": {"$ref": "#/$defs/Node"}},
+                      "$defs": {"Node": {"type": "string"}}})  # fmt: skip
+    tree = tool("b", {"type": "object", "properties": {"n": {"$ref": "#/$defs/Node"}},
+                      "$defs": {"Node": {"type": "object", "properties": {
+                          "child": {"$ref": "#/$defs/Node"}}}}})  # fmt: skip
+    defs = call_schema([leaf, tree], None, "tool_choice")["$defs"]
+    assert defs["Node"] == {"type": "string"}
+    assert defs["b.Node"]["properties"]["child"] == {"$ref": "#/$defs/b.Node"}

@@ -122,7 +122,7 @@ async def _answer(
         except BaseException as error:
             gone = isinstance(error, asyncio.CancelledError)
             for call in calls:
-                call.trace.finish("cancelled" if gone else Code.INTERNAL)
+                call.trace.finish("cancelled" if gone else getattr(error, "code", Code.INTERNAL))
             raise
         failed = next((first for first in firsts if isinstance(first, Failed)), None)
         if failed is not None:

@@ -93,12 +93,15 @@ def _lifted(function: dict[str, Any], definitions: dict[str, dict[str, Any]]) ->
         if not isinstance(own, dict):
             continue
         root = definitions.setdefault(key, {})
+        placed = {}
         for def_name, definition in own.items():
             target = def_name
             if root.get(def_name, definition) != definition:
                 target = f"{function['name']}.{def_name}"
                 renamed[f"#/{key}/{def_name}"] = f"#/{key}/{target}"
-            root[target] = definition
+            placed[target] = definition
+        # The tool's definitions refer to each other (and to themselves) by the new names.
+        root.update({name: _with_refs(d, renamed) for name, d in placed.items()})
     return _with_refs(arguments, renamed) if renamed else arguments
 
 

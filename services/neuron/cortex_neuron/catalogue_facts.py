@@ -26,7 +26,7 @@ import structlog
 from cortex_core.config import ModelProfile
 from cortex_neuron.chat_template import TemplateError
 from cortex_neuron.dialect import Dialect, detect_dialect
-from cortex_neuron.gguf_header import GGUFError, Header, read_header
+from cortex_neuron.gguf_header import Header, read_header
 from cortex_neuron.markers import REASONING_PAIRS, TOOL_CALL_PAIRS, find_marker_pair
 
 log = structlog.get_logger("neuron")
@@ -271,8 +271,8 @@ def model_facts(profile: ModelProfile) -> ModelFacts:
         stat = os.stat(profile.path)
         key = (os.path.abspath(profile.path), stat.st_mtime_ns, stat.st_size)
         read = _file_facts(*key)
-    except (OSError, GGUFError) as error:
-        log.warning("model_facts_unknown", model=profile.id, error=str(error))
+    except Exception as error:  # a file that is not what it says: this model's facts only
+        log.warning("model_facts_unknown", model=profile.id, error=str(error) or repr(error))
         return ModelFacts()
     probed: tuple[Dialect, bool] | None = None
     if not profile.embedding:

@@ -54,8 +54,15 @@ def _read(stream: BinaryIO, fmt: str) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
+# No key or string value in a real header comes near this; a larger length is a corrupt
+# file, not a read of gigabytes.
+_MAX_STRING = 1 << 26
+
+
 def _string(stream: BinaryIO) -> str:
     length = _read(stream, "<Q")
+    if length > _MAX_STRING:
+        raise GGUFError(f"a GGUF header string of {length} bytes: the file is corrupt")
     data = stream.read(length)
     if len(data) != length:
         raise GGUFError("truncated GGUF header")

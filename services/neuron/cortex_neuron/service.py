@@ -404,7 +404,8 @@ class Neuron:
             # one with no tokens or more than the context holds, a schema with no grammar, a
             # bias outside the vocabulary are the client's error, a real HTTP status, for
             # streams too.
-            if len(msg.data) <= INLINE_RENDER_BYTES:
+            # (A JSON schema's grammar conversion can take long: never on the loop.)
+            if len(msg.data) <= INLINE_RENDER_BYTES and request.params.json_schema is None:
                 prompt = engine.checked_prompt(request)
             else:
                 prompt = await asyncio.to_thread(engine.checked_prompt, request)

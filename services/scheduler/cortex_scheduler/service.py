@@ -467,6 +467,10 @@ class Scheduler:
             self.log.warning("pin_refused", model=pin.model, node=pin.node, reason=reason)
             await self._respond(msg, SchedulerReply(ok=False, error=not_pinned(reply.error)))
             return
+        if not any(p is pin for p in self.pins):  # unpinned while it loaded: the last word
+            detail = f"{pin.model!r} was unpinned while it loaded; not pinned"
+            await self._respond(msg, SchedulerReply(ok=True, detail=detail))
+            return
         await self.pins_store.put(pin)
         await self.event("pinned", model=pin.model, node=pin.node)
         where = reply.node or "(loading)"
@@ -477,7 +481,8 @@ class Scheduler:
         if isinstance(ref, WireError):
             await self._respond(msg, SchedulerReply(ok=False, error=ref))
             return
-        existed = await self.pins_store.delete(ref.model)
+        pending = any(p.model == ref.model for p in self.pins)  # a pin still loading counts
+        existed = await self.pins_store.delete(ref.model) or pending
         self.pins = [p for p in self.pins if p.model != ref.model]
         if existed:
             await self.event("unpinned", model=ref.model)

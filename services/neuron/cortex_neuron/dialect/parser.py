@@ -104,6 +104,7 @@ class MarkerScanner:
     _live = False
     _unsent: list[CallDelta]
     _sent = False
+    _holding = False  # the call being read names a tool not offered
 
     def _markers(self) -> list[str]:
         raise NotImplementedError
@@ -112,34 +113,40 @@ class MarkerScanner:
         return self._names is None or name in self._names
 
     def _begin_calls(self, stream: CallStream) -> None:
-        self._stream, self._live, self._unsent, self._sent = stream, self._stream_calls, [], False
+        self._stream, self._live, self._unsent = stream, self._stream_calls, []
+        self._sent = self._holding = False
+
+    def _route(self, pieces: list[Piece], deltas: list[CallDelta]) -> None:
+        """A streaming client gets the deltas as they come, but for a call naming a tool
+        the request did not offer: that one is kept back from its first delta (it will be
+        text). A whole answer keeps them all, to fold once the section ends."""
+        for delta in deltas:
+            if delta.opened:
+                self._holding = not self._offered(delta.name)
+            if self._live and not self._holding:
+                pieces.append(delta)
+                self._sent = True
+            else:
+                self._unsent.append(delta)
 
     def _feed_call(self, pieces: list[Piece], text: str) -> None:
-        """A call section's text to its stream. A streaming client gets the deltas as they
-        come, unless the section's first call names a tool the request did not offer: that
-        section is held back (it will be text)."""
-        if self._stream is None:
-            return
-        deltas = self._stream.feed(text)
-        if self._live and not self._sent:
-            self._live = all(self._offered(d.name) for d in deltas if d.opened)
-        if self._live:
-            pieces.extend(deltas)
-            self._sent = self._sent or bool(deltas)
-        else:
-            self._unsent.extend(deltas)
+        if self._stream is not None:
+            self._route(pieces, self._stream.feed(text))
 
     def _end_calls(self, stream: CallStream) -> tuple[list[Piece] | None, str]:
         """A section's calls once it ended, as its stream read them (a call cut off has its
-        arguments as far as they were written): what to add, or None when a call names a
-        tool not offered (the section is text); and the text after the calls."""
+        arguments as far as they were written): what to add — calls to offered tools, and
+        each call to another tool as its text — or None when no call went to an offered
+        tool (the whole section is text, as written); and the text after the calls."""
+        out: list[Piece] = []
         deltas, rest = stream.finish()
-        if self._live:
-            return list(deltas), rest
-        calls = folded_calls([*self._unsent, *deltas])
-        if not all(self._offered(call.name) for call in calls):
+        self._route(out, deltas)
+        kept = folded_calls(self._unsent)
+        if not self._sent and not any(self._offered(call.name) for call in kept):
             return None, rest
-        return list(calls), rest
+        for call in kept:
+            out.append(call if self._offered(call.name) else ("text", call_text(call)))
+        return out, rest
 
     def _take(self, pieces: list[Piece], text: str) -> None:
         raise NotImplementedError
@@ -441,6 +448,11 @@ class ChannelParser(MarkerScanner):
 CallMode = Literal["parse", "off", "forced"]
 # A forced call's output: one bare JSON call, `{"name": …, "arguments": {…}}`.
 FORCED_CALL = Dialect(tools=ToolFormat(kind="json", section_open=""))
+
+
+def call_text(call: ParsedCall) -> str:
+    """A call to a tool the request did not offer, as text (its arguments as written)."""
+    return f'{{"name": {json.dumps(call.name)}, "arguments": {call.arguments or "{}"}}}'
 
 
 def new_parser(
