@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -133,6 +133,25 @@ async def started_watch(folder: Path, nats_url: str) -> asyncio.subprocess.Proce
     )  # fmt: skip
 
 
+async def lines_until(
+    process: asyncio.subprocess.Process, done: Callable[[str], bool], what: str
+) -> list[str]:
+    """The command's output lines, up to the first that is `done`."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    while not seen or not done(seen[-1]):
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line, f"{what} ended"
+        seen.append(line)
+    return seen
+
+
+async def interrupted(process: asyncio.subprocess.Process) -> int:
+    """Ctrl-C, and the exit code once it has stopped."""
+    process.send_signal(signal.SIGINT)
+    return await asyncio.wait_for(process.wait(), 30)
+
+
 async def test_watch_prints_every_kind_of_subject(tmp_path: Path) -> None:
     async with running_fleet(tmp_path) as bus:
         process = await started_watch(bus.folder, bus.nats_url)
@@ -145,14 +164,9 @@ async def test_watch_prints_every_kind_of_subject(tmp_path: Path) -> None:
             await bus.nc.publish("cortex.neuron.n1.vocab", b'"[red]"')
             await bus.nc.publish("cortex.event.scheduler.loaded", b'{"model":"last"}')
             await bus.nc.flush()
-            seen = []
-            while not any('"last"' in s for s in seen):
-                line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-                assert line, "cortex watch ended"
-                seen.append(line)
+            seen = await lines_until(process, lambda s: '"last"' in s, "cortex watch")
         finally:
-            process.send_signal(signal.SIGINT)
-            code = await asyncio.wait_for(process.wait(), 30)
+            code = await interrupted(process)
     assert code == 0
     assert any("cortex.metrics.request" in s and '"[/] [bold]x"' in s for s in seen), seen
     assert any("cortex.neuron.n1.vocab" in s and '"[red]"' in s for s in seen), seen
@@ -197,15 +211,12 @@ async def test_top_refreshes_the_fleet_view(fleet: Fleet) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert process.stdout is not None
-    seen: list[str] = []
     try:
         assert (await fleet.ensure("a")).ok
-        while not any("ready" in line and line.lstrip("│ ").startswith("a ") for line in seen):
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            assert line, "cortex top ended"
-            seen.append(line)
+        seen = await lines_until(
+            process, lambda s: "ready" in s and s.lstrip("│ ").startswith("a "), "cortex top"
+        )
     finally:
-        process.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(process.wait(), 30)
+        code = await interrupted(process)
     assert code == 0
     assert any("n1" in line for line in seen)

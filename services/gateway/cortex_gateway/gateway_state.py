@@ -192,16 +192,22 @@ class Gateway:
     def resolve_model(self, name: str) -> str:
         """The catalogue id `name` means (an alias's target); `x:latest` means `x`, as in
         Ollama, unless `x:latest` is itself an id or an alias."""
-        now = time.monotonic()
-        if not self.fleet.live(now):
+        if not self.fleet.live(time.monotonic()):
             raise ApiError.of(Code.NO_NEURONS, "no neuron is connected, so no model can be served")
+        model = self.served_model(name)
+        if model is None:
+            raise ModelNotFound(name)
+        return model
+
+    def served_model(self, name: str) -> str | None:
+        """The catalogue id `name` means, or None where no neuron serves it (no error:
+        for labels that must never take a name a client made up)."""
+        now = time.monotonic()
         catalogue = self.fleet.catalogue(now)
         model = self.fleet.resolve(name, now)
         if model not in catalogue and name.endswith(LATEST):
             model = self.fleet.resolve(name.removesuffix(LATEST), now)
-        if model not in catalogue:
-            raise ModelNotFound(name)
-        return model
+        return model if model in catalogue else None
 
     def capabilities(self, model: str) -> list[str]:
         """A catalogue model's capabilities as its neurons announce them (Ollama's words);

@@ -8,7 +8,6 @@ after a neuron was asked), is counted in `cortex_requests_total` by its outcome 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -57,9 +56,7 @@ def _model_label(gateway: Gateway, request: Request[Any, Any, Any]) -> str:
         name = msgspec.json.decode(body, type=_Named).model
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # hostile bodies
         return ""
-    now = time.monotonic()
-    model = gateway.fleet.resolve(name, now)
-    return model if model in gateway.fleet.catalogue(now) else ""
+    return gateway.served_model(name) or ""
 
 
 def _account(request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool) -> str:

@@ -384,8 +384,16 @@ def check_sampling(params: SamplingParams, n_vocab: int) -> None:
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
     if schema is None:
         return None
+    return _converted(json.dumps(schema))  # (key order kept: it is the output's order)
+
+
+# A request's schema is converted when the neuron checks it, again when the engine starts
+# it and when its sampler is built (and a client sends the same schema request after
+# request): convert each once.
+@functools.lru_cache(maxsize=64)
+def _converted(schema: str) -> tuple[str, str]:
     try:
-        grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
     except Exception as error:
         raise EngineError(
             Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
