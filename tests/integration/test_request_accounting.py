@@ -5,6 +5,7 @@ cancelled one counts the tokens it was sent."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from cortex_wire import codec, subjects
-from cortex_wire.messages import Done, RequestRecord
+from cortex_wire.messages import Cancel, Done, RequestRecord
 from tests.support.stack import RunningStack, stack_on_own_bus
 from tests.support.tiny_gguf import TinyModel
 
@@ -242,4 +243,49 @@ async def test_a_cancelled_stream_counts_the_tokens_it_was_sent(
     counted = scrape(accounting).get(("cortex_completion_tokens_total", labels), 0.0)
     assert counted - before.get(("cortex_completion_tokens_total", labels), 0.0) == (
         record.completion_tokens
+    )
+
+
+GONE_EARLY = [
+    ("/v1/chat/completions", "chat", {"stream": True}),
+    ("/v1/messages", "messages", {"stream": True, "max_tokens": 4096}),
+    ("/api/chat", "ollama_chat", {}),
+]
+
+
+@pytest.mark.parametrize(("path", "route", "body"), GONE_EARLY)
+async def test_a_stream_whose_client_left_before_its_first_chunk_is_cancelled_and_counted(
+    accounting: RunningStack, path: str, route: str, body: dict[str, Any]
+) -> None:
+    """The client hangs up right after sending: the gateway answers into a closed
+    connection, whose body never runs, yet the neuron is told to stop and the request
+    is counted once, as cancelled, in no in-flight gauge."""
+    nc = await nats.connect(accounting.nats_url)
+    records = await nc.subscribe(subjects.REQUEST_RECORDS)
+    cancels = await nc.subscribe(subjects.CANCEL)
+    before = scrape(accounting)
+    payload = json.dumps({"model": "endless", "messages": HI, **body}).encode()
+    url = httpx.URL(accounting.base_url)
+    try:
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        head = f"POST {path} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json"
+        writer.write(f"{head}\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        await writer.drain()
+        writer.close()  # gone before any byte of the answer
+        await writer.wait_closed()
+        while True:
+            record = codec.decode((await records.next_msg(timeout=30)).data, RequestRecord)
+            if (record.model, record.route) == ("endless", route):
+                break
+        while True:
+            cancel = codec.decode((await cancels.next_msg(timeout=30)).data, Cancel)
+            if cancel.request_id == record.request_id:
+                break
+    finally:
+        await nc.close()
+    assert record.outcome == "cancelled"
+    after = scrape(accounting)
+    assert in_flight(after, "endless", route) == in_flight(before, "endless", route) == 0
+    assert requests(after, "endless", route, "cancelled", NODE) == (
+        requests(before, "endless", route, "cancelled", NODE) + 1
     )
