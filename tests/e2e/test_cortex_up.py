@@ -205,7 +205,6 @@ def test_a_child_that_dies_is_reported_and_stops_the_stack(tmp_path: Path) -> No
     assert "cortex up: stopped: scheduler exited unexpectedly" in "".join(up.transcript)
 
 
-
 def exited_within(pid: int, timeout: float) -> bool:
     """Whether process `pid` (not our child) ends within `timeout`: waits on its pidfd."""
     try:
@@ -239,6 +238,7 @@ def test_killing_cortex_up_leaves_no_process_behind(tmp_path: Path) -> None:
         assert not left, f"still running after cortex up was killed: {names}"
     finally:
         stop_up(up)
+
 
 def test_bad_config_exits_non_zero_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "cortex.toml"
@@ -295,4 +295,3 @@ def test_a_new_host_joins_a_running_fleet_with_one_command(tmp_path: Path) -> No
         if joined is not None:
             assert stop_up(joined) == 0, "".join(joined.transcript[-30:])
         stop_up(up)
-

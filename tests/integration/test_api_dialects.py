@@ -264,9 +264,7 @@ def test_output_format_constrains_the_answer_and_parse_reads_it(
 ) -> None:
     # A tiny model writes garbage under a grammar; an integer field bounds it (a string one
     # would run on), and the answer still has to be the JSON the schema describes.
-    parsed = claude.messages.parse(
-        model="hello", max_tokens=60, messages=HI, output_format=Counted
-    )
+    parsed = claude.messages.parse(model="hello", max_tokens=60, messages=HI, output_format=Counted)
     assert isinstance(parsed.parsed_output, Counted)
     schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 8}},
               "required": ["s"]}  # fmt: skip
@@ -288,9 +286,10 @@ def test_system_messages_inside_the_conversation(claude: anthropic.Anthropic) ->
         message = claude.messages.create(model=model, max_tokens=8, messages=history)
         usage = message.usage
         assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0)
-        assert counted.input_tokens > claude.messages.count_tokens(
-            model=model, messages=HI
-        ).input_tokens  # the system message reached the prompt
+        assert (
+            counted.input_tokens
+            > claude.messages.count_tokens(model=model, messages=HI).input_tokens
+        )  # the system message reached the prompt
         assert message.content[0].text.startswith("Hello")  # type: ignore[union-attr]
 
 
@@ -446,7 +445,6 @@ def test_parameters_that_cannot_be_honoured_are_rejected(gpt: openai.OpenAI, ext
         gpt.chat.completions.create(model="hello", messages=HI, **extra)
     assert caught.value.body["param"] == param  # type: ignore[index]
     assert caught.value.code == "unsupported_parameter"
-
 
 
 def hello_model(folder: Path) -> TinyModel:
@@ -816,6 +814,7 @@ def test_a_suffix_for_a_model_without_fim_tokens_is_refused(gpt: openai.OpenAI) 
     with pytest.raises(openai.BadRequestError) as caught:
         gpt.completions.create(model="hello", prompt="def f(", suffix=")")
     assert "no fill-in-the-middle tokens" in caught.value.message
+
 
 # --- OpenAI completions ------------------------------------------------------------------
 

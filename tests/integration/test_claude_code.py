@@ -70,9 +70,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agent_stack(
-    tmp_path_factory: pytest.TempPathFactory, workdir: Path
-) -> Iterator[RunningStack]:
+def agent_stack(tmp_path_factory: pytest.TempPathFactory, workdir: Path) -> Iterator[RunningStack]:
     folder = tmp_path_factory.mktemp("claude-code")
     model = build_tiny_gguf(folder / "agent.gguf", ("Hello", "!"), n_ctx=65536)
     # Calls Write once, then answers when the tool's result comes back.
@@ -92,9 +90,7 @@ def agent_stack(
         yield stack
 
 
-def ask(
-    stack: RunningStack, home: Path, prompt: str, *flags: str, **env: str
-) -> dict[str, Any]:
+def ask(stack: RunningStack, home: Path, prompt: str, *flags: str, **env: str) -> dict[str, Any]:
     """One `claude -p` run (in `home`, also its working directory); its JSON result."""
     home.mkdir(exist_ok=True)
     environment = {

@@ -69,8 +69,13 @@ def test_the_schema_holds_the_answer_and_the_model_still_reasons(
 def test_ollama_format_with_think_reasons_then_answers(reasoning_stack: RunningStack) -> None:
     reply = httpx.post(
         f"{reasoning_stack.base_url}/api/chat",
-        json={"model": "hermes", "messages": USER, "think": True, "format": SCHEMA,
-              "stream": False},
+        json={
+            "model": "hermes",
+            "messages": USER,
+            "think": True,
+            "format": SCHEMA,
+            "stream": False,
+        },
         timeout=60,
     ).json()
     assert (reply["message"]["thinking"], json.loads(reply["message"]["content"])) == (

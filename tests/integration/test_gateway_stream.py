@@ -82,12 +82,12 @@ async def send(bus: Client, request: InferRequest, *frames: object) -> None:
         await bus.publish(request.stream_subject, codec.encode(frame))
 
 
-
 async def until_failed(stream: AsyncIterator[StreamItem]) -> tuple[list[StreamItem], WireError]:
     """Everything the stream yields, and the failure it must end with."""
     seen = [item async for item in stream]
     assert isinstance(seen[-1], Failed), seen[-1]
     return seen[:-1], seen[-1].error
+
 
 async def test_in_order_frames_pass_through(bus: Client) -> None:
     async def script(bus: Client, req: InferRequest) -> None:

@@ -307,8 +307,9 @@ def test_answers_carry_their_request_id(
 ) -> None:
     answer = post(clients_stack, path, body)
     assert answer.status_code == 200, answer.text
-    assert answer.headers["request-id"] and answer.headers["x-request-id"] == (
+    assert (
         answer.headers["request-id"]
+        and answer.headers["x-request-id"] == (answer.headers["request-id"])
     )
 
 

@@ -236,7 +236,10 @@ def chain_ids(
 
 
 def build_weights(
-    n_vocab: int, n_embd: int, chain: Sequence[int], eos_id: int,
+    n_vocab: int,
+    n_embd: int,
+    chain: Sequence[int],
+    eos_id: int,
     branches: Sequence[Sequence[int]] = (),
 ) -> dict[str, np.ndarray]:
     """All tensors, as numpy arrays (numpy shape is ggml's ne reversed)."""
@@ -402,7 +405,10 @@ def build_tiny_gguf(
         name=name,
         vocab=vocab,
         weights=build_weights(
-            n_vocab, n_embd, [*chain[:-1], chain[1]] if endless else chain, eos_id,
+            n_vocab,
+            n_embd,
+            [*chain[:-1], chain[1]] if endless else chain,
+            eos_id,
             branch_chains,
         ),
         n_embd=n_embd,

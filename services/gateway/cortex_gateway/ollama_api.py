@@ -356,9 +356,7 @@ def generate_turn(body: bytes, settings: GatewaySettings) -> Turn:
     else:
         system = [ChatMessage(role="system", content=request.system)] if request.system else []
         messages = [*system, ChatMessage(role="user", content=prompt)]
-        ask = Ask(
-            params=params, messages=messages, logprobs=scoring, **thinking_of(request.think)
-        )
+        ask = Ask(params=params, messages=messages, logprobs=scoring, **thinking_of(request.think))
     return Turn(
         route="ollama_generate",
         model=request.model,
@@ -468,9 +466,7 @@ class OllamaStream:
         return [msgspec.json.encode(error_body(error)) + b"\n"]
 
 
-def ollama_body(
-    answer: Answer, call: CallInfo, kind: str, scored: bool = False
-) -> dict[str, Any]:
+def ollama_body(answer: Answer, call: CallInfo, kind: str, scored: bool = False) -> dict[str, Any]:
     message = _message(kind, answer.text, answer.reasoning, _calls(answer.calls))
     scores = {"logprobs": token_entries(answer.logprobs)} if scored else {}
     return {

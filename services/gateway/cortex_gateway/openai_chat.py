@@ -171,7 +171,8 @@ def decode_body(body: bytes, kind: type[Any]) -> Any:
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise decode_error(error) from None
     except UnicodeDecodeError as error:  # msgspec checks UTF-8 only where a str is decoded
-        raise ApiError.invalid(f"request body is not valid UTF-8 (byte {error.start} of a string)"
+        raise ApiError.invalid(
+            f"request body is not valid UTF-8 (byte {error.start} of a string)"
         ) from None
 
 
@@ -273,7 +274,8 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
             "response_format json_schema needs a schema", param="response_format.json_schema"
         )
     if request.reasoning_effort is not None and request.reasoning_effort not in EFFORT_BUDGETS:
-        raise ApiError.invalid(f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}",
+        raise ApiError.invalid(
+            f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}",
             param="reasoning_effort",
         )
     for index, tool in enumerate(request.tools or []):

@@ -134,7 +134,8 @@ def parse_request(body: bytes) -> ResponsesRequest:
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only named function tools")
     effort = request.reasoning.effort if request.reasoning else None
     if effort is not None and effort not in EFFORT_BUDGETS:
-        raise ApiError.invalid(f"reasoning.effort must be one of {', '.join(EFFORT_BUDGETS)}",
+        raise ApiError.invalid(
+            f"reasoning.effort must be one of {', '.join(EFFORT_BUDGETS)}",
             param="reasoning.effort",
         )
     fmt = request.text.format if request.text else None

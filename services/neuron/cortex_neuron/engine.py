@@ -206,9 +206,7 @@ class Engine(ModelThread[Backend]):
             n_ctx=backend.n_ctx, n_vocab=backend.n_vocab,
         )  # fmt: skip
         if request.text is not None:
-            reply.tokens = backend.tokenize(
-                request.text, add_bos=request.add_special, special=True
-            )
+            reply.tokens = backend.tokenize(request.text, add_bos=request.add_special, special=True)
         if request.tokens is not None:
             check_vocabulary(request.tokens, backend.n_vocab, "the text to detokenize")
             pieces = b"".join(backend.piece(t, special=True) for t in request.tokens)
@@ -599,8 +597,10 @@ def _jobs_in(item: object) -> tuple[Job, ...]:
 
 def _scoring_prompt(slot: Slot) -> bool:
     generation = slot.generation
-    return generation is not None and generation.scores_prompt and (
-        len(slot.cached) < len(generation.prompt)
+    return (
+        generation is not None
+        and generation.scores_prompt
+        and (len(slot.cached) < len(generation.prompt))
     )
 
 

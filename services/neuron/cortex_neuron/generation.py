@@ -229,9 +229,7 @@ class Generation:
         stop = self.output.stop_sequence
         full = reason == "length" and len(self.prompt) + self.output.tokens >= self._backend.n_ctx
         self.job.channel.push(
-            Finished(
-                reason, usage, stop, timings, context_full=full, end_logprob=self._end_logprob
-            )
+            Finished(reason, usage, stop, timings, context_full=full, end_logprob=self._end_logprob)
         )
         self._close_samplers()
 

@@ -578,7 +578,6 @@ class Neuron:
             job.cancelled.set()  # if the pump dies, the engine must not keep generating
             self.jobs.pop(request.request_id, None)
 
-
     def _stream_rate(self, model: str) -> float:
         """One stream's decode tokens/s on `model` lately (0: not known yet)."""
         resident = self.residents.get(model)
