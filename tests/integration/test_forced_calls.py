@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
+import ollama
 import openai
 import pytest
 
@@ -30,6 +31,8 @@ JSON_CALL = ('{"name": "get_weather", "arguments": {"city": "Par', 'is"}}')
 TAGGED_CALL = (
     "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Paris"}}', "</tool_call>"
 )  # fmt: skip
+# A block the model closed before its arguments were JSON.
+BAD_CALL = ("<tool_call>", '{"name": "get_weather", "arguments": {"city": ', "</tool_call>")
 # The same, with the argument written in two tokens: cut after the second, the call is
 # open, its arguments half written.
 CUT_CALL = (
@@ -57,6 +60,7 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     models: list[dict[str, object]] = [{"id": "smollm2", "path": str(gguf_path), "n_ctx": 2048}]
     for name, reply in (
         ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL),
+        ("bad-call", BAD_CALL),
         ("think-call", ("<think>", "Ponder", "</think>", *JSON_CALL)),
         ("two-calls", (*TAGGED_CALL, " ", "<tool_call>", '{"name": "get_time", "arguments": {}}',
                        "</tool_call>")),
@@ -213,6 +217,28 @@ def test_a_call_to_a_tool_not_offered_stays_text(
     tools = [{"name": "read_file", "input_schema": {"type": "object"}}]
     reply = claude.messages.create(model="tagged-call", max_tokens=64, messages=USER, tools=tools)
     assert [(b.type, getattr(b, "text", "")) for b in reply.content] == [("text", written)]
+
+
+def test_a_block_closed_before_its_arguments_are_json_stays_text(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, forced_stack: RunningStack
+) -> None:
+    """The model closed its call block mid-arguments: a whole answer, and an Ollama stream
+    (which sends each call whole), get the block as text, not a call no client can parse."""
+    written = "".join(BAD_CALL)
+    done = oai.chat.completions.create(model="bad-call", messages=USER, tools=TOOLS)
+    message = done.choices[0].message
+    assert (message.content, message.tool_calls) == (written, None)
+    assert done.choices[0].finish_reason == "stop"
+    reply = claude.messages.create(
+        model="bad-call", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS
+    )
+    assert [(b.type, getattr(b, "text", "")) for b in reply.content] == [("text", written)]
+    assert reply.stop_reason == "end_turn"
+    client = ollama.Client(host=forced_stack.base_url)
+    parts = list(client.chat(model="bad-call", messages=USER, tools=TOOLS, stream=True))
+    assert "".join(part.message.content or "" for part in parts) == written
+    assert not [call for part in parts for call in part.message.tool_calls or []]
+    assert parts[-1].done_reason == "stop"
 
 
 def test_a_forced_call_comes_after_the_reasoning_asked_for(oai: openai.OpenAI) -> None:

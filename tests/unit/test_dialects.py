@@ -404,3 +404,32 @@ def test_dialect_facts_come_from_the_template(name: str) -> None:
     case = CASES[name]
     summary = dialect_of(case.template).summary()
     assert {k: summary[k] for k in case.facts} == case.facts
+
+
+# Blocks the model closed on arguments that are not JSON: the block stays text (as any
+# block that does not parse) — unless the calls were streamed, when the client already has
+# the call as it grew; it keeps its arguments as written.
+MALFORMED = {
+    "hermes-json": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',
+        content='<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',
+    ),
+    "channels": Case(
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>commentary to=functions.get_weather <|constrain|>json"
+        '<|message|>{"city": <|call|>',
+        content='{"city": ',
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_block_closed_on_arguments_that_are_not_json_is_text(name: str) -> None:
+    case = MALFORMED[name]
+    size = len(case.output.encode())
+    for cuts in ([], list(range(1, size)), *([cut] for cut in range(1, size))):
+        assert parse(case, cuts) == (case.content, "", []), f"split at {cuts}"
+        streamed = [c for _, c in chunks_of(case, cuts, True) if isinstance(c, CallChunk)]
+        assert [c.name for c in streamed if c.first] == ["get_weather"]
+        assert "".join(c.arguments for c in streamed).strip() == '{"city":'

@@ -160,7 +160,7 @@ def _infer_request(
         model=model,
         stream_subject=subjects.stream(request_id),
         gateway=gateway.name,
-        stream_calls=turn.stream,
+        stream_calls=turn.stream and not turn.reply.calls_whole,
         messages=ask.messages,
         prompt=ask.prompt,
         params=params,

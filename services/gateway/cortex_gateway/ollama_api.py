@@ -482,6 +482,7 @@ def ollama_reply(kind: str, scored: bool = False) -> Reply:
         encoder=lambda call: OllamaStream(call, kind, scored),
         body=lambda answer, call: ollama_body(answer, call, kind, scored),
         calls_as_text=kind == "generate",
+        calls_whole=True,
     )
 
 

@@ -65,6 +65,9 @@ class Reply:
     inline_thinking: bool = False
     # It has no tool calls: they are written back as the model's text.
     calls_as_text: bool = False
+    # A stream sends each call whole (Ollama's), so the neuron reads calls whole: it then
+    # sees a call's end before deciding it is one.
+    calls_whole: bool = False
     # What ends a stream of several choices, once all have finished (given their usage);
     # a dialect without it answers one choice per request.
     closing: Callable[[CallInfo, Usage], list[bytes]] | None = None

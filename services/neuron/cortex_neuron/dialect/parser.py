@@ -133,16 +133,20 @@ class MarkerScanner:
         if self._stream is not None:
             self._route(pieces, self._stream.feed(text))
 
-    def _end_calls(self, stream: CallStream) -> tuple[list[Piece] | None, str]:
+    def _end_calls(self, stream: CallStream, closed: bool) -> tuple[list[Piece] | None, str]:
         """A section's calls once it ended, as its stream read them (a call cut off has its
         arguments as far as they were written): what to add — calls to offered tools, and
         each call to another tool as its text — or None when no call went to an offered
-        tool (the whole section is text, as written); and the text after the calls."""
+        tool, or when the model `closed` the section on arguments that are not JSON (the
+        whole section is text, as written); and the text after the calls. Calls a stream
+        already sent stay calls: a client has them."""
         out: list[Piece] = []
         deltas, rest = stream.finish()
         self._route(out, deltas)
         kept = folded_calls(self._unsent)
         if not self._sent and not any(self._offered(call.name) for call in kept):
+            return None, rest
+        if not self._sent and closed and not all(_is_json(call.arguments) for call in kept):
             return None, rest
         for call in kept:
             out.append(call if self._offered(call.name) else ("text", call_text(call)))
@@ -296,7 +300,7 @@ class TagParser(MarkerScanner):
         self._section, self.state = [], "content"
         stream, self._stream = self._stream, None
         # (Ending the stream may open a call whose name alone was written.)
-        calls, rest = self._end_calls(stream) if stream is not None else (None, "")
+        calls, rest = self._end_calls(stream, complete) if stream is not None else (None, "")
         if stream is not None and stream.started:
             if calls is not None:
                 pieces.extend(calls)
@@ -365,7 +369,7 @@ class ChannelParser(MarkerScanner):
         if self._in_header and self._header.strip():  # a header never ended: keep it
             self.unparsed += 1
             append_text(pieces, "text", self._header)
-        self._end_message(pieces)
+        self._end_message(pieces, closed=False)  # generation ended: a call may be cut off
         return pieces
 
     def _take(self, pieces: list[Piece], text: str) -> None:
@@ -420,11 +424,14 @@ class ChannelParser(MarkerScanner):
             "tool" if self._body_kind == "call" else "content"
         )  # fmt: skip
 
-    def _end_message(self, pieces: list[Piece]) -> None:
+    def _end_message(self, pieces: list[Piece], closed: bool = True) -> None:
         stream, self._stream = self._stream, None
         if stream is not None and stream.started:
-            read, rest = self._end_calls(stream)  # its name was offered (see _open_body)
-            pieces.extend(read or [])
+            read, rest = self._end_calls(stream, closed)  # its name was offered (_open_body)
+            if read is None:  # arguments that are not JSON: the body, as text
+                self.unparsed += 1
+                read, rest = [("text", "".join(self._call))], ""
+            pieces.extend(read)
             if rest.strip():
                 self.unparsed += 1
                 append_text(pieces, "text", rest)
@@ -448,6 +455,14 @@ class ChannelParser(MarkerScanner):
 CallMode = Literal["parse", "off", "forced"]
 # A forced call's output: one bare JSON call, `{"name": …, "arguments": {…}}`.
 FORCED_CALL = Dialect(tools=ToolFormat(kind="json", section_open=""))
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def call_text(call: ParsedCall) -> str:
