@@ -4,6 +4,7 @@ limits, and clients that leave without reading their answer."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import anthropic
@@ -150,6 +151,43 @@ def test_prompt_longer_than_the_context_is_400_with_the_numbers(guarded: Running
         gpt.chat.completions.create(model="hello", messages=long)
     assert caught.value.code == "context_length_exceeded"
     assert "context of 256 tokens" in caught.value.message
+    claude = anthropic.Anthropic(base_url=guarded.base_url, api_key=USER_KEY, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model="hello", max_tokens=8, messages=long)
+    # How Claude Code tells an overflow (and how much) from other refusals.
+    told = re.search(r"prompt is too long[^0-9]*(\d+)\s*tokens?\s*>\s*(\d+)", refused.value.message)
+    assert told is not None, refused.value.message
+    assert int(told.group(1)) > 255 and int(told.group(2)) == 255
+
+
+def test_refusals_that_would_fail_again_say_not_to_retry(guarded: RunningStack) -> None:
+    """Claude Code retried a 401 for three minutes: a refusal that the same request would
+    get again carries x-should-retry: false; a limit (429) does not."""
+    chat = f"{guarded.base_url}/v1/chat/completions"
+    ask = {"model": "hello", "messages": HI}
+    refusals = [
+        httpx.post(chat, json=ask),  # 401
+        httpx.post(f"{guarded.base_url}/v1/messages", json=ask, headers=headers(USER_KEY)),
+        httpx.post(chat, json={**ask, "model": "nope"}, headers=headers(USER_KEY)),  # 404
+        httpx.get(f"{guarded.base_url}/v1/no-such-route", headers=headers(USER_KEY)),
+    ]
+    assert [r.status_code for r in refusals] == [401, 400, 404, 404]
+    assert [r.headers.get("x-should-retry") for r in refusals] == ["false"] * 4
+    body = {"model": "busy", "stream": True, "messages": HI}
+    with httpx.Client(base_url=guarded.base_url, headers=headers(USER_KEY), timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as holding:
+            for line in holding.iter_lines():
+                if '"content":"tick' in line:
+                    break  # the one slot is generating
+            overloaded = http.post("/v1/chat/completions", json=body)
+    assert overloaded.status_code == 429 and "x-should-retry" not in overloaded.headers
+
+
+def test_a_key_sent_bare_in_authorization_is_read(guarded: RunningStack) -> None:
+    url = f"{guarded.base_url}/v1/models"
+    assert httpx.get(url, headers={"authorization": USER_KEY}).status_code == 200
+    wrong = httpx.get(url, headers={"authorization": "not-the-key"})
+    assert wrong.status_code == 401 and "not valid" in wrong.json()["error"]["message"]
 
 
 async def test_non_streaming_client_that_leaves_cancels_its_generation(

@@ -297,7 +297,8 @@ def test_a_prompt_over_the_context_is_a_400_before_any_stream(
     claude: anthropic.Anthropic, gpt: openai.OpenAI
 ) -> None:
     long = [{"role": "user", "content": "word " * 400}]  # the think model holds 256 tokens
-    with pytest.raises(anthropic.BadRequestError, match=r"tokens; model 'think' has a context"):
+    too_long = r"prompt is too long: \d+ tokens > 255 maximum \(model 'think'"
+    with pytest.raises(anthropic.BadRequestError, match=too_long):
         with claude.messages.stream(model="think", max_tokens=8, messages=long) as stream:
             stream.get_final_message()
     with pytest.raises(openai.BadRequestError) as chat:

@@ -15,10 +15,13 @@ PUBLIC_PATHS = frozenset({"/", "/health", "/dashboard"})
 
 
 def presented_key(headers: Mapping[str, str]) -> str:
-    bearer = headers.get("authorization", "")
-    if bearer.lower().startswith("bearer "):
-        return bearer[7:].strip()
-    return headers.get("x-api-key", "").strip()
+    """The key a request carries: `Authorization: Bearer KEY`, else `x-api-key`, else an
+    `Authorization` value without a scheme (some clients send the key bare)."""
+    authorization = headers.get("authorization", "").strip()
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return headers.get("x-api-key", "").strip() or authorization
 
 
 def _known(key: str, keys: Iterable[str]) -> bool:

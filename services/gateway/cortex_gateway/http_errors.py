@@ -81,6 +81,10 @@ def _account(request: Request[Any, Any, Any], route: str, error: ApiError, unhan
     return request_id
 
 
+# Refusals that may pass if the same request comes again: a timeout, a conflict, a limit.
+RETRYABLE = frozenset({408, 409, 429})
+
+
 def _error_response(
     request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False
 ) -> Response[Any]:
@@ -91,6 +95,10 @@ def _error_response(
         "openai": ApiError.openai_body,
     }[api](error)
     headers = error.headers()
+    if error.status < 500 and error.status not in RETRYABLE:
+        # The same request would fail again: SDKs (and Claude Code, which retries a 401
+        # for minutes) read this header before their own rules.
+        headers["x-should-retry"] = "false"
     route = INFERENCE_ROUTES.get(request.url.path)
     if route is not None:
         request_id = _account(request, route, error, unhandled)

@@ -245,8 +245,9 @@ class Engine(ModelThread[Backend]):
         if len(prompt) >= n_ctx:
             raise EngineError(
                 Code.CONTEXT_LENGTH_EXCEEDED,
-                f"the prompt is {len(prompt)} tokens; model {self.profile.id!r} has a "
-                f"context of {n_ctx} tokens",
+                # Anthropic's words, which clients (Claude Code) read the numbers from
+                f"prompt is too long: {len(prompt)} tokens > {n_ctx - 1} maximum (model "
+                f"{self.profile.id!r} has a context of {n_ctx} tokens)",
             )
 
     def _prompt_tokens(self, backend: Backend, request: InferRequest) -> tuple[list[int], str]:
