@@ -72,6 +72,32 @@ def test_claude_code_like_request_becomes_one_history() -> None:
     ]  # fmt: skip
 
 
+def test_an_image_a_tool_returned_is_named_in_its_place() -> None:
+    """Claude Code's Read of a screenshot or a PDF: the result's image stays in the history
+    of every later turn, so it is named, not refused (an image the user sends is)."""
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+    }
+    document = {"type": "document", "source": {"type": "base64", "data": "JVBE"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1",
+              "content": [{"type": "text", "text": "a.png:"}, image, document]}  # fmt: skip
+    request = parse({**CLAUDE_CODE_LIKE, "messages": [
+        {"role": "user", "content": "Look at a.png"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "a.png"}},
+        ]},
+        {"role": "user", "content": [result, {"type": "text", "text": "<reminder>"},
+                                     {"type": "text", "text": "What is it?"}]},
+    ]})  # fmt: skip
+    messages = ar.chat_messages(request.system, request.messages)
+    assert [(m.role, m.content) for m in messages[-2:]] == [
+        ("tool", "a.png:\n[image omitted: the model reads text only]\n"
+                 "[document omitted: the model reads text only]"),
+        ("user", "<reminder>\nWhat is it?"),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -161,6 +161,23 @@ def _texts(blocks: str | list[Block] | None, where: str) -> str:
     return "\n".join(parts)
 
 
+def _tool_result_text(blocks: str | list[Block] | None, where: str) -> str:
+    """A tool's result as text. An image or a document in it (Claude Code's Read of a
+    screenshot or a PDF) is named in its place: refused, it would stay in the history and
+    fail every later turn of the session."""
+    if not isinstance(blocks, list):
+        return _texts(blocks, where)
+    parts = []
+    for index, block in enumerate(blocks):
+        if block.type in ("image", "document"):
+            parts.append(f"[{block.type} omitted: the model reads text only]")
+        elif block.type == "text" and block.text is not None:
+            parts.append(block.text)
+        else:
+            raise _block_error(block, f"{where}[{index}]")
+    return "\n".join(parts)
+
+
 def _block_error(block: Block, where: str) -> ApiError:
     if block.type in ("image", "document"):
         message = f"{block.type} blocks are not supported: the models served here read text only"
@@ -223,7 +240,7 @@ def _from_blocks(role: str, blocks: list[Block], where: str) -> list[ChatMessage
             arguments = json.dumps(block.input or {}, ensure_ascii=False)
             calls.append(ToolCall(id=block.id or "", name=block.name or "", arguments=arguments))
         elif block.type == "tool_result" and role == "user":
-            result = _texts(block.content, f"{where}[{position}].content")
+            result = _tool_result_text(block.content, f"{where}[{position}].content")
             if block.is_error:
                 result = f"Error: {result}"
             out.append(
@@ -236,7 +253,9 @@ def _from_blocks(role: str, blocks: list[Block], where: str) -> list[ChatMessage
         else:
             raise _block_error(block, f"{where}[{position}]")
     if texts or calls or thoughts:
-        content = "".join(texts)
+        # A user's blocks are separate texts (Claude Code's reminders, then the prompt); an
+        # assistant's are one reply, cut where its calls were.
+        content = ("\n" if role == "user" else "").join(texts)
         out.append(
             ChatMessage(role=role, content=content, tool_calls=calls, reasoning="".join(thoughts))
         )
