@@ -5,6 +5,7 @@ rejected parameters."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -502,6 +503,49 @@ def test_n_choices_are_the_seeded_requests_one_by_one(gpt: openai.OpenAI, tmp_pa
                                temperature=1, logit_bias=flat).choices[0].text
         for i in range(2)
     ]  # fmt: skip
+
+
+def test_completions_answer_each_prompt_of_a_batch(gpt: openai.OpenAI, tmp_path: Path) -> None:
+    """A list of prompts (lm-eval's batches, LangChain's batch) is answered prompt by
+    prompt, as requests one by one would be: prompt i's n choices are choices i*n to
+    i*n+n-1, and the usage counts every prompt once."""
+    ids = hello_ids(tmp_path)
+    batch = gpt.completions.create(
+        model="hello", prompt=[[ids[","]], [ids[" world"]]], n=2, max_tokens=4
+    )
+    assert [(c.index, c.text) for c in batch.choices] == [
+        (0, " world!"), (1, " world!"), (2, "!"), (3, "!"),
+    ]  # fmt: skip
+    singles = [
+        gpt.completions.create(model="hello", prompt=[ids[token]], max_tokens=4).usage
+        for token in (",", " world")
+    ]
+    assert batch.usage is not None and None not in singles
+    assert batch.usage.prompt_tokens == sum(u.prompt_tokens for u in singles if u)
+    assert batch.usage.completion_tokens == 2 * sum(u.completion_tokens for u in singles if u)
+    asked = {"model": "hello", "prompt": ["Say it\n", "Say it"], "echo": True, "max_tokens": 8}
+    whole = gpt.completions.create(**asked)
+    assert [c.text for c in whole.choices] == ["Say it\nHello, world!", "Say it"]
+    chunks = list(
+        gpt.completions.create(**asked, stream=True, stream_options={"include_usage": True})
+    )
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert [texts[i] for i in range(2)] == [c.text for c in whole.choices]
+    streamed, answered = chunks[-1].usage, whole.usage
+    assert streamed is not None and answered is not None
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+        answered.prompt_tokens, answered.completion_tokens,
+    )  # fmt: skip
+    for bad, says in (
+        (["Say it", []], "prompt[1] is empty"),
+        (["Say it", 7], "prompt[1] is a number among prompts"),
+        (["x"] * 33, "at most 64 answers per request"),
+    ):
+        with pytest.raises(openai.BadRequestError, match=re.escape(says)):
+            gpt.completions.create(model="hello", prompt=bad, n=2, max_tokens=1)
 
 
 def test_n_out_of_range_is_refused(gpt: openai.OpenAI) -> None:

@@ -69,6 +69,8 @@ def test_lm_eval_scores_a_multiple_choice_task(tmp_path: Path, task_folder) -> N
                 "--tasks", "cortex_yes_no",
                 "--include_path", str(task_folder),
                 "--output_path", str(output),
+                # Several prompts a request: the batches lm-eval sends (a list of prompts).
+                "--batch_size", "4",
             ],
             capture_output=True, text=True, timeout=600,
             env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},

@@ -22,6 +22,24 @@ def test_usage_counts_the_prompt_once_and_every_completion() -> None:
     assert total_usage(usages) == Usage(prompt_tokens=10, completion_tokens=7, reasoning_tokens=2)
 
 
+def test_a_batch_counts_each_prompt_once() -> None:
+    """Two prompts, two choices each: the choices of one prompt come together."""
+    usages = [Usage(prompt_tokens=p, cached_tokens=c, completion_tokens=1)
+              for p, c in ((10, 4), (10, 4), (6, 0), (6, 0))]  # fmt: skip
+    assert total_usage(usages, per_prompt=2) == Usage(
+        prompt_tokens=16, cached_tokens=4, completion_tokens=4
+    )
+
+    def body(prompt: int, cached: int) -> dict[str, object]:
+        usage = {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1,
+                 "prompt_tokens_details": {"cached_tokens": cached}}  # fmt: skip
+        return {"id": "x", "choices": [{"index": 0}], "usage": usage}
+
+    merged = merged_body([body(10, 4), body(10, 4), body(6, 0), body(6, 0)], per_prompt=2)
+    assert merged["usage"] == {"prompt_tokens": 16, "completion_tokens": 4, "total_tokens": 20,
+                               "prompt_tokens_details": {"cached_tokens": 4}}  # fmt: skip
+
+
 def test_bodies_merge_into_one_response_of_every_choice() -> None:
     def body(index: int, completion: int) -> dict[str, object]:
         usage = {"prompt_tokens": 5, "completion_tokens": completion,

@@ -151,10 +151,10 @@ async def _answer(
 def _infer_request(
     gateway: Gateway, turn: Turn, model: str, request_id: str, choice: int
 ) -> InferRequest:
-    ask = turn.ask
+    ask, nth = turn.ask_for(choice)
     params = ask.params
-    if choice:
-        params = msgspec.structs.replace(params, seed=choice_seed(params.seed, choice))
+    if nth:
+        params = msgspec.structs.replace(params, seed=choice_seed(params.seed, nth))
     return InferRequest(
         request_id=request_id,
         model=model,
@@ -190,7 +190,7 @@ async def _collect_all(
     finally:
         for task in tasks:  # one choice failed: the others stop generating, too
             task.cancel()
-    return bodies[0] if len(bodies) == 1 else merged_body(bodies)
+    return bodies[0] if len(bodies) == 1 else merged_body(bodies, turn.per_prompt)
 
 
 async def _together(
@@ -201,7 +201,8 @@ async def _together(
         async for chunk in chunks:
             yield chunk
     assert turn.reply.closing is not None  # only dialects with a closing take n > 1
-    for chunk in turn.reply.closing(call, total_usage([answer.usage for answer in answers])):
+    usage = total_usage([answer.usage for answer in answers], turn.per_prompt)
+    for chunk in turn.reply.closing(call, usage):
         yield chunk
 
 

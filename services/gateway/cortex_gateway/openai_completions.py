@@ -8,7 +8,7 @@ scored, the prompt's too (what evaluation harnesses score multiple choice by).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -35,6 +35,9 @@ from cortex_wire.messages import SamplingParams, TokenLogprob, Usage
 
 # OpenAI's own default for this endpoint.
 DEFAULT_MAX_TOKENS = 16
+# The most generations one request starts (its prompts times n): each holds a slot or a place
+# in the neuron's queue.
+MAX_GENERATIONS = 64
 
 
 class CompletionRequest(msgspec.Struct, kw_only=True):
@@ -66,13 +69,13 @@ def parse_request(body: bytes) -> CompletionRequest:
     request: CompletionRequest = decode_body(body, CompletionRequest)
     if not request.model:
         raise ApiError.invalid("model must not be empty", param="model")
-    prompt = request.prompt
-    if isinstance(prompt, list):
-        if not prompt or prompt == [[]]:
-            raise ApiError.invalid("prompt must not be empty", param="prompt")
-        if not all(isinstance(item, int) for item in prompt) and len(prompt) != 1:
-            raise unsupported("prompt", "exactly one prompt per request")
+    prompts = prompts_of(request)
     check_choices(request.n)
+    if len(prompts) * (request.n or 1) > MAX_GENERATIONS:
+        raise ApiError.invalid(
+            f"at most {MAX_GENERATIONS} answers per request (prompts times n), got "
+            f"{len(prompts)} prompts, n = {request.n or 1}", param="prompt",
+        )  # fmt: skip
     if request.best_of not in (None, 1):
         raise unsupported("best_of", "choices are returned as generated (use n)")
     check_top("logprobs", request.logprobs)
@@ -88,22 +91,29 @@ def parse_request(body: bytes) -> CompletionRequest:
     return request
 
 
-def prompt_text(request: CompletionRequest) -> str | None:
-    """The prompt's text (None: it came as token ids)."""
+Prompt = tuple[str | None, list[int] | None]  # its text, or its token ids
+
+
+def prompts_of(request: CompletionRequest) -> list[Prompt]:
+    """The request's prompts, as OpenAI takes them: a text, token ids, or a list of
+    either (a batch: each prompt answered on its own)."""
     prompt = request.prompt
     if isinstance(prompt, str):
-        return prompt
-    return prompt[0] if isinstance(prompt[0], str) else None
-
-
-def prompt_tokens(request: CompletionRequest) -> list[int] | None:
-    """The prompt's token ids, when it came as them."""
-    prompt = request.prompt
-    if isinstance(prompt, str) or isinstance(prompt[0], str):
-        return None
-    if isinstance(prompt[0], list):
-        return prompt[0]
-    return [item for item in prompt if isinstance(item, int)]
+        return [(prompt, None)]
+    if not prompt:
+        raise ApiError.invalid("prompt must not be empty", param="prompt")
+    if all(isinstance(item, int) for item in prompt):
+        return [(None, [item for item in prompt if isinstance(item, int)])]
+    prompts: list[Prompt] = []
+    for index, item in enumerate(prompt):
+        if isinstance(item, str):
+            prompts.append((item, None))
+        elif isinstance(item, list) and item:
+            prompts.append((None, item))
+        else:
+            why = "is empty" if isinstance(item, list) else "is a number among prompts"
+            raise ApiError.invalid(f"prompt[{index}] {why}", param=f"prompt[{index}]")
+    return prompts
 
 
 def sampling_params(request: CompletionRequest) -> SamplingParams:
@@ -235,10 +245,15 @@ def completion_body(answer: Answer, call: CallInfo, echo: Echo = NO_ECHO) -> dic
     return {**_envelope(call, [choice]), "usage": usage_body(answer.usage)}
 
 
-def completion_reply(include_usage: bool, echo: Echo = NO_ECHO) -> Reply:
+def completion_reply(include_usage: bool, echoes: Sequence[Echo] = (NO_ECHO,)) -> Reply:
+    """The answers to prompts whose `echoes` are these, in order (choices.py)."""
+
+    def echo(call: CallInfo) -> Echo:  # each prompt's choices come together
+        return echoes[call.choice * len(echoes) // call.choices]
+
     return Reply(
-        encoder=lambda call: CompletionStream(call, include_usage, echo),
-        body=lambda answer, call: completion_body(answer, call, echo),
+        encoder=lambda call: CompletionStream(call, include_usage, echo(call)),
+        body=lambda answer, call: completion_body(answer, call, echo(call)),
         inline_thinking=True, calls_as_text=True, closing=completion_closing(include_usage),
     )  # fmt: skip
 
@@ -246,23 +261,29 @@ def completion_reply(include_usage: bool, echo: Echo = NO_ECHO) -> Reply:
 def turn(body: bytes, settings: GatewaySettings) -> Turn:
     legacy = parse_request(body)
     include_usage = bool(legacy.stream_options and legacy.stream_options.include_usage)
-    text, tokens = prompt_text(legacy), prompt_tokens(legacy)
+    prompts = prompts_of(legacy)
     scored = legacy.logprobs is not None
-    echo = Echo(text, bool(legacy.echo), scored)
-    return Turn(
-        route="completions",
-        model=legacy.model,
-        stream=legacy.stream,
-        ask=Ask(
+    params = sampling_params(legacy)
+    asks = [
+        Ask(
             prompt=text,
             prompt_tokens=tokens,
-            params=sampling_params(legacy),
+            params=params,
             suffix=legacy.suffix or None,
             logprobs=legacy.logprobs,
             # Echoed token ids are written back as the text their scored tokens spell.
             prompt_logprobs=bool(legacy.echo) and (scored or tokens is not None),
-        ),
-        reply=completion_reply(include_usage, echo),
-        choices=legacy.n or 1,
+        )
+        for text, tokens in prompts
+    ]
+    echoes = [Echo(text, bool(legacy.echo), scored) for text, _ in prompts]
+    return Turn(
+        route="completions",
+        model=legacy.model,
+        stream=legacy.stream,
+        ask=asks[0],
+        asks=tuple(asks) if len(asks) > 1 else (),
+        reply=completion_reply(include_usage, echoes),
+        choices=(legacy.n or 1) * len(asks),
         request_prefix="cmpl-",
     )

@@ -113,7 +113,21 @@ class Turn:
     # Nothing to run: only load (or unload) the model, then answer this body, given what
     # was done ("load" or "unload"). Ollama's way to preload or free a model.
     residency_only: Callable[[str], dict[str, Any]] | None = None
-    choices: int = 1  # answers to generate for the one prompt (OpenAI's n)
+    choices: int = 1  # answers to generate in all (OpenAI's n, for each prompt)
+    # Several prompts (the legacy completions' list): choice c answers asks[c // n], as
+    # that prompt's choice c % n. Empty: every choice answers `ask`.
+    asks: tuple[Ask, ...] = ()
+
+    @property
+    def per_prompt(self) -> int:
+        """How many choices answer each prompt (OpenAI's n)."""
+        return self.choices // max(len(self.asks), 1)
+
+    def ask_for(self, choice: int) -> tuple[Ask, int]:
+        """What choice `choice` runs, and which of its prompt's choices it is."""
+        if not self.asks:
+            return self.ask, choice
+        return self.asks[choice // self.per_prompt], choice % self.per_prompt
 
 
 def translator(reply: Reply, call: CallInfo) -> Translator:
