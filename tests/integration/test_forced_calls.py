@@ -86,6 +86,7 @@ def claude(forced_stack: RunningStack) -> anthropic.Anthropic:
 
 
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
+RESPONSES_TOOLS = [{"type": "function", **TOOLS[0]["function"]}]
 
 
 @pytest.mark.parametrize("choice", ["required", NAMED])
@@ -197,6 +198,20 @@ def test_a_call_cut_off_is_the_same_call_streamed_or_not(
     assert [(b.type, b.name) for b in message.content] == [("tool_use", "get_weather")]
     assert [(b.type, b.name) for b in final.content] == [("tool_use", "get_weather")]
     assert message.stop_reason == final.stop_reason == "max_tokens"
+    asked = {"model": "cut-call", "input": "w", "tools": RESPONSES_TOOLS, "max_output_tokens": 2}
+    body = oai.responses.create(**asked)
+    events = list(oai.responses.create(**asked, stream=True))
+    done = [e.item for e in events if e.type == "response.output_item.done"]
+    [item] = [i for i in body.output if i.type == "function_call"]
+    assert (item.status, item.arguments, body.status) == (
+        "incomplete",
+        '{"city": "Par',
+        "incomplete",
+    )
+    assert [(i.type, i.status, i.arguments) for i in done] == [
+        ("function_call", "incomplete", item.arguments)
+    ]
+    assert events[-1].type == "response.incomplete"
 
 
 def test_a_call_to_a_tool_not_offered_stays_text(

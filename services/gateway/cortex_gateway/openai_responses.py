@@ -267,13 +267,16 @@ def _output_text(part: Part, logprobs: bool) -> dict[str, Any]:
     return {"type": "output_text", "text": part.text, "annotations": [], "logprobs": scores}
 
 
-def cut_status(status: str, part: Part) -> str:
-    """The status of the answer's last item once the response has `status`: an item a
-    limit cut off is "incomplete" as the response is — a text or reasoning item, or a call
-    whose arguments never ended (one whose arguments are whole had closed)."""
-    if status == "incomplete" and (part.kind != "call" or not _whole(part.call)):
-        return "incomplete"
-    return "in_progress" if status == "in_progress" else "completed"
+def cut_status(status: str, part: Part, last: bool = True) -> str:
+    """An item's status once the response has `status`: a call whose arguments never
+    ended is "incomplete" (a limit cut it off: the stream says so when the call closes,
+    before the response's end is known); the last text or reasoning item is "incomplete"
+    when the response is."""
+    if status == "in_progress":
+        return status
+    if part.kind == "call":
+        return "completed" if _whole(part.call) else "incomplete"
+    return "incomplete" if status == "incomplete" and last else "completed"
 
 
 def _whole(call: ParsedCall | None) -> bool:
@@ -288,7 +291,6 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
     status = "in_progress" if finished is None else (
         "incomplete" if finished.stop in CUT_SHORT else "completed"
     )  # fmt: skip
-    done = "in_progress" if finished is None else "completed"
     last = len(answer.parts) - 1
     return {
         "id": call.request_id,
@@ -300,7 +302,7 @@ def response_body(answer: Answer, call: CallInfo, request: ResponsesRequest) -> 
         "instructions": request.instructions,
         "model": call.model,
         "output": [
-            item_of(part, cut_status(status, part) if index == last else done, scored(request))
+            item_of(part, cut_status(status, part, index == last), scored(request))
             for index, part in enumerate(answer.parts)
         ],
         "top_logprobs": request.top_logprobs,
@@ -403,7 +405,7 @@ class ResponsesStream:
                                 item_id=item_id(answer.parts[-1]),
                                 output_index=index, delta=event.text)]  # fmt: skip
         if isinstance(event, CallClosed):
-            item = item_of(answer.parts[-1], "completed")
+            item = item_of(answer.parts[-1], cut_status("completed", answer.parts[-1]))
             done = self._event(
                 "response.function_call_arguments.done", item_id=item["id"],
                 output_index=index, arguments=event.call.arguments, name=event.call.name,
