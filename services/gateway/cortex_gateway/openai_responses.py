@@ -66,7 +66,7 @@ class Item(msgspec.Struct, kw_only=True):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
-    output: str | None = None
+    output: str | list[ContentPart] | None = None  # a function_call_output's
     summary: list[ContentPart] | None = None  # a reasoning item's summary parts
 
 
@@ -192,8 +192,9 @@ def input_messages(request: ResponsesRequest) -> list[ChatMessage]:
                 )
             reasoning = ""
         elif item.type == "function_call_output":
+            output = _tool_output(item.output, f"{where}.output")
             messages.append(
-                ChatMessage(role="tool", content=item.output or "", tool_call_id=item.call_id or "")
+                ChatMessage(role="tool", content=output, tool_call_id=item.call_id or "")
             )
         elif item.type == "reasoning":
             # Its text, else its summary, goes back with the turn (the template decides).
@@ -202,6 +203,19 @@ def input_messages(request: ResponsesRequest) -> list[ChatMessage]:
         else:
             raise unsupported(f"{where}.type", f"{item.type!r} input items")
     return messages
+
+
+def _tool_output(output: str | list[ContentPart] | None, where: str) -> str:
+    """A function's output as text: a string, or parts (an image or a file in them named in
+    its place: the model reads text only, and the output stays in the conversation)."""
+    if isinstance(output, list):
+        output = [
+            ContentPart(type="input_text", text=f"[{omitted} omitted: the model reads text only]")
+            if (omitted := part.type.removeprefix("input_")) in ("image", "file")
+            else part
+            for part in output
+        ]
+    return content_text(output, where, TEXT_KINDS)
 
 
 def template_tools(request: ResponsesRequest) -> list[dict[str, Any]]:
