@@ -61,6 +61,7 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     for name, reply in (
         ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL),
         ("bad-call", BAD_CALL),
+        ("split-name", ('{"name": "get_', 'weather", "arguments": {"city": "Paris"}}')),
         ("think-call", ("<think>", "Ponder", "</think>", *JSON_CALL)),
         ("two-calls", (*TAGGED_CALL, " ", "<tool_call>", '{"name": "get_time", "arguments": {}}',
                        "</tool_call>")),
@@ -137,6 +138,21 @@ def test_a_forced_anthropic_choice_is_one_tool_use(claude: anthropic.Anthropic, 
     ) as stream:
         final = stream.get_final_message()
     assert [(b.type, b.input) for b in final.content] == [("tool_use", {"city": "Paris"})]
+
+
+def test_a_forced_call_cut_off_within_its_name_is_no_text(oai: openai.OpenAI) -> None:
+    """Cut off within `{"name": "get_`, the output is the grammar's frame, not the model's
+    words: the call, if the name so far is one tool's; else nothing."""
+    asked = {"model": "split-name", "messages": USER, "tool_choice": "required", "max_tokens": 1}
+    one = oai.chat.completions.create(**asked, tools=TOOLS)
+    message = one.choices[0].message
+    assert message.content in (None, "") and one.choices[0].finish_reason == "length"
+    assert [(c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+        ("get_weather", "{}")
+    ]
+    both = [*TOOLS, {"type": "function", "function": {"name": "get_time", "parameters": {}}}]
+    unsure = oai.chat.completions.create(**asked, tools=both).choices[0]
+    assert (unsure.message.content or "", unsure.message.tool_calls) == ("", None)
 
 
 def test_a_forced_call_that_cannot_be_made_is_refused(

@@ -196,9 +196,11 @@ class TagParser(MarkerScanner):
         in_reasoning: bool,
         schemas: Mapping[str, Mapping[str, Any]] | None = None,
         stream_calls: bool = False,
+        forced: bool = False,
     ) -> None:
         self.dialect = dialect
         self._stream_calls = stream_calls
+        self._forced = forced  # the output is one call the grammar frames (FORCED_CALL)
         self._names = frozenset(schemas) if schemas is not None else None
         self.state: State = "reasoning" if in_reasoning and dialect.reasoning else "content"
         self.unparsed = 0
@@ -308,6 +310,11 @@ class TagParser(MarkerScanner):
                     self.unparsed += 1
                     self._take(pieces, rest)
                 return
+        elif self._forced and not complete:
+            # Cut off before its name was whole: the text is the grammar's frame, not words
+            # of the model's. The call, if the name so far can be only one tool's.
+            pieces.extend(_named_so_far(body, self._names))
+            return
         elif body.strip():  # one the stream could not read: the whole-section parser may
             parsed = parse_section(tools, body, self._schemas)
             if parsed and all(self._offered(call.name) for call in parsed):
@@ -457,6 +464,18 @@ CallMode = Literal["parse", "off", "forced"]
 FORCED_CALL = Dialect(tools=ToolFormat(kind="json", section_open=""))
 
 
+_NAME_SO_FAR = re.compile(r'"name"\s*:\s*"([^"\\]*)')
+
+
+def _named_so_far(body: str, names: frozenset[str] | None) -> list[ParsedCall]:
+    """A forced call cut off within `{"name": "…`: the call (with no arguments) when the
+    name written so far begins only one of `names`; else none."""
+    written = _NAME_SO_FAR.search(body)
+    start = written.group(1) if written else ""
+    matching = [name for name in names or () if name.startswith(start)]
+    return [ParsedCall(matching[0], "{}")] if len(matching) == 1 else []
+
+
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
@@ -482,7 +501,8 @@ def new_parser(
     has ended and parsed."""
     if calls == "forced":  # reasoning first, if the model reasons in tags (and was asked)
         forced = replace(FORCED_CALL, reasoning=None if dialect.channels else dialect.reasoning)
-        return TagParser(forced, starts_in_reasoning(forced, prompt), schemas, stream_calls)
+        in_reasoning = starts_in_reasoning(forced, prompt)
+        return TagParser(forced, in_reasoning, schemas, stream_calls, forced=True)
     if dialect.channels is not None:
         in_header = starts_in_header(dialect.channels, prompt)
         names = frozenset(schemas) if schemas is not None else None
