@@ -418,10 +418,20 @@ def test_openai_tool_history_round_trip(gpt: openai.OpenAI) -> None:
     assert with_history.usage.prompt_tokens > bare.usage.prompt_tokens + 20
 
 
-def test_reasoning_effort_caps_reasoning(gpt: openai.OpenAI) -> None:
+def test_reasoning_off_closes_the_reasoning_of_a_model_that_reasons_anyway(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic, api_stack: RunningStack
+) -> None:
+    """The think model opens its reasoning whatever its template says: reasoning switched
+    off in any dialect closes it at once, and the answer follows."""
     completion = gpt.chat.completions.create(model="think", messages=HI, reasoning_effort="none")
     assert completion.choices[0].message.content == "Hello!"
     assert (completion.choices[0].message.model_extra or {}).get("reasoning_content") is None
+    message = claude.messages.create(
+        model="think", max_tokens=32, messages=HI, thinking={"type": "disabled"}
+    )
+    assert [(b.type, getattr(b, "text", "")) for b in message.content] == [("text", "Hello!")]
+    reply = ollama.Client(host=api_stack.base_url).chat(model="think", messages=HI, think=False)
+    assert (reply.message.content, reply.message.thinking or "") == ("Hello!", "")
 
 
 def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -> None:

@@ -350,9 +350,12 @@ def thinking_switch(
 
 
 def thinking_budget(thinking: Thinking | None, config: OutputConfig | None = None) -> int | None:
-    """Reasoning tokens allowed: `budget_tokens` when enabled, the effort's when adaptive."""
-    if thinking is None or thinking.type == "disabled":
+    """Reasoning tokens allowed: `budget_tokens` when enabled, the effort's when adaptive,
+    none when disabled (a model that reasons anyway has its reasoning closed at once)."""
+    if thinking is None:
         return None
+    if thinking.type == "disabled":
+        return 0
     if thinking.type == "adaptive":
         effort = _effort(config)
         return EFFORT_BUDGETS[effort] if effort else None

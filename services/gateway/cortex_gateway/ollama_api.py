@@ -233,6 +233,10 @@ def thinking_of(think: bool | str | None) -> dict[str, Any]:
 
 
 def _budget(think: bool | str | None) -> int | None:
+    """The reasoning budget: an effort's, or none at all with `think: false` (a model that
+    reasons anyway has its reasoning closed at once, as with OpenAI's effort "none")."""
+    if think is False:
+        return 0
     return EFFORT_BUDGETS.get(think) if isinstance(think, str) else None
 
 
