@@ -62,6 +62,7 @@ def forced_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ("json-call", JSON_CALL), ("tagged-call", TAGGED_CALL), ("cut-call", CUT_CALL),
         ("bad-call", BAD_CALL),
         ("split-name", ('{"name": "get_', 'weather", "arguments": {"city": "Paris"}}')),
+        ("year", ('{"year": "', "1989", '"}')),
         ("think-call", ("<think>", "Ponder", "</think>", *JSON_CALL)),
         ("two-calls", (*TAGGED_CALL, " ", "<tool_call>", '{"name": "get_time", "arguments": {}}',
                        "</tool_call>")),
@@ -327,3 +328,19 @@ def test_the_grammar_holds_a_real_model_to_the_schema(oai: openai.OpenAI) -> Non
             assert arguments["colour"] in ("red", "green", "blue")
         else:
             assert call.function.name == "get_weather" and isinstance(arguments["city"], str)
+
+
+@pytest.mark.parametrize("pattern", [r"\d{4}", r"^\d{4}$", r"^[1-9]\d+"])
+def test_a_pattern_as_pydantic_writes_it_holds_the_answer(oai: openai.OpenAI, pattern) -> None:
+    """JSON Schema patterns match anywhere and may use \\d (Pydantic's `Field(pattern=…)`):
+    llama.cpp's converter refused the first and took the second for a literal."""
+    schema = {
+        "type": "object",
+        "properties": {"year": {"type": "string", "pattern": pattern}},
+        "required": ["year"],
+    }
+    done = oai.chat.completions.create(
+        model="year", messages=USER, max_tokens=8,
+        response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
+    )  # fmt: skip
+    assert json.loads(done.choices[0].message.content or "") == {"year": "1989"}

@@ -384,7 +384,8 @@ def check_sampling(params: SamplingParams, n_vocab: int) -> None:
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
     if schema is None:
         return None
-    return _converted(json.dumps(schema))  # (key order kept: it is the output's order)
+    # (key order kept: it is the output's order)
+    return _converted(json.dumps(anchored_patterns(schema)))
 
 
 # A request's schema is converted when the neuron checks it, again when the engine starts
@@ -399,6 +400,60 @@ def _converted(schema: str) -> tuple[str, str]:
             Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
         ) from None
     return strict_strings(grammar._grammar), grammar._root
+
+
+# What an unanchored end of a pattern may match inside a JSON string: no quote, backslash
+# or control character (a pattern's own "." lets a quote through and breaks the JSON).
+_ANY_TEXT = r'[^"\\\x00-\x1F]*'
+
+
+def anchored_patterns(schema: Any) -> Any:
+    """`schema` with each string `pattern` as llama-cpp-python's converter can take it:
+    anchored at both ends (JSON Schema patterns match anywhere in the string, and Pydantic
+    writes them so: an open end may have any text before or after it), and with `\\d`,
+    `\\w` and `\\s` spelled out as classes (the converter takes them for literals)."""
+    if isinstance(schema, list):
+        return [anchored_patterns(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: anchored_patterns(value) for key, value in schema.items()}
+    pattern = out.get("pattern")
+    if isinstance(pattern, str):
+        starts = pattern.startswith("^")
+        ends = pattern.endswith("$") and not pattern.endswith("\\$")
+        body = _spelled_classes(pattern[int(starts) : len(pattern) - int(ends)])
+        group = f"({body})" if body else ""
+        out["pattern"] = f"^{'' if starts else _ANY_TEXT}{group}{'' if ends else _ANY_TEXT}$"
+    return out
+
+
+_SHORTHANDS = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\f\\v"}
+
+
+def _spelled_classes(pattern: str) -> str:
+    """`pattern` with each `\\d`, `\\w`, `\\s` (and, outside brackets, `\\D`, `\\W`, `\\S`)
+    written as the class it stands for."""
+    out, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            spelled = _SHORTHANDS.get(escaped.lower())
+            if spelled is not None and escaped.islower():
+                out.append(spelled if in_class else f"[{spelled}]")
+            elif spelled is not None and not in_class:
+                out.append(f"[^{spelled}]")
+            else:
+                out.append(char + escaped)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 # llama-cpp-python's converter lets a JSON string hold raw control characters, which JSON
