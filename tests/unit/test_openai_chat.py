@@ -268,3 +268,32 @@ def test_a_call_item_cut_off_is_incomplete() -> None:
     assert (cut_status("incomplete", cut), cut_status("incomplete", whole)) == (
         "incomplete", "completed",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("route", "extra", "param"),
+    [
+        ("chat", {"verbosity": "low"}, "verbosity"),
+        ("responses", {"conversation": "conv_1"}, "conversation"),
+        ("responses", {"background": True}, "background"),
+        ("responses", {"prompt": {"id": "pmpt_1"}}, "prompt"),
+        ("responses", {"text": {"verbosity": "high"}}, "text.verbosity"),
+    ],
+)
+def test_what_would_change_the_answer_but_is_not_done_is_refused(
+    route: str, extra: dict, param: str
+) -> None:
+    """Left out silently, each would change what the client gets (a conversation's
+    history lost, an answer at once where one queued was asked for)."""
+    from cortex_gateway import openai_responses
+
+    user = [{"role": "user", "content": "x"}]
+    if route == "chat":
+        body, parser = {"model": "m", "messages": user}, openai_chat.parse_request
+    else:
+        body, parser = {"model": "m", "input": "x"}, openai_responses.parse_request
+    with pytest.raises(ApiError) as refused:
+        parser(json.dumps({**body, **extra}).encode())
+    assert (refused.value.param, refused.value.code) == (param, "unsupported_parameter")
+    default = {"verbosity": "medium"} if route == "chat" else {"text": {"verbosity": "medium"}}
+    parser(json.dumps({**body, **default}).encode())  # the default changes nothing: taken

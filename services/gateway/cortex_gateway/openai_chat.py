@@ -138,6 +138,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
+    verbosity: str | None = None  # "medium", the default, changes nothing
     # The legacy function calling: refused (its reply would need `function_call`).
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
@@ -256,6 +257,8 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
     for name in ("audio", "prediction", "web_search_options"):
         if getattr(request, name):
             raise unsupported(name)
+    if request.verbosity not in (None, "medium"):
+        raise unsupported("verbosity", "the model writes as it writes (only 'medium')")
     for name in ("functions", "function_call"):
         if getattr(request, name) is not None:
             raise unsupported(name, "the legacy function calling; use `tools` / `tool_choice`")

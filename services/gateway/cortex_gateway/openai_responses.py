@@ -92,6 +92,7 @@ class TextFormat(msgspec.Struct, kw_only=True):
 
 class TextOptions(msgspec.Struct, kw_only=True):
     format: TextFormat | None = None
+    verbosity: str | None = None  # "medium", the default, changes nothing
 
 
 class ResponsesRequest(msgspec.Struct, kw_only=True):
@@ -114,6 +115,10 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     # Extra output to include; of these, only scored output text changes anything here.
     include: list[str] | None = None
     top_logprobs: int | None = None
+    # Refused unless they change nothing (see parse_request).
+    conversation: str | dict[str, Any] | None = None
+    background: bool | None = None
+    prompt: dict[str, Any] | None = None  # a stored prompt template
 
 
 # The `include` value asking for each output text token's log probability.
@@ -138,6 +143,14 @@ def parse_request(body: bytes) -> ResponsesRequest:
             f"reasoning.effort must be one of {', '.join(EFFORT_BUDGETS)}",
             param="reasoning.effort",
         )
+    if request.conversation is not None:
+        raise unsupported("conversation", "no conversations are kept; use previous_response_id")
+    if request.background:
+        raise unsupported("background", "a response runs while the request waits (stream it)")
+    if request.prompt is not None:
+        raise unsupported("prompt", "no prompt templates are kept; send the input")
+    if request.text and request.text.verbosity not in (None, "medium"):
+        raise unsupported("text.verbosity", "the model writes as it writes (only 'medium')")
     fmt = request.text.format if request.text else None
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError.invalid(f"unknown text.format type {fmt.type!r}", param="text.format.type")
