@@ -72,6 +72,12 @@ def test_valid_request_becomes_messages_and_params() -> None:
             400,
             "messages[0].content[0].type",
         ),
+        ({"model": "m", "messages": [{"role": "user"}]}, 400, "messages[0].content"),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "22 C"}]},
+            400,
+            "messages[0].tool_call_id",
+        ),
     ],
 )
 def test_bad_requests_get_400_naming_the_parameter(body, status: int, param: str | None) -> None:
@@ -297,3 +303,18 @@ def test_what_would_change_the_answer_but_is_not_done_is_refused(
     assert (refused.value.param, refused.value.code) == (param, "unsupported_parameter")
     default = {"verbosity": "medium"} if route == "chat" else {"text": {"verbosity": "medium"}}
     parser(json.dumps({**body, **default}).encode())  # the default changes nothing: taken
+
+
+def test_a_refusal_in_the_history_is_the_assistants_text() -> None:
+    """The SDK replays an assistant turn that refused as a "refusal" part."""
+    refused = {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+    ]}  # fmt: skip
+    request = parse({"model": "m", "messages": [
+        {"role": "user", "content": "x"}, refused, {"role": "user", "content": "y"}, called,
+    ]})  # fmt: skip
+    messages = openai_chat.chat_messages(request)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "x"), ("assistant", "I can't."), ("user", "y"), ("assistant", ""),
+    ]  # fmt: skip

@@ -56,6 +56,7 @@ def thinking_of(effort: str | None) -> dict[str, Any]:
 class ContentPart(msgspec.Struct, kw_only=True):
     type: str
     text: str | None = None
+    refusal: str | None = None  # an assistant's "refusal" part
 
 
 class FunctionCall(msgspec.Struct, kw_only=True):
@@ -244,7 +245,14 @@ def content_text(
 
 
 def _text_of(message: Message, index: int) -> str:
-    return content_text(message.content, f"messages[{index}].content", ("text", "input_text"))
+    content = message.content
+    if message.role == "assistant" and isinstance(content, list):
+        # A refusal the assistant wrote comes back as a part of its own (the SDK replays it).
+        content = [
+            ContentPart(type="text", text=part.refusal) if part.type == "refusal" else part
+            for part in content
+        ]
+    return content_text(content, f"messages[{index}].content", ("text", "input_text"))
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
@@ -301,6 +309,16 @@ def validate(request: ChatCompletionRequest) -> None:
             raise ApiError.invalid(
                 f"messages[{index}].content must not be an empty array",
                 param=f"messages[{index}].content",
+            )
+        if message.content is None and message.role != "assistant":  # its calls may be all
+            raise ApiError.invalid(
+                f"messages[{index}] ({message.role}) needs a content",
+                param=f"messages[{index}].content",
+            )
+        if message.role == "tool" and not message.tool_call_id:
+            raise ApiError.invalid(
+                f"messages[{index}] (tool) needs the tool_call_id of the call it answers",
+                param=f"messages[{index}].tool_call_id",
             )
         _text_of(message, index)  # rejects content parts a text model cannot take
     _reject_unsupported(request)
