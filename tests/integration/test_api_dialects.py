@@ -322,6 +322,15 @@ def test_a_full_context_has_its_own_stop_reason(
     assert chat.choices[0].finish_reason == "length"
 
 
+def test_a_route_not_served_says_so(api_stack: RunningStack, gpt: openai.OpenAI) -> None:
+    """A client of an API cortex does not serve (files, moderations) learns what is wrong."""
+    with pytest.raises(openai.NotFoundError, match=r"POST /v1/moderations: no such route"):
+        gpt.moderations.create(input="x")
+    wrong = httpx.delete(f"{api_stack.base_url}/v1/models/hello")
+    assert wrong.status_code == 405
+    assert "DELETE /v1/models/hello: the method is not allowed" in wrong.json()["error"]["message"]
+
+
 def test_the_root_answers_for_clients_that_probe_it(api_stack: RunningStack) -> None:
     assert httpx.head(api_stack.base_url + "/").status_code == 200
     root = httpx.get(api_stack.base_url + "/")

@@ -121,12 +121,24 @@ HTTP_CODES = {
 
 def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     code = HTTP_CODES.get(error.status_code)
+    detail = _routing_detail(request, error)
     if code is None:  # a status the table has no code for keeps its status
         kind = "invalid_request_error" if error.status_code < 500 else "server_error"
-        failure = ApiError(error.status_code, str(error.detail), type=kind)
+        failure = ApiError(error.status_code, detail, type=kind)
     else:
-        failure = ApiError.of(code, str(error.detail))
+        failure = ApiError.of(code, detail)
     return _error_response(request, failure)
+
+
+def _routing_detail(request: Request[Any, Any, Any], error: HTTPException) -> str:
+    """The framework's words, or for a path or method it has no route for, what is wrong
+    (a client of an API cortex does not serve, /v1/files say, learns so)."""
+    where = f"{request.method} {request.url.path}"
+    if error.status_code == 404 and error.detail == "Not Found":
+        return f"{where}: no such route here (cortex's routes are listed at /openapi.json)"
+    if error.status_code == 405 and error.detail == "Method Not Allowed":
+        return f"{where}: the method is not allowed on this route"
+    return str(error.detail)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
