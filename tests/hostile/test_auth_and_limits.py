@@ -84,6 +84,10 @@ def test_keys_are_required_except_for_health(guarded: RunningStack) -> None:
         claude.messages.create(model="hello", max_tokens=8, messages=HI).content[0].text
         == "Hello, world!"
     )
+    with pytest.raises(anthropic.AuthenticationError) as listing:  # the list both APIs share
+        anthropic.Anthropic(base_url=guarded.base_url, api_key="nope", max_retries=0).models.list()
+    assert listing.value.body["type"] == "error"  # type: ignore[index]
+    assert listing.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
 
 def test_admin_operations_need_an_admin_key(guarded: RunningStack) -> None:
@@ -176,10 +180,12 @@ def test_refusals_that_would_fail_again_say_not_to_retry(guarded: RunningStack) 
     body = {"model": "busy", "stream": True, "messages": HI}
     with httpx.Client(base_url=guarded.base_url, headers=headers(USER_KEY), timeout=60) as http:
         with http.stream("POST", "/v1/chat/completions", json=body) as holding:
-            for line in holding.iter_lines():
+            lines = holding.iter_lines()  # held: a dropped reader would close the stream
+            for line in lines:
                 if '"content":"tick' in line:
                     break  # the one slot is generating
             overloaded = http.post("/v1/chat/completions", json=body)
+            lines.close()
     assert overloaded.status_code == 429 and "x-should-retry" not in overloaded.headers
 
 

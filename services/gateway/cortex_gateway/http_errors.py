@@ -88,7 +88,7 @@ RETRYABLE = frozenset({408, 409, 429})
 def _error_response(
     request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False
 ) -> Response[Any]:
-    api = api_of(request.url.path)
+    api = api_of(request.url.path, anthropic_client="anthropic-version" in request.headers)
     body = {
         "ollama": ollama_api.error_body,
         "anthropic": ApiError.anthropic_body,

@@ -62,8 +62,12 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 
-def api_of(path: str) -> Api:
-    """Whose error envelope a path answers in (anything outside the table: OpenAI's)."""
+def api_of(path: str, anthropic_client: bool = False) -> Api:
+    """Whose error envelope a path answers in (anything outside the table: OpenAI's; the
+    model list, which both share, the client's own: an `anthropic_client` sent
+    anthropic-version)."""
     if path.startswith("/api/"):
         return "ollama"
-    return "anthropic" if path.startswith("/v1/messages") else "openai"
+    if path.startswith("/v1/messages") or (anthropic_client and path.startswith("/v1/models")):
+        return "anthropic"
+    return "openai"
