@@ -318,3 +318,35 @@ def test_a_refusal_in_the_history_is_the_assistants_text() -> None:
     assert [(m.role, m.content) for m in messages] == [
         ("user", "x"), ("assistant", "I can't."), ("user", "y"), ("assistant", ""),
     ]  # fmt: skip
+
+
+def _fn(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {}}}
+
+
+@pytest.mark.parametrize(
+    ("tools", "param", "says"),
+    [
+        ([_fn("f"), _fn("f")], "tools[1].function.name", "'f' names two tools"),
+        ([_fn("")], "tools[0].function.name", "must not be empty"),
+    ],
+)
+def test_each_tool_has_a_name_of_its_own(tools: list, param: str, says: str) -> None:
+    """A call finds its tool by name: two of one name (or none) are the client's error,
+    in each API."""
+    from cortex_gateway import anthropic_request, openai_responses
+
+    user = [{"role": "user", "content": "x"}]
+    error = error_of({"model": "m", "messages": user, "tools": tools})
+    assert (error.param, says in error.message) == (param, True)
+    flat = [{"type": "function", **tool["function"]} for tool in tools]
+    with pytest.raises(ApiError, match=says) as responses:
+        openai_responses.parse_request(
+            json.dumps({"model": "m", "input": "x", "tools": flat}).encode()
+        )
+    assert responses.value.param == param.replace("function.", "")
+    anthropic = [{"name": tool["function"]["name"], "input_schema": {}} for tool in tools]
+    body = {"model": "m", "max_tokens": 8, "messages": user, "tools": anthropic}
+    with pytest.raises(ApiError, match=says):
+        request = anthropic_request.parse_request(json.dumps(body).encode())
+        anthropic_request.template_tools(request.tools, request.tool_choice)

@@ -17,7 +17,13 @@ from typing import Any
 import msgspec
 
 from cortex_gateway.errors import ApiError
-from cortex_gateway.openai_chat import check_positive, check_range, decode_body, unsupported
+from cortex_gateway.openai_chat import (
+    check_positive,
+    check_range,
+    check_tool_names,
+    decode_body,
+    unsupported,
+)
 from cortex_gateway.sampling_defaults import ANTHROPIC
 from cortex_wire.messages import ChatMessage, SamplingParams, ToolCall
 
@@ -313,6 +319,7 @@ def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[
     if choice is not None and choice.type == "none":
         return []
     definitions = []
+    check_tool_names([tool.name for tool in tools or []], "name")
     for index, tool in enumerate(tools or []):
         if tool.type not in (None, "custom"):
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only client tools")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -215,6 +215,19 @@ def check_choices(n: int | None) -> None:
         raise ApiError.invalid(f"n must be between 1 and {MAX_CHOICES}, got {n}", param="n")
 
 
+def check_tool_names(names: Sequence[str], name_at: str) -> None:
+    """Each tool named, and named once: a call is matched to its tool by name. `name_at`
+    is where a tool keeps it ("function.name", "name")."""
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        where = f"tools[{index}].{name_at}"
+        if not name:
+            raise ApiError.invalid(f"{where} must not be empty", param=where)
+        if name in seen:
+            raise ApiError.invalid(f"{where}: {name!r} names two tools", param=where)
+        seen.add(name)
+
+
 def check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ApiError.invalid(f"{name} must be at least 1, got {value}", param=name)
@@ -292,6 +305,7 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
     for index, tool in enumerate(request.tools or []):
         if tool.type != "function":
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only 'function' tools")
+    check_tool_names([tool.function.name for tool in request.tools or []], "function.name")
 
 
 def validate(request: ChatCompletionRequest) -> None:

@@ -38,6 +38,7 @@ from cortex_gateway.openai_chat import (
     ContentPart,
     check_positive,
     check_range,
+    check_tool_names,
     content_text,
     decode_body,
     thinking_of,
@@ -135,8 +136,9 @@ def parse_request(body: bytes) -> ResponsesRequest:
         raise ApiError.invalid("model must not be empty", param="model")
     openai_forced(request.tool_choice, RESPONSES_NAME)  # refuses a choice it cannot read
     for index, tool in enumerate(request.tools or []):
-        if tool.type != "function" or not tool.name:
-            raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only named function tools")
+        if tool.type != "function":
+            raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only function tools")
+    check_tool_names([tool.name or "" for tool in request.tools or []], "name")
     effort = request.reasoning.effort if request.reasoning else None
     if effort is not None and effort not in EFFORT_BUDGETS:
         raise ApiError.invalid(
