@@ -130,6 +130,8 @@ def test_an_image_a_tool_returned_is_named_in_its_place() -> None:
             r"'context_management.edits\[0\].type' is not supported",
         ),
         ({"messages": []}, "at least one message"),
+        ({"metadata": {"user_id": 5}}, r"Expected `str \| null`, got `int`"),
+        ({"metadata": {"session": "s1"}}, "unknown field `session`"),
     ],
 )
 def test_bad_requests_are_named(change: dict, message: str) -> None:

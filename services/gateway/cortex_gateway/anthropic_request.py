@@ -125,6 +125,10 @@ class Conversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     speed: str | None = None  # answering: "standard" only; counting: either
 
 
+class Metadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_id: str | None = None  # the one field Anthropic's API defines (and checks)
+
+
 class MessagesRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
     max_tokens: int | None = None
     stop_sequences: list[str] | None = None
@@ -134,7 +138,7 @@ class MessagesRequest(Conversation, kw_only=True, forbid_unknown_fields=True):
     stream: bool = False
     # Taken as they are: metadata is the client's own record; there is one place and one
     # tier to run in.
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     inference_geo: str | None = None
     service_tier: str | None = None  # "auto" or "standard_only": both fit the one tier
     # Refused (see ANTHROPIC_SIDE).
