@@ -15,6 +15,7 @@ from cortex_neuron.main import run_neuron
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
+    CatalogueEntry,
     ChatMessage,
     ControlReply,
     Delta,
@@ -31,7 +32,7 @@ from cortex_wire.messages import (
 )
 from tests.conftest import write_catalogue
 from tests.support.stack import stack_settings
-from tests.support.tiny_gguf import TinyModel
+from tests.support.tiny_gguf import TinyModel, build_tiny_gguf
 
 NODE = "neuron-under-test"
 
@@ -241,3 +242,38 @@ async def test_a_model_at_its_limits_refuses_at_once(neuron, bus: Client) -> Non
     again = await Stream(bus, "req-again").open()
     assert (await again.submit("limited", max_tokens=2)).accepted
     assert isinstance((await again.until_end())[-1], Done)
+
+
+async def test_a_gguf_put_in_place_later_is_announced_as_it_is(
+    nats_url: str, tmp_path: Path, bus: Client
+) -> None:
+    """An operator copies the model in after the neuron started (or replaces it): the
+    catalogue entry says what the file is from the next heartbeat on, not from a restart."""
+    node = "late-file-neuron"
+    path = tmp_path / "late.gguf"
+    models = write_catalogue(tmp_path / "models.toml", [{"id": "late", "path": str(path)}])
+    settings = stack_settings(nats_url, models, node=node)
+    beats = await bus.subscribe(subjects.heartbeat(node))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_neuron(settings, stop))
+
+    async def entry() -> CatalogueEntry:
+        heartbeat = codec.decode((await beats.next_msg(timeout=10)).data, Heartbeat)
+        [late] = heartbeat.catalogue
+        return late
+
+    try:
+        before = await entry()
+        assert (before.architecture, before.footprint_mb, before.file_size) == ("", 0, 0)
+        built = build_tiny_gguf(path, ("Hello", "!"))
+        size, after = path.stat().st_size, before
+        for _ in range(50):  # the heartbeats of a few seconds at most
+            after = await entry()
+            if after.file_size == size:  # (a beat may have seen the file half written)
+                break
+        assert after.file_size == size
+        assert after.architecture == "llama" and after.footprint_mb > 0
+        assert after.context_length == built.n_ctx
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

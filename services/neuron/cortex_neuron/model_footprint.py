@@ -3,11 +3,12 @@ header (read from disk; the arithmetic is `footprint.footprint_mb`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import structlog
 
-from cortex_core.config import ModelProfile
+from cortex_core.config import Catalogue, ModelProfile
 from cortex_neuron.footprint import footprint_mb
 from cortex_neuron.gguf_header import GGUFError, read_metadata
 
@@ -26,3 +27,16 @@ def profile_footprint(profile: ModelProfile) -> int:
         log.warning("footprint_unknown", model=profile.id, error=str(error))
         return 0
     return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)
+
+
+def file_stamps(catalogue: Catalogue) -> dict[str, tuple[int, int] | None]:
+    """Each catalogue model's file as it is now (modification time, size; None: not there,
+    or scripted), to tell when one was put in place or replaced."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for model in catalogue.models:
+        try:
+            stat = os.stat(model.path) if model.script is None else None
+        except OSError:
+            stat = None
+        stamps[model.id] = (stat.st_mtime_ns, stat.st_size) if stat else None
+    return stamps

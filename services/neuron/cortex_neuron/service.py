@@ -26,10 +26,11 @@ from cortex_neuron.frames import coalesce, frame_pause
 from cortex_neuron.gateway_watch import GatewayWatch
 from cortex_neuron.heartbeat import build_heartbeat, catalogue_entries
 from cortex_neuron.metrics import NeuronMetrics
-from cortex_neuron.model_footprint import profile_footprint
+from cortex_neuron.model_footprint import file_stamps, profile_footprint
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
     Cancel,
+    CatalogueEntry,
     ControlReply,
     Done,
     EmbedReply,
@@ -94,6 +95,7 @@ class Neuron:
         self._tasks: set[asyncio.Task[None]] = set()
         self._infer: Subscription | None = None  # inference requests, as they arrive
         self._footprints = {m.id: profile_footprint(m) for m in catalogue.models}
+        self._files = file_stamps(catalogue)
         self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
         self.log = log.bind(node=self.node)
         self.metrics = NeuronMetrics()
@@ -138,9 +140,27 @@ class Neuron:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _reread_changed_files(self) -> None:
+        """A catalogue GGUF put in place, or replaced, since the entries were read: what
+        the entries say of it (facts, footprint) is read again, off the event loop."""
+        files = file_stamps(self.catalogue)
+        changed = [m for m in self.catalogue.models if files[m.id] != self._files[m.id]]
+        if not changed:
+            return
+        self._files = files
+
+        def reread() -> list[CatalogueEntry]:
+            for model in changed:
+                self._footprints[model.id] = profile_footprint(model)
+            return catalogue_entries(self.catalogue, self._footprints)
+
+        self._catalogue_entries = await asyncio.to_thread(reread)
+        self.log.info("catalogue_files_changed", models=[m.id for m in changed])
+
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.neuron.heartbeat_interval_s
         while not stop.is_set():
+            await self._reread_changed_files()
             await self.publish_heartbeat()
             self._cancel_orphans()
             try:
