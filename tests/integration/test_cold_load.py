@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import nats
 
 from cortex_wire import codec, subjects
 from cortex_wire.messages import ModelEvent
-from tests.support.stack import RunningStack
+from tests.support.stack import RunningStack, stack_on_own_bus
 
 
 async def test_concurrent_requests_for_a_cold_model_share_one_load(stack: RunningStack) -> None:
@@ -34,3 +35,21 @@ async def test_concurrent_requests_for_a_cold_model_share_one_load(stack: Runnin
     states = [e.state for e in events]
     assert states.count("loading") == 1, states
     assert states.count("ready") == 1, states
+
+
+def test_a_load_longer_than_the_idle_limit_does_not_fail_its_request(tmp_path: Path) -> None:
+    """The stream's silence is counted from when the neuron took the request: the load
+    before it (here 1.5 s, three times the idle limit) is waiting, not silence."""
+    script = {"reply": "Loaded at last.", "load_s": 1.5, "tokens_per_s": 200}
+    models = [{"id": "slow-load", "script": script, "vram_mb": 10}]
+    with stack_on_own_bus(
+        tmp_path, models, node="slow-load-neuron",
+        gateway={"stream_idle_timeout_s": 0.5, "keepalive_interval_s": 0.1},
+        neuron={"keepalive_interval_s": 0.1},
+    ) as stack:  # fmt: skip
+        client = stack.openai()
+        ask = {"model": "slow-load", "messages": [{"role": "user", "content": "hi"}]}
+        chunks = list(client.chat.completions.create(**ask, stream=True))
+        whole = client.chat.completions.create(**ask)  # loaded now: the usual path
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content == "Loaded at last."

@@ -173,6 +173,8 @@ class ScriptProfile(Section):
     tokens_per_s: float = 0.0
     # Play the reply over and over instead of ending after it.
     repeat: bool = False
+    # Seconds its load takes (a big model's, for what a slow cold load does upstream).
+    load_s: float = 0.0
 
 
 class ModelProfile(Section):

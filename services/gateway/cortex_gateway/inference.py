@@ -381,6 +381,9 @@ class Inference:
             if isinstance(admitted, Refused):
                 yield Failed(seq=-1, error=admitted.error)
                 return
+            # The neuron has it from now on: its silence counts from here, not from before
+            # a cold load (which may take longer than the idle limit).
+            frames.heard_at = max(frames.heard_at, time.monotonic())
             log.info(
                 "request_routed", request_id=request.request_id, model=request.model, node=node
             )

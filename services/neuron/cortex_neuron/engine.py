@@ -333,6 +333,8 @@ class Engine(ModelThread[Backend]):
             from cortex_neuron.scripted_backend import ScriptedBackend
 
             backend = ScriptedBackend(self.profile, self.profile.script)
+            if self._abort_load.wait(self.profile.script.load_s):  # an unload cut it short
+                raise EngineError(Code.LOAD_CANCELLED, f"loading {self.profile.id} was cancelled")
         else:
             from cortex_neuron.llama_backend import LlamaBackend
 
