@@ -12,7 +12,7 @@ def test_heartbeats_frames_and_events_read_as_one_line_each() -> None:
         memory_budget_mb=24000, models=[LoadedModel(id="m", state="ready", busy=1)],
     )  # fmt: skip
     line = summarize(subjects.heartbeat("gpu-1"), codec.encode(beat))
-    assert line == "gpu-1 #7 [RTX 4090 20000/24000 MiB] models: m=ready 1+0q"
+    assert line == "gpu-1 #7 [RTX 4090 4000/24000 MiB used] models: m=ready 1+0q"
     assert (
         summarize(subjects.stream("r1"), codec.encode(Delta(seq=3, text="hi\n")))
         == 'delta #3 "hi\\n"'

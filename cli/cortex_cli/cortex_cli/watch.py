@@ -72,8 +72,9 @@ def summarize(subject: str, payload: bytes) -> str:
             )
             for m in body.get("models", [])
         )
-        devices = ", ".join(
-            f"{d.get('name')} {d.get('free_mb')}/{d.get('total_mb')} MiB"
+        devices = ", ".join(  # used / total, as `cortex status` writes it
+            f"{d.get('name')} {(d.get('total_mb') or 0) - (d.get('free_mb') or 0)}"
+            f"/{d.get('total_mb')} MiB used"
             for d in body.get("devices", [])
         )
         return f"{body.get('node')} #{body.get('seq')} [{devices}] models: {models or 'none'}"
