@@ -121,6 +121,15 @@ def test_admin_operations_need_an_admin_key(guarded: RunningStack) -> None:
         headers=headers(ADMIN_KEY),
     )
     assert unpin.json()["detail"] == "unpinned 'hello'"
+    for action in ("load", "unload"):  # a neuron that is not there is named, not a shortage
+        stray = httpx.post(
+            f"{guarded.base_url}/admin/models/{action}",
+            json={"model": "hello", "node": "nope"},
+            headers=headers(ADMIN_KEY),
+            timeout=60,
+        )
+        assert stray.status_code == 404, stray.text
+        assert "no live neuron is named 'nope'" in stray.json()["error"]["message"]
 
 
 def test_keys_never_reach_the_logs(

@@ -208,7 +208,7 @@ async def test_a_refused_pin_is_not_kept_and_says_why(fleet: Fleet, hello_model)
     await fleet.start_scheduler()
     asked = (
         (ModelRef(model="ghost"), "model_not_found", "not pinned: unknown model 'ghost'"),
-        (ModelRef(model="a", node="nowhere"), "no_capacity", "nowhere: no such live neuron"),
+        (ModelRef(model="a", node="nowhere"), "not_found", "no live neuron is named 'nowhere'"),
         (ModelRef(model="huge"), "no_capacity", "needs 5000 MiB, capacity is 1000 MiB"),
     )
     replies = [await fleet.ask(subjects.SCHED_PIN, ref, SchedulerReply) for ref, _, _ in asked]

@@ -1,7 +1,12 @@
 """What the scheduler refuses an operator: unknown models, unloads a pin would undo."""
 
 from cortex_scheduler.policy import NeuronState
-from cortex_scheduler.refusals import not_pinned, pinned_against_unload, unknown_model
+from cortex_scheduler.refusals import (
+    not_pinned,
+    pinned_against_unload,
+    unknown_model,
+    unknown_node,
+)
 from cortex_wire.messages import CatalogueEntry, Pin, WireError
 
 
@@ -17,6 +22,15 @@ def test_a_model_no_live_neuron_serves_is_not_found_not_a_shortage() -> None:
     assert "'ghost'" in unknown.message and "n1, n2" in unknown.message
     assert unknown_model("a", fleet) is None  # served somewhere: a capacity question
     assert unknown_model("ghost", []) is None  # no neuron heard: no telling
+
+
+def test_a_neuron_not_in_the_fleet_is_not_found() -> None:
+    fleet = [serving("n2", "a"), serving("n1", "b")]
+    stranger = unknown_node("nope", fleet)
+    assert stranger is not None and stranger.code == "not_found"
+    assert "'nope'" in stranger.message and "n1, n2" in stranger.message
+    assert unknown_node("n1", fleet) is None and unknown_node("", fleet) is None
+    assert unknown_node("nope", []) is None  # no neuron heard: no telling
 
 
 def test_unloading_is_refused_where_a_pin_holds_the_model() -> None:

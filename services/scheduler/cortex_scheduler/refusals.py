@@ -25,6 +25,15 @@ def unknown_model(model: str, neurons: Sequence[NeuronState]) -> WireError | Non
     return WireError(code=Code.MODEL_NOT_FOUND, message=message)
 
 
+def unknown_node(node: str, neurons: Sequence[NeuronState]) -> WireError | None:
+    """not_found when an operator names a neuron (`--node`) that is not in the live fleet;
+    with none live there is no telling."""
+    if not node or not neurons or any(n.node == node for n in neurons):
+        return None
+    nodes = ", ".join(sorted(n.node for n in neurons))
+    return WireError(code=Code.NOT_FOUND, message=f"no live neuron is named {node!r} ({nodes})")
+
+
 def pinned_against_unload(
     model: str, nodes: Iterable[str], pins: Iterable[Pin]
 ) -> WireError | None:

@@ -30,7 +30,12 @@ from cortex_core.metrics_server import serve_metrics
 from cortex_scheduler.durable import LeaderLease, PinStore
 from cortex_scheduler.metrics import SchedulerMetrics
 from cortex_scheduler.policy import Plan, plan_load
-from cortex_scheduler.refusals import not_pinned, pinned_against_unload, unknown_model
+from cortex_scheduler.refusals import (
+    not_pinned,
+    pinned_against_unload,
+    unknown_model,
+    unknown_node,
+)
 from cortex_scheduler.snapshot import neuron_states
 from cortex_wire import codec, subjects
 from cortex_wire.messages import (
@@ -232,6 +237,9 @@ class Scheduler:
         ready = [n for n in self.where(model) if not node or n == node]
         if ready:
             return EnsureReply(ok=True, node=ready[0])
+        stranger = unknown_node(node, self.snapshot())
+        if stranger is not None:
+            return EnsureReply(ok=False, error=stranger)
         failure = self._failures.get(model)
         backoff = self.settings.scheduler.failed_load_backoff_s
         if failure and time.monotonic() - failure[0] < backoff:
@@ -419,6 +427,10 @@ class Scheduler:
         ref = self._decode(msg, ModelRef)
         if isinstance(ref, WireError):
             await self._respond(msg, SchedulerReply(ok=False, error=ref))
+            return
+        stranger = unknown_node(ref.node, self.snapshot())
+        if stranger is not None:
+            await self._respond(msg, SchedulerReply(ok=False, error=stranger))
             return
         nodes = [
             n
