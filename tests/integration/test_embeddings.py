@@ -41,6 +41,8 @@ def embed_stack(
         folder / "models.toml",
         [
             {"id": "embed", "path": str(embedder.path), "n_ctx": 512, "embedding": True},
+            # A context llama.cpp pads (to 256): inputs stay within the 40 asked for.
+            {"id": "embed-40", "path": str(embedder.path), "n_ctx": 40, "embedding": True},
             {"id": "chat", "path": str(hello_model.path), "n_ctx": 256},
         ],
     )
@@ -108,6 +110,22 @@ def test_a_long_input_is_cut_for_ollama_and_refused_for_openai(
     with pytest.raises(openai.BadRequestError) as too_long:
         oai.embeddings.create(model="embed", input=long)
     assert too_long.value.code == "context_length_exceeded"
+
+
+def test_a_context_llama_cpp_pads_takes_the_inputs_it_was_given_for(
+    embed_stack: RunningStack, oai: openai.OpenAI, reference
+) -> None:
+    """n_ctx 40 is a context of 256 inside llama.cpp: an input of 41 to 256 tokens aborted
+    the neuron (its batch held 40). Now the 40 hold, cut or refused as the API says."""
+    long = "a b " * 30
+    assert 40 < len(reference.tokenize(long.encode(), add_bos=False)) < 256
+    llama = ollama.Client(host=embed_stack.base_url)
+    cut = llama.embed(model="embed-40", input=long)  # Ollama cuts an input to fit
+    assert cut.prompt_eval_count == 40
+    with pytest.raises(openai.BadRequestError, match="takes at most 40"):
+        oai.embeddings.create(model="embed-40", input=long)
+    short = oai.embeddings.create(model="embed-40", input="x").data[0].embedding
+    assert close(short, expected(reference, "x"))
 
 
 def test_the_wrong_kind_of_model_gets_a_clear_400(

@@ -43,14 +43,21 @@ def normalized(vector: Sequence[float]) -> list[float]:
     return [v / norm for v in vector] if norm > 0 else list(vector)
 
 
+# What llama.cpp rounds a context's size up to.
+CONTEXT_PAD = 256
+
+
 class LlamaEmbedder:
     def __init__(self, profile: ModelProfile, *, n_threads: int) -> None:
         path = Path(profile.path)
         self._model = llama_backend.load_model(profile)
         self._vocab = C.llama_model_get_vocab(self._model)
         params = C.llama_context_default_params()
-        # Non-causal models need a whole input in one micro-batch.
-        params.n_ctx = params.n_batch = params.n_ubatch = profile.n_ctx
+        # Non-causal models need a whole input in one micro-batch. llama.cpp pads a
+        # context to a multiple of 256; the batches are padded alike, or an input longer
+        # than the batch but within the padded context aborts the process (GGML_ASSERT).
+        padded = -(-profile.n_ctx // CONTEXT_PAD) * CONTEXT_PAD
+        params.n_ctx = params.n_batch = params.n_ubatch = padded
         params.n_seq_max = MAX_SEQUENCES
         params.kv_unified = True  # sequences of any length share the context
         params.embeddings = True
@@ -70,7 +77,8 @@ class LlamaEmbedder:
                 f"{path} has no pooling type in its metadata, so it is not an embedding model",
             )
         self.pooling = POOLING_NAMES[pooling]
-        self.n_ctx = int(C.llama_n_ctx(self._ctx))
+        # The inputs it takes: the catalogue's context (the padding is llama.cpp's own).
+        self.n_ctx = min(profile.n_ctx, int(C.llama_n_ctx(self._ctx)))
         self.n_embd = int(C.llama_model_n_embd(self._model))
         self._memory = C.llama_get_memory(self._ctx)
         self._batch = C.llama_batch_init(self.n_ctx, 0, MAX_SEQUENCES)
