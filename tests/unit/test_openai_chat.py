@@ -350,3 +350,33 @@ def test_each_tool_has_a_name_of_its_own(tools: list, param: str, says: str) -> 
     with pytest.raises(ApiError, match=says):
         request = anthropic_request.parse_request(json.dumps(body).encode())
         anthropic_request.template_tools(request.tools, request.tool_choice)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"ignore_eos": True}, "ignore_eos"),
+        ({"min_tokens": 5}, "min_tokens"),
+        ({"include_stop_str_in_output": True}, "include_stop_str_in_output"),
+        ({"guided_json": {"type": "object"}}, "guided_json"),
+        ({"grammar": 'root ::= "x"'}, "grammar"),
+        ({"typical_p": 0.5}, "typical_p"),
+    ],
+)
+def test_another_servers_parameter_that_changes_the_output_is_refused(
+    extra: dict, param: str
+) -> None:
+    """vLLM's and llama-server's parameters come through extra_body: each changes the
+    output, so it is refused by name (the values that change nothing are taken)."""
+    from cortex_gateway import openai_completions
+
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    for body, parser in (
+        (chat, openai_chat.parse_request),
+        ({"model": "m", "prompt": "x"}, openai_completions.parse_request),
+    ):
+        with pytest.raises(ApiError) as refused:
+            parser(json.dumps({**body, **extra}).encode())
+        assert (refused.value.param, refused.value.code) == (param, "unsupported_parameter")
+    neutral = {"ignore_eos": False, "min_tokens": 0, "typical_p": 1.0, "cache_prompt": True}
+    openai_chat.parse_request(json.dumps({**chat, **neutral}).encode())

@@ -24,6 +24,7 @@ from cortex_gateway.events import (
     Waiting,
 )
 from cortex_gateway.forced_calls import CHAT_NAME, forcing, openai_forced
+from cortex_gateway.foreign_params import check_foreign
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OPENAI
@@ -235,6 +236,7 @@ def check_positive(name: str, value: int | None) -> None:
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
     request = decode_body(body, ChatCompletionRequest)
+    check_foreign(body)
     validate(request)
     return request
 

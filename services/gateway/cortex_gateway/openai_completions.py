@@ -17,6 +17,7 @@ from cortex_core.config import GatewaySettings
 from cortex_gateway import sse
 from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer, Event, Finished, PromptScored, Text, Waiting
+from cortex_gateway.foreign_params import check_foreign
 from cortex_gateway.logprobs import TextOffsets, check_top, completion_logprobs
 from cortex_gateway.openai_chat import (
     StreamOptions,
@@ -67,6 +68,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
 
 def parse_request(body: bytes) -> CompletionRequest:
     request: CompletionRequest = decode_body(body, CompletionRequest)
+    check_foreign(body)
     if not request.model:
         raise ApiError.invalid("model must not be empty", param="model")
     prompts = prompts_of(request)
