@@ -295,3 +295,24 @@ def test_a_new_host_joins_a_running_fleet_with_one_command(tmp_path: Path) -> No
         if joined is not None:
             assert stop_up(joined) == 0, "".join(joined.transcript[-30:])
         stop_up(up)
+
+
+def test_a_second_stack_on_a_state_dir_in_use_stops_before_it_starts(tmp_path: Path) -> None:
+    """Its nats-server would rebuild the running one's JetStream files: it says who holds
+    them and starts nothing."""
+    from cortex_cli.up import claim_state_dir
+
+    state = tmp_path / "state"
+    held = claim_state_dir(state)  # as a running `cortex up` holds it
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "cortex_cli.main", "up"],
+            env={**os.environ, "CORTEX_STATE_DIR": str(state), "CORTEX_NATS_URL": ""},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        held.close()
+    assert second.returncode == 1, second.stderr
+    said = second.stdout + second.stderr
+    assert f"{state} is in use by cortex up (pid {os.getpid()})" in said
+    assert not (state / "nats").exists()  # no nats-server was started on it

@@ -8,6 +8,7 @@ dies on its own is reported by name and exit code, and takes the stack down with
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import nats
 from nats.errors import NoServersError
@@ -159,6 +161,34 @@ def _join(supervisor: Supervisor, url: str) -> int:
     return supervisor.outcome()
 
 
+class StateDirBusy(RuntimeError):
+    pass
+
+
+_HELD: list[IO[str]] = []
+
+
+def claim_state_dir(state_dir: Path) -> IO[str]:
+    """Hold `state_dir` for this process (its embedded nats-server keeps JetStream there,
+    which a second server on the same files would rebuild under the first): the lock
+    file, held open for as long as the stack runs, or StateDirBusy naming the holder."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(state_dir / "cortex-up.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise StateDirBusy(f"{state_dir} is in use by cortex up (pid {holder})") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    _HELD.append(lock)  # held (open) until the process ends
+    return lock
+
+
 def run_up(config_path: str | None, models_path: str | None, join: str | None = None) -> int:
     try:
         settings = load_settings(config_path)
@@ -180,6 +210,11 @@ def run_up(config_path: str | None, models_path: str | None, join: str | None = 
         return _join(supervisor, join)
     nats: EmbeddedNats | None = None
     if not settings.nats.url:
+        try:
+            claim_state_dir(state_dir)
+        except StateDirBusy as error:
+            supervisor.say(f"{error}\n  (stop it, or give this stack its own state_dir)")
+            return 1
         nats = EmbeddedNats(
             settings.nats.embedded_host, settings.nats.embedded_port, state_dir / "nats",
             die_with_parent=True,  # started from the main thread, below
