@@ -13,7 +13,7 @@ import pytest
 
 from cortex_core.config import ModelProfile, ScriptProfile
 from cortex_neuron.channel import Errored, Event, Finished, TextChunk, TokenChannel
-from cortex_neuron.engine import Engine, EngineError, Job
+from cortex_neuron.engine import RATE_SAMPLE_TOKENS, Engine, EngineError, Job
 from cortex_wire.messages import ChatMessage, InferRequest, SamplingParams
 from tests.support.tiny_gguf import build_tiny_gguf
 
@@ -170,6 +170,19 @@ async def test_cancel_ends_a_running_request(make_engine: MakeEngine) -> None:
     end = finished(await read(job, outcome))
     assert end.finish_reason == "cancelled"
     assert engine.busy == 0
+
+
+async def test_decode_speed_is_known_while_a_long_generation_runs(
+    make_engine: MakeEngine,
+) -> None:
+    engine = await make_engine(TICK, endless=True)
+    job = submit(engine, chat())
+    outcome = Outcome()
+    while outcome.chunk_tokens < 3 * RATE_SAMPLE_TOKENS:  # well past the first sample
+        await read(job, outcome, until_end=False)
+    assert outcome.end is None and engine.tokens_per_s > 0  # live, not only at the end
+    job.cancelled.set()
+    await read(job, outcome)
 
 
 async def test_parallel_slots_generate_at_the_same_time(make_engine: MakeEngine) -> None:

@@ -70,6 +70,9 @@ class Slot:
 
 # The most prefix digests a model lists in a heartbeat.
 MAX_DIGESTS = 256
+# A long generation folds its speed into the model's every this many tokens, so the
+# heartbeat's tok/s is live while it runs, not only once it ends.
+RATE_SAMPLE_TOKENS = 16
 
 
 def _view(slot: Slot) -> SlotView:
@@ -552,6 +555,8 @@ class Engine(ModelThread[Backend]):
                 self._end(slot, finish)
             else:
                 slot.pending.append(token)  # type: ignore[arg-type]
+                if generation.output.tokens % RATE_SAMPLE_TOKENS == 0:
+                    self._note_rate(generation)
         except ChannelOverflow:
             log.warning("stream_overflow", request_id=generation.job.request.request_id)
             message = "the stream's reader fell too far behind"
@@ -565,6 +570,10 @@ class Engine(ModelThread[Backend]):
         assert generation is not None
         self._release(slot)  # first: whoever sees the end sees the slot free
         generation.finish(reason)
+        self._note_rate(generation)
+
+    def _note_rate(self, generation: Generation) -> None:
+        """Fold a generation's decode speed so far into the model's recent speed."""
         rate = generation.decode_rate()
         if rate is not None:
             self.tokens_per_s = (
