@@ -54,10 +54,16 @@ def reasoning_stack(
         ("Pondering", "</think>", "Done"),
         chat_template=INJECTING_TEMPLATE,
     )
+    spaced = build_tiny_gguf(  # as real models write it: whitespace around the reasoning
+        folder / "spaced.gguf",
+        ("<think>", "\n ", "Let", " me", " \n", "</think>", "\n\n", "Hello", "!"),
+        user_defined=("<think>", "</think>"),
+    )
     models = write_catalogue(
         folder / "models.toml",
         [
             {"id": "think", "path": str(think.path), "n_ctx": 256},
+            {"id": "spaced", "path": str(spaced.path), "n_ctx": 256},
             {"id": "bracket", "path": str(bracket.path), "n_ctx": 256},
             {"id": "plain", "path": str(plain.path), "n_ctx": 256},
             {"id": "injected", "path": str(injected.path), "n_ctx": 256},
@@ -90,6 +96,7 @@ def stream_parts(client: openai.OpenAI, model: str, **kwargs) -> tuple[str, str,
         ("think", "Let me think", "Hello!"),  # <think> USER_DEFINED
         ("bracket", "Hmm", "Yes"),  # [THINK] CONTROL
         ("injected", "Pondering", "Done"),  # the template opened the reasoning
+        ("spaced", "Let me", "Hello!"),  # trimmed, as llama-server and Ollama trim them
     ],
 )
 def test_reasoning_goes_to_reasoning_content_never_into_content(
@@ -106,6 +113,15 @@ def test_reasoning_goes_to_reasoning_content_never_into_content(
 
     streamed_content, streamed_reasoning, _ = stream_parts(client, model)
     assert (streamed_content, streamed_reasoning) == (content, reasoning)
+
+
+def test_the_answers_log_probabilities_skip_the_whitespace_trimmed_off_it(
+    client: openai.OpenAI,
+) -> None:
+    completion = client.chat.completions.create(model="spaced", messages=USER, logprobs=True)
+    scored = completion.choices[0].logprobs
+    assert scored is not None and scored.content is not None
+    assert [t.token for t in scored.content] == ["Hello", "!"]
 
 
 def test_include_thinking_header_rewraps_reasoning_inline(client: openai.OpenAI) -> None:

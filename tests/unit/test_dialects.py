@@ -42,14 +42,19 @@ CASES = {
     "hermes-json": Case(
         "Qwen-Qwen3-0.6B.jinja",
         '<think>\nweigh it\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
-        reasoning="\nweigh it\n",
-        content="\n\n",
+        reasoning="weigh it",  # trimmed, and the answer's start after it
         calls=(WEATHER,),
         facts={
             "reasoning": "<think>…</think>",
             "tools": "json <tool_call> … </tool_call>",
             "thinking_switch": "enable_thinking",
         },
+    ),
+    "reasoning-trimmed-inside-kept": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        "<think>\n first\n\n second \n</think>\n\n Paris.\n\nNice.\n",
+        reasoning="first\n\n second",
+        content="Paris.\n\nNice.\n",  # the answer's own end stays as written
     ),
     "xml-function": Case(
         "Qwen3-Coder.jinja",
@@ -68,8 +73,8 @@ CASES = {
     "forced-open-xml": Case(
         "Qwen3.5-4B.jinja",
         "\nweigh it\n</think>\n\nSunny.",
-        reasoning="\nweigh it\n",
-        content="\n\nSunny.",
+        reasoning="weigh it",
+        content="Sunny.",
         prompt="<|im_start|>assistant\n<think>\n",
         facts={"reasoning": "<think>…</think>"},
     ),
@@ -86,7 +91,6 @@ CASES = {
         'hm</think>\n<minimax:tool_call>\n<invoke name="get_weather">\n'
         '<parameter name="city">Paris</parameter>\n</invoke>\n</minimax:tool_call>',
         reasoning="hm",
-        content="\n",
         calls=(WEATHER,),
         prompt="]~b]ai\n<think>\n",
     ),
@@ -268,7 +272,7 @@ CASES = {
         "google-gemma-4-31B-it.jinja",
         '<|channel>thought\nhm\n<channel|>Sure.<|tool_call>call:get_weather{city:<|"|>Pa"ris, '
         '{x}<|"|>,days:3}<tool_call|>',
-        reasoning="\nhm\n",
+        reasoning="hm",
         content="Sure.",
         calls=({"name": "get_weather", "arguments": {"city": 'Pa"ris, {x}', "days": 3}},),
         prompt="<|turn>model\n",

@@ -210,6 +210,12 @@ class TagParser(MarkerScanner):
         self._section_open = ""
         self._answered = False  # answer text has been emitted (bare JSON calls start a reply)
         self._watched = self._watch(dialect)
+        # Reasoning is trimmed, and so is the answer's start after it (the "\n\n" models
+        # write after their close marker), as llama-server and Ollama trim them: whether
+        # whitespace at the start of what comes next is dropped; the reasoning's trailing
+        # whitespace, held until more reasoning follows it.
+        self._trim = self.state == "reasoning"
+        self._trailing = ""
 
     def _markers(self) -> list[str]:
         return self._watched[self.state]
@@ -278,19 +284,31 @@ class TagParser(MarkerScanner):
             self._section.append(text)
             self._feed_call(pieces, text)
             return
-        kind: Literal["text", "reasoning"] = "reasoning" if self.state == "reasoning" else "text"
-        if kind == "text" and text.strip():
+        if self._trim:
+            text = text.lstrip()
+            if not text:
+                return
+            self._trim = False
+        if self.state == "reasoning":
+            body = text.rstrip()
+            if not body:
+                self._trailing += text
+                return
+            text, self._trailing = self._trailing + body, text[len(body) :]
+            append_text(pieces, "reasoning", text)
+            return
+        if text.strip():
             self._answered = True
-        append_text(pieces, kind, text)
+        append_text(pieces, "text", text)
 
     def _switch(self, marker: str, pieces: list[Piece]) -> None:
         d = self.dialect
         if self.state == "reasoning":
-            self.state = "content"
+            self.state, self._trim, self._trailing = "content", True, ""
         elif self.state == "tool":
             self._close_section(pieces, complete=True)
         elif d.reasoning is not None and marker == d.reasoning.open:
-            self.state = "reasoning"
+            self.state, self._trim = "reasoning", True
         elif d.tools is not None and marker == d.tools.section_open:
             self._open_section(marker)
         # a content wrapper marker: dropped
