@@ -344,3 +344,35 @@ def test_a_pattern_as_pydantic_writes_it_holds_the_answer(oai: openai.OpenAI, pa
         response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
     )  # fmt: skip
     assert json.loads(done.choices[0].message.content or "") == {"year": "1989"}
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"^\S+$", r"^\s?\d{4}$", r"^(19|20)\d{2}$|^x$", r'^[^"a]+$', r"^\$?\d+\.?\d*$",
+     r"^(?:\d\d)+$", r"^[\d,.-]+$"],
+)  # fmt: skip
+def test_a_pattern_llama_cpps_converter_could_not_take_holds_a_stream(
+    oai: openai.OpenAI, pattern: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"year": {"type": "string", "pattern": pattern}},
+        "required": ["year"],
+    }
+    chunks = oai.chat.completions.create(
+        model="year", messages=USER, max_tokens=8, stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
+    )  # fmt: skip
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert json.loads(content) == {"year": "1989"}
+
+
+def test_a_pattern_decoding_cannot_hold_refuses_a_stream_before_its_headers(
+    oai: openai.OpenAI,
+) -> None:
+    schema = {"type": "object", "properties": {"year": {"type": "string", "pattern": r"(\d)\1"}}}
+    with pytest.raises(openai.BadRequestError, match="backreference"):
+        oai.chat.completions.create(
+            model="year", messages=USER, max_tokens=8, stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
+        )  # fmt: skip

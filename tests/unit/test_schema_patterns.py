@@ -1,29 +1,112 @@
-"""JSON Schema patterns as llama.cpp's grammar converter takes them (pure)."""
+"""JSON Schema patterns rewritten for constrained decoding (pure): a rewritten pattern holds
+the JSON text of a string, so it must match the text of every value the pattern takes
+that a grammar can write, and of none it refuses; and never a text that is not JSON."""
+
+import itertools
+import json
+import re
 
 import pytest
 
-from cortex_neuron.llama_backend import anchored_patterns
+from cortex_neuron.schema_patterns import PatternError, json_safe_patterns, json_text_pattern
 
-ANY = r'[^"\\\x00-\x1F]*'
+# Values to try each pattern on: every string of up to three of these characters.
+ALPHABET = ["a", "Z", "1", "9", "_", ".", "-", "$", " ", "!", '"', "\\", "\n", "\t", "é", "]"]
+VALUES = ["".join(p) for size in range(4) for p in itertools.product(ALPHABET, repeat=size)]
+
+PATTERNS = [
+    r"\d",  # matches anywhere: open at both ends
+    r"^\d+$",
+    r"^a",
+    r"a$",
+    r"^\w+\s\d$",
+    r"^\D\S$",
+    r"^\W$",
+    r"^[\d.-]+$",
+    r"^\d\.\d$",
+    r"^\$?\d+$",
+    r"^a\\$",  # a literal backslash, then the end
+    r"^a\$",  # a literal dollar: open at the end
+    r'^"a"?$',
+    r"^[^a]+$",
+    r"^[^\d]$",
+    r"^[]a]+$",
+    r"^[a\]]$",
+    r"^[\x41-\x5A]+$",
+    r"^\u00e9$",
+    r"^a$|^1$",
+    r"^(?:a1)+$|9",
+    r"^(a|Z)(1|9)?$",
+    r"^.$",
+    r"^.{2,3}$",
+    r"^[\s\w]{2}$",
+    r"^\t$",
+    r"^[\n a]+$",
+    r"^[ -~]+$",  # a range across the quote and the backslash
+]
+
+
+def json_text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_the_rewritten_pattern_takes_exactly_what_the_pattern_takes_of_json_safe_text(
+    pattern: str,
+) -> None:
+    rewritten = re.compile(json_text_pattern(pattern))
+    original = re.compile(pattern, re.ASCII)  # JSON Schema's \d, \w and \s are ASCII's
+    for value in VALUES:
+        text = json_text(value)
+        if rewritten.fullmatch(text):
+            assert original.search(value), (value, text)
+        safe = not re.search(r'["\\\x00-\x1F]', value)  # a value the grammar writes as is
+        if safe and original.search(value):
+            assert rewritten.fullmatch(text), (value, text)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_no_rewritten_pattern_takes_text_that_is_not_json(pattern: str) -> None:
+    rewritten = re.compile(json_text_pattern(pattern))
+    for bad in ['"', "\\", "a\nb", 'a"', "\\q", "\x01"]:
+        assert not rewritten.fullmatch(bad), bad
 
 
 @pytest.mark.parametrize(
-    ("pattern", "converted"),
+    ("pattern", "says"),
     [
-        (r"\d{4}", f"^{ANY}([0-9]{{4}}){ANY}$"),  # matches anywhere: open at both ends
-        (r"^ab", f"^(ab){ANY}$"),
-        (r"ab$", f"^{ANY}(ab)$"),
-        (r"^\w+\s\d$", r"^([A-Za-z0-9_]+[ \t\n\r\f\v][0-9])$"),
-        (r"^[\d.-]+$", r"^([0-9.-]+)$"),  # within brackets, the class's members
-        (r"^\D\S$", r"^([^0-9][^ \t\n\r\f\v])$"),
-        (r"^\$\\d$", r"^(\$\\d)$"),  # escaped characters stay as they are
+        (r"^(a)\1$", "backreference"),
+        (r"(?=a)b", "lookaround"),
+        (r"\bword", "word boundary"),
+        (r"^\p{L}$", "Unicode property"),
+        (r"^[\D]$", r"\D inside"),
+        (r"^[a", "never closed"),
+        ("a\\", "lone backslash"),
+        (r"^a^b$", "'^' inside"),
+        (r"^[z-a]$", "range"),
+        (r'^["\\]$', "only characters a JSON string escapes"),
     ],
 )
-def test_patterns_are_anchored_and_their_shorthands_spelled(pattern: str, converted: str) -> None:
-    schema = {"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}
-    assert anchored_patterns(schema)["properties"]["p"]["pattern"] == converted
+def test_what_decoding_cannot_hold_is_refused_by_name(pattern: str, says: str) -> None:
+    with pytest.raises(PatternError, match=re.escape(says)):
+        json_text_pattern(pattern)
 
 
-def test_a_property_named_pattern_is_not_a_pattern() -> None:
-    schema = {"properties": {"pattern": {"type": "string"}}}
-    assert anchored_patterns(schema) == schema
+def test_patterns_are_rewritten_wherever_the_schema_has_them_and_only_there() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "pattern": {"type": "string", "pattern": "^a$"},  # a property named "pattern"
+            "b": {"const": {"pattern": "^kept$"}, "default": {"pattern": "^kept$"}},
+        },
+        "items": [{"pattern": "^1$"}],
+    }
+    safe = json_safe_patterns(schema)
+    assert safe["properties"]["pattern"]["pattern"] == json_text_pattern("^a$")
+    assert safe["properties"]["b"] == schema["properties"]["b"]  # values, not schemas
+    assert safe["items"][0]["pattern"] == json_text_pattern("^1$")
+
+
+def test_a_refusal_names_the_pattern() -> None:
+    with pytest.raises(PatternError, match=r"the pattern '\^\(a\)\\\\1\$' uses a backreference"):
+        json_safe_patterns({"pattern": r"^(a)\1$"})

@@ -27,6 +27,7 @@ from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError, check_vocabulary
 from cortex_neuron.logprobs import Scores, scores_at
 from cortex_neuron.pieces import TokenPieces, token_piece
+from cortex_neuron.schema_patterns import PatternError, json_safe_patterns
 from cortex_wire.messages import SamplingParams
 from cortex_wire.outcomes import Code
 
@@ -239,6 +240,16 @@ class LlamaBackend:
 
     def check(self, params: SamplingParams) -> None:
         check_sampling(params, self._n_vocab)
+        grammar = _grammar(params.json_schema)
+        if grammar is not None:  # llama.cpp's own parser has the last word: ask it now
+            C.llama_sampler_free(self._grammar_sampler(grammar))
+
+    def _grammar_sampler(self, grammar: tuple[str, str]) -> Any:
+        text, root = grammar
+        constraint = C.llama_sampler_init_grammar(self._vocab, text.encode(), root.encode())
+        if not constraint:
+            raise EngineError(Code.INVALID_REQUEST, "the JSON schema's grammar did not parse")
+        return constraint
 
     def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler | GreedySampler:
         if plain_greedy(params):
@@ -267,12 +278,11 @@ class LlamaBackend:
             )
         )
         if grammar is not None:
-            text, root = grammar
-            constraint = C.llama_sampler_init_grammar(self._vocab, text.encode(), root.encode())
-            if not constraint:
+            try:
+                add(self._grammar_sampler(grammar))
+            except EngineError:
                 C.llama_sampler_free(chain)
-                raise EngineError(Code.INVALID_REQUEST, "the JSON schema's grammar did not parse")
-            add(constraint)
+                raise
         if params.temperature <= 0:
             add(C.llama_sampler_init_greedy())
         else:
@@ -384,8 +394,12 @@ def check_sampling(params: SamplingParams, n_vocab: int) -> None:
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
     if schema is None:
         return None
+    try:
+        safe = json_safe_patterns(schema)
+    except PatternError as error:
+        raise EngineError(Code.INVALID_REQUEST, f"the JSON schema: {error}") from None
     # (key order kept: it is the output's order)
-    return _converted(json.dumps(anchored_patterns(schema)))
+    return _converted(json.dumps(safe))
 
 
 # A request's schema is converted when the neuron checks it, again when the engine starts
@@ -400,60 +414,6 @@ def _converted(schema: str) -> tuple[str, str]:
             Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
         ) from None
     return strict_strings(grammar._grammar), grammar._root
-
-
-# What an unanchored end of a pattern may match inside a JSON string: no quote, backslash
-# or control character (a pattern's own "." lets a quote through and breaks the JSON).
-_ANY_TEXT = r'[^"\\\x00-\x1F]*'
-
-
-def anchored_patterns(schema: Any) -> Any:
-    """`schema` with each string `pattern` as llama-cpp-python's converter can take it:
-    anchored at both ends (JSON Schema patterns match anywhere in the string, and Pydantic
-    writes them so: an open end may have any text before or after it), and with `\\d`,
-    `\\w` and `\\s` spelled out as classes (the converter takes them for literals)."""
-    if isinstance(schema, list):
-        return [anchored_patterns(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: anchored_patterns(value) for key, value in schema.items()}
-    pattern = out.get("pattern")
-    if isinstance(pattern, str):
-        starts = pattern.startswith("^")
-        ends = pattern.endswith("$") and not pattern.endswith("\\$")
-        body = _spelled_classes(pattern[int(starts) : len(pattern) - int(ends)])
-        group = f"({body})" if body else ""
-        out["pattern"] = f"^{'' if starts else _ANY_TEXT}{group}{'' if ends else _ANY_TEXT}$"
-    return out
-
-
-_SHORTHANDS = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\f\\v"}
-
-
-def _spelled_classes(pattern: str) -> str:
-    """`pattern` with each `\\d`, `\\w`, `\\s` (and, outside brackets, `\\D`, `\\W`, `\\S`)
-    written as the class it stands for."""
-    out, index, in_class = [], 0, False
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            escaped = pattern[index + 1]
-            spelled = _SHORTHANDS.get(escaped.lower())
-            if spelled is not None and escaped.islower():
-                out.append(spelled if in_class else f"[{spelled}]")
-            elif spelled is not None and not in_class:
-                out.append(f"[^{spelled}]")
-            else:
-                out.append(char + escaped)
-            index += 2
-            continue
-        if char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        out.append(char)
-        index += 1
-    return "".join(out)
 
 
 # llama-cpp-python's converter lets a JSON string hold raw control characters, which JSON
