@@ -64,6 +64,21 @@ def test_stop_sequence_ends_the_reply_before_it(client: openai.OpenAI) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
+def test_a_developer_message_is_the_system_message_it_stands_for(client: openai.OpenAI) -> None:
+    """(Templates know no `developer` role: some dropped the message, some refused it.)"""
+    prompts = {}
+    for role in ("system", "developer"):
+        messages = [{"role": role, "content": "Answer in French, always."}, *USER]
+        done = client.chat.completions.create(model="tiny-hello", messages=messages, max_tokens=1)
+        assert done.usage is not None
+        prompts[role] = done.usage.prompt_tokens
+    bare = client.chat.completions.create(model="tiny-hello", messages=USER, max_tokens=1)
+    assert (
+        bare.usage is not None
+        and prompts["developer"] == prompts["system"] > bare.usage.prompt_tokens
+    )
+
+
 def test_alias_resolves_to_its_model(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model="hello", messages=USER)
     assert completion.choices[0].message.content == "Hello, world!"

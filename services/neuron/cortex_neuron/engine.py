@@ -30,6 +30,7 @@ from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError, check_vocabulary
 from cortex_neuron.generation import Generation, Job
 from cortex_neuron.history import (
+    as_templates_read,
     fold_system,
     template_messages,
     template_tools,
@@ -257,7 +258,7 @@ class Engine(ModelThread[Backend]):
         """The prompt's tokens and its text (chat requests: as the template renders it; a
         system message the template refuses in place joins the leading one)."""
         if request.messages is not None:
-            messages, started = request.messages, ""
+            messages, started = as_templates_read(request.messages), ""
             if request.continue_final and messages and messages[-1].role == "assistant":
                 messages, started = messages[:-1], messages[-1].content
             try:

@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from cortex_neuron.dialect import Dialect
 from cortex_wire.messages import ChatMessage, InferRequest
 
@@ -48,6 +50,26 @@ def template_messages(
             item["name"] = message.name
         rendered.append(item)
     return rendered
+
+
+def as_templates_read(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The conversation as chat templates expect it: OpenAI's `developer` messages as the
+    `system` ones they are (templates know no other role for instructions), and each run of
+    tool results in the order of the calls before it (clients send them as the tools
+    finish; most templates pair a result with its call by position, not id)."""
+    out = [
+        msgspec.structs.replace(m, role="system") if m.role == "developer" else m for m in messages
+    ]
+    for index, message in enumerate(out):
+        if message.role != "assistant" or not message.tool_calls:
+            continue
+        order = {call.id: position for position, call in enumerate(message.tool_calls)}
+        end = index + 1
+        while end < len(out) and out[end].role == "tool":
+            end += 1
+        results = out[index + 1 : end]
+        out[index + 1 : end] = sorted(results, key=lambda r: order.get(r.tool_call_id, len(order)))
+    return out
 
 
 def fold_system(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
