@@ -376,3 +376,28 @@ def test_a_pattern_decoding_cannot_hold_refuses_a_stream_before_its_headers(
             model="year", messages=USER, max_tokens=8, stream=True,
             response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
         )  # fmt: skip
+
+
+def test_the_anthropic_sdks_tool_runner_goes_on_without_a_thread(
+    claude: anthropic.Anthropic,
+) -> None:
+    """Its first request asks for a server-side thread; the refusal's `details` say the
+    server cannot thread, which the SDK reads to go on with the whole history."""
+    asked: list[str] = []
+
+    @anthropic.beta_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: the city
+        """
+        asked.append(city)
+        return "sunny"
+
+    runner = claude.beta.messages.tool_runner(
+        model="tagged-call", max_tokens=64, messages=USER, tools=[get_weather], max_iterations=2
+    )
+    replies = list(runner)
+    assert [[block.type for block in reply.content] for reply in replies] == [["tool_use"]] * 2
+    assert asked == ["Paris", "Paris"]

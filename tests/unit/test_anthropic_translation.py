@@ -72,6 +72,26 @@ def test_claude_code_like_request_becomes_one_history() -> None:
     ]  # fmt: skip
 
 
+def test_tool_search_keeps_deferred_tools_out_until_a_result_loads_them() -> None:
+    """Claude Code's tool search: deferred tools stay out of the prompt; ToolSearch's
+    result names the ones it found (`tool_reference`), which the template then gets."""
+    read = CLAUDE_CODE_LIKE["tools"][0]
+    cron = {"name": "CronList", "input_schema": {"type": "object"}, "defer_loading": True}
+    search = {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_9", "name": "ToolSearch", "input": {"query": "cron"}},
+    ]}  # fmt: skip
+    found = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_9",
+         "content": [{"type": "tool_reference", "tool_name": "CronList"}]},
+    ]}  # fmt: skip
+    asked = [{"role": "user", "content": "find cron"}]
+    for messages, offered in ((asked, ["Read"]), ([*asked, search, found], ["Read", "CronList"])):
+        request = parse({**CLAUDE_CODE_LIKE, "tools": [read, cron], "messages": messages})
+        fields = ar.template_fields(request, strip_billing=True)
+        assert [tool["function"]["name"] for tool in fields["tools"]] == offered
+    assert fields["messages"][-1].content == "[tool CronList loaded]"
+
+
 def test_an_image_a_tool_returned_is_named_in_its_place() -> None:
     """Claude Code's Read of a screenshot or a PDF: the result's image stays in the history
     of every later turn, so it is named, not refused (an image the user sends is)."""

@@ -38,6 +38,7 @@ class Block(msgspec.Struct, kw_only=True):
     tool_use_id: str | None = None
     content: str | list[Block] | None = None
     is_error: bool | None = None
+    tool_name: str | None = None  # a tool_reference: a deferred tool a search loaded
     # cache_control and citations ride along: prefix caching is automatic here.
 
 
@@ -51,6 +52,8 @@ class Tool(msgspec.Struct, kw_only=True):
     description: str | None = None
     input_schema: dict[str, Any] | None = None
     type: str | None = None
+    # Left out of the prompt until a tool_reference in a tool result loads it (tool search).
+    defer_loading: bool | None = None
 
 
 class Thinking(msgspec.Struct, kw_only=True):
@@ -181,6 +184,8 @@ def _tool_result_text(blocks: str | list[Block] | None, where: str) -> str:
     for index, block in enumerate(blocks):
         if block.type in ("image", "document"):
             parts.append(f"[{block.type} omitted: the model reads text only]")
+        elif block.type == "tool_reference" and block.tool_name:
+            parts.append(f"[tool {block.tool_name} loaded]")  # (template_tools adds it)
         elif block.type == "text" and block.text is not None:
             parts.append(block.text)
         else:
@@ -319,7 +324,11 @@ def forced_tool(choice: ToolChoice | None) -> tuple[bool, str | None]:
     return True, choice.name
 
 
-def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dict[str, Any]]:
+def template_tools(
+    tools: list[Tool] | None, choice: ToolChoice | None, loaded: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """The tools the template is given: all but the deferred ones no tool result has
+    `loaded` yet (what tool search keeps out of the context until it finds them)."""
     if choice is not None and choice.type == "none":
         return []
     definitions = []
@@ -327,6 +336,8 @@ def template_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[
     for index, tool in enumerate(tools or []):
         if tool.type not in (None, "custom"):
             raise unsupported(f"tools[{index}].type", f"{tool.type!r}; only client tools")
+        if tool.defer_loading and tool.name not in loaded:
+            continue
         function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema or {}}
         if tool.description:
             function["description"] = tool.description
@@ -433,7 +444,10 @@ def parse_request(body: bytes) -> MessagesRequest:
         raise ApiError.invalid(f"top_k must be >= 0, got {request.top_k}", param="top_k")
     for name, why in ANTHROPIC_SIDE.items():
         if getattr(request, name) is not None:
-            raise unsupported(name, why)
+            error = unsupported(name, why)
+            if name == "thread":  # what the SDK's threads (its tool runner's default) go on
+                error.details = {"error_code": "thread_unsupported_request", "unsupported": []}
+            raise error
     if request.speed not in (None, "standard"):
         raise unsupported("speed", f"{request.speed!r}; one speed here: 'standard'")
     if request.service_tier not in (None, "auto", "standard_only"):
@@ -451,6 +465,19 @@ def parse_count(body: bytes) -> CountTokensRequest:
     return request
 
 
+def loaded_tools(messages: list[Message]) -> frozenset[str]:
+    """The tools tool results have loaded by reference (`tool_reference` blocks)."""
+    return frozenset(
+        inner.tool_name
+        for message in messages
+        if isinstance(message.content, list)
+        for block in message.content
+        if block.type == "tool_result" and isinstance(block.content, list)
+        for inner in block.content
+        if inner.type == "tool_reference" and inner.tool_name
+    )
+
+
 def history(request: Conversation, strip_billing: bool) -> list[ChatMessage]:
     messages = chat_messages(request.system, request.messages, strip_billing)
     return edited(messages, thinking_kept(request.context_management))
@@ -461,7 +488,7 @@ def template_fields(request: Conversation, strip_billing: bool) -> dict[str, Any
     one source for an answer and for counting its tokens, so the count stays exact."""
     return {
         "messages": history(request, strip_billing),
-        "tools": template_tools(request.tools, request.tool_choice),
+        "tools": template_tools(request.tools, request.tool_choice, loaded_tools(request.messages)),
         # A last assistant message is the start of the reply: the model continues it.
         "continue_final": request.messages[-1].role == "assistant",
         # A forced call is written at once: the model's thinking is off (Anthropic refuses

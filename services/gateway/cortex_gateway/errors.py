@@ -30,6 +30,7 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         retry_after: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -38,6 +39,7 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.retry_after = retry_after
+        self.details = details  # Anthropic's machine-readable `error.details`
 
     @classmethod
     def of(cls, code: Code, message: str, param: str | None = None) -> ApiError:
@@ -88,7 +90,10 @@ class ApiError(Exception):
             kind = _ANTHROPIC_TYPES.get(
                 self.status, "api_error" if self.status >= 500 else "invalid_request_error"
             )
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+        error: dict[str, Any] = {"type": kind, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"type": "error", "error": error}
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
