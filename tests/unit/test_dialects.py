@@ -56,6 +56,12 @@ CASES = {
         reasoning="first\n\n second",
         content="Paris.\n\nNice.\n",  # the answer's own end stays as written
     ),
+    "blank-between-calls": Case(
+        "Qwen-Qwen3-0.6B.jinja",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n\n'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n',
+        calls=(WEATHER, WEATHER),  # and no "\n\n" of content between them
+    ),
     "xml-function": Case(
         "Qwen3-Coder.jinja",
         "On it.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"

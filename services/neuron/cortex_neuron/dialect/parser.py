@@ -324,6 +324,7 @@ class TagParser(MarkerScanner):
         if stream is not None and stream.started:
             if calls is not None:
                 pieces.extend(calls)
+                self._trim = True  # the blank line models write between two calls is no text
                 if rest.strip():  # text after the calls that no call could hold
                     self.unparsed += 1
                     self._take(pieces, rest)
