@@ -322,10 +322,16 @@ def test_a_full_context_has_its_own_stop_reason(
     assert chat.choices[0].finish_reason == "length"
 
 
-def test_a_route_not_served_says_so(api_stack: RunningStack, gpt: openai.OpenAI) -> None:
+def test_a_route_not_served_says_so(
+    api_stack: RunningStack, gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
     """A client of an API cortex does not serve (files, moderations) learns what is wrong."""
     with pytest.raises(openai.NotFoundError, match=r"POST /v1/moderations: no such route"):
         gpt.moderations.create(input="x")
+    with pytest.raises(anthropic.NotFoundError) as refused:  # in its client's own shape
+        claude.beta.files.list()
+    assert refused.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert refused.value.request_id and "GET /v1/files: no such route" in refused.value.message
     wrong = httpx.delete(f"{api_stack.base_url}/v1/models/hello")
     assert wrong.status_code == 405
     assert "DELETE /v1/models/hello: the method is not allowed" in wrong.json()["error"]["message"]

@@ -146,3 +146,12 @@ def test_a_tool_call_runs_in_claude_code_and_its_result_comes_back(
     assert (workdir / "out.txt").read_text() == WRITTEN  # the call ran, with its arguments
     assert result["result"] == "All done!"  # the answer to the tool's result
     assert result["num_turns"] == 2
+
+
+def test_a_mapped_name_is_retrieved_as_the_model_it_maps_to(agent_stack: RunningStack) -> None:
+    """What Claude Code's /model picker and the SDKs ask of a name a pattern alias maps."""
+    retrieved = agent_stack.anthropic().models.retrieve("claude-sonnet-4-6")
+    assert (retrieved.id, retrieved.max_input_tokens) == ("claude-sonnet-4-6", 65536)
+    openai_shape = agent_stack.openai().models.retrieve("claude-sonnet-4-6")
+    assert (openai_shape.model_extra or {})["alias_for"] == "tiny-agent"
+    assert openai_shape.created > 0  # when its GGUF was written

@@ -341,7 +341,9 @@ def test_a_bad_page_limit_is_refused_in_anthropic_s_shape(
     assert httpx.get(f"{clients_stack.base_url}/v1/models", params={"limit": limit}).is_success
 
 
-def test_the_anthropic_sdk_lists_and_retrieves_models(clients_stack: RunningStack) -> None:
+def test_the_anthropic_sdk_lists_and_retrieves_models(
+    clients_stack: RunningStack, hello_model: TinyModel
+) -> None:
     client = anthropic.Anthropic(base_url=clients_stack.base_url, api_key="unused")
     page = client.models.list(limit=2)
     assert [m.type for m in page.data] == ["model", "model"]
@@ -351,7 +353,7 @@ def test_the_anthropic_sdk_lists_and_retrieves_models(clients_stack: RunningStac
     assert "tiny-embed" not in every  # it cannot answer /v1/messages
     retrieved = client.models.retrieve("tiny-hello")
     assert (retrieved.id, retrieved.display_name) == ("tiny-hello", "tiny-hello")
-    assert retrieved.created_at.year == 1970
+    assert retrieved.created_at.timestamp() == int(hello_model.path.stat().st_mtime)
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.models.retrieve("nope")
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]

@@ -186,6 +186,11 @@ def create_app(gateway: Gateway) -> Litestar:
         # through /api/tags use the tagged names on every route).
         bare = name.removesuffix(LATEST)
         found = [e for e in entries if e["id"] == name] or [e for e in entries if e["id"] == bare]
+        target = None if found else gateway.served_model(name)  # a pattern alias's match
+        if target is not None:
+            found = [{**e, "id": name} for e in entries if e["id"] == target]
+            if found and not anthropic:
+                found[0]["alias_for"] = target
         if found:
             entry = dict(found[0])
             return anthropic_answer(entry) if anthropic else Response(entry)

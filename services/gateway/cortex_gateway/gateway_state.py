@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -24,7 +25,13 @@ from cortex_gateway.inference import Inference
 from cortex_gateway.metrics import GatewayMetrics
 from cortex_gateway.response_store import ResponseStore
 from cortex_wire import codec, subjects
-from cortex_wire.messages import EnsureModel, ModelRef, RequestRecord, SchedulerReply
+from cortex_wire.messages import (
+    CatalogueEntry,
+    EnsureModel,
+    ModelRef,
+    RequestRecord,
+    SchedulerReply,
+)
 from cortex_wire.outcomes import Code, outcome
 from cortex_wire.verdicts import Refused, refusal
 
@@ -36,7 +43,13 @@ LATEST = ":latest"
 # Anthropic's model list: a page holds this many models unless `limit` says (1 to 1000).
 ANTHROPIC_PAGE = 20
 ANTHROPIC_MAX_PAGE = 1000
-EPOCH = "1970-01-01T00:00:00Z"  # when a model was released, unknown
+
+
+def modified_at(entry: CatalogueEntry) -> str:
+    """When the model's file last changed (RFC 3339, UTC); the epoch when not known. (What
+    Ollama's and Anthropic's lists say, release dates being unknown.)"""
+    return datetime.fromtimestamp(entry.file_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 # /v1/models capabilities, in cortex's words, from the catalogue's (Ollama's) words.
 CAPABILITY_WORDS = {"embedding": "embeddings", "thinking": "reasoning", "tools": "tools"}
 
@@ -247,7 +260,7 @@ class Gateway:
             entry: dict[str, Any] = {
                 "id": model_id,
                 "object": "model",
-                "created": 0,
+                "created": int(view.entry.file_mtime),  # when its GGUF was written
                 "owned_by": "cortex",
                 "context_length": view.entry.n_ctx,
                 "served_by": sorted(view.served_by),
@@ -274,7 +287,7 @@ class Gateway:
                     {
                         "id": alias,
                         "object": "model",
-                        "created": 0,
+                        "created": int(catalogue[target].entry.file_mtime),
                         "owned_by": "cortex",
                         "alias_for": target,
                         # A pattern maps every id it matches (e.g. claude-haiku-*).
@@ -298,7 +311,7 @@ class Gateway:
                 "type": "model",
                 "id": name,
                 "display_name": name,
-                "created_at": EPOCH,
+                "created_at": modified_at(catalogue[target].entry),
                 "lifecycle": "active",
                 "max_input_tokens": catalogue[target].entry.n_ctx,
                 "max_tokens": catalogue[target].entry.n_ctx,

@@ -35,7 +35,7 @@ from cortex_gateway.events import (
     Reasoning,
     Text,
 )
-from cortex_gateway.gateway_state import LATEST, ModelNotFound
+from cortex_gateway.gateway_state import LATEST, ModelNotFound, modified_at
 from cortex_gateway.keep_alive import residency
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
@@ -567,11 +567,6 @@ def capabilities_of(view: CatalogueView) -> list[str]:
         *(["tools"] if dialect.get("tools") else []),
         *(["thinking"] if dialect.get("reasoning") else []),
     ]
-
-
-def modified_at(entry: CatalogueEntry) -> str:
-    """When the model's file last changed (RFC 3339, UTC); the epoch when not known."""
-    return datetime.fromtimestamp(entry.file_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def listed_name(name: str, names: Collection[str]) -> str:

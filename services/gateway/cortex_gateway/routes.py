@@ -63,11 +63,14 @@ ROUTES: tuple[Route, ...] = (
 
 
 def api_of(path: str, anthropic_client: bool = False) -> Api:
-    """Whose error envelope a path answers in (anything outside the table: OpenAI's; the
-    model list, which both share, the client's own: an `anthropic_client` sent
-    anthropic-version)."""
+    """Whose error envelope a path answers in: its route's; the model list, which both
+    share, and a path that is no route here, the client's own (an `anthropic_client` sent
+    anthropic-version; any other gets OpenAI's)."""
+    known = next((route.api for route in ROUTES if route.path == path), None)
+    if known is not None:
+        return known
     if path.startswith("/api/"):
         return "ollama"
-    if path.startswith("/v1/messages") or (anthropic_client and path.startswith("/v1/models")):
+    if path.startswith("/v1/messages") or anthropic_client:
         return "anthropic"
     return "openai"
