@@ -401,3 +401,46 @@ def test_the_anthropic_sdks_tool_runner_goes_on_without_a_thread(
     replies = list(runner)
     assert [[block.type for block in reply.content] for reply in replies] == [["tool_use"]] * 2
     assert asked == ["Paris", "Paris"]
+
+
+YEAR_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "y", "schema": {
+        "type": "object", "properties": {"year": {"type": "string"}}, "required": ["year"],
+    }},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_with_tools_and_a_schema_the_model_may_call_a_tool_instead_of_answering(
+    oai: openai.OpenAI, stream: bool
+) -> None:
+    """What the Agents SDK (an output type and tools) and LangChain send: the schema holds
+    an answer, and a call is no answer (it was held to the schema, and never a call)."""
+    asked = {"messages": USER, "tools": TOOLS, "response_format": YEAR_FORMAT, "max_tokens": 64}
+    if stream:
+        chunks = list(oai.chat.completions.create(model="tagged-call", stream=True, **asked))
+        deltas = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+        arguments = "".join(t.function.arguments or "" for t in deltas if t.function)
+        assert [t.function.name for t in deltas if t.id] == ["get_weather"]
+        assert json.loads(arguments) == {"city": "Paris"}
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    else:
+        done = oai.chat.completions.create(model="tagged-call", **asked)
+        [call] = done.choices[0].message.tool_calls or []
+        assert (call.function.name, json.loads(call.function.arguments)) == (
+            "get_weather", {"city": "Paris"},
+        )  # fmt: skip
+        assert done.choices[0].finish_reason == "tool_calls"
+    answered = oai.chat.completions.create(model="year", **asked)  # the answer is held
+    assert json.loads(answered.choices[0].message.content or "") == {"year": "1989"}
+
+
+def test_the_responses_api_may_call_a_tool_with_a_text_format(oai: openai.OpenAI) -> None:
+    done = oai.responses.create(
+        model="tagged-call", input="Weather in Paris?", tools=RESPONSES_TOOLS,
+        text={"format": {"type": "json_schema", **YEAR_FORMAT["json_schema"]}},
+    )  # fmt: skip
+    assert [(item.type, getattr(item, "name", "")) for item in done.output] == [
+        ("function_call", "get_weather")
+    ]

@@ -50,6 +50,7 @@ def modified_at(entry: CatalogueEntry) -> str:
     Ollama's and Anthropic's lists say, release dates being unknown.)"""
     return datetime.fromtimestamp(entry.file_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
 # /v1/models capabilities, in cortex's words, from the catalogue's (Ollama's) words.
 CAPABILITY_WORDS = {"embedding": "embeddings", "thinking": "reasoning", "tools": "tools"}
 

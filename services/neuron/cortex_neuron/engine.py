@@ -28,7 +28,7 @@ from cortex_neuron.channel import ChannelOverflow, Errored, Finished
 from cortex_neuron.chat_template import TemplateError, render_chat
 from cortex_neuron.dialect import Dialect, detect_dialect, marker_texts
 from cortex_neuron.errors import EngineError, check_vocabulary
-from cortex_neuron.generation import Generation, Job
+from cortex_neuron.generation import Generation, Job, call_mode
 from cortex_neuron.history import (
     as_templates_read,
     fold_system,
@@ -121,6 +121,7 @@ class Engine(ModelThread[Backend]):
         self._marker_ids: frozenset[int] = frozenset()
         self._close_reasoning: list[int] = []
         self._free_openers: frozenset[int] = frozenset()
+        self._call_openers: frozenset[int] = frozenset()  # the token a tool call opens with
 
     def held_prefixes(self) -> list[str]:
         """The conversation prefixes the slots hold, for the heartbeat (read off the
@@ -376,6 +377,10 @@ class Engine(ModelThread[Backend]):
         self._free_openers = frozenset(
             ids[0] for text in _free_openers(self.dialect) if len(ids := tokenize(text)) == 1
         )
+        opener = self.dialect.tools.section_open if self.dialect.tools else ""
+        self._call_openers = frozenset(
+            ids[0] for text in [opener] if text and len(ids := tokenize(text)) == 1
+        )
         log.info("model_dialect", model=self.profile.id, **self.dialect.summary())
         self._backend = backend
         return backend
@@ -408,8 +413,9 @@ class Engine(ModelThread[Backend]):
                 self._start(backend, slots, job)  # past the free slots: deferred
 
     def _free_sampler(self, backend: Backend, request: InferRequest, seed: int) -> Sampler | None:
-        """For a JSON schema on a model that reasons: the same sampler without the schema,
-        for its reasoning (None: the schema holds the whole output)."""
+        """For a JSON schema on a model that reasons, or that may call the tools offered
+        instead of answering: the same sampler without the schema, for its reasoning and
+        its calls (None: the schema holds the whole output)."""
         params, dialect = request.params, self.dialect
         if params.json_schema is None:
             return None
@@ -417,9 +423,14 @@ class Engine(ModelThread[Backend]):
             reasons = bool(request.thinking) and dialect.reasoning is not None
             if not reasons or dialect.channels is not None:
                 return None
-        elif dialect.reasoning is None and dialect.channels is None:
+        elif dialect.reasoning is None and dialect.channels is None and not self._may_call(request):
             return None
         return backend.sampler(msgspec.structs.replace(params, json_schema=None), seed)
+
+    def _may_call(self, request: InferRequest) -> bool:
+        """The request offers tools the model may call in its own format, which opens with a
+        token of its own (so a JSON schema holds only an answer that is no call)."""
+        return bool(self._call_openers) and call_mode(request) == "parse"
 
     def _start(self, backend: Backend, slots: Sequence[Slot], job: Job) -> None:
         if job.cancelled.is_set():
@@ -484,7 +495,8 @@ class Engine(ModelThread[Backend]):
             marker_ids=self._marker_ids,
             cached=reused,
             free_sampler=free,
-            free_openers=self._free_openers,
+            free_openers=self._free_openers
+            | (self._call_openers if self._may_call(request) else frozenset()),
         )
         self._active.append(job)
         self.busy = len(self._active)

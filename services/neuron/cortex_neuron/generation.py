@@ -84,9 +84,10 @@ class Generation:
         self.job = job
         self.prompt = prompt
         self.sampler = sampler
-        # With a JSON schema on a model that reasons, the schema holds the answer only:
-        # reasoning and message headers are sampled by `free_sampler`, and before the answer
-        # has begun a token in `free_openers` (a reasoning or header opener) may lead there.
+        # With a JSON schema on a model that reasons or may call tools, the schema holds the
+        # answer only: reasoning, message headers and calls are sampled by `free_sampler`,
+        # and before the answer has begun a token in `free_openers` (a reasoning, header or
+        # call opener) may lead there.
         self._free = free_sampler
         self._free_openers = free_openers
         self._answering = False
@@ -128,9 +129,9 @@ class Generation:
         free = self._free
         if free is None or self._answering:
             return self.sampler.sample(output)
-        if self.output.before_answer:
-            return free.sample(output)
-        token = free.sample(output)  # the model may open its reasoning first...
+        if self.output.before_answer or self.output.in_call or self._calls_done:
+            return free.sample(output)  # (a reply that calls tools is no answer to hold)
+        token = free.sample(output)  # the model may open its reasoning or a call first...
         if token in self._free_openers:
             return token
         self._answering = True  # ... or it begins the answer, which the schema holds

@@ -50,6 +50,11 @@ class OutputChannels:
         return self._parser.state == "reasoning" or self._parser.in_header
 
     @property
+    def in_call(self) -> bool:
+        """Inside a tool call section (what a JSON schema for the answer does not hold)."""
+        return self._parser.state == "tool"
+
+    @property
     def unparsed(self) -> int:
         """Tool sections that did not parse (returned as text)."""
         return self._parser.unparsed
