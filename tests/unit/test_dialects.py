@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 
 from cortex_neuron.channel import CallChunk, TextChunk
-from cortex_neuron.dialect import Dialect, detect_dialect
+from cortex_neuron.dialect import Dialect, ParsedCall, detect_dialect, new_parser
 from cortex_neuron.output_channels import OutputChannels
 from tests.support.templates import template
 
@@ -443,3 +443,21 @@ def test_a_block_closed_on_arguments_that_are_not_json_is_text(name: str) -> Non
         streamed = [c for _, c in chunks_of(case, cuts, True) if isinstance(c, CallChunk)]
         assert [c.name for c in streamed if c.first] == ["get_weather"]
         assert "".join(c.arguments for c in streamed).strip() == '{"city":'
+
+
+@pytest.mark.parametrize(
+    ("written", "named"),
+    [
+        ('{"name": "search", "arg', ["search"]),  # whole, though another name begins so
+        ('{"name": "search_w', ["search_web"]),  # only one name begins so
+        ('{"name": "sea', []),  # two names do: none
+    ],
+)
+def test_a_forced_call_cut_off_is_the_call_its_name_so_far_says(
+    written: str, named: list[str]
+) -> None:
+    schemas = {"search": {}, "search_web": {}}
+    parser = new_parser(Dialect(), "", schemas, calls="forced")
+    pieces = [*parser.feed(written), *parser.finish()]
+    assert [p.name for p in pieces if isinstance(p, ParsedCall)] == named
+    assert not [p for p in pieces if isinstance(p, tuple)]  # the grammar's frame is no text

@@ -483,14 +483,17 @@ CallMode = Literal["parse", "off", "forced"]
 FORCED_CALL = Dialect(tools=ToolFormat(kind="json", section_open=""))
 
 
-_NAME_SO_FAR = re.compile(r'"name"\s*:\s*"([^"\\]*)')
+_NAME_SO_FAR = re.compile(r'"name"\s*:\s*"([^"\\]*)(")?')
 
 
 def _named_so_far(body: str, names: frozenset[str] | None) -> list[ParsedCall]:
-    """A forced call cut off within `{"name": "…`: the call (with no arguments) when the
-    name written so far begins only one of `names`; else none."""
+    """A forced call cut off within `{"name": "…` or its arguments: the call (with no
+    arguments) when its name is whole, or when the name written so far begins only one of
+    `names`; else none."""
     written = _NAME_SO_FAR.search(body)
     start = written.group(1) if written else ""
+    if written and written.group(2) and start in (names or ()):
+        return [ParsedCall(start, "{}")]
     matching = [name for name in names or () if name.startswith(start)]
     return [ParsedCall(matching[0], "{}")] if len(matching) == 1 else []
 
