@@ -80,3 +80,27 @@ def test_each_parallel_slot_adds_its_own_kv_cache(tmp_path: Path) -> None:
     kv = kv_cache_mb(read_metadata(tiny.path), 8192)
     assert kv is not None and kv > 0
     assert four - one == 3 * kv
+
+
+def test_metadata_no_model_has_leaves_the_footprint_unknown_not_the_neuron_down(
+    tmp_path: Path,
+) -> None:
+    """(A file put in place while the neuron runs is read by its heartbeat: an exception
+    there would stop the heartbeats.)"""
+    import gguf
+
+    from cortex_core.config import ModelProfile
+    from cortex_neuron.model_footprint import profile_footprint
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_context_length(64)
+    writer.add_embedding_length(64)
+    writer.add_head_count([0, 0])  # per layer
+    writer.add_head_count_kv([0, 0])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert profile_footprint(ModelProfile(id="m", path=str(path), n_ctx=64)) == 0

@@ -10,7 +10,7 @@ import structlog
 
 from cortex_core.config import Catalogue, ModelProfile
 from cortex_neuron.footprint import footprint_mb
-from cortex_neuron.gguf_header import GGUFError, read_metadata
+from cortex_neuron.gguf_header import read_metadata
 
 log = structlog.get_logger("neuron")
 
@@ -23,10 +23,10 @@ def profile_footprint(profile: ModelProfile) -> int:
     try:
         size = Path(profile.path).stat().st_size
         metadata = read_metadata(profile.path)
-    except (OSError, GGUFError) as error:
+        return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)
+    except Exception as error:  # unreadable, or metadata no model has (a head count of 0)
         log.warning("footprint_unknown", model=profile.id, error=str(error))
         return 0
-    return footprint_mb(0, size, profile.n_ctx * max(1, profile.parallel), metadata)
 
 
 def file_stamps(catalogue: Catalogue) -> dict[str, tuple[int, int] | None]:

@@ -143,7 +143,8 @@ class Neuron:
     async def _reread_changed_files(self) -> None:
         """A catalogue GGUF put in place, or replaced, since the entries were read: what
         the entries say of it (facts, footprint) is read again, off the event loop."""
-        files = file_stamps(self.catalogue)
+        # (off the loop too: a stat on a hung network mount must not stop the heartbeat)
+        files = await asyncio.to_thread(file_stamps, self.catalogue)
         changed = [m for m in self.catalogue.models if files[m.id] != self._files[m.id]]
         if not changed:
             return
