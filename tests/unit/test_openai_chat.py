@@ -380,3 +380,15 @@ def test_another_servers_parameter_that_changes_the_output_is_refused(
         assert (refused.value.param, refused.value.code) == (param, "unsupported_parameter")
     neutral = {"ignore_eos": False, "min_tokens": 0, "typical_p": 1.0, "cache_prompt": True}
     openai_chat.parse_request(json.dumps({**chat, **neutral}).encode())
+
+
+def test_completions_take_the_repetition_penalty_by_either_name() -> None:
+    from cortex_gateway import openai_completions as oc
+
+    for name in ("repeat_penalty", "repetition_penalty"):
+        body = json.dumps({"model": "m", "prompt": "x", name: 1.3}).encode()
+        assert oc.sampling_params(oc.parse_request(body)).repeat_penalty == 1.3
+    with pytest.raises(ApiError, match="repetition_penalty"):
+        oc.parse_request(
+            json.dumps({"model": "m", "prompt": "x", "repetition_penalty": 11}).encode()
+        )

@@ -58,6 +58,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
+    repetition_penalty: float | None = None  # vLLM's name for it
     user: str | None = None
     echo: bool | None = None
     suffix: str | None = None
@@ -87,6 +88,9 @@ def parse_request(body: bytes) -> CompletionRequest:
     check_range("top_p", request.top_p, 0.0, 1.0)
     check_range("presence_penalty", request.presence_penalty, -2.0, 2.0)
     check_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)
+    check_range("min_p", request.min_p, 0.0, 1.0)
+    check_range("repeat_penalty", request.repeat_penalty, 0.0, 10.0)
+    check_range("repetition_penalty", request.repetition_penalty, 0.0, 10.0)
     stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     if len(stops) > 4:
         raise ApiError.invalid("at most 4 stop sequences are supported", param="stop")
@@ -128,7 +132,9 @@ def sampling_params(request: CompletionRequest) -> SamplingParams:
         min_p=request.min_p or OPENAI.min_p,
         seed=request.seed,
         stop=stops,
-        repeat_penalty=request.repeat_penalty or OPENAI.repeat_penalty,
+        repeat_penalty=request.repeat_penalty
+        or request.repetition_penalty
+        or OPENAI.repeat_penalty,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         logit_bias=logit_biases(request.logit_bias),
