@@ -44,6 +44,11 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
         ("[gateway\n", "not valid TOML"),
         ("[nats]\nkv_replicas = 0\n", "nats.kv_replicas: must be 1 to 5"),
         ('[nats]\ncluster_name = "c"\ncluster_listen = "6222"\n', "nats.cluster_listen"),
+        ("[neuron]\nmemory_budget_mb = -5\n", "neuron.memory_budget_mb: must be >= 0"),
+        ("[gateway]\nmax_body_bytes = -1\n", "gateway.max_body_bytes: must be > 0"),
+        ("[gateway]\nstream_idle_timeout_s = 0\n", "gateway.stream_idle_timeout_s: must be > 0"),
+        ("[scheduler]\ntick_s = 0\n", "scheduler.tick_s: must be > 0"),
+        ("[nats]\nembedded_port = -2\n", "nats.embedded_port: must be >= -1"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:

@@ -322,6 +322,36 @@ def _check_settings(settings: Settings, source: str) -> None:
     for key in ("heartbeat_interval_s", "keepalive_interval_s"):
         if getattr(settings.neuron, key) <= 0:
             raise ConfigError(f"{source}: neuron.{key}: must be > 0")
+    for setting, number in _numbers(settings):
+        least = _LEAST.get(setting, 0)
+        if setting in _POSITIVE and number <= 0:
+            raise ConfigError(f"{source}: {setting}: must be > 0")
+        if number < least:
+            raise ConfigError(f"{source}: {setting}: must be >= {least}")
+
+
+# Numeric settings that must be above 0 (limits, timeouts, intervals: 0 would refuse or
+# time out everything); the others may be 0 (off, or: decide for me) but not below.
+_POSITIVE = frozenset({
+    "gateway.max_body_bytes", "gateway.load_timeout_s", "gateway.stream_idle_timeout_s",
+    "gateway.keepalive_interval_s", "gateway.client_stall_timeout_s",
+    "gateway.heartbeat_interval_s", "gateway.scheduler_grace_s",
+    "scheduler.load_timeout_s", "scheduler.lease_ttl_s", "scheduler.ensure_wait_s",
+    "scheduler.tick_s",
+})  # fmt: skip
+_LEAST = {"nats.embedded_port": -1}  # -1: any free port
+
+
+def _numbers(settings: Settings) -> list[tuple[str, float]]:
+    """Every numeric setting of the sections, by its dotted key."""
+    found = []
+    for section_name in ("nats", "gateway", "neuron", "scheduler", "eviction"):
+        section = getattr(settings, section_name)
+        for name in section.__struct_fields__:
+            value = getattr(section, name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found.append((f"{section_name}.{name}", value))
+    return found
 
 
 def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
