@@ -136,3 +136,47 @@ def test_a_negative_keep_alive_pins_the_model(keyed: RunningStack) -> None:
         headers={"authorization": "Bearer adm"},
     )  # fmt: skip
     assert unpinned.status_code == 200, unpinned.text
+
+
+@pytest.mark.parametrize("with_answer", [False, True])
+async def test_keep_alive_zero_undoes_a_pin_keep_alive_minus_one_made(
+    keyed: RunningStack, with_answer: bool
+) -> None:
+    """As in Ollama, whose clients (`ollama stop`) have no other way to undo their -1."""
+    pinned = client(keyed, "adm").chat(model="tiny-hello", messages=USER, keep_alive=-1)
+    assert pinned.message.content == "Hello, world!" and pins(keyed) == ["tiny-hello"]
+
+    def stop() -> None:
+        if with_answer:
+            client(keyed, "adm").chat(model="tiny-hello", messages=USER, keep_alive=0)
+        else:
+            client(keyed, "adm").generate(model="tiny-hello", keep_alive=0)
+
+    await until_unloaded(keyed, stop)
+    assert await asyncio.to_thread(pins, keyed) == []
+
+
+async def test_a_request_that_only_loads_is_counted(keyed: RunningStack) -> None:
+    """Ollama clients preload with an empty request: it is a request, and its cold start."""
+
+    def counted() -> tuple[float, float]:
+        requests = cold = 0.0
+        for line in httpx.get(keyed.metrics_url).text.splitlines():
+            if 'route="ollama_generate"' not in line:
+                continue
+            if line.startswith("cortex_requests_total{") and 'outcome="ok"' in line:
+                requests += float(line.rsplit(" ", 1)[1])
+            if line.startswith("cortex_cold_starts_total{"):
+                cold += float(line.rsplit(" ", 1)[1])
+        return requests, cold
+
+    def preload() -> None:
+        assert client(keyed, "usr").generate(model="tiny-hello").done_reason == "load"
+
+    await asyncio.to_thread(preload)  # loaded, so that it can be unloaded
+    await until_unloaded(
+        keyed, lambda: client(keyed, "adm").generate(model="tiny-hello", keep_alive=0)
+    )
+    before = await asyncio.to_thread(counted)
+    await asyncio.to_thread(preload)
+    assert await asyncio.to_thread(counted) == (before[0] + 1, before[1] + 1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -21,6 +22,7 @@ from cortex_gateway.errors import ApiError
 from cortex_gateway.events import Answer
 from cortex_gateway.gateway_state import Gateway
 from cortex_gateway.inference import Accepted, StreamItem
+from cortex_gateway.keep_alive import Residency
 from cortex_gateway.metrics import RequestTrace
 from cortex_gateway.projection import CallInfo, Turn, collect, project
 from cortex_gateway.reasoning_view import INCLUDE_THINKING_HEADER, wants_inline_thinking
@@ -85,11 +87,44 @@ async def answer(
 ) -> Response[Any] | Stream:
     model = gateway.resolve_model(turn.model)
     gateway.check_kind(model, embedding=False)
-    early = await residency.before(gateway, request, model, turn.residency, turn.residency_only)
-    if early is not None:
+    if turn.residency_only is not None:  # nothing to run: a load or an unload, counted
+        request_id = f"{turn.request_prefix}{next_request_id()}"
+        early = await counted_load(
+            gateway, model, turn.route, request_id, turn.residency is not Residency.UNLOAD,
+            residency.before(gateway, request, model, turn.residency, turn.residency_only),
+        )  # fmt: skip
+        assert early is not None
+        early.headers.update(id_headers(request_id))
         return early
+    await residency.before(gateway, request, model, turn.residency)
     response = await _answer(gateway, request, turn, model)
     return residency.after(gateway, model, turn.residency, response)
+
+
+Done = TypeVar("Done")
+
+
+async def counted_load(
+    gateway: Gateway, model: str, route: str, request_id: str, loads: bool, work: Awaitable[Done]
+) -> Done:
+    """A request that only loads its model (or unloads it: not `loads`), counted and timed
+    as every request is: Ollama clients preload so."""
+    trace = RequestTrace(
+        gateway.metrics, model, route, gateway.publish_record, request_id, gateway.name
+    )
+    cold = loads and not gateway.fleet.ready_replicas(model, time.monotonic())
+    started = time.perf_counter()
+    try:
+        done = await work
+    except ApiError as error:
+        trace.finish(error.code or "error")
+        raise
+    except BaseException:
+        trace.finish("cancelled")
+        raise
+    trace.accepted("", cold, time.perf_counter() - started if cold else 0.0)
+    trace.finish("ok")
+    return done
 
 
 async def _answer(

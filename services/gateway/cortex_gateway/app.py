@@ -23,7 +23,7 @@ from cortex_gateway import (
     residency,
     tokenizer_api,
 )
-from cortex_gateway.answering import answer, id_headers, next_request_id
+from cortex_gateway.answering import answer, counted_load, id_headers, next_request_id
 from cortex_gateway.auth import check_access, presented_key
 from cortex_gateway.dashboard import dashboard_data
 from cortex_gateway.errors import ApiError
@@ -276,11 +276,11 @@ def create_app(gateway: Gateway) -> Litestar:
         answered = Response(await body(), headers=id_headers(request_id))
         return residency.after(gateway, model, ask.residency, answered)
 
-    async def loaded_only(ask: embeddings.EmbedAsk) -> None:
-        """Nothing to embed: load the model, as Ollama does."""
+    async def loaded_only(ask: embeddings.EmbedAsk, route: str, request_id: str) -> None:
+        """Nothing to embed: load the model, as Ollama does (a request all the same)."""
         model = gateway.resolve_model(ask.model)
         gateway.check_kind(model, embedding=True)
-        await gateway.make_ready(model)
+        await counted_load(gateway, model, route, request_id, True, gateway.make_ready(model))
 
     @post("/api/embed", status_code=200)
     async def ollama_embed(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -290,7 +290,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
         async def body() -> dict[str, Any]:
             if not ask.texts:
-                await loaded_only(ask)
+                await loaded_only(ask, "ollama_embed", request_id)
                 return embeddings.ollama_body(ask.model, [], 0, started, 0.0)
             reply, trace = await embed(ask, "ollama_embed", request_id)
             return embeddings.ollama_body(
@@ -306,7 +306,7 @@ def create_app(gateway: Gateway) -> Litestar:
 
         async def body() -> dict[str, Any]:
             if not ask.texts:
-                await loaded_only(ask)
+                await loaded_only(ask, "ollama_embed", request_id)
                 return {"embedding": []}
             reply, _ = await embed(ask, "ollama_embed", request_id)
             return {"embedding": reply.vectors[0]}

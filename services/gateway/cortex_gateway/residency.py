@@ -23,7 +23,7 @@ from cortex_gateway.auth import presented_key, require_admin
 from cortex_gateway.errors import ApiError
 from cortex_gateway.gateway_state import Gateway
 from cortex_gateway.keep_alive import Residency
-from cortex_wire.subjects import SCHED_PIN, SCHED_UNLOAD
+from cortex_wire.subjects import SCHED_PIN, SCHED_UNLOAD, SCHED_UNPIN
 
 log = structlog.get_logger("gateway")
 UNLOADING = "keep_alive 0 unloads it"
@@ -57,13 +57,20 @@ async def before(
     if only is None:
         return None
     if wanted is Residency.UNLOAD:
-        detail = await gateway.operate(SCHED_UNLOAD, model)
+        detail = await unload(gateway, model)
         log.info("unloaded_by_request", model=model, detail=detail)
         done = "unload"
     else:
         log.info("loaded_by_request", model=model, node=await gateway.make_ready(model))
         done = "load"
     return Response(only(done), media_type=MediaType.JSON)
+
+
+async def unload(gateway: Gateway, model: str) -> str:
+    """keep_alive 0: unload the model, pinned or not (as Ollama does: a keep_alive -1 before
+    it pinned it, and nothing else an Ollama client sends could undo that)."""
+    unpinned = await gateway.operate(SCHED_UNPIN, model)
+    return f"{unpinned}; {await gateway.operate(SCHED_UNLOAD, model)}"
 
 
 Sent = TypeVar("Sent", Response[Any], Stream)
@@ -75,13 +82,13 @@ def after(gateway: Gateway, model: str, wanted: Residency, response: Sent) -> Se
     if wanted is not Residency.UNLOAD:
         return response
 
-    async def unload() -> None:
+    async def unload_after() -> None:
         try:
-            detail = await gateway.operate(SCHED_UNLOAD, model)
+            detail = await unload(gateway, model)
         except ApiError as error:  # the answer is out; only the unload failed
             log.warning("unload_after_answer_failed", model=model, error=error.message)
         else:
             log.info("unloaded_after_answer", model=model, detail=detail)
 
-    response.background = BackgroundTask(unload)
+    response.background = BackgroundTask(unload_after)
     return response
