@@ -9,6 +9,7 @@ import queue
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -316,3 +317,24 @@ def test_a_second_stack_on_a_state_dir_in_use_stops_before_it_starts(tmp_path: P
     said = second.stdout + second.stderr
     assert f"{state} is in use by cortex up (pid {os.getpid()})" in said
     assert not (state / "nats").exists()  # no nats-server was started on it
+
+
+def test_a_port_another_process_holds_stops_the_stack_before_it_starts(tmp_path: Path) -> None:
+    """Else the other server's /health would pass for this stack's gateway: `ready`, and
+    the api address of someone else's server."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "cortex_cli.main", "up"],
+            env={**os.environ, "CORTEX_STATE_DIR": str(tmp_path / "state"), "CORTEX_NATS_URL": "",
+                 "CORTEX_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+                 "CORTEX_GATEWAY_METRICS_LISTEN": "127.0.0.1:0",
+                 "CORTEX_NEURON_METRICS_LISTEN": "", "CORTEX_SCHEDULER_METRICS_LISTEN": ""},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert f"gateway.listen 127.0.0.1:{port}: Address already in use" in said
+    assert "cortex up: ready" not in said and not (tmp_path / "state" / "nats").exists()

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,13 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_cli.demo import write_demo_catalogue
 from cortex_core.bus import connect_options
-from cortex_core.config import ConfigError, Settings, load_catalogue, load_settings
+from cortex_core.config import (
+    ConfigError,
+    Settings,
+    load_catalogue,
+    load_settings,
+    parse_host_port,
+)
 from cortex_core.nats_server import EmbeddedNats, NatsServerError
 from cortex_core.orphans import die_with_parent
 from cortex_wire import subjects
@@ -136,6 +143,31 @@ class Supervisor:
                 process.wait()
 
 
+def taken_ports(settings: Settings) -> list[str]:
+    """The listen addresses of this stack's services that another process holds, each as
+    `key ADDRESS is in use`."""
+    taken = []
+    for key, listen in (
+        ("gateway.listen", settings.gateway.listen),
+        ("gateway.metrics_listen", settings.gateway.metrics_listen),
+        ("neuron.metrics_listen", settings.neuron.metrics_listen),
+        ("scheduler.metrics_listen", settings.scheduler.metrics_listen),
+    ):
+        if not listen:
+            continue
+        host, port = parse_host_port(listen, key, "settings")
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the services do
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                taken.append(f"{key} {listen}: {error.strerror}")
+    return taken
+
+
 def _client_address(listen: str) -> str:
     host, _, port = listen.rpartition(":")
     if host in ("", "0.0.0.0", "[::]", "::"):
@@ -215,6 +247,11 @@ def run_up(config_path: str | None, models_path: str | None, join: str | None = 
         except StateDirBusy as error:
             supervisor.say(f"{error}\n  (stop it, or give this stack its own state_dir)")
             return 1
+    taken = taken_ports(settings)
+    if taken:  # else /health of whatever holds the port would pass for this stack's
+        supervisor.say(f"{'; '.join(taken)}\n  (stop what holds it, or set another port)")
+        return 2
+    if not settings.nats.url:
         nats = EmbeddedNats(
             settings.nats.embedded_host, settings.nats.embedded_port, state_dir / "nats",
             die_with_parent=True,  # started from the main thread, below

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from cortex_core.bus import connect
-from cortex_core.config import Settings, parse_host_port
+from cortex_core.config import ConfigError, Settings, parse_host_port
 from cortex_core.fleet import FleetState
 from cortex_core.metrics_server import serve_metrics
 from cortex_gateway.app import Gateway, create_app
@@ -40,7 +40,7 @@ def bind(listen: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise RuntimeError(f"gateway cannot listen on {listen}: {error.strerror}") from None
+        raise ConfigError(f"gateway.listen: cannot listen on {listen}: {error.strerror}") from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
