@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import nats
 import pytest
@@ -30,7 +31,7 @@ from cortex_wire.messages import (
     ModelEvent,
     SamplingParams,
 )
-from tests.conftest import write_catalogue
+from tests.conftest import free_port, write_catalogue
 from tests.support.stack import stack_settings
 from tests.support.tiny_gguf import TinyModel, build_tiny_gguf
 
@@ -45,8 +46,18 @@ async def bus(nats_url: str) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
+def neuron_metrics() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
 async def neuron(
-    nats_url: str, hello_model: TinyModel, endless_model: TinyModel, tmp_path: Path, bus: Client
+    nats_url: str,
+    hello_model: TinyModel,
+    endless_model: TinyModel,
+    tmp_path: Path,
+    bus: Client,
+    neuron_metrics: str,
 ):
     models = write_catalogue(
         tmp_path / "models.toml",
@@ -62,7 +73,8 @@ async def neuron(
             },
         ],
     )
-    settings = stack_settings(nats_url, models, node=NODE, neuron={"keepalive_interval_s": 0.05})
+    neuron = {"keepalive_interval_s": 0.05, "metrics_listen": neuron_metrics}
+    settings = stack_settings(nats_url, models, node=NODE, neuron=neuron)
     first_beat = asyncio.get_running_loop().create_future()
 
     async def on_beat(msg) -> None:
@@ -183,6 +195,32 @@ async def test_cancel_stops_generation_between_tokens(neuron, bus: Client) -> No
     assert done.finish_reason == "cancelled"
     # It would have run to the end of its 8192-token context.
     assert done.usage.completion_tokens < 8000
+
+
+async def test_generated_tokens_are_counted_while_a_generation_runs(
+    neuron, bus: Client, neuron_metrics: str
+) -> None:
+    """Not only once it ends: rate() over a long generation would be a spike at its end."""
+    assert (await load(bus, "endless")).ok
+    stream = await Stream(bus, "req-counted").open()
+    assert (await stream.submit("endless")).accepted
+    seen = 0
+    while seen < 20:
+        frame = await stream.next()
+        seen += len(frame.text) if isinstance(frame, Delta) else 0
+    assert await counted_tokens(neuron_metrics) > 0
+    await bus.publish(subjects.CANCEL, codec.encode(Cancel(request_id="req-counted")))
+    done = (await stream.until_end())[-1]
+    assert isinstance(done, Done)
+    assert await counted_tokens(neuron_metrics) == done.usage.completion_tokens
+
+
+async def counted_tokens(metrics: str) -> float:
+    text = (await asyncio.to_thread(httpx.get, f"http://{metrics}/metrics")).text
+    series = 'cortex_neuron_generated_tokens_total{model="endless"}'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)
+    )
 
 
 async def test_queued_request_gets_keepalives_then_runs(neuron, bus: Client) -> None:

@@ -18,7 +18,7 @@ from nats.aio.subscription import Subscription
 from cortex_core.config import Catalogue, ModelProfile, Settings
 from cortex_core.metrics_server import serve_metrics
 from cortex_neuron.admission import limits, refusal
-from cortex_neuron.channel import Errored, Finished, TokenChannel
+from cortex_neuron.channel import CallChunk, Errored, Finished, TextChunk, TokenChannel
 from cortex_neuron.devices import cpu_device, discover_gpus
 from cortex_neuron.embedding_engine import EmbeddingEngine
 from cortex_neuron.engine import Engine, EngineError, Job
@@ -536,6 +536,7 @@ class Neuron:
         interval = self.settings.neuron.frame_interval_s
         seq = 0
         calls = [0]  # tool calls sent so far (frames number them)
+        counted = 0  # generated tokens counted in the metrics so far
         started = time.perf_counter()
         try:
             while True:
@@ -548,10 +549,17 @@ class Neuron:
                 for frame in coalesce(events, seq, calls):
                     await self.nc.publish(subject, codec.encode(frame))
                     seq += 1
+                # Counted as they go, so that rate() sees a long generation as it runs.
+                sent = sum(e.tokens for e in events if isinstance(e, TextChunk | CallChunk))
+                if sent:
+                    self.metrics.tokens.labels(request.model).inc(sent)
+                    counted += sent
                 end = next((e for e in events if isinstance(e, Finished | Errored)), None)
                 if isinstance(end, Finished):
                     self.metrics.requests.labels(request.model, end.finish_reason).inc()
-                    self.metrics.tokens.labels(request.model).inc(end.usage.completion_tokens)
+                    rest = end.usage.completion_tokens - counted  # tokens no chunk carried
+                    if rest > 0:
+                        self.metrics.tokens.labels(request.model).inc(rest)
                     await self.nc.publish(
                         subject,
                         codec.encode(
