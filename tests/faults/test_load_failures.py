@@ -16,9 +16,12 @@ async def test_a_truncated_gguf_fails_clearly_once_and_harms_nothing_else(
     whole = hello_model.path.read_bytes()
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(whole[: len(whole) // 2])  # a download cut short
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"PK\x03\x04 a zip file, named .gguf" * 64)
     models = [
         {"id": "damaged", "path": str(truncated), "vram_mb": 100},
         {"id": "hello", "path": str(hello_model.path), "vram_mb": 100},
+        {"id": "bogus", "path": str(bogus), "vram_mb": 100},
     ]
     async with running_fleet(tmp_path) as fleet:
         await fleet.start_neuron("n1", 1000, models)
@@ -36,3 +39,6 @@ async def test_a_truncated_gguf_fails_clearly_once_and_harms_nothing_else(
         assert len(fleet.scheduler_events("load_failed", "damaged")) == 1
         # The neuron is fine: its other model loads and is ready.
         assert (await fleet.ensure("hello")).ok
+        # What the file is, where its header tells: not a GGUF at all, say.
+        bogus = await fleet.ensure("bogus")
+        assert bogus.error is not None and "is not a GGUF file" in bogus.error.message

@@ -25,6 +25,7 @@ import structlog
 from cortex_core.config import ModelProfile
 from cortex_neuron.backend import Row
 from cortex_neuron.errors import EngineError, check_vocabulary
+from cortex_neuron.gguf_header import GGUFError, read_metadata
 from cortex_neuron.logprobs import Scores, scores_at
 from cortex_neuron.pieces import TokenPieces, token_piece
 from cortex_neuron.schema_patterns import PatternError, json_safe_patterns
@@ -207,7 +208,7 @@ class LlamaBackend:
         finally:
             _reporters.pop(key, None)
         if not model:
-            raise EngineError(Code.LOAD_FAILED, f"llama.cpp could not load {path}")
+            raise EngineError(Code.LOAD_FAILED, f"llama.cpp could not load {path}: {_why(path)}")
         return model
 
     def _special_text(self, token: int) -> str:
@@ -375,6 +376,21 @@ def flash_attention(profile: ModelProfile, gpu_offload: bool) -> int:
         return int(enabled if profile.flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
     on_gpu = gpu_offload and profile.n_gpu_layers != 0
     return int(C.LLAMA_FLASH_ATTN_TYPE_AUTO if on_gpu else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+
+
+def _why(path: Path) -> str:
+    """Why llama.cpp may have refused a file, as far as its header tells."""
+    try:
+        metadata = read_metadata(path)
+    except OSError as error:
+        return error.strerror or str(error)
+    except GGUFError as error:
+        return str(error)
+    arch = metadata.get("general.architecture") or "none named"
+    return (
+        f"its architecture ({arch}) or tensors are not what this llama.cpp reads (the "
+        "neuron's log has llama.cpp's own words)"
+    )
 
 
 @functools.cache
