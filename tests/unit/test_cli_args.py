@@ -22,3 +22,21 @@ def test_top_needs_an_interval_above_zero(
     assert exited.value.code == 2
     assert "argument --interval" in capsys.readouterr().err
     assert parse_args(["top", "--interval", "0.2"]).interval == 0.2
+
+
+def test_status_says_why_a_model_failed() -> None:
+    from rich.console import Console
+
+    from cortex_cli.fleet_commands import _status_tables
+    from cortex_wire.messages import Device, FleetStatus, Heartbeat, LoadedModel
+
+    failed = LoadedModel(id="bad", state="failed", error="bad.gguf is not a GGUF file")
+    beat = Heartbeat(
+        node="n1", instance="i", seq=1, sent_at=0.0, interval_s=1.0, memory_budget_mb=100,
+        devices=[Device(index=0, name="cpu", kind="cpu", total_mb=100, free_mb=100)],
+        models=[failed],
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    for table in _status_tables(FleetStatus(leader="s", strategy="lru", neurons=[beat], pins=[])):
+        console.print(table)
+    assert "failed: bad.gguf is not a GGUF file" in console.export_text()

@@ -215,7 +215,10 @@ def _status_tables(status: FleetStatus) -> list[Table]:
         for model in heartbeat.models:
             pin = (model.id, heartbeat.node) in pinned or (model.id, "") in pinned
             counts = (str(model.busy), str(model.queued), f"{model.tokens_per_s:.1f}")
-            models.add_row(model.id, heartbeat.node, model.state, *counts, "yes" if pin else "")
+            state = (
+                f"failed: {model.error}" if model.state == "failed" and model.error else model.state
+            )
+            models.add_row(model.id, heartbeat.node, state, *counts, "yes" if pin else "")
     return [neurons, models]
 
 
