@@ -297,6 +297,25 @@ def test_reasoning_is_hidden_unless_thinking_is_enabled() -> None:
     assert len(starts) == 1  # one text block, as in the whole body
 
 
+def test_thinking_display_omitted_sends_thinking_blocks_without_their_text() -> None:
+    items = [
+        ReasoningDelta(seq=0, text="sec"), ReasoningDelta(seq=1, text="ret"),
+        Delta(seq=2, text="Hi"), Done(seq=3, finish_reason="stop", usage=Usage()),
+    ]  # fmt: skip
+    reply = am.messages_reply(True, omit_thinking=True)
+    body: dict[str, Any] = answer_of(reply, [ACCEPTED, *items], False)
+    assert body["content"] == [
+        {"type": "thinking", "thinking": "", "signature": ""}, {"type": "text", "text": "Hi"},
+    ]  # fmt: skip
+    sent = events(chunks_of(reply, [ACCEPTED, *items]))
+    assert b"sec" not in json.dumps(sent).encode()
+    assert [e["content_block"]["type"] for n, e in sent if n == "content_block_start"] == [
+        "thinking", "text",
+    ]  # fmt: skip
+    with pytest.raises(ApiError, match=r"thinking\.display"):
+        parse({**CLAUDE_CODE_LIKE, "thinking": {"type": "adaptive", "display": "bogus"}})
+
+
 def test_a_call_in_several_frames_streams_input_json_deltas_and_ends_whole() -> None:
     items = [
         ToolCallFrame(seq=1, index=0, name="Read", arguments='{"pa', complete=False),

@@ -69,13 +69,14 @@ def _stop(answer: Answer) -> dict[str, Any]:
             "stop_sequence": finished.stop_sequence or None}  # fmt: skip
 
 
-def block_of(part: Part) -> dict[str, Any]:
-    """A content block as it stands (an open one too)."""
+def block_of(part: Part, omit_thinking: bool = False) -> dict[str, Any]:
+    """A content block as it stands (an open one too); thinking without its text when
+    the request's `thinking.display` said "omitted"."""
     if part.call is not None:
         call = part.call
         return {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
     if part.kind == "reasoning":
-        return {"type": "thinking", "thinking": part.text, "signature": ""}
+        return {"type": "thinking", "thinking": "" if omit_thinking else part.text, "signature": ""}
     return {"type": "text", "text": part.text}
 
 
@@ -86,9 +87,10 @@ class MessagesStream:
     message_start waits for the neuron to accept the request, so that its usage has the
     prompt's tokens (as Anthropic's does); keep-alive comments meanwhile (a cold load)."""
 
-    def __init__(self, call: CallInfo, show_thinking: bool) -> None:
+    def __init__(self, call: CallInfo, show_thinking: bool, omit_thinking: bool = False) -> None:
         self.call = call
         self.show_thinking = show_thinking
+        self.omit_thinking = omit_thinking
         self.begun = False  # message_start is out
         self.blocks = 0  # blocks started
         self.open: str | None = None  # the kind of the block being written
@@ -142,7 +144,11 @@ class MessagesStream:
         if isinstance(event, Text):
             return self._delta("text", event.text)
         if isinstance(event, Reasoning):
-            return self._delta("reasoning", event.text) if self.show_thinking else []
+            if not self.show_thinking:
+                return []
+            if self.omit_thinking:  # the block, without its text
+                return [] if self.open == "thinking" else self._start(block_of(Part("reasoning")))
+            return self._delta("reasoning", event.text)
         if isinstance(event, CallOpened):
             call = event.call
             return self._start({"type": "tool_use", "id": call.id, "name": call.name,
@@ -161,17 +167,20 @@ class MessagesStream:
         return [sse.event("error", {**error.anthropic_body(), "request_id": self.call.request_id})]
 
 
-def message_body(answer: Answer, call: CallInfo, show_thinking: bool) -> dict[str, Any]:
+def message_body(
+    answer: Answer, call: CallInfo, show_thinking: bool, omit_thinking: bool = False
+) -> dict[str, Any]:
+    parts = answer.visible(reasoning=show_thinking)
     return {
         **_message(call, answer.usage), **_stop(answer),
-        "content": [block_of(part) for part in answer.visible(reasoning=show_thinking)],
+        "content": [block_of(part, omit_thinking) for part in parts],
     }  # fmt: skip
 
 
-def messages_reply(show_thinking: bool) -> Reply:
+def messages_reply(show_thinking: bool, omit_thinking: bool = False) -> Reply:
     return Reply(
-        encoder=lambda call: MessagesStream(call, show_thinking),
-        body=lambda answer, call: message_body(answer, call, show_thinking),
+        encoder=lambda call: MessagesStream(call, show_thinking, omit_thinking),
+        body=lambda answer, call: message_body(answer, call, show_thinking, omit_thinking),
         call_id_prefix="toolu_",
     )
 
@@ -189,6 +198,6 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
         model=request.model,
         stream=request.stream,
         ask=forcing(ask, name, "tool_choice") if forced else ask,
-        reply=messages_reply(show_thinking),
+        reply=messages_reply(show_thinking, thinking is not None and thinking.display == "omitted"),
         request_prefix="msg_",
     )

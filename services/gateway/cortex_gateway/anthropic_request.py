@@ -59,7 +59,9 @@ class Tool(msgspec.Struct, kw_only=True):
 class Thinking(msgspec.Struct, kw_only=True):
     type: str
     budget_tokens: int | None = None
-    display: str | None = None  # "summarized" or "omitted": reasoning is shown whole here
+    # "summarized": the reasoning is shown (whole: there is no summarizer here); "omitted":
+    # its blocks come empty, as Anthropic sends them, for clients that do not show it.
+    display: str | None = None
 
 
 class ToolChoice(msgspec.Struct, kw_only=True):
@@ -84,6 +86,7 @@ class ContextManagement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
 # "adaptive": the model decides how long to think (the effort, if given, bounds it).
 THINKING_TYPES = ("enabled", "disabled", "adaptive")
+THINKING_DISPLAYS = (None, "summarized", "omitted")
 # The tool_choice types the API defines.
 TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
 # output_config.effort → reasoning tokens before the neuron closes the reasoning itself
@@ -419,6 +422,10 @@ def check_conversation(request: Conversation) -> None:
     if request.thinking is not None and request.thinking.type not in THINKING_TYPES:
         raise ApiError.invalid(
             f"thinking.type must be one of {', '.join(THINKING_TYPES)}", param="thinking.type"
+        )
+    if request.thinking is not None and request.thinking.display not in THINKING_DISPLAYS:
+        raise ApiError.invalid(
+            "thinking.display must be 'summarized' or 'omitted'", param="thinking.display"
         )
     _effort(request.output_config)
     thinking_budget(request.thinking, request.output_config)
