@@ -392,3 +392,13 @@ def test_completions_take_the_repetition_penalty_by_either_name() -> None:
         oc.parse_request(
             json.dumps({"model": "m", "prompt": "x", "repetition_penalty": 11}).encode()
         )
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_an_assistant_turns_reasoning_goes_back_by_either_name(field: str) -> None:
+    request = parse({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello", field: "they greeted me"},
+        {"role": "user", "content": "and?"},
+    ]})  # fmt: skip
+    assert openai_chat.chat_messages(request)[1].reasoning == "they greeted me"

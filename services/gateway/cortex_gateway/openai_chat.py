@@ -77,8 +77,10 @@ class Message(msgspec.Struct, kw_only=True):
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
-    # Reasoning an assistant turn wrote (as this API returns it), for the model's template.
+    # Reasoning an assistant turn wrote (as this API returns it), for the model's template;
+    # `reasoning` is vLLM's newer name for it (and OpenRouter's).
     reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -368,7 +370,9 @@ def chat_messages(request: ChatCompletionRequest) -> list[ChatMessage]:
                 tool_calls=calls,
                 tool_call_id=message.tool_call_id or "",
                 name=message.name or "",
-                reasoning=message.reasoning_content or "" if message.role == "assistant" else "",
+                reasoning=(message.reasoning_content or message.reasoning or "")
+                if message.role == "assistant"
+                else "",
             )
         )
     return messages
