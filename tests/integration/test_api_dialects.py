@@ -462,7 +462,6 @@ def test_json_schema_response_format_constrains_the_output(gpt: openai.OpenAI) -
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tool_choice": {"type": "allowed_tools", "allowed_tools": {}}}, "tool_choice"),
         ({"functions": [OPENAI_TOOL["function"]]}, "functions"),
         ({"function_call": "auto"}, "function_call"),
     ],

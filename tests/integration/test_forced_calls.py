@@ -444,3 +444,45 @@ def test_the_responses_api_may_call_a_tool_with_a_text_format(oai: openai.OpenAI
     assert [(item.type, getattr(item, "name", "")) for item in done.output] == [
         ("function_call", "get_weather")
     ]
+
+
+ALLOWED_TOOLS = [TOOLS[0], PICK]
+
+
+def allowing(mode: str, *names: str) -> dict:
+    functions = [{"type": "function", "function": {"name": name}} for name in names]
+    return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": functions}}
+
+
+def test_allowed_tools_limits_what_may_be_called_and_keeps_the_prompt(oai: openai.OpenAI) -> None:
+    """OpenAI's allowed_tools: every tool stays in the prompt (its cached prefix too), and
+    only those named may be called; a call to another is text, as a call to no tool is."""
+    asked = {"model": "tagged-call", "messages": USER, "tools": ALLOWED_TOOLS, "max_tokens": 64}
+    free = oai.chat.completions.create(**asked)
+    allowed = oai.chat.completions.create(**asked, tool_choice=allowing("auto", "get_weather"))  # type: ignore[arg-type]
+    other = oai.chat.completions.create(**asked, tool_choice=allowing("auto", "pick_colour"))  # type: ignore[arg-type]
+    assert free.usage and allowed.usage and other.usage
+    assert free.usage.prompt_tokens == allowed.usage.prompt_tokens == other.usage.prompt_tokens
+    assert [c.function.name for c in allowed.choices[0].message.tool_calls or []] == ["get_weather"]
+    assert other.choices[0].message.tool_calls is None
+    assert "get_weather" in (other.choices[0].message.content or "")
+    with pytest.raises(openai.BadRequestError, match="'nope', which is not a tool"):
+        oai.chat.completions.create(**asked, tool_choice=allowing("auto", "nope"))  # type: ignore[arg-type]
+
+
+def test_allowed_tools_required_forces_a_call_to_one_of_them(oai: openai.OpenAI) -> None:
+    done = oai.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Pick a colour for a car."}],
+        tools=ALLOWED_TOOLS, tool_choice=allowing("required", "pick_colour"),  # type: ignore[arg-type]
+        temperature=0, max_tokens=64,
+    )  # fmt: skip
+    [call] = done.choices[0].message.tool_calls or []
+    assert call.function.name == "pick_colour"
+    assert json.loads(call.function.arguments)["colour"] in ("red", "green", "blue")
+    responses = oai.responses.create(
+        model="tagged-call", input="Weather?", max_output_tokens=64,
+        tools=[{"type": "function", **tool["function"]} for tool in ALLOWED_TOOLS],  # type: ignore[misc]
+        tool_choice={"type": "allowed_tools", "mode": "auto",
+                     "tools": [{"type": "function", "name": "get_weather"}]},
+    )  # fmt: skip
+    assert [getattr(item, "name", "") for item in responses.output] == ["get_weather"]

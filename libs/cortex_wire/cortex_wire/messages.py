@@ -205,6 +205,9 @@ class InferRequest(Struct):
     # At most one tool call (OpenAI's parallel_tool_calls false, Anthropic's
     # disable_parallel_tool_use): the generation ends once its first call is whole.
     single_call: bool = False
+    # The tools the model may call, of `tools` (OpenAI's allowed_tools; None: all of them).
+    # The template is given all of `tools` still, so a prompt's prefix stays the same.
+    callable: list[str] | None = None
 
 
 class InferReply(Struct):

@@ -210,6 +210,7 @@ def _infer_request(
         prompt_logprobs=ask.prompt_logprobs,
         require_call=ask.require_call,
         single_call=ask.single_call,
+        callable=ask.callable,
     )
 
 

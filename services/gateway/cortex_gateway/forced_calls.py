@@ -26,6 +26,51 @@ CHAT_NAME = ("function", "name")
 RESPONSES_NAME = ("name",)
 
 
+def allowed_tools(choice: object, name_at: tuple[str, ...]) -> tuple[bool, list[str]] | None:
+    """An OpenAI `allowed_tools` choice: whether it requires a call, and the tools it allows
+    (chat nests them under `allowed_tools`; each names its tool where a function choice
+    does); None for any other choice."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return None
+    spec = choice.get("allowed_tools", choice) if name_at == CHAT_NAME else choice
+    where = "tool_choice.allowed_tools" if name_at == CHAT_NAME else "tool_choice"
+    mode = spec.get("mode") if isinstance(spec, dict) else None
+    tools = spec.get("tools") if isinstance(spec, dict) else None
+    if mode not in ("auto", "required"):
+        raise ApiError.invalid(f"{where}.mode must be 'auto' or 'required'", param=f"{where}.mode")
+    if not isinstance(tools, list):
+        raise ApiError.invalid(f"{where}.tools must be a list of tools", param=f"{where}.tools")
+    names = []
+    for index, tool in enumerate(tools):
+        name: Any = tool
+        for key in name_at:
+            name = name.get(key) if isinstance(name, dict) else None
+        if not isinstance(name, str) or not name:
+            at = f"{where}.tools[{index}]"
+            raise ApiError.invalid(f"{at} names its function at {'.'.join(name_at)}", param=at)
+        names.append(name)
+    return mode == "required", names
+
+
+def allowing(ask: Ask, choice: str | dict[str, Any] | None, name_at: tuple[str, ...]) -> Ask:
+    """`ask` as its tool choice has it: forced (to one tool or any), limited to the
+    tools `allowed_tools` names (and forced to one of them, if it requires a call), or
+    as it is."""
+    allowed = allowed_tools(choice, name_at)
+    if allowed is None:
+        forced, name = openai_forced(choice, name_at)
+        return forcing(ask, name, "tool_choice") if forced else ask
+    required, names = allowed
+    offered = {t["function"].get("name") for t in ask.tools if isinstance(t.get("function"), dict)}
+    unknown = [name for name in names if name not in offered]
+    if unknown:
+        raise ApiError.invalid(
+            f"tool_choice allows {unknown[0]!r}, which is not a tool", param="tool_choice"
+        )
+    limited = replace(ask, callable=names)
+    return forcing(limited, None, "tool_choice") if required else limited
+
+
 def openai_forced(
     choice: str | dict[str, Any] | None, name_at: tuple[str, ...]
 ) -> tuple[bool, str | None]:
@@ -36,6 +81,9 @@ def openai_forced(
         return True, None
     if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
         raise ApiError.invalid(f"unknown tool_choice {choice!r}", param="tool_choice")
+    if choice["type"] == "allowed_tools":
+        allowed = allowed_tools(choice, name_at)
+        return (allowed[0], None) if allowed else (False, None)
     if choice["type"] != "function":
         raise ApiError.of(
             Code.UNSUPPORTED_PARAMETER,
@@ -124,7 +172,11 @@ def _with_refs(value: Any, renamed: dict[str, str]) -> Any:
 def forcing(ask: Ask, name: str | None, param: str) -> Ask:
     """`ask` with its reply forced to be one call (to `name`, or to any of its tools). The
     model writes it at once: with no thinking asked for, its thinking is switched off."""
-    schema = call_schema(ask.tools, name, param)
+    callable_tools = [
+        t for t in ask.tools
+        if ask.callable is None or (t.get("function") or {}).get("name") in ask.callable
+    ]  # fmt: skip
+    schema = call_schema(callable_tools, name, param)
     params = msgspec.structs.replace(ask.params, json_schema=schema)
     thinking = False if ask.thinking is None else ask.thinking
     return replace(ask, params=params, require_call=True, thinking=thinking)

@@ -23,7 +23,7 @@ from cortex_gateway.events import (
     Text,
     Waiting,
 )
-from cortex_gateway.forced_calls import CHAT_NAME, forcing, openai_forced
+from cortex_gateway.forced_calls import CHAT_NAME, allowing, openai_forced
 from cortex_gateway.foreign_params import check_foreign
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
@@ -576,12 +576,11 @@ def turn(body: bytes, settings: GatewaySettings) -> Turn:
         single_call=chat.parallel_tool_calls is False,
         **thinking_of(chat.reasoning_effort),
     )
-    forced, name = openai_forced(chat.tool_choice, CHAT_NAME)
     return Turn(
         route="chat",
         model=chat.model,
         stream=chat.stream,
-        ask=forcing(ask, name, "tool_choice") if forced else ask,
+        ask=allowing(ask, chat.tool_choice, CHAT_NAME),
         reply=chat_reply(include_usage, bool(chat.logprobs)),
         choices=chat.n or 1,
     )

@@ -31,7 +31,7 @@ from cortex_gateway.events import (
     Waiting,
 )
 from cortex_gateway.events import Reasoning as ReasoningEvent
-from cortex_gateway.forced_calls import RESPONSES_NAME, forcing, openai_forced
+from cortex_gateway.forced_calls import RESPONSES_NAME, allowing, openai_forced
 from cortex_gateway.logprobs import check_top, token_entries
 from cortex_gateway.openai_chat import (
     EFFORT_BUDGETS,
@@ -550,12 +550,11 @@ def turn(
         single_call=parsed.parallel_tool_calls is False,
         **thinking_of(parsed.reasoning.effort if parsed.reasoning else None),
     )
-    forced, name = openai_forced(parsed.tool_choice, RESPONSES_NAME)
     return Turn(
         route="responses",
         model=parsed.model,
         stream=parsed.stream,
-        ask=forcing(ask, name, "tool_choice") if forced else ask,
+        ask=allowing(ask, parsed.tool_choice, RESPONSES_NAME),
         reply=responses_reply(parsed, history, save if parsed.store is not False else None),
         request_prefix="resp_",
     )

@@ -95,6 +95,7 @@ class Ask:
     prompt_logprobs: bool = False  # score the prompt's tokens too
     require_call: bool = False  # a forced tool choice: the reply is one call (forced_calls)
     single_call: bool = False  # at most one call (parallel tool calls off)
+    callable: list[str] | None = None  # the tools it may call (allowed_tools; None: all)
 
 
 @dataclass

@@ -50,6 +50,8 @@ def call_mode(request: InferRequest) -> CallMode:
     (what the model wrote stays text), as hosted APIs never call a tool they were not given."""
     if request.require_call:
         return "forced"
+    if request.callable is not None and not request.callable:
+        return "off"  # allowed_tools with none allowed
     return "parse" if request.tools else "off"
 
 
@@ -97,10 +99,12 @@ class Generation:
         room = backend.n_ctx - len(prompt)
         self.limit = min(params.max_tokens, room) if params.max_tokens is not None else room
         self.cached = cached
+        callable_names = job.request.callable
         schemas = {
             str(f.get("name")): f.get("parameters") or {}
             for tool in job.request.tools
             if isinstance(f := tool.get("function"), dict)
+            and (callable_names is None or f.get("name") in callable_names)
         }
         mode = call_mode(job.request)
         if mode == "forced" and not job.request.thinking:
