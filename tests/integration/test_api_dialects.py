@@ -78,6 +78,8 @@ def api_stack(nats_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         folder / "models.toml",
         [
             {"id": "hello", "path": str(hello.path), "n_ctx": 512},
+            # Two at a time, running and waiting: what a smaller request must fit.
+            {"id": "narrow", "path": str(hello.path), "n_ctx": 512, "max_queue_depth": 1},
             {"id": "bare", "path": str(bare.path), "n_ctx": 256},
             {"id": "think", "path": str(think.path), "n_ctx": 256},
             {"id": "tool", "path": str(tool.path), "n_ctx": 512},
@@ -1123,3 +1125,15 @@ def test_responses_max_output_tokens_is_incomplete(gpt: openai.OpenAI) -> None:
     assert [item.status for item in whole.output] == ["completed", "completed"]  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError, match="no stored response 'resp_1'"):
         gpt.responses.create(model="hello", input="Hi", previous_response_id="resp_1")
+
+
+def test_more_answers_than_the_model_ever_takes_at_once_is_a_400_not_a_429(
+    gpt: openai.OpenAI,
+) -> None:
+    """A 429 would come back however often the request is sent (lm-eval retries them)."""
+    with pytest.raises(openai.BadRequestError, match="takes at most 2 at a time"):
+        gpt.completions.create(model="narrow", prompt=["a", "b", "c"], max_tokens=2)
+    with pytest.raises(openai.BadRequestError, match="takes at most 2 at a time"):
+        gpt.chat.completions.create(model="narrow", messages=HI, n=3, max_tokens=2)
+    two = gpt.completions.create(model="narrow", prompt=["a", "b"], max_tokens=2)
+    assert len(two.choices) == 2

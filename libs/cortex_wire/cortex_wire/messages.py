@@ -73,6 +73,8 @@ class CatalogueEntry(Struct):
     # The GGUF on disk: its size in bytes and when it last changed (Unix seconds).
     file_size: int = 0
     file_mtime: float = 0.0
+    # The most requests it takes at once on this neuron, running and waiting (0: unknown).
+    max_requests: int = 0
 
 
 class LoadedModel(Struct):

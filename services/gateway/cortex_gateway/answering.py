@@ -130,6 +130,7 @@ async def counted_load(
 async def _answer(
     gateway: Gateway, request: Request[Any, Any, Any], turn: Turn, model: str
 ) -> Response[Any] | Stream:
+    gateway.check_room(model, turn.choices)
     request_id = f"{turn.request_prefix}{next_request_id()}"
     structlog.contextvars.bind_contextvars(request_id=request_id)
     inline = wants_inline_thinking(request.headers.get(INCLUDE_THINKING_HEADER))

@@ -241,6 +241,20 @@ class Gateway:
             raise ApiError.invalid(f"name the model (served: {served})", param="model")
         return chat[0]
 
+    def check_room(self, model: str, generations: int) -> None:
+        """Refuse a request of more generations (choices, prompts) than the neurons serving
+        `model` take at once, waiting ones included: a 429 would come back however often
+        it is sent."""
+        view = self.fleet.catalogue(time.monotonic()).get(model)
+        if view is None or not view.entry.max_requests or generations <= 1:
+            return
+        room = view.entry.max_requests * max(len(view.served_by), 1)
+        if generations > room:
+            raise ApiError.invalid(
+                f"the request asks for {generations} answers at once (choices, prompts), and "
+                f"model {model!r} takes at most {room} at a time here: ask for fewer"
+            )
+
     def check_kind(self, model: str, embedding: bool) -> None:
         """Refuse an embedding model asked to chat, and a chat model asked to embed."""
         view = self.fleet.catalogue(time.monotonic()).get(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from cortex_core.config import Catalogue, ModelProfile
+from cortex_neuron.admission import limits
 from cortex_neuron.catalogue_facts import ModelFacts, model_facts
 from cortex_wire.messages import CatalogueEntry, Device, Heartbeat, LoadedModel
 
@@ -14,8 +15,10 @@ def catalogue_entries(
     catalogue: Catalogue,
     footprints: dict[str, int],
     facts: Callable[[ModelProfile], ModelFacts] = model_facts,
+    queue_depth: int = 64,
 ) -> list[CatalogueEntry]:
-    """Each model's entry: what its profile says, and what `facts` reads of its file."""
+    """Each model's entry: what its profile says (and the neuron's `queue_depth`), and
+    what `facts` reads of its file."""
     entries = []
     for m in catalogue.models:
         known = facts(m)
@@ -41,6 +44,7 @@ def catalogue_entries(
                 reasoning_markers=list(known.reasoning_markers),
                 file_size=known.file_size,
                 file_mtime=known.file_mtime,
+                max_requests=sum(limits(m, queue_depth)),
             )
         )
     return entries

@@ -96,7 +96,9 @@ class Neuron:
         self._infer: Subscription | None = None  # inference requests, as they arrive
         self._footprints = {m.id: profile_footprint(m) for m in catalogue.models}
         self._files = file_stamps(catalogue)
-        self._catalogue_entries = catalogue_entries(catalogue, self._footprints)
+        self._catalogue_entries = catalogue_entries(
+            catalogue, self._footprints, queue_depth=settings.neuron.queue_depth
+        )
         self.log = log.bind(node=self.node)
         self.metrics = NeuronMetrics()
 
@@ -153,7 +155,9 @@ class Neuron:
         def reread() -> list[CatalogueEntry]:
             for model in changed:
                 self._footprints[model.id] = profile_footprint(model)
-            return catalogue_entries(self.catalogue, self._footprints)
+            return catalogue_entries(
+                self.catalogue, self._footprints, queue_depth=self.settings.neuron.queue_depth
+            )
 
         self._catalogue_entries = await asyncio.to_thread(reread)
         self.log.info("catalogue_files_changed", models=[m.id for m in changed])
