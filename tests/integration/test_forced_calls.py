@@ -349,7 +349,7 @@ def test_a_pattern_as_pydantic_writes_it_holds_the_answer(oai: openai.OpenAI, pa
 @pytest.mark.parametrize(
     "pattern",
     [r"^\S+$", r"^\s?\d{4}$", r"^(19|20)\d{2}$|^x$", r'^[^"a]+$', r"^\$?\d+\.?\d*$",
-     r"^(?:\d\d)+$", r"^[\d,.-]+$"],
+     r"^(?:\d\d)+$", r"^[\d,.-]+$", r"^\d+}?$"],  # (a lone "}" hung the converter)
 )  # fmt: skip
 def test_a_pattern_llama_cpps_converter_could_not_take_holds_a_stream(
     oai: openai.OpenAI, pattern: str
@@ -371,6 +371,12 @@ def test_a_pattern_decoding_cannot_hold_refuses_a_stream_before_its_headers(
     oai: openai.OpenAI,
 ) -> None:
     schema = {"type": "object", "properties": {"year": {"type": "string", "pattern": r"(\d)\1"}}}
+    long = {"type": "object", "properties": {"year": {"type": "string", "maxLength": 20000}}}
+    with pytest.raises(openai.BadRequestError, match="maxLength 20000"):  # (it crashed)
+        oai.chat.completions.create(
+            model="year", messages=USER, max_tokens=8, stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": long}},
+        )  # fmt: skip
     with pytest.raises(openai.BadRequestError, match="backreference"):
         oai.chat.completions.create(
             model="year", messages=USER, max_tokens=8, stream=True,

@@ -11,7 +11,26 @@ import pytest
 from cortex_neuron.schema_patterns import PatternError, json_safe_patterns, json_text_pattern
 
 # Values to try each pattern on: every string of up to three of these characters.
-ALPHABET = ["a", "Z", "1", "9", "_", ".", "-", "$", " ", "!", '"', "\\", "\n", "\t", "é", "]"]
+ALPHABET = [
+    "a",
+    "Z",
+    "1",
+    "9",
+    "_",
+    ".",
+    "-",
+    "$",
+    " ",
+    "!",
+    "{",
+    "}",
+    '"',
+    "\\",
+    "\n",
+    "\t",
+    "é",
+    "]",
+]
 VALUES = ["".join(p) for size in range(4) for p in itertools.product(ALPHABET, repeat=size)]
 
 PATTERNS = [
@@ -43,6 +62,10 @@ PATTERNS = [
     r"^\t$",
     r"^[\n a]+$",
     r"^[ -~]+$",  # a range across the quote and the backslash
+    r"^a}$",  # braces that are no quantifier are themselves
+    r"^\$\{[A-Z_]+}$",
+    r"^{a",
+    r"^(a|1){2}$",
 ]
 
 
@@ -85,6 +108,8 @@ def test_no_rewritten_pattern_takes_text_that_is_not_json(pattern: str) -> None:
         (r"^a^b$", "'^' inside"),
         (r"^[z-a]$", "range"),
         (r'^["\\]$', "only characters a JSON string escapes"),
+        (r"^a{1,2000}$", "repeats more than decoding holds"),
+        (r"^\ud800$", "lone surrogate"),
     ],
 )
 def test_what_decoding_cannot_hold_is_refused_by_name(pattern: str, says: str) -> None:
@@ -97,14 +122,23 @@ def test_patterns_are_rewritten_wherever_the_schema_has_them_and_only_there() ->
         "type": "object",
         "properties": {
             "pattern": {"type": "string", "pattern": "^a$"},  # a property named "pattern"
+            "default": {"type": "string", "pattern": "^b$"},  # ... and one named "default"
             "b": {"const": {"pattern": "^kept$"}, "default": {"pattern": "^kept$"}},
         },
         "items": [{"pattern": "^1$"}],
     }
     safe = json_safe_patterns(schema)
     assert safe["properties"]["pattern"]["pattern"] == json_text_pattern("^a$")
+    assert safe["properties"]["default"]["pattern"] == json_text_pattern("^b$")
     assert safe["properties"]["b"] == schema["properties"]["b"]  # values, not schemas
     assert safe["items"][0]["pattern"] == json_text_pattern("^1$")
+
+
+def test_a_length_no_grammar_holds_is_refused_by_name() -> None:
+    """(llama.cpp's parser refuses such a grammar, or overflows its stack on it.)"""
+    with pytest.raises(PatternError, match="maxLength 20000 is more than decoding holds"):
+        json_safe_patterns({"type": "string", "maxLength": 20000})
+    assert json_safe_patterns({"type": "array", "maxItems": 1000})  # as many as it holds
 
 
 def test_a_refusal_names_the_pattern() -> None:

@@ -13,6 +13,7 @@ boundary) is refused by name, before the request is accepted.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any
 
@@ -42,16 +43,35 @@ class PatternError(ValueError):
     """A pattern decoding cannot hold; the message says which and why."""
 
 
+# Keywords whose values are data, not schemas; and those whose values map names to schemas
+# (a property may be named "default" or "pattern").
+_VALUES = frozenset({"const", "enum", "default", "examples"})
+_NAMED = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+# The most repetitions a grammar holds: llama.cpp's parser refuses a rule repeated past
+# 2000 symbols in all, and its stack overflows on a converter's string of ~20000.
+MAX_REPEAT = 1000
+_LENGTHS = ("minLength", "maxLength", "minItems", "maxItems")
+
+
 def json_safe_patterns(schema: Any) -> Any:
-    """`schema` with each string `pattern` rewritten for the grammar (see the module)."""
+    """`schema` with each string `pattern` rewritten for the grammar (see the module), its
+    length bounds checked against what a grammar holds."""
     if isinstance(schema, list):
         return [json_safe_patterns(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {
-        key: value if key in ("const", "enum", "default", "examples") else json_safe_patterns(value)
-        for key, value in schema.items()
-    }
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _VALUES:
+            out[key] = value
+        elif key in _NAMED and isinstance(value, dict):
+            out[key] = {name: json_safe_patterns(inner) for name, inner in value.items()}
+        else:
+            out[key] = json_safe_patterns(value)
+    for key in _LENGTHS:
+        bound = out.get(key)
+        if isinstance(bound, int) and not isinstance(bound, bool) and bound > MAX_REPEAT:
+            raise PatternError(f"{key} {bound} is more than decoding holds ({MAX_REPEAT})")
     pattern = out.get("pattern")
     if isinstance(pattern, str):
         try:
@@ -138,14 +158,26 @@ def _rewritten(pattern: str) -> str:
             continue
         if char in "^$":
             raise PatternError(f"has {char!r} inside it, which decoding cannot hold")
-        if char == ".":
+        if char == "{":
+            quantifier = _QUANTIFIER.match(pattern, index)
+            if quantifier and out and out[-1] not in ("(", "|"):  # after something to repeat
+                if max(int(n) for n in quantifier.groups() if n) > MAX_REPEAT:
+                    raise PatternError(f"repeats more than decoding holds ({MAX_REPEAT})")
+                out.append(quantifier.group(0))
+                index = quantifier.end()
+                continue
+            out.append(_literal(char))  # a brace that is no quantifier is itself
+        elif char == ".":
             out.append(JSON_CHAR)
-        elif char in "()|*+?{}":
+        elif char in "()|*+?":
             out.append(char)
         else:
-            out.append(_literal(char))
+            out.append(_literal(char))  # "}" outside a quantifier too
         index += 1
     return "".join(out)
+
+
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
 
 def _escape(pattern: str, index: int) -> tuple[str, int]:
@@ -171,7 +203,7 @@ def _escaped_char(pattern: str, index: int) -> tuple[str, int]:
         digits = pattern[index + 1 : index + 1 + size]
         if len(digits) != size or not all(d in string.hexdigits for d in digits):
             raise PatternError(f"has a bad \\{letter} escape")
-        return chr(int(digits, 16)), index + 1 + size
+        return _character(int(digits, 16)), index + 1 + size
     if letter.isdigit():
         raise PatternError("uses a backreference, which decoding cannot hold")
     if letter in _NOT_HELD:
@@ -181,8 +213,15 @@ def _escaped_char(pattern: str, index: int) -> tuple[str, int]:
     return letter, index + 1
 
 
+def _character(code: int) -> str:
+    if 0xD800 <= code <= 0xDFFF:
+        raise PatternError("has a lone surrogate, which is no character")
+    return chr(code)
+
+
 def _literal(char: str) -> str:
     """One character of the value, as a pattern on its JSON text."""
+    _character(ord(char))
     # (several characters of text: a group, so that a quantifier after it takes them all)
     if char == '"':
         return r"(\\\")"  # the text has \" (the converter's dialect: \\ and then \")

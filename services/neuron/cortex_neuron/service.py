@@ -440,6 +440,12 @@ class Neuron:
             self.metrics.refused.labels(request.model, error.wire.code).inc()
             await _reply(msg, InferReply(accepted=False, error=error.wire))
             return
+        except Exception as error:  # a check that broke: said so, never left unanswered
+            self.log.exception("request_check_failed", request_id=request.request_id)
+            wire = WireError(code=Code.INTERNAL, message=f"the neuron could not check it: {error}")
+            self.metrics.refused.labels(request.model, wire.code).inc()
+            await _reply(msg, InferReply(accepted=False, error=wire))
+            return
         self.jobs[request.request_id] = job
         reply = InferReply(
             accepted=True, reasoning_markers=engine.dialect.inline_markers(),
