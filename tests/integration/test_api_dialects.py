@@ -1137,3 +1137,25 @@ def test_more_answers_than_the_model_ever_takes_at_once_is_a_400_not_a_429(
         gpt.chat.completions.create(model="narrow", messages=HI, n=3, max_tokens=2)
     two = gpt.completions.create(model="narrow", prompt=["a", "b"], max_tokens=2)
     assert len(two.choices) == 2
+
+
+def test_responses_truncation_auto_drops_the_oldest_turns_until_the_input_fits(
+    gpt: openai.OpenAI,
+) -> None:
+    long = " ".join(["word"] * 700)  # more than the model's 512-token context
+    conversation = [
+        {"role": "user", "content": long}, {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Say hello"},
+    ]  # fmt: skip
+    with pytest.raises(openai.BadRequestError, match="prompt is too long"):
+        gpt.responses.create(model="hello", input=conversation, store=False)  # type: ignore[arg-type]
+    done = gpt.responses.create(
+        model="hello",
+        input=conversation,
+        truncation="auto",
+        store=False,  # type: ignore[arg-type]
+    )
+    assert done.output_text == "Hello, world!"
+    assert done.usage is not None and done.usage.input_tokens < 512
+    with pytest.raises(openai.BadRequestError, match="prompt is too long"):  # nothing to drop
+        gpt.responses.create(model="hello", input=long, truncation="auto", store=False)

@@ -402,3 +402,20 @@ def test_an_assistant_turns_reasoning_goes_back_by_either_name(field: str) -> No
         {"role": "user", "content": "and?"},
     ]})  # fmt: skip
     assert openai_chat.chat_messages(request)[1].reasoning == "they greeted me"
+
+
+def test_responses_truncation_drops_whole_turns_and_keeps_the_system_messages() -> None:
+    from cortex_gateway.openai_responses import without_oldest_turn
+    from cortex_wire.messages import ChatMessage, ToolCall
+
+    def m(role: str, content: str, **extra: Any) -> ChatMessage:
+        return ChatMessage(role=role, content=content, **extra)
+
+    call = [ToolCall(id="c1", name="f", arguments="{}")]
+    history = [
+        m("system", "rules"), m("user", "u1"), m("assistant", "", tool_calls=call),
+        m("tool", "r1", tool_call_id="c1"), m("assistant", "a1"), m("user", "u2"),
+    ]  # fmt: skip
+    shorter = without_oldest_turn(history)
+    assert shorter is not None and [x.content for x in shorter] == ["rules", "u2"]
+    assert without_oldest_turn(shorter) is None  # the last turn stays

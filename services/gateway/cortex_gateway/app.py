@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -325,7 +326,20 @@ def create_app(gateway: Gateway) -> Litestar:
             )
             history = previous.conversation
         turn = openai_responses.turn(parsed, history, gateway.responses.put)
-        return await answer(gateway, request, turn)
+        while True:
+            try:
+                return await answer(gateway, request, turn)
+            except ApiError as error:
+                shorter = (
+                    openai_responses.without_oldest_turn(turn.ask.messages or [])
+                    if parsed.truncation == "auto" and error.code == Code.CONTEXT_LENGTH_EXCEEDED
+                    else None
+                )
+                if shorter is None:
+                    raise
+                turn = dataclasses.replace(
+                    turn, ask=dataclasses.replace(turn.ask, messages=shorter)
+                )
 
     @get("/v1/responses/{response_id:str}")
     async def stored_response(response_id: FromPath[str]) -> dict[str, Any]:

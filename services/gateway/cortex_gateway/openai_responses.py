@@ -116,6 +116,8 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     # Extra output to include; of these, only scored output text changes anything here.
     include: list[str] | None = None
     top_logprobs: int | None = None
+    # "auto": a conversation longer than the context loses its oldest turns until it fits.
+    truncation: str | None = None
     # Refused unless they change nothing (see parse_request).
     conversation: str | dict[str, Any] | None = None
     background: bool | None = None
@@ -156,6 +158,8 @@ def parse_request(body: bytes) -> ResponsesRequest:
     fmt = request.text.format if request.text else None
     if fmt is not None and fmt.type not in ("text", "json_object", "json_schema"):
         raise ApiError.invalid(f"unknown text.format type {fmt.type!r}", param="text.format.type")
+    if request.truncation not in (None, "auto", "disabled"):
+        raise ApiError.invalid("truncation must be 'auto' or 'disabled'", param="truncation")
     check_positive("max_output_tokens", request.max_output_tokens)
     check_top("top_logprobs", request.top_logprobs)
     check_range("temperature", request.temperature, 0.0, 2.0)
@@ -461,6 +465,17 @@ class ResponsesStream:
 # Keeps a finished response (its id, model, body and conversation) before the client
 # hears it is done, so a next turn that names it always finds it.
 Save = Callable[[StoredResponse], Awaitable[None]]
+
+
+def without_oldest_turn(messages: Sequence[ChatMessage]) -> list[ChatMessage] | None:
+    """`truncation: "auto"`: the conversation without its oldest turn (the first message
+    after the system ones, up to the next user message: a call and its result go
+    together), or None when only the last turn is left."""
+    start = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    end = next((i for i in range(start + 1, len(messages)) if messages[i].role == "user"), None)
+    if end is None:
+        return None
+    return [*messages[:start], *messages[end:]]
 
 
 def output_messages(answer: Answer) -> list[ChatMessage]:
