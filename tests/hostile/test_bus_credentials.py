@@ -154,16 +154,22 @@ async def test_a_neuron_off_the_allow_list_is_ignored_and_logged(
         )
         try:
             with running_stack(settings) as stack:
+                # Two of the intruder's heartbeats after the gateway listens: it has seen one.
+                nc = await nats.connect(bus.url)
+                beats = await nc.subscribe(subjects.heartbeat("intruder"))
+                for _ in range(2):
+                    await beats.next_msg(timeout=30)
+                await nc.close()
                 async with httpx.AsyncClient(base_url=stack.base_url) as client:
                     ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
                     bait = await client.post(
                         "/v1/chat/completions",
                         json={"model": "bait", "messages": [{"role": "user", "content": "x"}]},
                     )
+                logged = "".join(capfd.readouterr())  # (the first of the two, a second ago)
         finally:
             stop.set()
             await asyncio.wait_for(intruder, 20)
     assert "s" in ids and "bait" not in ids
     assert bait.status_code == 404
-    logged = "".join(capfd.readouterr())
     assert "neuron_not_allowed" in logged and "intruder" in logged
