@@ -121,6 +121,30 @@ def test_bad_bodies_are_a_clear_400(client: httpx.Client, name: str) -> None:
     assert says in openai_error(response)["message"]
 
 
+@pytest.mark.parametrize(
+    "route",
+    ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+     "/v1/messages/count_tokens", "/v1/embeddings", "/api/chat", "/api/generate", "/api/embed",
+     "/api/embeddings", "/api/show", "/tokenize", "/detokenize"],
+)  # fmt: skip
+def test_a_body_nested_past_any_sense_is_a_400_on_every_route(
+    client: httpx.Client, route: str
+) -> None:
+    """Nested where any JSON may go (metadata, a tool's parameters): msgspec recursed until
+    Python stopped it, a 500."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    raw = b'{"model":"s","prompt":"x","input":"x","messages":[],"metadata":' + deep + b"}"
+    if route.startswith("/v1/messages"):  # (no field of Anthropic's takes any JSON but these)
+        limit = b"" if route.endswith("count_tokens") else b'"max_tokens":1,'
+        raw = (b'{"model":"s",' + limit + b'"messages":[{"role":"user","content":"x"}],'
+               b'"tools":[{"name":"t","input_schema":{"a":' + deep + b"}}]}")  # fmt: skip
+    elif route == "/v1/responses":
+        raw = b'{"model":"s","input":"x","metadata":{"a":' + deep + b"}}"
+    response = client.post(route, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.text
+
+
 @pytest.mark.parametrize("name", ["NaN", "deeply nested", "invalid UTF-8", "no messages"])
 def test_bad_bodies_get_anthropics_envelope_on_messages(client: httpx.Client, name: str) -> None:
     raw, _ = BAD_BODIES[name]

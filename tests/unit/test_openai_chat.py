@@ -78,6 +78,15 @@ def test_valid_request_becomes_messages_and_params() -> None:
             400,
             "messages[0].tool_call_id",
         ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "a\u0000"}}],
+            },
+            400,
+            "tools[0].function.name",
+        ),
     ],
 )
 def test_bad_requests_get_400_naming_the_parameter(body, status: int, param: str | None) -> None:
@@ -419,3 +428,9 @@ def test_responses_truncation_drops_whole_turns_and_keeps_the_system_messages() 
     shorter = without_oldest_turn(history)
     assert shorter is not None and [x.content for x in shorter] == ["rules", "u2"]
     assert without_oldest_turn(shorter) is None  # the last turn stays
+
+
+def test_a_body_nested_past_any_sense_is_a_400() -> None:
+    """(msgspec raised RecursionError: a 500 on every route.)"""
+    deep = b'{"model": "m", "messages": [], "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert "nested too deeply" in error_of(deep).message

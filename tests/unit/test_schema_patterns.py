@@ -141,6 +141,17 @@ def test_a_length_no_grammar_holds_is_refused_by_name() -> None:
     assert json_safe_patterns({"type": "array", "maxItems": 1000})  # as many as it holds
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [{"enum": ["a\x00b"]}, {"properties": {"k": {"const": "\x00"}}},
+     {"properties": {"a\x00": {"type": "string"}}}, {"default": {"x": ["\x00"]}}],
+)  # fmt: skip
+def test_a_nul_anywhere_in_a_schema_is_refused(schema: dict) -> None:
+    """llama.cpp's grammar takes a NUL for its end: the neuron aborted on the first token."""
+    with pytest.raises(PatternError, match="holds a NUL character"):
+        json_safe_patterns(schema)
+
+
 def test_a_refusal_names_the_pattern() -> None:
     with pytest.raises(PatternError, match=r"the pattern '\^\(a\)\\\\1\$' uses a backreference"):
         json_safe_patterns({"pattern": r"^(a)\1$"})

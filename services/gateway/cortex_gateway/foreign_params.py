@@ -48,7 +48,7 @@ def check_foreign(body: bytes) -> None:
     """Refuse another server's parameter that would change the output (ApiError)."""
     try:
         given = msgspec.json.decode(body, type=ForeignParams)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return  # not an object: the request's own decoding says what is wrong
     for name, neutral in NEUTRAL.items():
         value = getattr(given, name)

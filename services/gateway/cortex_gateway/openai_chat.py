@@ -179,6 +179,8 @@ def decode_body(body: bytes, kind: type[Any]) -> Any:
         raise ApiError.invalid(
             f"request body is not valid UTF-8 (byte {error.start} of a string)"
         ) from None
+    except RecursionError:
+        raise ApiError.invalid("request body is not valid JSON: nested too deeply") from None
 
 
 def unsupported(name: str, why: str = "") -> ApiError:
@@ -226,6 +228,8 @@ def check_tool_names(names: Sequence[str], name_at: str) -> None:
         where = f"tools[{index}].{name_at}"
         if not name:
             raise ApiError.invalid(f"{where} must not be empty", param=where)
+        if not name.isprintable():  # a control character no template or grammar writes
+            raise ApiError.invalid(f"{where}: {name!r} has a control character", param=where)
         if name in seen:
             raise ApiError.invalid(f"{where}: {name!r} names two tools", param=where)
         seen.add(name)

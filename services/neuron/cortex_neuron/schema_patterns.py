@@ -58,14 +58,20 @@ def json_safe_patterns(schema: Any) -> Any:
     length bounds checked against what a grammar holds."""
     if isinstance(schema, list):
         return [json_safe_patterns(item) for item in schema]
+    if isinstance(schema, str) and "\x00" in schema:  # llama.cpp's grammar ends text there
+        raise PatternError(f"{schema!r} holds a NUL character, which decoding cannot write")
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
+        json_safe_patterns(key)
         if key in _VALUES:
+            json_safe_patterns(value)  # (for its NULs)
             out[key] = value
         elif key in _NAMED and isinstance(value, dict):
-            out[key] = {name: json_safe_patterns(inner) for name, inner in value.items()}
+            out[key] = {
+                json_safe_patterns(name): json_safe_patterns(inner) for name, inner in value.items()
+            }
         else:
             out[key] = json_safe_patterns(value)
     for key in _LENGTHS:
