@@ -5,6 +5,7 @@ nothing leaks a 5xx, and a neuron with a hostile name serves like any other."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -210,3 +211,35 @@ def test_schema_errors_name_the_field_and_malformed_json_says_so(client: httpx.C
     )
     assert malformed["message"].startswith("request body is not valid JSON")
     assert malformed["param"] is None
+
+
+def test_a_body_the_bus_carries_reaches_the_neuron(client: httpx.Client) -> None:
+    """2 MiB, over nats-server's default max_payload of 1 MiB (a 500 on every route):
+    the embedded server carries what the gateway's body limit lets in."""
+    big = {"model": "s", "messages": [{"role": "user", "content": "w " * 1_000_000}]}
+    response = client.post("/v1/chat/completions", json=big)
+    assert response.status_code == 400, response.text
+    assert "context of 64 tokens" in openai_error(response)["message"]  # the neuron's answer
+
+
+def test_a_body_larger_than_the_bus_carries_is_a_413_saying_so(tmp_path: Path) -> None:
+    from cortex_core.nats_server import EmbeddedNats
+    from tests.conftest import write_catalogue
+    from tests.support.stack import running_stack, stack_settings
+
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 65536\n")  # as an operator's own server may say
+    bus = EmbeddedNats("127.0.0.1", -1, tmp_path / "nats", extra_args=("-c", str(config)))
+    bus.start()
+    try:
+        models = write_catalogue(
+            tmp_path / "models.toml", [{"id": "s", "n_ctx": 64, "script": {"reply": "x"}}]
+        )
+        with running_stack(stack_settings(bus.url, models, node="small-bus")) as stack:
+            big = {"model": "s", "messages": [{"role": "user", "content": "w " * 50_000}]}
+            response = httpx.post(f"{stack.base_url}/v1/chat/completions", json=big, timeout=30)
+    finally:
+        bus.stop()
+    assert response.status_code == 413, response.text
+    assert "carries at most 65536" in openai_error(response)["message"]
+    assert response.headers["x-should-retry"] == "false"

