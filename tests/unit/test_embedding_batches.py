@@ -1,7 +1,12 @@
 """How an embedding request's inputs are grouped into decodes (pure)."""
 
+import json
 import math
 
+import pytest
+
+from cortex_gateway.embeddings import openai_request
+from cortex_gateway.errors import ApiError
 from cortex_neuron.llama_embedder import batches, normalized
 
 
@@ -16,3 +21,9 @@ def test_vectors_are_unit_length_and_zero_stays_zero() -> None:
     assert math.isclose(math.hypot(*normalized([3.0, 4.0])), 1.0)
     assert normalized([3.0, 4.0]) == [0.6, 0.8]
     assert normalized([0.0, 0.0]) == [0.0, 0.0]
+
+
+def test_an_openai_embedding_request_naming_no_model_is_a_400() -> None:
+    with pytest.raises(ApiError, match="model must not be empty") as refused:
+        openai_request(json.dumps({"model": "", "input": "x"}).encode())
+    assert refused.value.status == 400

@@ -70,6 +70,8 @@ def texts_of(value: str | list[Any]) -> list[str]:
 
 def openai_request(body: bytes) -> EmbedAsk:
     request = decode_body(body, OpenAIEmbeddingsRequest)
+    if not request.model:  # as chat says it, not a model "" that is not found
+        raise ApiError.invalid("model must not be empty", param="model")
     if request.dimensions is not None:
         raise ApiError.invalid(
             "dimensions is not supported (the model's size is used)", param="dimensions"

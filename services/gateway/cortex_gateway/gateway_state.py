@@ -61,14 +61,15 @@ class ModelNotFound(ApiError):
 
     def __init__(self, name: str) -> None:
         row = outcome(Code.MODEL_NOT_FOUND)
+        shown = name if len(name) <= 200 else f"{name[:200]}… ({len(name)} characters)"
         super().__init__(
             row.status,
-            f"The model `{name}` does not exist or is not served by any neuron.",
+            f"The model `{shown}` does not exist or is not served by any neuron.",
             code=Code.MODEL_NOT_FOUND,
             type=row.openai_type,
             param="model",
         )
-        self.model = name
+        self.model = shown  # (a name is echoed, not a megabyte of one)
 
 
 def catalogue_capabilities(view: CatalogueView) -> list[str]:
