@@ -109,6 +109,11 @@ def test_no_rewritten_pattern_takes_text_that_is_not_json(pattern: str) -> None:
         (r"^[z-a]$", "range"),
         (r'^["\\]$', "only characters a JSON string escapes"),
         (r"^a{1,2000}$", "repeats more than decoding holds"),
+        (r"^(a$", "never closed"),
+        (r"*a", "nothing before it to repeat"),
+        (r"^(+a)$", "nothing before it to repeat"),
+        (r"^a)$", "closes no group"),
+        (r"^a{2,1}$", "least is above its most"),
         (r"^\ud800$", "lone surrogate"),
     ],
 )
@@ -139,6 +144,8 @@ def test_a_length_no_grammar_holds_is_refused_by_name() -> None:
     with pytest.raises(PatternError, match="maxLength 20000 is more than decoding holds"):
         json_safe_patterns({"type": "string", "maxLength": 20000})
     assert json_safe_patterns({"type": "array", "maxItems": 1000})  # as many as it holds
+    with pytest.raises(PatternError, match="minLength 5 is above maxLength 2"):
+        json_safe_patterns({"type": "string", "minLength": 5, "maxLength": 2})
 
 
 @pytest.mark.parametrize(

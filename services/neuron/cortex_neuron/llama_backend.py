@@ -425,9 +425,10 @@ def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
 def _converted(schema: str) -> tuple[str, str]:
     try:
         grammar = llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
-    except Exception as error:
+    except Exception as error:  # the converter's own words (a KeyError's are a bare key)
+        said = str(error) if isinstance(error, ValueError) else f"{type(error).__name__} {error}"
         raise EngineError(
-            Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {error}"
+            Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {said}"
         ) from None
     return strict_strings(grammar._grammar), grammar._root
 

@@ -78,6 +78,9 @@ def json_safe_patterns(schema: Any) -> Any:
         bound = out.get(key)
         if isinstance(bound, int) and not isinstance(bound, bool) and bound > MAX_REPEAT:
             raise PatternError(f"{key} {bound} is more than decoding holds ({MAX_REPEAT})")
+    for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        if _above(out.get(low), out.get(high)):
+            raise PatternError(f"{low} {out[low]} is above {high} {out[high]}: nothing fits")
     pattern = out.get("pattern")
     if isinstance(pattern, str):
         try:
@@ -85,6 +88,11 @@ def json_safe_patterns(schema: Any) -> Any:
         except PatternError as error:
             raise PatternError(f"the pattern {pattern!r} {error}") from None
     return out
+
+
+def _above(low: object, high: object) -> bool:
+    numbers = [v for v in (low, high) if isinstance(v, int) and not isinstance(v, bool)]
+    return len(numbers) == 2 and numbers[0] > numbers[1]
 
 
 def json_text_pattern(pattern: str) -> str:
@@ -143,7 +151,7 @@ def _class_end(pattern: str, index: int) -> int:
 
 def _rewritten(pattern: str) -> str:
     out: list[str] = []
-    index = 0
+    index, depth = 0, 0  # how many groups are open
     while index < len(pattern):
         char = pattern[index]
         if char == "\\":
@@ -160,26 +168,36 @@ def _rewritten(pattern: str) -> str:
             if not pattern.startswith("(?:", index):
                 raise PatternError("uses a lookaround or group flags, which decoding cannot hold")
             out.append("(")
-            index += 3
+            index, depth = index + 3, depth + 1
             continue
         if char in "^$":
             raise PatternError(f"has {char!r} inside it, which decoding cannot hold")
         if char == "{":
             quantifier = _QUANTIFIER.match(pattern, index)
             if quantifier and out and out[-1] not in ("(", "|"):  # after something to repeat
-                if max(int(n) for n in quantifier.groups() if n) > MAX_REPEAT:
+                counts = [int(n) for n in quantifier.groups() if n]
+                if max(counts) > MAX_REPEAT:
                     raise PatternError(f"repeats more than decoding holds ({MAX_REPEAT})")
+                if len(counts) == 2 and counts[0] > counts[1]:
+                    raise PatternError(f"has {quantifier.group(0)}, whose least is above its most")
                 out.append(quantifier.group(0))
                 index = quantifier.end()
                 continue
             out.append(_literal(char))  # a brace that is no quantifier is itself
         elif char == ".":
             out.append(JSON_CHAR)
+        elif char in "*+?" and (not out or out[-1] in ("(", "|")):
+            raise PatternError(f"has a {char!r} with nothing before it to repeat")
         elif char in "()|*+?":
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                raise PatternError("has a ')' that closes no group")
             out.append(char)
         else:
             out.append(_literal(char))  # "}" outside a quantifier too
         index += 1
+    if depth:
+        raise PatternError("has a '(' that is never closed")
     return "".join(out)
 
 
