@@ -408,23 +408,21 @@ def check_sampling(params: SamplingParams, n_vocab: int) -> None:
 
 
 def _grammar(schema: dict[str, object] | None) -> tuple[str, str] | None:
-    if schema is None:
-        return None
-    try:
-        safe = json_safe_patterns(schema)
-    except PatternError as error:
-        raise EngineError(Code.INVALID_REQUEST, f"the JSON schema: {error}") from None
     # (key order kept: it is the output's order)
-    return _converted(json.dumps(safe))
+    return None if schema is None else _converted(json.dumps(schema))
 
 
 # A request's schema is converted when the neuron checks it, again when the engine starts
 # it and when its sampler is built (and a client sends the same schema request after
-# request): convert each once.
+# request): rewrite and convert each once.
 @functools.lru_cache(maxsize=64)
 def _converted(schema: str) -> tuple[str, str]:
     try:
-        grammar = llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
+        safe = json.dumps(json_safe_patterns(json.loads(schema)))
+    except PatternError as error:
+        raise EngineError(Code.INVALID_REQUEST, f"the JSON schema: {error}") from None
+    try:
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(safe, verbose=False)
     except Exception as error:  # the converter's own words (a KeyError's are a bare key)
         said = str(error) if isinstance(error, ValueError) else f"{type(error).__name__} {error}"
         raise EngineError(
