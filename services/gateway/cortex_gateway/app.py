@@ -153,29 +153,18 @@ def create_app(gateway: Gateway) -> Litestar:
         """/v1/models in Anthropic's shape, with the id its SDK reads (`request-id`)."""
         return Response(body, headers=id_headers(f"req_{next_request_id()}"))
 
-    def anthropic_error(error: ApiError) -> Response[Any]:
-        """/v1/models is OpenAI's path, but an anthropic client reads Anthropic's errors
-        (with their request's id, in the body too)."""
-        request_id = f"req_{next_request_id()}"
-        body = {**error.anthropic_body(), "request_id": request_id}
-        headers = {**error.headers(), **id_headers(request_id)}
-        return Response(body, status_code=error.status, headers=headers)
-
     @get("/v1/models", sync_to_thread=False)
     def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
         """OpenAI's list; Anthropic's pages (limit, after_id, before_id) for its SDK. The
         query is read here, so that a bad `limit` is refused in Anthropic's shape."""
         if ANTHROPIC_VERSION not in request.headers:
             return Response(gateway.models_body())
-        query = request.query_params
-        try:
-            limit = _page_limit(query.get("limit"))
-            models = gateway.anthropic_models()
-            page = anthropic_models_page(
-                models, limit, query.get("after_id") or "", query.get("before_id") or ""
-            )
-        except ApiError as error:
-            return anthropic_error(error)
+        query = request.query_params  # (a refusal is in Anthropic's shape: http_errors)
+        limit = _page_limit(query.get("limit"))
+        page = anthropic_models_page(
+            gateway.anthropic_models(), limit, query.get("after_id") or "",
+            query.get("before_id") or "",
+        )  # fmt: skip
         return anthropic_answer(page)
 
     @get("/v1/models/{model_id:path}", sync_to_thread=False)
@@ -195,12 +184,9 @@ def create_app(gateway: Gateway) -> Litestar:
         if found:
             entry = dict(found[0])
             return anthropic_answer(entry) if anthropic else Response(entry)
-        missing = ApiError.of(
+        raise ApiError.of(
             Code.MODEL_NOT_FOUND, f"The model `{name}` does not exist.", param="model"
         )
-        if anthropic:
-            return anthropic_error(missing)
-        raise missing
 
     def answering(route: Route) -> Any:
         """The handler of a route that answers through the projection core."""

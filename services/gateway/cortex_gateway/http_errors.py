@@ -100,11 +100,12 @@ def _error_response(
         # for minutes) read this header before their own rules.
         headers["x-should-retry"] = "false"
     route = INFERENCE_ROUTES.get(request.url.path)
-    if route is not None or api == "anthropic":  # (the anthropic SDK shows the id)
-        if route is not None:
-            request_id = _account(request, route, error, unhandled)
-        else:
-            request_id = f"req_{next_request_id()}"
+    request_id = (
+        _account(request, route, error, unhandled) if route is not None
+        else f"req_{next_request_id()}" if api == "anthropic"  # (its SDK shows the id)
+        else None
+    )  # fmt: skip
+    if request_id is not None:
         headers.update(id_headers(request_id))
         if api == "anthropic":
             body["request_id"] = request_id
