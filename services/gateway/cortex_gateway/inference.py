@@ -258,10 +258,9 @@ class Inference:
             if isinstance(ready, Refused):
                 return ready
             node = ready.node
-        payload = codec.encode(request)
-        too_big = self._too_big(payload)
-        if too_big is not None:
-            return too_big
+        payload = self._payload(request)
+        if isinstance(payload, Refused):
+            return payload
         try:
             raw = await self.nc.request(subject(node), payload, timeout=timeout)
         except (NoRespondersError, NatsTimeout):
@@ -272,10 +271,9 @@ class Inference:
 
     async def _submit(self, node: str, request: InferRequest) -> tuple[Admitted | Refused, int]:
         """The neuron's answer, and the prompt's length in tokens it measured (0: unsaid)."""
-        payload = codec.encode(request)
-        too_big = self._too_big(payload)
-        if too_big is not None:
-            return too_big, 0
+        payload = self._payload(request)
+        if isinstance(payload, Refused):
+            return payload, 0
         try:
             raw = await self.nc.request(subjects.infer(node), payload, timeout=ACCEPT_TIMEOUT_S)
         except (NoRespondersError, NatsTimeout):
@@ -286,8 +284,10 @@ class Inference:
         reply = codec.decode(raw.data, InferReply)
         return admission(reply), reply.prompt_tokens
 
-    def _too_big(self, payload: bytes) -> Refused | None:
-        """A request larger than the bus carries (its server's max_payload), refused."""
+    def _payload(self, request: object) -> bytes | Refused:
+        """`request` as the bus carries it, or refused where it is larger than the bus's
+        server takes (its max_payload)."""
+        payload = codec.encode(request)
         limit = self.nc.max_payload
         if limit and len(payload) > limit:
             return Refused.of(
@@ -295,7 +295,7 @@ class Inference:
                 f"the request is {len(payload)} bytes on the bus, which carries at most "
                 f"{limit} (nats-server's max_payload): send less, or raise max_payload",
             )
-        return None
+        return payload
 
     async def stream(self, request: InferRequest) -> AsyncGenerator[StreamItem, None]:
         """Run `request` somewhere and yield its frames (and WAITING while nothing happens).
