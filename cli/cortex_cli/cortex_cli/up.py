@@ -147,12 +147,7 @@ def taken_ports(settings: Settings) -> list[str]:
     """The listen addresses of this stack's services that another process holds, each as
     `key ADDRESS is in use`."""
     taken = []
-    for key, listen in (
-        ("gateway.listen", settings.gateway.listen),
-        ("gateway.metrics_listen", settings.gateway.metrics_listen),
-        ("neuron.metrics_listen", settings.neuron.metrics_listen),
-        ("scheduler.metrics_listen", settings.scheduler.metrics_listen),
-    ):
+    for key, listen in settings.listen_addresses():
         if not listen:
             continue
         host, port = parse_host_port(listen, key, "settings")

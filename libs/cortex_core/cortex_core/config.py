@@ -160,6 +160,15 @@ class Settings(Section):
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(base) / "cortex"
 
+    def listen_addresses(self) -> list[tuple[str, str]]:
+        """Each HOST:PORT a service of this machine listens on, by its key ("": off)."""
+        return [
+            ("gateway.listen", self.gateway.listen),
+            ("gateway.metrics_listen", self.gateway.metrics_listen),
+            ("neuron.metrics_listen", self.neuron.metrics_listen),
+            ("scheduler.metrics_listen", self.scheduler.metrics_listen),
+        ]
+
     def neuron_name(self) -> str:
         return self.neuron.name or socket.gethostname()
 
@@ -297,12 +306,8 @@ def parse_host_port(value: str, key: str, source: str) -> tuple[str, int]:
 
 def _check_settings(settings: Settings, source: str) -> None:
     parse_host_port(settings.gateway.listen, "gateway.listen", source)
-    for key, value in (
-        ("gateway.metrics_listen", settings.gateway.metrics_listen),
-        ("neuron.metrics_listen", settings.neuron.metrics_listen),
-        ("scheduler.metrics_listen", settings.scheduler.metrics_listen),
-    ):
-        if value:  # empty turns the endpoint off
+    for key, value in settings.listen_addresses():
+        if value:  # empty turns a metrics endpoint off
             parse_host_port(value, key, source)
     if settings.nats.cluster_name:
         parse_host_port(settings.nats.cluster_listen, "nats.cluster_listen", source)
