@@ -31,6 +31,11 @@ REPLIES = {
     "channels": ("<|channel|>", "analysis", "<|message|>", THOUGHT, "<|end|>", "<|start|>",
                  "assist", "ant", "<|channel|>", "final", "<|message|>", ANSWER, "<|return|>"),
 }  # fmt: skip
+# A reply that writes markers where the schema's string admits any text: a grammar that
+# held characters alone let a tiny model (greedy among ties) pick them inside the answer.
+MARKED = ('{"s": "', "<think>", "</tool_call>", 'hi"}')
+STRING_SCHEMA = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 8}},
+                 "required": ["s"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,12 @@ def reasoning_stack(
             chat_template=template(family.template), start=family.start, n_ctx=4096,
         )  # fmt: skip
         models.append({"id": name, "path": str(built.path), "n_ctx": 4096})
+    hermes = FAMILIES["hermes"]
+    marked = build_tiny_gguf(
+        folder / "marked.gguf", MARKED, specials=(IM_START, IM_END, *hermes.specials),
+        chat_template=template(hermes.template), start=hermes.start,
+    )  # fmt: skip
+    models.append({"id": "marked", "path": str(marked.path), "n_ctx": 512})
     catalogue = write_catalogue(folder / "models.toml", models)
     settings = stack_settings(nats_server.url, catalogue, node="constrained-neuron")
     with running_stack(settings) as stack:
@@ -81,3 +92,18 @@ def test_ollama_format_with_think_reasons_then_answers(reasoning_stack: RunningS
     assert (reply["message"]["thinking"], json.loads(reply["message"]["content"])) == (
         THOUGHT, {"a": 1},
     )  # fmt: skip
+
+
+def test_a_schema_held_answer_writes_no_marker_tokens(reasoning_stack: RunningStack) -> None:
+    # A marker token inside the JSON opened reasoning (or a call) mid-answer, and the answer
+    # stopped at '{"s": "'. Under a schema the answer is text: markers are held out.
+    oai = openai.OpenAI(base_url=f"{reasoning_stack.base_url}/v1", api_key="x", max_retries=0)
+    done = oai.chat.completions.create(
+        model="marked", messages=USER, max_tokens=60,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "s", "schema": STRING_SCHEMA}},
+    )  # fmt: skip
+    message = done.choices[0].message
+    answer = json.loads(message.content or "")
+    assert isinstance(answer["s"], str) and "<" not in answer["s"]
+    assert not (message.model_extra or {}).get("reasoning_content")

@@ -39,3 +39,13 @@ def test_each_rewritten_pattern_parses_as_a_llama_cpp_grammar(
 def test_a_pattern_decoding_cannot_hold_is_refused_by_the_check(backend: LlamaBackend) -> None:
     with pytest.raises(EngineError, match="backreference"):
         backend.check(holding(r"^(a)\1$"))
+
+
+def test_control_tokens_are_the_specials_that_neither_write_text_nor_end(
+    backend: LlamaBackend,
+) -> None:
+    control = backend.control_tokens()
+    (im_start,) = backend.tokenize("<|im_start|>", add_bos=False, special=True)
+    (im_end,) = backend.tokenize("<|im_end|>", add_bos=False, special=True)
+    assert im_start in control and im_end not in control  # the end stays writable
+    assert not control & set(backend.tokenize('{"a": 1}', add_bos=False, special=False))

@@ -59,6 +59,11 @@ class Backend(Protocol):
 
     def is_end(self, token: int) -> bool: ...
 
+    def control_tokens(self) -> frozenset[int]:
+        """The special tokens that are neither text nor an end of generation (turn and
+        channel markers, reserved ids): no answer held to a JSON schema may write one."""
+        ...
+
     def check(self, params: SamplingParams) -> None:
         """Raise EngineError for the parameters `sampler` would refuse. It touches nothing
         the engine thread drives, so the neuron calls it before it accepts a request."""

@@ -10,6 +10,7 @@ request takes the free slot whose cached tokens share the longest prefix with it
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import random
 import threading
@@ -45,6 +46,7 @@ from cortex_wire.messages import (
     MAX_TOP_LOGPROBS,
     ChatMessage,
     InferRequest,
+    SamplingParams,
     Usage,
     VocabReply,
     VocabRequest,
@@ -122,6 +124,10 @@ class Engine(ModelThread[Backend]):
         self._close_reasoning: list[int] = []
         self._free_openers: frozenset[int] = frozenset()
         self._call_openers: frozenset[int] = frozenset()  # the token a tool call opens with
+        # What an answer held to a JSON schema may not write: a grammar holds characters,
+        # and llama.cpp's matches a special token by its text, so a marker token could
+        # stand for its characters inside a JSON string (and open reasoning mid-answer).
+        self._unwritable: frozenset[int] = frozenset()
 
     def held_prefixes(self) -> list[str]:
         """The conversation prefixes the slots hold, for the heartbeat (read off the
@@ -377,6 +383,7 @@ class Engine(ModelThread[Backend]):
         self._free_openers = frozenset(
             ids[0] for text in _free_openers(self.dialect) if len(ids := tokenize(text)) == 1
         )
+        self._unwritable = self._marker_ids | backend.control_tokens()
         opener = self.dialect.tools.section_open if self.dialect.tools else ""
         self._call_openers = frozenset(
             ids[0] for text in [opener] if text and len(ids := tokenize(text)) == 1
@@ -455,7 +462,7 @@ class Engine(ModelThread[Backend]):
                 return
             seed = request.params.seed
             seed = seed if seed is not None else random.getrandbits(31)
-            sampler = backend.sampler(request.params, seed)
+            sampler = backend.sampler(held(request.params, self._unwritable), seed)
             free = self._free_sampler(backend, request, seed)
         except TemplateError as error:
             job.channel.push(Errored(WireError(code=Code.INVALID_REQUEST, message=str(error))))
@@ -641,6 +648,15 @@ def _check_scoring(backend: Backend, request: InferRequest) -> None:
             f"top log probabilities must be 0 to {MAX_TOP_LOGPROBS} per token, got "
             f"{request.logprobs}",
         )
+
+
+def held(params: SamplingParams, unwritable: frozenset[int]) -> SamplingParams:
+    """`params` for an answer held to a JSON schema: the `unwritable` tokens biased out
+    (past any bias the caller gave them); without a schema, `params` as they are."""
+    if params.json_schema is None or not unwritable:
+        return params
+    banned = dict.fromkeys(unwritable, -math.inf)
+    return msgspec.structs.replace(params, logit_bias={**params.logit_bias, **banned})
 
 
 def _free_openers(dialect: Dialect) -> list[str]:

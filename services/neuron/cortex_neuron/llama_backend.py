@@ -237,6 +237,14 @@ class LlamaBackend:
     def is_end(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))
 
+    def control_tokens(self) -> frozenset[int]:
+        vocab = self._vocab
+        return frozenset(
+            t
+            for t in range(self._n_vocab)
+            if C.llama_vocab_is_control(vocab, t) and not C.llama_vocab_is_eog(vocab, t)
+        )
+
     # --- sampling -------------------------------------------------------------------------
 
     def check(self, params: SamplingParams) -> None:

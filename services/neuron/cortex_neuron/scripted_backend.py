@@ -99,6 +99,9 @@ class ScriptedBackend:
     def is_end(self, token: int) -> bool:
         return token == EOS
 
+    def control_tokens(self) -> frozenset[int]:
+        return frozenset(range(256, self.n_vocab)) - {EOS}
+
     def check(self, params: SamplingParams) -> None:
         if params.json_schema is not None:
             raise EngineError(Code.INVALID_REQUEST, "a scripted model cannot follow a JSON schema")
