@@ -150,7 +150,10 @@ def build(prepared: Path, work: Path, times: dict[str, object], cublas: Path | N
            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}  # fmt: skip
     say(f"building llama-cpp-python for sm_{arch} on {os.cpu_count()} cores: {env['CMAKE_ARGS']}")
     started = time.perf_counter()
-    folder = work / "build"  # kept, so its .ninja_log says where the build's time went
+    # Beside `work`, not in it: a rerun on the same machine (after a call cut off mid-build)
+    # resumes the build instead of starting it again, and its .ninja_log says where the
+    # build's time went.
+    folder = work.with_name(work.name + "-build")
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps",
          "--no-build-isolation", f"--config-settings=build-dir={folder}", "-w",
          str(work / "wheel"), str(prepared / "llama-cpp-python")], env)  # fmt: skip
