@@ -224,7 +224,7 @@ def test_head_on_tags_and_version(clients_stack: RunningStack) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/api/pull"), ("POST", "/api/push"), ("POST", "/api/create"),
+    [("POST", "/api/push"), ("POST", "/api/create"),
      ("POST", "/api/copy"), ("DELETE", "/api/delete"), ("POST", "/api/blobs/sha256:00ff"),
      ("HEAD", "/api/blobs/sha256:00ff")],
 )  # fmt: skip
@@ -237,10 +237,19 @@ def test_managing_models_is_not_supported_here(
         assert "models.toml" in answer.json()["error"]
 
 
-def test_the_ollama_package_sees_pull_refused(llama: ollama.Client) -> None:
+def test_pulling_a_catalogued_model_succeeds_with_nothing_to_download(
+    llama: ollama.Client,
+) -> None:
+    assert llama.pull("tiny-hello").status == "success"
+    statuses = list(llama.pull("tiny-hello:latest", stream=True))
+    assert statuses[0].status == "pulling manifest" and statuses[-1].status == "success"
+    listed = {m.model: m for m in llama.list().models}["tiny-hello:latest"]
+    layer = next(s for s in statuses if s.digest)
+    assert layer.digest == f"sha256:{listed.digest}"
+    assert layer.total == layer.completed == listed.size > 0
     with pytest.raises(ollama.ResponseError) as raised:
-        llama.pull("tiny-hello")
-    assert raised.value.status_code == 501 and "cortex load" in raised.value.error
+        llama.pull("nope")
+    assert raised.value.status_code == 404 and "not found" in raised.value.error
 
 
 def test_neutral_options_are_taken_and_change_nothing(llama: ollama.Client) -> None:

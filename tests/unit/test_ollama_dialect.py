@@ -129,7 +129,7 @@ def test_an_unknown_model_is_not_found_in_ollamas_words() -> None:
 
 
 def test_managing_models_is_not_supported_here_and_says_what_is() -> None:
-    for path in ("/api/pull", "/api/delete", "/api/blobs/sha256:00"):
+    for path in ("/api/push", "/api/delete", "/api/blobs/sha256:00"):
         error = ollama_api.not_supported(path)
         assert error.status == 501
         assert "models.toml" in error.message and "cortex load" in error.message

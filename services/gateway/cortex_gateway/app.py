@@ -402,7 +402,17 @@ def create_app(gateway: Gateway) -> Litestar:
     def ollama_version() -> dict[str, Any]:
         return {"version": ollama_api.VERSION}
 
-    managing = ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete",
+    @post("/api/pull", status_code=200)
+    async def ollama_pull(request: Request[Any, Any, Any]) -> Response[Any]:
+        """A model a neuron's catalogue holds is there already: Ollama's success lines.
+        One no catalogue holds is Ollama's 404 (cortex downloads nothing)."""
+        asked = openai_chat.decode_body(await request.body(), ollama_api.PullRequest)
+        model = gateway.resolve_model(ollama_api.required_model(asked.model or asked.name))
+        entry = gateway.fleet.catalogue(time.monotonic())[model].entry
+        media_type = ollama_api.NDJSON if asked.stream else MediaType.JSON
+        return Response(ollama_api.pull_body(entry, asked.stream), media_type=media_type)
+
+    managing = ["/api/push", "/api/create", "/api/copy", "/api/delete",
                 "/api/blobs/{digest:str}"]  # fmt: skip
 
     @route(managing, http_method=["POST", "DELETE"], status_code=501, sync_to_thread=False)
@@ -443,6 +453,7 @@ def create_app(gateway: Gateway) -> Litestar:
             ollama_show,
             ollama_version,
             ollama_head,
+            ollama_pull,
             ollama_managing,
             ollama_blob_head,
             admin_models,

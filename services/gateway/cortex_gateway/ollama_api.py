@@ -496,9 +496,31 @@ def error_body(error: ApiError) -> dict[str, Any]:
     return {"error": error.message}
 
 
+class PullRequest(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    name: str | None = None  # older clients
+    stream: bool = True
+    insecure: bool | None = None
+
+
+def pull_body(entry: CatalogueEntry, stream: bool) -> bytes:
+    """What Ollama answers a pull of a model it already has, for one a neuron's catalogue
+    holds: nothing to download. Clients pull before they chat to make sure the model is
+    there; the status lines (one JSON object, or NDJSON when streamed) say it is."""
+    if not stream:
+        return msgspec.json.encode({"status": "success"})
+    digest, size = digest_of(entry), entry.file_size
+    lines = [{"status": "pulling manifest"},
+             {"status": f"pulling {digest[:12]}", "digest": f"sha256:{digest}", "total": size,
+              "completed": size},
+             {"status": "verifying sha256 digest"}, {"status": "writing manifest"},
+             {"status": "success"}]  # fmt: skip
+    return b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+
+
 # What Ollama manages on its own disk, cortex leaves to its operators.
 NOT_HERE = {
-    "pull": "pulling a model", "push": "pushing a model", "create": "creating a model",
+    "push": "pushing a model", "create": "creating a model",
     "copy": "copying a model", "delete": "deleting a model", "blobs": "uploading a blob",
 }  # fmt: skip
 
