@@ -132,6 +132,12 @@ def test_an_image_a_tool_returned_is_named_in_its_place() -> None:
         ),
         ({"tool_choice": {"type": "tool"}}, 'tool_choice "tool" needs a name'),
         ({"thinking": {"type": "enabled"}}, "budget_tokens is required"),
+        ({"thinking": {"type": "enabled", "budget_tokens": -1}}, "must be 0 or more, got -1"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            r"messages\[0\].content\[0\].text: a text block needs its text",
+        ),
+        ({"system": [{"type": "text"}]}, r"system\[0\].text: a text block needs its text"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
             "image blocks are not supported",
@@ -196,6 +202,29 @@ def test_a_last_assistant_message_may_be_empty() -> None:
     assert [m.role for m in ar.chat_messages(request.system, request.messages)] == [
         "system", "user",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "says"),
+    [
+        (
+            CLAUDE_CODE_LIKE["tools"],
+            {"type": "tool", "name": "Write"},
+            "names 'Write', which is not",
+        ),
+        ([], {"type": "any"}, "a forced tool choice needs at least one tool"),
+    ],
+)
+def test_a_forced_choice_of_no_tool_is_refused_by_both_routes(tools, choice, says: str) -> None:
+    """count_tokens answers what the request would cost: one /v1/messages refuses is
+    refused there too."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools,
+            "tool_choice": choice}  # fmt: skip
+    counted, answered = json.dumps(body).encode(), json.dumps({**body, "max_tokens": 5}).encode()
+    for parse_body, raw in ((ar.parse_count, counted), (ar.parse_request, answered)):
+        with pytest.raises(ApiError, match=says) as caught:
+            parse_body(raw)
+        assert caught.value.param == "tool_choice"
 
 
 def test_count_tokens_takes_what_the_sdk_sends_it() -> None:

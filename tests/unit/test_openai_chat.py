@@ -100,6 +100,12 @@ def test_bad_requests_get_400_naming_the_parameter(body, status: int, param: str
     ("body", "says", "param"),
     [
         (b"{not json", "request body is not valid JSON", None),
+        (b"  \n", "request body is empty", None),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "a 'text' content part needs its text",
+            "messages[0].content[0].text",
+        ),
         ({"messages": []}, "invalid request: Object missing required field `model`", "model"),
         (
             {"model": "m", "messages": [{"content": "x"}]},

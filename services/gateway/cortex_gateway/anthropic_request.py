@@ -197,6 +197,8 @@ def _tool_result_text(blocks: str | list[Block] | None, where: str) -> str:
 
 
 def _block_error(block: Block, where: str) -> ApiError:
+    if block.type == "text":  # the one kind taken everywhere: what is wrong is its text
+        return ApiError.invalid(f"{where}.text: a text block needs its text", param=f"{where}.text")
     if block.type in ("image", "document"):
         message = f"{block.type} blocks are not supported: the models served here read text only"
     else:
@@ -384,9 +386,14 @@ def thinking_budget(thinking: Thinking | None, config: OutputConfig | None = Non
     if thinking.type == "adaptive":
         effort = _effort(config)
         return EFFORT_BUDGETS[effort] if effort else None
-    if thinking.budget_tokens is None or thinking.budget_tokens < 0:
+    if thinking.budget_tokens is None:
         raise ApiError.invalid(
             "thinking.budget_tokens is required when thinking is enabled",
+            param="thinking.budget_tokens",
+        )
+    if thinking.budget_tokens < 0:
+        raise ApiError.invalid(
+            f"thinking.budget_tokens must be 0 or more, got {thinking.budget_tokens}",
             param="thinking.budget_tokens",
         )
     return thinking.budget_tokens
@@ -413,7 +420,14 @@ def check_conversation(request: Conversation) -> None:
         raise unsupported(
             "mcp_servers", "the gateway connects to no MCP server; run tools in the client"
         )
-    forced, _ = forced_tool(request.tool_choice)
+    forced, name = forced_tool(request.tool_choice)
+    names = {tool.name for tool in request.tools or []}
+    if forced and not names:  # count_tokens too: it answers what the request would cost
+        raise ApiError.invalid("a forced tool choice needs at least one tool", param="tool_choice")
+    if name is not None and name not in names:
+        raise ApiError.invalid(
+            f"tool_choice names {name!r}, which is not a tool", param="tool_choice"
+        )
     if forced and request.thinking is not None and request.thinking.type != "disabled":
         # As Anthropic's API: a forced call is written at once, with no thinking before it.
         raise ApiError.invalid(

@@ -171,6 +171,8 @@ def decode_error(error: msgspec.MsgspecError) -> ApiError:
 
 
 def decode_body(body: bytes, kind: type[Any]) -> Any:
+    if not body.strip():  # msgspec would say "truncated", which reads as a cut-off upload
+        raise ApiError.invalid("request body is empty: send a JSON object")
     try:
         return msgspec.json.decode(body, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -256,10 +258,14 @@ def content_text(
         return content or ""
     texts = []
     for index, part in enumerate(content):
-        if part.type not in kinds or part.text is None:
+        if part.type not in kinds:
             raise ApiError.invalid(
                 f"content part type {part.type!r} is not supported by text models",
                 param=f"{where}[{index}].type",
+            )
+        if part.text is None:
+            raise ApiError.invalid(
+                f"a {part.type!r} content part needs its text", param=f"{where}[{index}].text"
             )
         texts.append(part.text)
     return "".join(texts)

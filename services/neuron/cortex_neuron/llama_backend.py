@@ -257,7 +257,11 @@ class LlamaBackend:
         text, root = grammar
         constraint = C.llama_sampler_init_grammar(self._vocab, text.encode(), root.encode())
         if not constraint:
-            raise EngineError(Code.INVALID_REQUEST, "the JSON schema's grammar did not parse")
+            raise EngineError(
+                Code.INVALID_REQUEST,
+                "the JSON schema's grammar did not parse: a schema no value can match (an "
+                "empty enum or anyOf, say) has no grammar",
+            )
         return constraint
 
     def sampler(self, params: SamplingParams, seed: int) -> LlamaSampler | GreedySampler:
@@ -432,7 +436,8 @@ def _converted(schema: str) -> tuple[str, str]:
     try:
         grammar = llama_cpp.LlamaGrammar.from_json_schema(safe, verbose=False)
     except Exception as error:  # the converter's own words (a KeyError's are a bare key)
-        said = str(error) if isinstance(error, ValueError) else f"{type(error).__name__} {error}"
+        worded = isinstance(error, ValueError | AssertionError) and str(error)
+        said = str(error) if worded else f"{type(error).__name__} {error}"
         raise EngineError(
             Code.INVALID_REQUEST, f"the JSON schema cannot be used for decoding: {said}"
         ) from None
