@@ -20,6 +20,7 @@ from tests.support.tiny_gguf import TinyModel
 
 USER_KEY, ADMIN_KEY = "sk-user-0123456789", "sk-admin-9876543210"
 HI = [{"role": "user", "content": "Hi"}]
+LIMIT = 4096  # the gateway's max_body_bytes
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def guarded(
         "require_auth": True,
         "api_keys": [USER_KEY],
         "admin_keys": [ADMIN_KEY],
-        "max_body_bytes": 4096,
+        "max_body_bytes": LIMIT,
     }
     folder = tmp_path_factory.mktemp("guarded")
     with stack_on_own_bus(folder, models, node="guarded-neuron", gateway=gateway) as stack:
@@ -154,7 +155,11 @@ def test_body_over_the_limit_is_413(guarded: RunningStack) -> None:
         f"{guarded.base_url}/v1/chat/completions", json=big, headers=headers(USER_KEY)
     )
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "request_too_large"
+    error = response.json()["error"]
+    assert error["code"] == "request_too_large"
+    assert error["message"] == (
+        f"the request body is over the gateway's limit of {LIMIT} bytes (max_body_bytes)"
+    )
 
 
 def test_prompt_longer_than_the_context_is_400_with_the_numbers(guarded: RunningStack) -> None:

@@ -289,3 +289,34 @@ async def test_a_stream_whose_client_left_before_its_first_chunk_is_cancelled_an
     assert requests(after, "endless", route, "cancelled", NODE) == (
         requests(before, "endless", route, "cancelled", NODE) + 1
     )
+
+
+async def test_a_client_that_hangs_up_mid_body_is_counted_as_cancelled(
+    accounting: RunningStack,
+) -> None:
+    """The body never all arrives (the framework's 500 "client disconnected prematurely"):
+    no answer is read, so the request is a cancelled one, never an error of the gateway's."""
+    nc = await nats.connect(accounting.nats_url)
+    records = await nc.subscribe(subjects.REQUEST_RECORDS)
+    before = scrape(accounting)
+    url = httpx.URL(accounting.base_url)
+    try:
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.host}\r\n"
+        writer.write(
+            f"{head}Content-Type: application/json\r\nContent-Length: 500\r\n\r\n".encode()
+        )
+        writer.write(b'{"model": "hello", "messa')  # and no more
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        while True:
+            record = codec.decode((await records.next_msg(timeout=30)).data, RequestRecord)
+            if record.route == "chat" and record.model == "":
+                break
+    finally:
+        await nc.close()
+    assert record.outcome == "cancelled"
+    after = scrape(accounting)
+    assert requests(after, "", "chat", "cancelled") == requests(before, "", "chat", "cancelled") + 1
+    assert requests(after, "", "chat", "error") == requests(before, "", "chat", "error")

@@ -59,9 +59,12 @@ def _model_label(gateway: Gateway, request: Request[Any, Any, Any]) -> str:
     return gateway.served_model(name) or ""
 
 
-def _account(request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool) -> str:
+def _account(
+    request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool,
+    outcome: str | None,
+) -> str:  # fmt: skip
     """Count (if no trace did) and log the failed request; its id."""
-    outcome = error.code or "error"
+    outcome = outcome or error.code or "error"
     request_id = counted_request()
     if request_id is None:
         request_id = f"req_{next_request_id()}"
@@ -86,8 +89,9 @@ RETRYABLE = frozenset({408, 409, 429})
 
 
 def _error_response(
-    request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False
-) -> Response[Any]:
+    request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False,
+    outcome: str | None = None,
+) -> Response[Any]:  # fmt: skip
     api = api_of(request.url.path, anthropic_client="anthropic-version" in request.headers)
     body = {
         "ollama": ollama_api.error_body,
@@ -101,7 +105,7 @@ def _error_response(
         headers["x-should-retry"] = "false"
     route = INFERENCE_ROUTES.get(request.url.path)
     request_id = (
-        _account(request, route, error, unhandled) if route is not None
+        _account(request, route, error, unhandled, outcome) if route is not None
         else f"req_{next_request_id()}" if api == "anthropic"  # (its SDK shows the id)
         else None
     )  # fmt: skip
@@ -123,7 +127,15 @@ HTTP_CODES = {
 }  # fmt: skip
 
 
+# Litestar's words (a 500) when the client hangs up before its body has all arrived.
+CLIENT_GONE = "client disconnected prematurely"
+
+
 def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    if error.status_code == 500 and error.detail == CLIENT_GONE:
+        # Nobody reads the answer: the request is counted as a cancelled one, not a failure.
+        gone = ApiError(499, "the client closed the connection before its body arrived")
+        return _error_response(request, gone, outcome="cancelled")
     code = HTTP_CODES.get(error.status_code)
     detail = _routing_detail(request, error)
     if code is None:  # a status the table has no code for keeps its status
@@ -142,6 +154,10 @@ def _routing_detail(request: Request[Any, Any, Any], error: HTTPException) -> st
         return f"{where}: no such route here (cortex's routes are listed at /openapi.json)"
     if error.status_code == 405 and error.detail == "Method Not Allowed":
         return f"{where}: the method is not allowed on this route"
+    gateway = request.app.state.get("gateway")
+    if error.status_code == 413 and isinstance(gateway, Gateway):
+        limit = gateway.settings.max_body_bytes
+        return f"the request body is over the gateway's limit of {limit} bytes (max_body_bytes)"
     return str(error.detail)
 
 
