@@ -71,6 +71,13 @@ def test_options_that_would_change_the_answer_are_refused(options: dict[str, Any
     assert refused.value.param is not None and refused.value.param.startswith("options.")
 
 
+def test_an_option_of_the_wrong_type_is_named_as_every_field_is() -> None:
+    with pytest.raises(ApiError) as refused:
+        ollama_api.sampling_params({"num_predict": "10"}, None)
+    assert refused.value.param == "options.num_predict"
+    assert refused.value.message == "options.num_predict: Expected `int | null`, got `str`"
+
+
 def test_a_final_assistant_message_is_continued() -> None:
     prefill = [USER, {"role": "assistant", "content": "The capital of France is"}]
     assert chat(messages=prefill).ask.continue_final

@@ -188,7 +188,9 @@ def sampling_params(
     try:
         opts = msgspec.convert(raw, Options)
     except msgspec.ValidationError as error:
-        raise ApiError.invalid(f"options: {error}", param="options") from None
+        what, _, where = str(error).partition(" - at `$")  # msgspec's "… - at `$.top_k`"
+        field = "options" + where.rstrip("`")
+        raise ApiError.invalid(f"{field}: {what}", param=field) from None
     stops = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop or [])
     limit = opts.num_predict if opts.num_predict is not None and opts.num_predict > 0 else None
 
