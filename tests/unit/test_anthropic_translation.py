@@ -139,6 +139,10 @@ def test_an_image_a_tool_returned_is_named_in_its_place() -> None:
         ),
         ({"system": [{"type": "text"}]}, r"system\[0\].text: a text block needs its text"),
         (
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+            r"messages\[0\].content\[0\].tool_use_id: field required",
+        ),
+        (
             {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
             "image blocks are not supported",
         ),

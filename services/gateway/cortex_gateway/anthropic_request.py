@@ -260,6 +260,11 @@ def _from_blocks(role: str, blocks: list[Block], where: str) -> list[ChatMessage
             arguments = json.dumps(block.input or {}, ensure_ascii=False)
             calls.append(ToolCall(id=block.id or "", name=block.name or "", arguments=arguments))
         elif block.type == "tool_result" and role == "user":
+            if not block.tool_use_id:  # as Anthropic's API: a result must say whose it is
+                raise ApiError.invalid(
+                    f"{where}[{position}].tool_use_id: field required",
+                    param=f"{where}[{position}].tool_use_id",
+                )
             result = _tool_result_text(block.content, f"{where}[{position}].content")
             if block.is_error:
                 result = f"Error: {result}"
