@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,6 +97,11 @@ class Neuron:
         self._infer: Subscription | None = None  # inference requests, as they arrive
         self._footprints = {m.id: profile_footprint(m) for m in catalogue.models}
         self._files = file_stamps(catalogue)
+        # The catalogue's files are looked at on a thread of their own: on the default
+        # executor a burst of requests (each prompt is rendered there) queued the look, and
+        # with it the heartbeat, for seconds, and the gateways took the neuron for gone.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue-files")
+        self._rereading: asyncio.Task[None] | None = None
         self._catalogue_entries = catalogue_entries(
             catalogue, self._footprints, queue_depth=settings.neuron.queue_depth
         )
@@ -125,6 +131,9 @@ class Neuron:
             await stop.wait()
         finally:
             beat.cancel()
+            if self._rereading is not None:
+                self._rereading.cancel()
+            self._disk.shutdown(wait=False, cancel_futures=True)
             for sub in subs:
                 await sub.unsubscribe()
             for resident in list(self.residents.values()):
@@ -145,8 +154,10 @@ class Neuron:
     async def _reread_changed_files(self) -> None:
         """A catalogue GGUF put in place, or replaced, since the entries were read: what
         the entries say of it (facts, footprint) is read again, off the event loop."""
-        # (off the loop too: a stat on a hung network mount must not stop the heartbeat)
-        files = await asyncio.to_thread(file_stamps, self.catalogue)
+        # (off the loop, and not awaited by the heartbeat: a stat on a hung network mount
+        # must not stop it)
+        loop = asyncio.get_running_loop()
+        files = await loop.run_in_executor(self._disk, file_stamps, self.catalogue)
         changed = [m for m in self.catalogue.models if files[m.id] != self._files[m.id]]
         if not changed:
             return
@@ -159,13 +170,15 @@ class Neuron:
                 self.catalogue, self._footprints, queue_depth=self.settings.neuron.queue_depth
             )
 
-        self._catalogue_entries = await asyncio.to_thread(reread)
+        self._catalogue_entries = await loop.run_in_executor(self._disk, reread)
         self.log.info("catalogue_files_changed", models=[m.id for m in changed])
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.neuron.heartbeat_interval_s
         while not stop.is_set():
-            await self._reread_changed_files()
+            if self._rereading is None or self._rereading.done():
+                # what it finds goes out with the next beat
+                self._rereading = asyncio.create_task(self._reread_changed_files())
             await self.publish_heartbeat()
             self._cancel_orphans()
             try:
