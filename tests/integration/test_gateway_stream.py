@@ -37,16 +37,17 @@ NODE = "scripted"
 Script = Callable[[Client, InferRequest], object]
 
 
-def fleet_with_ready_model(*nodes: str) -> FleetState:
+def fleet_with_ready_model(*nodes: str, interval_s: float = 60.0, age_s: float = 0.0) -> FleetState:
+    """A fleet whose `nodes` have model "m" ready, their last heartbeats `age_s` old."""
     fleet = FleetState()
     for node in nodes or (NODE,):
         heartbeat = Heartbeat(
-            node=node, instance="x", seq=1, sent_at=0.0, interval_s=60.0,
+            node=node, instance="x", seq=1, sent_at=0.0, interval_s=interval_s,
             devices=[Device(index=0, name="cpu", kind="cpu", total_mb=1, free_mb=1)],
             memory_budget_mb=1, models=[LoadedModel(id="m", state="ready")],
             catalogue=[CatalogueEntry(id="m", n_ctx=8, footprint_mb=1)],
         )  # fmt: skip
-        fleet.observe(heartbeat, time.monotonic())
+        fleet.observe(heartbeat, time.monotonic() - age_s)
     return fleet
 
 
@@ -156,6 +157,34 @@ async def test_a_cold_model_without_a_scheduler_is_a_clear_503(tmp_path: Path) -
     error = ApiError.from_wire(failed)
     assert (error.status, error.code) == (503, "no_scheduler")
     assert "no scheduler is running" in error.message
+
+
+async def test_a_neuron_late_with_its_heartbeats_is_asked_before_a_cold_load(
+    bus: Client,
+) -> None:
+    """Five intervals late (a loaded machine sends or reads them late): not gone, so the
+    request goes to it at once, and a refusal there is a refusal before any header."""
+    await scripted_neuron(bus, answers)
+    late = fleet_with_ready_model(interval_s=1.0, age_s=5.0)
+    assert late.live(time.monotonic()) == []
+    settings = GatewaySettings(keepalive_interval_s=0.05, stream_idle_timeout_s=0.3)
+    items = [i async for i in Inference(bus, late, settings).stream(request("late"))]
+    assert [type(i).__name__ for i in items] == ["Accepted", "Delta", "Done"]  # no WAITING
+
+
+async def test_a_late_neuron_that_does_not_answer_leaves_the_model_to_a_cold_load(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedNats("127.0.0.1", -1, tmp_path)  # no neuron and no scheduler on it
+    nc = await nats.connect(await asyncio.to_thread(server.start))
+    late = fleet_with_ready_model(interval_s=1.0, age_s=5.0)
+    settings = GatewaySettings(keepalive_interval_s=0.05, scheduler_grace_s=0.5)
+    try:
+        _, failed = await until_failed(Inference(nc, late, settings).stream(request("dead")))
+    finally:
+        await nc.close()
+        server.stop()
+    assert failed.code == "no_scheduler"  # it went on to ask for a load
 
 
 async def test_a_neuron_at_capacity_becomes_429_with_retry_after(bus: Client) -> None:

@@ -26,6 +26,18 @@ def test_neuron_is_gone_after_three_missed_heartbeats() -> None:
     assert fleet.expire(103.1) == ["a"]
 
 
+def test_a_frame_from_a_neuron_keeps_it_alive_while_its_heartbeats_are_late() -> None:
+    fleet = FleetState()
+    fleet.observe(beat("a", models=[LoadedModel(id="m", state="ready")]), now=100.0)
+    fleet.heard_from("a", 102.5)  # a frame of a stream it serves
+    fleet.heard_from("a", 101.0)  # an older one, read late: changes nothing
+    assert [v.node for v in fleet.live(105.4)] == ["a"]
+    assert [v.node for v, _ in fleet.ready_replicas("m", 105.4)] == ["a"]
+    assert fleet.live(105.6) == []
+    fleet.heard_from("b", 105.0)  # a neuron never heard of is not made up
+    assert fleet.neurons.keys() == {"a"}
+
+
 def test_allow_list_ignores_other_neurons() -> None:
     fleet = FleetState(allowed={"a"})
     assert fleet.observe(beat("a"), 0.0)

@@ -15,6 +15,10 @@ import msgspec
 from cortex_wire.messages import CatalogueEntry, Heartbeat, LoadedModel
 
 MISSED_BEATS = 3
+# A neuron that has missed its heartbeats for fewer intervals than this is late, not gone:
+# under load a neuron sends them, or a gateway reads them, seconds late. Its ready models
+# are still tried before a cold load is ordered (a dead one's "no responders" is at once).
+LATE_BEATS = 10
 
 
 @dataclass
@@ -26,8 +30,8 @@ class NeuronView:
     def node(self) -> str:
         return self.heartbeat.node
 
-    def alive(self, now: float) -> bool:
-        return now - self.received_at <= MISSED_BEATS * self.heartbeat.interval_s
+    def alive(self, now: float, beats: int = MISSED_BEATS) -> bool:
+        return now - self.received_at <= beats * self.heartbeat.interval_s
 
     def model(self, model_id: str) -> LoadedModel | None:
         return next((m for m in self.heartbeat.models if m.id == model_id), None)
@@ -58,6 +62,15 @@ class FleetState:
         self.neurons[heartbeat.node] = NeuronView(heartbeat, now)
         return True
 
+    def heard_from(self, node: str, at: float) -> None:
+        """A message of `node`'s other than its heartbeat (a frame of a stream it serves)
+        shows it alive as a heartbeat would: a neuron so busy that its heartbeats come, or
+        are read, seconds late is not gone while it streams. What it holds stays as its
+        last heartbeat said."""
+        view = self.neurons.get(node)
+        if view is not None and at > view.received_at:
+            view.received_at = at
+
     def expire(self, now: float) -> list[str]:
         """Forget neurons that missed their heartbeats; return their names."""
         gone = [name for name, view in self.neurons.items() if not view.alive(now)]
@@ -65,8 +78,10 @@ class FleetState:
             del self.neurons[name]
         return gone
 
-    def live(self, now: float) -> list[NeuronView]:
-        return sorted((v for v in self.neurons.values() if v.alive(now)), key=lambda v: v.node)
+    def live(self, now: float, beats: int = MISSED_BEATS) -> list[NeuronView]:
+        """The neurons heard from within `beats` heartbeat intervals."""
+        alive = (v for v in self.neurons.values() if v.alive(now, beats))
+        return sorted(alive, key=lambda v: v.node)
 
     def aliases(self, now: float) -> dict[str, str]:
         merged: dict[str, str] = {}
@@ -94,9 +109,11 @@ class FleetState:
                     models[loaded.id].states[view.node] = loaded
         return models
 
-    def ready_replicas(self, model_id: str, now: float) -> list[tuple[NeuronView, LoadedModel]]:
+    def ready_replicas(
+        self, model_id: str, now: float, beats: int = MISSED_BEATS
+    ) -> list[tuple[NeuronView, LoadedModel]]:
         replicas = []
-        for view in self.live(now):
+        for view in self.live(now, beats):
             loaded = view.model(model_id)
             if loaded is not None and loaded.state == "ready":
                 replicas.append((view, loaded))

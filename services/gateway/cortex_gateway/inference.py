@@ -27,7 +27,15 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from cortex_core.config import GatewaySettings
-from cortex_core.fleet import FleetState, NeuronView, best_replica, counting_own, least_busy
+from cortex_core.fleet import (
+    LATE_BEATS,
+    MISSED_BEATS,
+    FleetState,
+    NeuronView,
+    best_replica,
+    counting_own,
+    least_busy,
+)
 from cortex_core.scheduler_client import SchedulerClient
 from cortex_gateway.recent_routes import RecentRoutes
 from cortex_wire import codec, subjects
@@ -86,6 +94,7 @@ class Routed:
     node: str
     cold_start: bool = False
     load_s: float = 0.0
+    late: bool = False  # to a neuron whose heartbeats are late (fleet.LATE_BEATS)
 
 
 StreamItem: TypeAlias = Accepted | Frame | _Waiting
@@ -197,10 +206,13 @@ class Inference:
         replica not in `avoid`: the one whose cache holds the longest prefix of the
         conversation, `digests`, unless it is much busier), or why it cannot go anywhere."""
         replicas = self._replicas(model, avoid)
+        late = not replicas
+        if late:  # before a cold load: a neuron late with its heartbeats may well be there
+            replicas = self._replicas(model, avoid, LATE_BEATS)
         by_prefix = digests if digests and self.settings.route_by_prefix else []
         node = None if cold else best_replica(replicas, by_prefix, self.recent)
         if node is not None:
-            yield Routed(node)
+            yield Routed(node, late=late)
             return
         log.info("cold_start", model=model, request_id=request_id)
         started = time.perf_counter()
@@ -337,10 +349,13 @@ class Inference:
                 request, request_id=request_id, stream_subject=subjects.stream(request_id)
             )
 
-    def _replicas(self, model: str, avoid: Collection[str]) -> list[tuple[NeuronView, LoadedModel]]:
-        """The ready replicas of `model` on nodes not in `avoid`, loaded with at least the
-        streams this gateway runs there."""
-        replicas = self.fleet.ready_replicas(model, time.monotonic())
+    def _replicas(
+        self, model: str, avoid: Collection[str], beats: int = MISSED_BEATS
+    ) -> list[tuple[NeuronView, LoadedModel]]:
+        """The ready replicas of `model` on nodes not in `avoid` (heard from within
+        `beats` heartbeat intervals), loaded with at least the streams this gateway runs
+        there."""
+        replicas = self.fleet.ready_replicas(model, time.monotonic(), beats)
         mine = counting_own(replicas, self.in_flight[model])
         return [(view, loaded) for view, loaded in mine if view.node not in avoid]
 
@@ -392,8 +407,11 @@ class Inference:
                 counts[node] += 1
                 admitted, prompt_tokens = await self._submit(node, request)
                 # Refused as not ready: the model went away between a heartbeat and our
-                # request, so load it again.
-                if not isinstance(admitted, Refused) or admitted.code != Code.MODEL_NOT_READY:
+                # request, so load it again; so too where a late neuron did not answer.
+                if not isinstance(admitted, Refused):
+                    break
+                late = routed.late and admitted.code == Code.NEURON_UNAVAILABLE
+                if admitted.code != Code.MODEL_NOT_READY and not late:
                     break
             if isinstance(admitted, Refused):
                 yield Failed(seq=-1, error=admitted.error)
@@ -415,7 +433,7 @@ class Inference:
                     load_s=routed.load_s,
                     prompt_tokens=prompt_tokens,
                 )
-            async for item in self._frames(frames, request.request_id):
+            async for item in self._frames(frames, request.request_id, node):
                 if isinstance(item, Done | Failed) and item.seq >= 0:
                     finished = True  # the neuron is done with it: nothing to cancel
                 yield item
@@ -428,7 +446,9 @@ class Inference:
                 counts[counted_on] -= 1
             await sub.unsubscribe()
 
-    async def _frames(self, frames: FrameInbox, request_id: str) -> AsyncIterator[StreamItem]:
+    async def _frames(
+        self, frames: FrameInbox, request_id: str, node: str
+    ) -> AsyncIterator[StreamItem]:
         tick = self.settings.keepalive_interval_s
         limit = self.settings.stream_idle_timeout_s
         expected = 0
@@ -453,6 +473,7 @@ class Inference:
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
                 yield _failed(Code.BAD_FRAME, f"bad frame from neuron: {error}")
                 return
+            self.fleet.heard_from(node, frames.heard_at)
             if frame.seq != expected:
                 yield _failed(
                     Code.STREAM_GAP,
