@@ -27,6 +27,8 @@ class Code(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_TOO_LARGE = "request_too_large"
     CLIENT_TOO_SLOW = "client_too_slow"
+    # the client went away before its answer (counted, never answered: nobody reads it)
+    CANCELLED = "cancelled"
     # the fleet's state forbids it until an operator changes that state
     MODEL_PINNED = "model_pinned"
     # who may ask
@@ -89,6 +91,8 @@ OUTCOMES: dict[Code, Outcome] = {
     Code.METHOD_NOT_ALLOWED: Outcome(405, "invalid_request_error", "invalid_request_error"),
     Code.REQUEST_TOO_LARGE: Outcome(413, "invalid_request_error", "request_too_large"),
     Code.CLIENT_TOO_SLOW: Outcome(408, "invalid_request_error", "invalid_request_error"),
+    # nginx's "client closed request"
+    Code.CANCELLED: Outcome(499, "invalid_request_error", "invalid_request_error"),
     # Unloading a pinned model: 409 Conflict (neither dialect has a conflict type).
     Code.MODEL_PINNED: Outcome(409, "invalid_request_error", "invalid_request_error"),
     Code.INVALID_API_KEY: _AUTH,

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from cortex_gateway.errors import ApiError
+from cortex_gateway.forced_calls import check_forced
 from cortex_gateway.openai_chat import (
     check_positive,
     check_range,
@@ -426,13 +427,8 @@ def check_conversation(request: Conversation) -> None:
             "mcp_servers", "the gateway connects to no MCP server; run tools in the client"
         )
     forced, name = forced_tool(request.tool_choice)
-    names = {tool.name for tool in request.tools or []}
-    if forced and not names:  # count_tokens too: it answers what the request would cost
-        raise ApiError.invalid("a forced tool choice needs at least one tool", param="tool_choice")
-    if name is not None and name not in names:
-        raise ApiError.invalid(
-            f"tool_choice names {name!r}, which is not a tool", param="tool_choice"
-        )
+    if forced:  # count_tokens too: it answers what the request would cost
+        check_forced({tool.name for tool in request.tools or []}, name, "tool_choice")
     if forced and request.thinking is not None and request.thinking.type != "disabled":
         # As Anthropic's API: a forced call is written at once, with no thinking before it.
         raise ApiError.invalid(

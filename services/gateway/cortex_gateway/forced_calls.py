@@ -99,16 +99,22 @@ def openai_forced(
     return True, name
 
 
+def check_forced(names: set[str], name: str | None, param: str) -> None:
+    """A forced choice of the tools `names`, of `name` among them (None: any): one with
+    nothing to call is the client's error (`param`)."""
+    if not names:
+        raise ApiError.invalid("a forced tool choice needs at least one tool", param=param)
+    if name is not None and name not in names:
+        raise ApiError.invalid(f"tool_choice names {name!r}, which is not a tool", param=param)
+
+
 def call_schema(tools: list[dict[str, Any]], name: str | None, param: str) -> dict[str, Any]:
     """The schema of one call to `name`, or to any of `tools` (OpenAI function format)
-    when `name` is None. A choice with nothing to call is the client's error (`param`)."""
+    when `name` is None (check_forced refuses a choice with nothing to call)."""
     functions = [t["function"] for t in tools if isinstance(t.get("function"), dict)]
-    if not functions:
-        raise ApiError.invalid("a forced tool choice needs at least one tool", param=param)
+    check_forced({f.get("name") for f in functions}, name, param)
     if name is not None:
         functions = [f for f in functions if f.get("name") == name]
-        if not functions:
-            raise ApiError.invalid(f"tool_choice names {name!r}, which is not a tool", param=param)
     calls: list[dict[str, Any]] = []
     definitions: dict[str, dict[str, Any]] = {}
     for function in functions:

@@ -59,12 +59,9 @@ def _model_label(gateway: Gateway, request: Request[Any, Any, Any]) -> str:
     return gateway.served_model(name) or ""
 
 
-def _account(
-    request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool,
-    outcome: str | None,
-) -> str:  # fmt: skip
+def _account(request: Request[Any, Any, Any], route: str, error: ApiError, unhandled: bool) -> str:
     """Count (if no trace did) and log the failed request; its id."""
-    outcome = outcome or error.code or "error"
+    outcome = error.code or "error"
     request_id = counted_request()
     if request_id is None:
         request_id = f"req_{next_request_id()}"
@@ -89,9 +86,8 @@ RETRYABLE = frozenset({408, 409, 429})
 
 
 def _error_response(
-    request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False,
-    outcome: str | None = None,
-) -> Response[Any]:  # fmt: skip
+    request: Request[Any, Any, Any], error: ApiError, unhandled: bool = False
+) -> Response[Any]:
     api = api_of(request.url.path, anthropic_client="anthropic-version" in request.headers)
     body = {
         "ollama": ollama_api.error_body,
@@ -105,7 +101,7 @@ def _error_response(
         headers["x-should-retry"] = "false"
     route = INFERENCE_ROUTES.get(request.url.path)
     request_id = (
-        _account(request, route, error, unhandled, outcome) if route is not None
+        _account(request, route, error, unhandled) if route is not None
         else f"req_{next_request_id()}" if api == "anthropic"  # (its SDK shows the id)
         else None
     )  # fmt: skip
@@ -134,8 +130,10 @@ CLIENT_GONE = "client disconnected prematurely"
 def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     if error.status_code == 500 and error.detail == CLIENT_GONE:
         # Nobody reads the answer: the request is counted as a cancelled one, not a failure.
-        gone = ApiError(499, "the client closed the connection before its body arrived")
-        return _error_response(request, gone, outcome="cancelled")
+        gone = ApiError.of(
+            Code.CANCELLED, "the client closed the connection before its body arrived"
+        )
+        return _error_response(request, gone)
     code = HTTP_CODES.get(error.status_code)
     detail = _routing_detail(request, error)
     if code is None:  # a status the table has no code for keeps its status

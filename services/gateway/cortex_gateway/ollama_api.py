@@ -38,7 +38,7 @@ from cortex_gateway.events import (
 from cortex_gateway.gateway_state import LATEST, ModelNotFound, modified_at
 from cortex_gateway.keep_alive import residency
 from cortex_gateway.logprobs import check_top, token_entries
-from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body
+from cortex_gateway.openai_chat import EFFORT_BUDGETS, EFFORT_LEVELS, decode_body, error_at
 from cortex_gateway.projection import Ask, CallInfo, Reply, Turn
 from cortex_gateway.sampling_defaults import OLLAMA
 from cortex_gateway.tool_calls import ParsedCall
@@ -188,8 +188,8 @@ def sampling_params(
     try:
         opts = msgspec.convert(raw, Options)
     except msgspec.ValidationError as error:
-        what, _, where = str(error).partition(" - at `$")  # msgspec's "… - at `$.top_k`"
-        field = "options" + where.rstrip("`")
+        what, where = error_at(error)
+        field = "options" + where
         raise ApiError.invalid(f"{field}: {what}", param=field) from None
     stops = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop or [])
     limit = opts.num_predict if opts.num_predict is not None and opts.num_predict > 0 else None

@@ -159,10 +159,8 @@ def decode_error(error: msgspec.MsgspecError) -> ApiError:
     text = str(error)
     if not isinstance(error, msgspec.ValidationError):
         return ApiError.invalid(f"request body is not valid JSON: {text}")
-    where = ""
-    if " - at `$" in text:
-        text, _, where = text.partition(" - at `$")
-        where = where.rstrip("`").removeprefix(".")
+    text, where = error_at(error)
+    where = where.removeprefix(".")
     named = _NAMED_FIELD.match(text)
     param = ".".join(p for p in (where, named.group(1) if named else "") if p) or None
     return ApiError.invalid(
@@ -170,12 +168,19 @@ def decode_error(error: msgspec.MsgspecError) -> ApiError:
     )
 
 
+def error_at(error: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec's words and the path they are at: "Expected `int`, got `str` - at `$.a[0]`"
+    → ("Expected `int`, got `str`", ".a[0]"); "" for the whole value."""
+    text, _, where = str(error).partition(" - at `$")
+    return text, where.rstrip("`")
+
+
 def decode_body(body: bytes, kind: type[Any]) -> Any:
-    if not body.strip():  # msgspec would say "truncated", which reads as a cut-off upload
-        raise ApiError.invalid("request body is empty: send a JSON object")
     try:
         return msgspec.json.decode(body, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        if not body.strip():  # msgspec says "truncated", which reads as a cut-off upload
+            raise ApiError.invalid("request body is empty: send a JSON object") from None
         raise decode_error(error) from None
     except UnicodeDecodeError as error:  # msgspec checks UTF-8 only where a str is decoded
         raise ApiError.invalid(
